@@ -1,0 +1,341 @@
+"""Records of the structure store: keys, contents, committed records and pages.
+
+This module imports no AiiDA module: the application reads projections with it and no AiiDA profile.
+
+Identifiers
+-----------
+Tenant, workspace and structure ids share one safe character set, chosen so that an id can appear unescaped in a
+URL path segment, a file name, a log line and a Convex index range:
+
+* 1 to 128 characters;
+* ASCII letters, digits, ``_``, ``-`` and ``.``;
+* the first character is a letter or a digit (so no ``.``/``..`` path tricks, no leading dash that looks like an
+  option on a command line).
+
+Anything else (empty, too long, path separators, whitespace, control characters, non-ASCII) is rejected with
+:class:`~aiida_structstore.exceptions.InvalidInputError` naming the field and the offending value.
+
+Content hash
+------------
+:func:`content_hash` is the sha256 of a canonical JSON document (sorted keys, no whitespace, no NaN/Infinity) of
+everything a record carries except its key and timestamps, including the size and sha256 of the raw input. Two
+writes with equal hashes are the same content: the second is a no-op on every backend.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import uuid as uuid_lib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .exceptions import InvalidInputError, LimitExceededError
+
+__all__ = (
+    'ID_MAX_LENGTH',
+    'ID_PATTERN',
+    'SUMMARY_FIELDS',
+    'Page',
+    'PutResult',
+    'Source',
+    'StructureContent',
+    'StructureKey',
+    'StructureRecord',
+    'StructureSummary',
+    'canonical_json',
+    'content_hash',
+    'ensure_text',
+    'validate_id',
+)
+
+ID_MAX_LENGTH = 128
+ID_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
+SOURCE_KIND_PATTERN = re.compile(r'[a-z][a-z0-9_.-]{0,63}')
+FILENAME_MAX_LENGTH = 255
+HASH_VERSION = 1
+
+#: OPTIMADE fields copied from the structure payload into the small, always-inline ``summary`` of a record. They are
+#: what a list view or a filter needs; the full payload (site positions, species) may be large.
+SUMMARY_FIELDS = (
+    'elements',
+    'nelements',
+    'elements_ratios',
+    'chemical_formula_descriptive',
+    'chemical_formula_reduced',
+    'chemical_formula_anonymous',
+    'chemical_formula_hill',
+    'dimension_types',
+    'nperiodic_dimensions',
+    'lattice_vectors',
+    'nsites',
+    'structure_features',
+)
+
+
+def validate_id(value: object, what: str = 'id') -> str:
+    """Return ``value`` if it is a valid tenant, workspace or structure id, else raise :class:`InvalidInputError`."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f'{what} must be a string, got {type(value).__name__}')
+    if not value:
+        raise InvalidInputError(f'{what} must not be empty')
+    if len(value) > ID_MAX_LENGTH:
+        raise InvalidInputError(f'{what} is {len(value)} characters long; the limit is {ID_MAX_LENGTH}')
+    if ID_PATTERN.fullmatch(value) is None:
+        bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in '._-'))), None)
+        if bad is not None:
+            detail = f'character {bad!r} is not allowed'
+        else:
+            detail = 'it must start with an ASCII letter or digit'
+        raise InvalidInputError(
+            f'{what} {value!r} is invalid: {detail} (allowed: ASCII letters, digits, "_", "-", "."; '
+            f'first character a letter or digit; at most {ID_MAX_LENGTH} characters)'
+        )
+    return value
+
+
+def ensure_text(value: str | bytes, what: str = 'text') -> str:
+    """Return ``value`` as a ``str`` that encodes to UTF-8, decoding bytes strictly; raise on anything else."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode('utf-8')
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f'{what} is not valid UTF-8: byte {bytes(value)[exc.start]:#04x} at offset {exc.start}'
+            ) from exc
+    if not isinstance(value, str):
+        raise InvalidInputError(f'{what} must be text, got {type(value).__name__}')
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f'{what} cannot be encoded as UTF-8: lone surrogate {value[exc.start]!r} at index {exc.start}'
+        ) from exc
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Serialize ``value`` deterministically: sorted keys, compact separators, no NaN or Infinity."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise InvalidInputError(f'value is not representable as JSON: {exc}') from exc
+    except TypeError as exc:
+        raise InvalidInputError(f'value is not JSON-serializable: {exc}') from exc
+
+
+def _check_json_value(value: Any, path: str) -> None:
+    """Reject values that would not survive a JSON round trip exactly (NaN, Infinity, non-string keys, ...)."""
+    if value is None or isinstance(value, bool | str):
+        if isinstance(value, str):
+            ensure_text(value, path)
+        return
+    if isinstance(value, int):
+        if abs(value) > 2**63 - 1:
+            raise InvalidInputError(f'{path}: integer {value} does not fit in 64 bits')
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f'{path}: {value} is not a finite number')
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f'{path}: key {key!r} is not a string')
+            ensure_text(key, f'{path} key')
+            _check_json_value(item, f'{path}.{key}')
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json_value(item, f'{path}[{index}]')
+        return
+    raise InvalidInputError(f'{path}: value of type {type(value).__name__} is not JSON-compatible')
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra='forbid')
+
+
+class StructureKey(_Model):
+    """The key of a record: one committed record per ``(tenant_id, workspace_id, structure_id)``."""
+
+    tenant_id: str
+    workspace_id: str
+    structure_id: str
+
+    @field_validator('tenant_id', 'workspace_id', 'structure_id', mode='before')
+    @classmethod
+    def _valid_id(cls, value: object, info: pydantic.ValidationInfo) -> str:
+        return validate_id(value, info.field_name or 'id')
+
+    @classmethod
+    def of(cls, tenant_id: str, workspace_id: str, structure_id: str) -> StructureKey:
+        """Build a key, raising :class:`InvalidInputError` (not a pydantic error) on an invalid id."""
+        validate_id(tenant_id, 'tenant_id')
+        validate_id(workspace_id, 'workspace_id')
+        validate_id(structure_id, 'structure_id')
+        return cls(tenant_id=tenant_id, workspace_id=workspace_id, structure_id=structure_id)
+
+    def __str__(self) -> str:
+        return f'{self.tenant_id}/{self.workspace_id}/{self.structure_id}'
+
+
+class Source(_Model):
+    """Where a record's content came from: ``kind`` (``cif``, ``pw-input``, ``aiida``, ...) and the file name."""
+
+    kind: str
+    filename: str | None = None
+
+    @field_validator('kind')
+    @classmethod
+    def _valid_kind(cls, value: str) -> str:
+        if SOURCE_KIND_PATTERN.fullmatch(value) is None:
+            raise ValueError(f'source kind {value!r} must match {SOURCE_KIND_PATTERN.pattern}')
+        return value
+
+    @field_validator('filename')
+    @classmethod
+    def _valid_filename(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        ensure_text(value, 'source filename')
+        if not value or len(value) > FILENAME_MAX_LENGTH:
+            raise ValueError(f'source filename must have 1 to {FILENAME_MAX_LENGTH} characters')
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError('source filename contains a control character')
+        return value
+
+
+class StructureContent(_Model):
+    """What a writer supplies: the key and the payload. The store derives sizes, hashes and timestamps."""
+
+    key: StructureKey
+    source: Source
+    cif: str | None = None
+    structure: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    node_uuid: str | None = None
+
+    @field_validator('cif')
+    @classmethod
+    def _valid_cif(cls, value: str | None) -> str | None:
+        return None if value is None else ensure_text(value, 'cif')
+
+    @field_validator('structure', 'params')
+    @classmethod
+    def _valid_json(cls, value: dict[str, Any] | None, info: pydantic.ValidationInfo) -> dict[str, Any] | None:
+        if value is not None:
+            _check_json_value(value, info.field_name or 'value')
+        return value
+
+    @field_validator('node_uuid')
+    @classmethod
+    def _valid_uuid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(uuid_lib.UUID(value))
+        except ValueError as exc:
+            raise ValueError(f'node_uuid {value!r} is not a UUID') from exc
+
+    @classmethod
+    def build(cls, **data: Any) -> StructureContent:
+        """Validate ``data`` into a content, raising :class:`InvalidInputError` with every problem named."""
+        return _build(cls, data)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The small, always-inline subset of the structure payload (see :data:`SUMMARY_FIELDS`)."""
+        if not self.structure:
+            return {}
+        return {name: self.structure[name] for name in SUMMARY_FIELDS if name in self.structure}
+
+
+def content_hash(content: StructureContent, raw_size: int | None, raw_sha256: str | None) -> str:
+    """Return the sha256 hex digest identifying ``content`` plus its raw input (see the module docstring)."""
+    document = {
+        'v': HASH_VERSION,
+        'source': content.source.model_dump(),
+        'cif': content.cif,
+        'structure': content.structure,
+        'params': content.params,
+        'node_uuid': content.node_uuid,
+        'raw': None if raw_sha256 is None else {'size': raw_size, 'sha256': raw_sha256},
+    }
+    return hashlib.sha256(canonical_json(document).encode('utf-8')).hexdigest()
+
+
+class StructureSummary(_Model):
+    """A committed record without its large payload fields: what a workspace listing returns."""
+
+    key: StructureKey
+    source: Source
+    summary: dict[str, Any] = Field(default_factory=dict)
+    node_uuid: str | None = None
+    content_hash: str
+    chunk_count: int
+    raw_size: int | None = None
+    raw_sha256: str | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def has_raw(self) -> bool:
+        return self.raw_sha256 is not None
+
+
+class StructureRecord(StructureSummary):
+    """A committed record with its payload: CIF text, OPTIMADE structure payload, parameters."""
+
+    cif: str | None = None
+    structure: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+
+    def to_content(self) -> StructureContent:
+        """Return the content this record was written from."""
+        return StructureContent(
+            key=self.key,
+            source=self.source,
+            cif=self.cif,
+            structure=self.structure,
+            params=self.params,
+            node_uuid=self.node_uuid,
+        )
+
+
+class PutResult(_Model):
+    """What a write did: ``created``, ``updated`` or ``unchanged`` (the same content was already committed)."""
+
+    key: StructureKey
+    status: Literal['created', 'updated', 'unchanged']
+    content_hash: str
+    chunk_count: int
+
+
+class Page(_Model):
+    """One page of a workspace listing, newest first; pass ``next_cursor`` to get the next page."""
+
+    items: tuple[StructureSummary, ...]
+    next_cursor: str | None = None
+
+
+def _build(cls: type[_Model], data: Mapping[str, Any]) -> Any:
+    try:
+        return cls.model_validate(dict(data))
+    except pydantic.ValidationError as exc:
+        problems = '; '.join(
+            f'{".".join(str(p) for p in err["loc"]) or cls.__name__}: {err["msg"]}' for err in exc.errors()
+        )
+        raise InvalidInputError(f'invalid {cls.__name__}: {problems}') from exc
+
+
+def check_size(what: str, size: int, limit: int) -> None:
+    """Raise :class:`LimitExceededError` if ``size`` (bytes) is over ``limit``."""
+    if size > limit:
+        raise LimitExceededError(f'{what} is {size} bytes; the limit is {limit} bytes')

@@ -1,0 +1,27 @@
+"""Structure stores: the contract (:class:`StructureStore`), its backends, and :func:`open_store`.
+
+This package imports no AiiDA module: the application can read projections without an AiiDA profile.
+"""
+
+from __future__ import annotations
+
+from .base import StructureStore
+from .memory import MemoryStore
+from .settings import BACKENDS, StoreSettings, load_settings
+
+__all__ = ('BACKENDS', 'MemoryStore', 'StoreSettings', 'StructureStore', 'load_settings', 'open_store')
+
+
+def open_store(settings: StoreSettings | None = None, **overrides: object) -> StructureStore:
+    """Open the store selected by ``STRUCTURE_STORE_BACKEND`` (default ``convex``).
+
+    ``memory`` returns this process's shared in-memory store. ``convex`` needs ``CONVEX_URL`` and
+    ``CONVEX_DEPLOY_KEY``; a missing one raises :class:`~aiida_structstore.exceptions.ConfigurationError` naming it.
+    """
+    settings = (settings or load_settings(**overrides)).check()
+    backend = settings.backend.strip().lower()
+    if backend == 'memory':
+        return MemoryStore.shared()
+    from .convex import ConvexStore
+
+    return ConvexStore.from_settings(settings)

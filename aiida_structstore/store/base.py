@@ -1,0 +1,208 @@
+"""The store contract: one abstract :class:`StructureStore` that every backend implements.
+
+Backends implement a small set of primitives (``_put_prepared``, ``get``, ``_read_raw``, ``list``, ``delete``,
+``content_hashes``, ``collect_garbage``); validation, hashing and chunking happen once, here, so every backend
+computes the same content hash and the same chunks for the same input.
+
+Invariants every backend keeps (one contract test suite, ``tests/store/test_contract.py``, runs on all of them):
+
+1. one committed record per ``(tenant_id, workspace_id, structure_id)``;
+2. writing the same content again is a no-op (``status == 'unchanged'``);
+3. raw text read back is byte-identical to what was written and matches the committed size and sha256, or the read
+   raises :class:`~aiida_structstore.exceptions.IntegrityError`; a write that fails half-way leaves the previously
+   committed version readable;
+4. no call returns another tenant's or workspace's data;
+5. invalid input raises :class:`~aiida_structstore.exceptions.InvalidInputError` and writes nothing.
+
+This module imports no AiiDA module.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import ClassVar
+
+from ..chunking import DEFAULT_CHUNK_BYTES, ChunkedText, join_chunks, split_text
+from ..exceptions import InvalidInputError, LimitExceededError, NotFoundError
+from ..models import (
+    Page,
+    PutResult,
+    StructureContent,
+    StructureKey,
+    StructureRecord,
+    canonical_json,
+    content_hash,
+    ensure_text,
+    validate_id,
+)
+
+__all__ = ('MAX_PAGE_SIZE', 'MAX_PART_BYTES', 'MAX_RAW_BYTES', 'PreparedWrite', 'StructureStore')
+
+#: The largest raw input accepted (UTF-8 bytes). pw.x inputs with explicit k-points or large cells reach tens of MB.
+MAX_RAW_BYTES = 256 * 1024 * 1024
+#: The largest CIF text, or JSON text of the structure payload or parameters, accepted (UTF-8 bytes).
+MAX_PART_BYTES = 64 * 1024 * 1024
+#: The largest page a listing returns.
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True)
+class PreparedWrite:
+    """A validated write: the content, its raw input split into chunks, and the content hash."""
+
+    content: StructureContent
+    raw: ChunkedText | None
+    content_hash: str
+
+    @property
+    def key(self) -> StructureKey:
+        return self.content.key
+
+    @property
+    def chunk_count(self) -> int:
+        return 0 if self.raw is None else self.raw.count
+
+
+class StructureStore(abc.ABC):
+    """A structure store: records keyed by tenant, workspace and structure id, with chunked raw input.
+
+    Use it as a context manager, or call :meth:`close` when done.
+    """
+
+    #: The backend name used by ``STRUCTURE_STORE_BACKEND``.
+    backend: ClassVar[str]
+
+    def __init__(self, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self.chunk_bytes = chunk_bytes
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def prepare(self, content: StructureContent, raw: str | bytes | None = None) -> PreparedWrite:
+        """Validate ``content`` and ``raw`` and compute chunks and content hash, without writing anything."""
+        if not isinstance(content, StructureContent):
+            raise InvalidInputError(f'content must be a StructureContent, got {type(content).__name__}')
+        for name in ('cif', 'structure', 'params'):
+            value = getattr(content, name)
+            if value is None:
+                continue
+            size = len((value if isinstance(value, str) else canonical_json(value)).encode('utf-8'))
+            if size > MAX_PART_BYTES:
+                raise LimitExceededError(f'{content.key}: {name} is {size} bytes; the limit is {MAX_PART_BYTES} bytes')
+        chunked = None
+        if raw is not None:
+            text = ensure_text(raw, f'{content.key}: raw input')
+            size = len(text.encode('utf-8'))
+            if size > MAX_RAW_BYTES:
+                raise LimitExceededError(
+                    f'{content.key}: raw input is {size} bytes; the limit is {MAX_RAW_BYTES} bytes'
+                )
+            chunked = split_text(text, self.chunk_bytes)
+        digest = content_hash(content, chunked.size if chunked else None, chunked.sha256 if chunked else None)
+        return PreparedWrite(content=content, raw=chunked, content_hash=digest)
+
+    def put(self, content: StructureContent, raw: str | bytes | None = None) -> PutResult:
+        """Write one record (and its raw input). Writing the same content again changes nothing."""
+        return self._put_prepared([self.prepare(content, raw)])[0]
+
+    def put_many(self, items: Iterable[tuple[StructureContent, str | bytes | None]]) -> list[PutResult]:
+        """Write many records, batched as the backend sees fit. Every item is validated before anything is written."""
+        prepared = [self.prepare(content, raw) for content, raw in items]
+        keys = [p.key for p in prepared]
+        if len(set(keys)) != len(keys):
+            duplicate = next(k for k in keys if keys.count(k) > 1)
+            raise InvalidInputError(f'{duplicate}: the same key appears more than once in one put_many call')
+        return self._put_prepared(prepared) if prepared else []
+
+    @abc.abstractmethod
+    def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+        """Commit validated writes; each one atomically (readers see the old or the new version, never a mix)."""
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, key: StructureKey) -> StructureRecord:
+        """Return the committed record under ``key``; raise :class:`NotFoundError` if there is none."""
+
+    def find(self, key: StructureKey) -> StructureRecord | None:
+        """Return the committed record under ``key``, or ``None``."""
+        try:
+            return self.get(key)
+        except NotFoundError:
+            return None
+
+    def get_raw(self, key: StructureKey) -> str | None:
+        """Return the raw input of the record under ``key`` (``None`` if it has none), verified byte for byte."""
+        record = self.get(key)
+        if record.raw_sha256 is None:
+            return None
+        return join_chunks(
+            self._read_raw(record),
+            expected_count=record.chunk_count,
+            expected_size=record.raw_size or 0,
+            expected_sha256=record.raw_sha256,
+            what=f'{key}: raw input',
+        )
+
+    @abc.abstractmethod
+    def _read_raw(self, record: StructureRecord) -> Iterable[tuple[int, str]]:
+        """Yield ``(index, text)`` of the committed raw chunks of ``record`` in order."""
+
+    @abc.abstractmethod
+    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+        """Return one page of a workspace's records, newest (most recently updated) first."""
+
+    def iter_workspace(self, tenant_id: str, workspace_id: str, *, page_size: int = 100) -> Iterator:
+        """Iterate over every record summary of a workspace, page by page."""
+        cursor = None
+        while True:
+            page = self.list(tenant_id, workspace_id, cursor=cursor, limit=page_size)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    @abc.abstractmethod
+    def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
+        """Return ``{structure_id: content_hash}`` for those of ``structure_ids`` that have a committed record."""
+
+    # -- deleting ----------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def delete(self, key: StructureKey) -> bool:
+        """Delete the record under ``key`` and all its chunks; return whether there was one."""
+
+    @abc.abstractmethod
+    def collect_garbage(self, tenant_id: str, workspace_id: str, *, older_than_seconds: float = 3600.0) -> int:
+        """Delete chunks that no committed record references (left by interrupted writes); return how many.
+
+        Chunks younger than ``older_than_seconds`` are kept: they may belong to a write still in progress.
+        """
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027 - a no-op default is right for backends without resources
+        """Release resources (connections). The store is not usable afterwards."""
+
+    def __enter__(self) -> StructureStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- helpers for backends ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_scope(tenant_id: str, workspace_id: str) -> None:
+        validate_id(tenant_id, 'tenant_id')
+        validate_id(workspace_id, 'workspace_id')
+
+    @staticmethod
+    def _check_limit(limit: int) -> int:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidInputError(f'page limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}')
+        return limit

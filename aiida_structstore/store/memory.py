@@ -1,0 +1,178 @@
+"""The in-memory backend: the reference implementation of the store contract, for tests and isolated local runs.
+
+Nothing is persisted. ``MemoryStore()`` is a fresh, empty store; :meth:`MemoryStore.shared` returns the one store
+of this process that ``open_store()`` hands out for ``STRUCTURE_STORE_BACKEND=memory``, so that a projection and a
+later read in the same process see the same data.
+
+This module imports no AiiDA module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..exceptions import InvalidInputError, NotFoundError
+from ..models import Page, PutResult, StructureKey, StructureRecord, StructureSummary
+from .base import PreparedWrite, StructureStore
+
+__all__ = ('MemoryStore',)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    record: StructureRecord
+    chunks: tuple[str, ...]
+
+
+def _now() -> dt.datetime:
+    # Millisecond resolution, as Convex stores it, so both backends return equal timestamps for equal writes.
+    return dt.datetime.fromtimestamp(time.time_ns() // 1_000_000 / 1000, tz=dt.timezone.utc)
+
+
+def encode_cursor(updated_at: dt.datetime, structure_id: str) -> str:
+    payload = json.dumps([updated_at.isoformat(), structure_id]).encode()
+    return base64.urlsafe_b64encode(payload).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        stamp, structure_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return dt.datetime.fromisoformat(stamp), str(structure_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}') from exc
+
+
+class MemoryStore(StructureStore):
+    """A thread-safe, in-process store."""
+
+    backend: ClassVar[str] = 'memory'
+    _shared: ClassVar[MemoryStore | None] = None
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.RLock()
+        self._data: dict[tuple[str, str], dict[str, _Entry]] = {}
+
+    @classmethod
+    def shared(cls) -> MemoryStore:
+        """Return this process's shared memory store (created on first use)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __repr__(self) -> str:
+        with self._lock:
+            count = sum(len(records) for records in self._data.values())
+        return f'MemoryStore(records={count})'
+
+    def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+        results = []
+        with self._lock:
+            for write in writes:
+                key = write.key
+                workspace = self._data.setdefault((key.tenant_id, key.workspace_id), {})
+                previous = workspace.get(key.structure_id)
+                if previous is not None and previous.record.content_hash == write.content_hash:
+                    results.append(
+                        PutResult(
+                            key=key,
+                            status='unchanged',
+                            content_hash=write.content_hash,
+                            chunk_count=previous.record.chunk_count,
+                        )
+                    )
+                    continue
+                now = _now()
+                content = write.content
+                record = StructureRecord(
+                    key=key,
+                    source=content.source,
+                    summary=content.summary,
+                    node_uuid=content.node_uuid,
+                    content_hash=write.content_hash,
+                    chunk_count=write.chunk_count,
+                    raw_size=write.raw.size if write.raw else None,
+                    raw_sha256=write.raw.sha256 if write.raw else None,
+                    created_at=previous.record.created_at if previous else now,
+                    updated_at=now,
+                    cif=content.cif,
+                    structure=content.structure,
+                    params=content.params,
+                )
+                workspace[key.structure_id] = _Entry(record, write.raw.chunks if write.raw else ())
+                results.append(
+                    PutResult(
+                        key=key,
+                        status='updated' if previous else 'created',
+                        content_hash=write.content_hash,
+                        chunk_count=write.chunk_count,
+                    )
+                )
+        return results
+
+    def _entry(self, key: StructureKey) -> _Entry:
+        with self._lock:
+            entry = self._data.get((key.tenant_id, key.workspace_id), {}).get(key.structure_id)
+        if entry is None:
+            raise NotFoundError(f'no structure {key}')
+        return entry
+
+    def get(self, key: StructureKey) -> StructureRecord:
+        return self._entry(key).record
+
+    def _read_raw(self, record: StructureRecord) -> Iterable[tuple[int, str]]:
+        entry = self._entry(record.key)
+        if entry.record.content_hash != record.content_hash:
+            # The record was replaced between get() and this read: the chunks are not the ones it describes.
+            return ()
+        return enumerate(entry.chunks)
+
+    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+        self._check_scope(tenant_id, workspace_id)
+        self._check_limit(limit)
+        with self._lock:
+            records = [entry.record for entry in self._data.get((tenant_id, workspace_id), {}).values()]
+        records.sort(key=lambda r: (r.updated_at, r.key.structure_id), reverse=True)
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            records = [r for r in records if (r.updated_at, r.key.structure_id) < after]
+        page = records[:limit]
+        next_cursor = None
+        if len(records) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor(last.updated_at, last.key.structure_id)
+        items = tuple(
+            StructureSummary.model_validate(r.model_dump(include=set(StructureSummary.model_fields))) for r in page
+        )
+        return Page(items=items, next_cursor=next_cursor)
+
+    def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
+        self._check_scope(tenant_id, workspace_id)
+        with self._lock:
+            workspace = self._data.get((tenant_id, workspace_id), {})
+            return {sid: workspace[sid].record.content_hash for sid in structure_ids if sid in workspace}
+
+    def delete(self, key: StructureKey) -> bool:
+        with self._lock:
+            workspace = self._data.get((key.tenant_id, key.workspace_id), {})
+            return workspace.pop(key.structure_id, None) is not None
+
+    def collect_garbage(self, tenant_id: str, workspace_id: str, *, older_than_seconds: float = 3600.0) -> int:
+        # Writes are atomic in memory: there are never unreferenced chunks to collect.
+        self._check_scope(tenant_id, workspace_id)
+        return 0
+
+    def clear(self) -> None:
+        """Remove every record (for tests)."""
+        with self._lock:
+            self._data.clear()

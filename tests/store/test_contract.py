@@ -1,0 +1,262 @@
+"""The store contract: the invariants of ``docs/store-contract.md``, run on every backend (see ``conftest.py``)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aiida_structstore.exceptions import IntegrityError, InvalidInputError, LimitExceededError, NotFoundError
+from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.store import base
+
+RAW_SAMPLES = {
+    'empty': '',
+    'ascii': '&CONTROL\n  calculation = "scf"\n/\n',
+    'crlf': 'line one\r\nline two\r\n\r\n',
+    'astral': 'Fe \U0001f9f2 magnet \U00010348 gothic, é, 中文, \u200b',
+    'multi-chunk': ('K_POINTS crystal \u00e9\U0001f600\r\n' * 40_000),  # ~1.4 MB: several 512 KiB chunks
+}
+
+
+class TestWriteRead:
+    def test_put_then_get_returns_what_was_written(self, store, make_content):
+        content = make_content(params={'SYSTEM': {'ecutwfc': 30.0, 'celldm(1)': 10.2}})
+        result = store.put(content, raw='raw text')
+        assert result.status == 'created'
+        record = store.get(content.key)
+        assert record.to_content() == content
+        assert record.content_hash == result.content_hash
+        assert record.summary['chemical_formula_reduced'] == 'Si'
+        assert 'cartesian_site_positions' not in record.summary
+        assert record.raw_size == len(b'raw text')
+        assert record.chunk_count == 1
+        assert record.created_at == record.updated_at
+
+    def test_same_content_again_is_a_noop(self, store, make_content):
+        content = make_content()
+        first = store.put(content, raw='abc')
+        before = store.get(content.key)
+        second = store.put(content, raw='abc')
+        assert second.status == 'unchanged'
+        assert second.content_hash == first.content_hash
+        assert store.get(content.key) == before
+
+    def test_changed_content_updates_the_one_record(self, store, make_content):
+        store.put(make_content(cif='data_a\n'), raw='one')
+        created = store.get(make_content().key)
+        result = store.put(make_content(cif='data_b\n'), raw='two')
+        assert result.status == 'updated'
+        record = store.get(make_content().key)
+        assert record.cif == 'data_b\n'
+        assert store.get_raw(record.key) == 'two'
+        assert record.created_at == created.created_at
+        assert record.updated_at >= created.updated_at
+        page = store.list(record.key.tenant_id, 'ws')
+        assert [item.key for item in page.items] == [record.key]
+
+    def test_raw_change_alone_changes_the_hash(self, store, make_content):
+        content = make_content()
+        first = store.put(content, raw='one')
+        second = store.put(content, raw='two')
+        third = store.put(content)
+        assert len({first.content_hash, second.content_hash, third.content_hash}) == 3
+        assert store.get_raw(content.key) is None
+        assert store.get(content.key).chunk_count == 0
+
+    @pytest.mark.parametrize('name', sorted(RAW_SAMPLES))
+    def test_raw_round_trip_is_byte_exact(self, store, make_content, name):
+        text = RAW_SAMPLES[name]
+        content = make_content(f'raw-{name}')
+        store.put(content, raw=text)
+        back = store.get_raw(content.key)
+        assert back.encode('utf-8') == text.encode('utf-8')
+        record = store.get(content.key)
+        assert record.raw_size == len(text.encode('utf-8'))
+        assert record.chunk_count == (len(text.encode()) + store.chunk_bytes - 1) // store.chunk_bytes
+
+    def test_raw_bytes_are_decoded_as_utf8(self, store, make_content):
+        content = make_content()
+        store.put(content, raw='Å\r\n'.encode())
+        assert store.get_raw(content.key) == 'Å\r\n'
+
+    def test_put_many_reports_each_status(self, store, make_content):
+        items = [(make_content(f's{i}'), f'raw {i}') for i in range(5)]
+        assert {r.status for r in store.put_many(items)} == {'created'}
+        items[2] = (make_content('s2', cif='data_changed\n'), 'raw 2')
+        statuses = [r.status for r in store.put_many(items)]
+        assert statuses == ['unchanged', 'unchanged', 'updated', 'unchanged', 'unchanged']
+
+    def test_content_hashes(self, store, make_content, tenant):
+        results = store.put_many([(make_content('a'), None), (make_content('b'), 'x')])
+        hashes = store.content_hashes(tenant, 'ws', ['a', 'b', 'missing'])
+        assert hashes == {'a': results[0].content_hash, 'b': results[1].content_hash}
+
+
+class TestListDelete:
+    def test_list_is_paginated_newest_first(self, store, make_content, tenant):
+        for index in range(7):
+            store.put(make_content(f's{index}'))
+        time.sleep(0.005)  # timestamps have millisecond resolution
+        store.put(make_content('s3', cif='data_newest\n'))
+        seen = []
+        cursor = None
+        while True:
+            page = store.list(tenant, 'ws', cursor=cursor, limit=3)
+            assert len(page.items) <= 3
+            seen.extend(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert len(seen) == 7
+        assert len({s.key for s in seen}) == 7
+        assert seen[0].key.structure_id == 's3'
+        stamps = [s.updated_at for s in seen]
+        assert stamps == sorted(stamps, reverse=True)
+        assert [s.key for s in store.iter_workspace(tenant, 'ws', page_size=2)] == [s.key for s in seen]
+
+    def test_list_of_empty_workspace(self, store, tenant):
+        page = store.list(tenant, 'nothing-here')
+        assert page.items == ()
+        assert page.next_cursor is None
+
+    @pytest.mark.parametrize('limit', [0, -1, 10_000, 2.5, True])
+    def test_list_rejects_bad_limits(self, store, tenant, limit):
+        with pytest.raises(InvalidInputError, match='page limit'):
+            store.list(tenant, 'ws', limit=limit)
+
+    def test_list_rejects_a_bad_cursor(self, store, tenant, make_content):
+        store.put(make_content())
+        with pytest.raises(InvalidInputError, match='cursor'):
+            store.list(tenant, 'ws', cursor='not a cursor !!')
+
+    def test_delete(self, store, make_content):
+        content = make_content()
+        store.put(content, raw=RAW_SAMPLES['multi-chunk'])
+        assert store.delete(content.key) is True
+        assert store.delete(content.key) is False
+        assert store.find(content.key) is None
+        with pytest.raises(NotFoundError, match='no structure'):
+            store.get(content.key)
+        with pytest.raises(NotFoundError):
+            store.get_raw(content.key)
+        assert store.collect_garbage(content.key.tenant_id, 'ws', older_than_seconds=0) == 0
+        assert store.put(content).status == 'created'
+
+
+class TestIsolation:
+    def test_same_id_in_other_tenants_and_workspaces(self, store, make_content, tenant):
+        other = f'{tenant}-other'
+        keys = {
+            (tenant, 'ws'): make_content('same', cif='data_mine\n'),
+            (tenant, 'ws2'): make_content('same', workspace='ws2', cif='data_ws2\n'),
+            (other, 'ws'): make_content('same', tenant_id=other, cif='data_other\n'),
+        }
+        for content in keys.values():
+            store.put(content, raw=content.cif)
+        for (t, w), content in keys.items():
+            assert store.get(content.key).cif == content.cif
+            assert store.get_raw(content.key) == content.cif
+            assert [item.key for item in store.list(t, w).items] == [content.key]
+            assert store.content_hashes(t, w, ['same']) == {'same': store.get(content.key).content_hash}
+        store.delete(keys[(tenant, 'ws')].key)
+        assert store.get(keys[(tenant, 'ws2')].key).cif == 'data_ws2\n'
+        assert store.get(keys[(other, 'ws')].key).cif == 'data_other\n'
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        writes=st.lists(
+            st.tuples(st.integers(0, 2), st.integers(0, 1), st.sampled_from(['a', 'b', 'c']), st.integers(0, 3)),
+            min_size=1,
+            max_size=15,
+        )
+    )
+    def test_no_call_returns_another_scopes_data(self, store, writes):
+        run = secrets.token_hex(3)
+        tenants = [f'{run}-t{i}' for i in range(3)]
+        workspaces = ['w0', 'w1']
+        model: dict[tuple[str, str, str], str] = {}
+        for t, w, sid, variant in writes:
+            cif = f'data_{tenants[t]}_{workspaces[w]}_{sid}_{variant}\n'
+            key = StructureKey.of(tenants[t], workspaces[w], sid)
+            store.put(StructureContent(key=key, source=Source(kind='cif'), cif=cif), raw=cif)
+            model[(tenants[t], workspaces[w], sid)] = cif
+        for t in tenants:
+            for w in workspaces:
+                listed = {item.key.structure_id for item in store.iter_workspace(t, w)}
+                expected = {sid for (mt, mw, sid) in model if (mt, mw) == (t, w)}
+                assert listed == expected
+                for item in store.iter_workspace(t, w):
+                    assert (item.key.tenant_id, item.key.workspace_id) == (t, w)
+                for sid in 'abc':
+                    record = store.find(StructureKey.of(t, w, sid))
+                    if (t, w, sid) in model:
+                        assert record.cif == model[(t, w, sid)]
+                        assert store.get_raw(record.key) == model[(t, w, sid)]
+                    else:
+                        assert record is None
+
+
+class TestInvalidInputWritesNothing:
+    @pytest.mark.parametrize(
+        'bad_id',
+        ['', 'a' * 129, 'a/b', 'a\\b', '..', '.hidden', '-opt', 'tab\there', 'new\nline', 'nul\x00', 'caf\u00e9', ' a'],
+    )
+    def test_invalid_ids_are_refused(self, bad_id):
+        with pytest.raises(InvalidInputError):
+            StructureKey.of('tenant', 'ws', bad_id)
+        with pytest.raises(InvalidInputError):
+            StructureKey.of(bad_id, 'ws', 'id')
+
+    def test_invalid_scope_in_list(self, store):
+        with pytest.raises(InvalidInputError, match='tenant_id'):
+            store.list('../etc', 'ws')
+
+    @pytest.mark.parametrize(
+        ('raw', 'match'),
+        [(b'\xff\xfe broken', 'not valid UTF-8'), ('lone \ud800 surrogate', 'surrogate'), (42, 'must be text')],
+    )
+    def test_bad_raw_writes_nothing(self, store, make_content, raw, match):
+        content = make_content()
+        with pytest.raises(InvalidInputError, match=match):
+            store.put(content, raw=raw)
+        assert store.find(content.key) is None
+
+    def test_bad_item_in_a_batch_writes_nothing(self, store, make_content, tenant):
+        items = [(make_content('good1'), 'ok'), (make_content('bad'), b'\xc3\x28'), (make_content('good2'), 'ok')]
+        with pytest.raises(InvalidInputError, match='bad: raw input is not valid UTF-8'):
+            store.put_many(items)
+        assert store.list(tenant, 'ws').items == ()
+
+    def test_duplicate_keys_in_a_batch(self, store, make_content, tenant):
+        with pytest.raises(InvalidInputError, match='more than once'):
+            store.put_many([(make_content('x'), None), (make_content('x', cif='data_y\n'), None)])
+        assert store.list(tenant, 'ws').items == ()
+
+    def test_oversize_raw_writes_nothing(self, store, make_content, monkeypatch):
+        monkeypatch.setattr(base, 'MAX_RAW_BYTES', 1000)
+        content = make_content()
+        with pytest.raises(LimitExceededError, match='raw input is 1001 bytes; the limit is 1000'):
+            store.put(content, raw='x' * 1001)
+        assert store.find(content.key) is None
+
+    @pytest.mark.parametrize(
+        'structure', [{'x': float('nan')}, {'x': float('inf')}, {1: 'int key'}, {'x': object()}, {'x': 2**70}]
+    )
+    def test_non_json_payload_is_refused(self, make_content, structure):
+        with pytest.raises((InvalidInputError, ValueError)):
+            make_content(structure=structure)
+
+    def test_build_reports_every_problem(self):
+        with pytest.raises(InvalidInputError, match='source'):
+            StructureContent.build(key=StructureKey.of('t', 'w', 's'), source={'kind': 'Not Valid'})
+
+    def test_corrupted_chunks_fail_loudly(self, store, make_content, monkeypatch):
+        content = make_content()
+        store.put(content, raw='abc' * 10)
+        monkeypatch.setattr(type(store), '_read_raw', lambda self, record: [(0, 'abc' * 9 + 'abd')])
+        with pytest.raises(IntegrityError, match='sha256'):
+            store.get_raw(content.key)

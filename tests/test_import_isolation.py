@@ -1,0 +1,30 @@
+"""The application-facing modules import no AiiDA module (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+AIIDA_FREE = [
+    'aiida_structstore.models',
+    'aiida_structstore.chunking',
+    'aiida_structstore.store',
+    'aiida_structstore.store.memory',
+    'aiida_structstore.store.settings',
+    'aiida_structstore.exceptions',
+]
+
+
+@pytest.mark.parametrize('module', AIIDA_FREE)
+def test_module_imports_no_aiida(module):
+    code = (
+        'import sys, importlib\n'
+        f'importlib.import_module({module!r})\n'
+        "loaded = sorted(m for m in sys.modules if m == 'aiida' or m.startswith('aiida.'))\n"
+        'print(loaded)\n'
+        'sys.exit(1 if loaded else 0)\n'
+    )
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f'{module} imported AiiDA modules: {result.stdout}{result.stderr}'

@@ -1,0 +1,88 @@
+"""Identifier rules and record validation."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aiida_structstore.exceptions import InvalidInputError
+from aiida_structstore.models import (
+    ID_PATTERN,
+    Source,
+    StructureContent,
+    StructureKey,
+    content_hash,
+    validate_id,
+)
+
+
+@given(st.text(max_size=140))
+def test_validate_id_accepts_exactly_the_documented_set(value):
+    expected = re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}', value) is not None
+    try:
+        validate_id(value)
+    except InvalidInputError:
+        assert not expected
+    else:
+        assert expected
+
+
+@given(st.from_regex(ID_PATTERN, fullmatch=True))
+def test_valid_ids_make_keys(value):
+    key = StructureKey.of(value, value, value)
+    assert str(key) == f'{value}/{value}/{value}'
+
+
+@pytest.mark.parametrize(
+    ('value', 'match'),
+    [
+        ('', 'must not be empty'),
+        ('x' * 129, '129 characters long; the limit is 128'),
+        ('a/b', "character '/' is not allowed"),
+        ('a\x07', "character '\\\\x07' is not allowed"),
+        ('_lead', 'must start with an ASCII letter or digit'),
+        (5, 'must be a string'),
+    ],
+)
+def test_invalid_id_messages_name_the_problem(value, match):
+    with pytest.raises(InvalidInputError, match=match):
+        validate_id(value, 'structure_id')
+
+
+def test_key_errors_name_the_field():
+    with pytest.raises(InvalidInputError, match='workspace_id'):
+        StructureKey.of('t', 'a b', 's')
+
+
+def test_content_hash_ignores_key_and_depends_on_everything_else():
+    a = StructureContent(key=StructureKey.of('t', 'w', 'a'), source=Source(kind='cif'), cif='x')
+    b = StructureContent(key=StructureKey.of('u', 'v', 'b'), source=Source(kind='cif'), cif='x')
+    assert content_hash(a, None, None) == content_hash(b, None, None)
+    variants = [
+        content_hash(a, 1, 'f' * 64),
+        content_hash(a, None, None),
+        content_hash(a.model_copy(update={'cif': 'y'}), None, None),
+        content_hash(a.model_copy(update={'params': {'k': 1}}), None, None),
+        content_hash(a.model_copy(update={'params': {'k': 1.0}}), None, None),
+        content_hash(a.model_copy(update={'source': Source(kind='cif', filename='f.cif')}), None, None),
+    ]
+    assert len(set(variants)) == len(variants)
+
+
+@pytest.mark.parametrize(
+    ('fields', 'match'),
+    [
+        ({'source': {'kind': 'CIF!'}}, 'source kind'),
+        ({'source': {'kind': 'cif', 'filename': 'a\nb'}}, 'control character'),
+        ({'source': {'kind': 'cif'}, 'node_uuid': 'nope'}, 'not a UUID'),
+        ({'source': {'kind': 'cif'}, 'cif': 'bad \ud800'}, 'surrogate'),
+        ({'source': {'kind': 'cif'}, 'params': {'x': float('nan')}}, 'not a finite number'),
+        ({'source': {'kind': 'cif'}, 'unknown': 1}, 'Extra inputs are not permitted'),
+    ],
+)
+def test_content_validation(fields, match):
+    with pytest.raises(InvalidInputError, match=match):
+        StructureContent.build(key=StructureKey.of('t', 'w', 's'), **fields)
