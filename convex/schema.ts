@@ -1,0 +1,106 @@
+// Tables of the aiida-structstore projection. See docs/convex-projection.md for the commit protocol.
+//
+// Index names follow `by_<field>_and_<field>`; where that would pass Convex's 64-character identifier limit the
+// name lists the fields without `_id`/`_and_` (`by_tenant_workspace_structure_generation_part_index`).
+import { defineSchema, defineTable } from "convex/server";
+import { v } from "convex/values";
+
+export const partName = v.union(
+  v.literal("raw"),
+  v.literal("cif"),
+  v.literal("structure"),
+  v.literal("params"),
+);
+
+export const partMeta = v.object({
+  name: partName,
+  size: v.number(),
+  sha256: v.string(),
+  chunk_count: v.number(),
+});
+
+export const source = v.object({
+  kind: v.string(),
+  filename: v.union(v.string(), v.null()),
+});
+
+// The OPTIMADE fields a list view or a filter needs; always inline and small.
+export const summary = v.object({
+  elements: v.optional(v.array(v.string())),
+  nelements: v.optional(v.number()),
+  elements_ratios: v.optional(v.array(v.number())),
+  chemical_formula_descriptive: v.optional(v.string()),
+  chemical_formula_reduced: v.optional(v.string()),
+  chemical_formula_anonymous: v.optional(v.string()),
+  chemical_formula_hill: v.optional(v.union(v.string(), v.null())),
+  dimension_types: v.optional(v.array(v.number())),
+  nperiodic_dimensions: v.optional(v.number()),
+  lattice_vectors: v.optional(v.array(v.array(v.union(v.number(), v.null())))),
+  nsites: v.optional(v.number()),
+  structure_features: v.optional(v.array(v.string())),
+});
+
+export const structureFields = {
+  tenant_id: v.string(),
+  workspace_id: v.string(),
+  structure_id: v.string(),
+  source,
+  summary,
+  // Inline payloads: CIF text, and the structure payload and parameters as canonical JSON text (exact numbers,
+  // any key names). `null` with a matching entry in `parts` means the payload is chunked; `null` without one means
+  // the record has none.
+  cif: v.union(v.string(), v.null()),
+  structure: v.union(v.string(), v.null()),
+  params: v.union(v.string(), v.null()),
+  parts: v.array(partMeta),
+  generation: v.string(),
+  content_hash: v.string(),
+  node_uuid: v.union(v.string(), v.null()),
+  chunk_count: v.number(),
+  raw_size: v.union(v.number(), v.null()),
+  raw_sha256: v.union(v.string(), v.null()),
+  created_at: v.number(),
+  updated_at: v.number(),
+};
+
+export default defineSchema({
+  structures: defineTable(structureFields)
+    .index("by_tenant_id_and_workspace_id_and_structure_id", ["tenant_id", "workspace_id", "structure_id"])
+    .index("by_tenant_id_and_workspace_id_and_updated_at", ["tenant_id", "workspace_id", "updated_at"]),
+
+  structure_raw_chunks: defineTable({
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    structure_id: v.string(),
+    generation: v.string(),
+    part: partName,
+    chunk_index: v.number(),
+    text: v.string(),
+  }).index("by_tenant_workspace_structure_generation_part_index", [
+    "tenant_id",
+    "workspace_id",
+    "structure_id",
+    "generation",
+    "part",
+    "chunk_index",
+  ]),
+
+  // Chunk sets that no committed record references: uploads in progress (`staging`) and replaced or deleted
+  // versions (`garbage`). `collectGarbage` deletes their chunks page by page.
+  structure_chunk_sets: defineTable({
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    structure_id: v.string(),
+    generation: v.string(),
+    state: v.union(v.literal("staging"), v.literal("garbage")),
+    received: v.array(v.string()),
+    updated_at: v.number(),
+  })
+    .index("by_tenant_id_and_workspace_id_and_structure_id_and_generation", [
+      "tenant_id",
+      "workspace_id",
+      "structure_id",
+      "generation",
+    ])
+    .index("by_tenant_id_and_workspace_id_and_updated_at", ["tenant_id", "workspace_id", "updated_at"]),
+});

@@ -1,0 +1,540 @@
+// Convex functions of the aiida-structstore projection.
+//
+// Every function is internal (callable with the deployment's deploy key, never by a browser), takes tenant and
+// workspace and uses both in every index range, validates its arguments beyond the validators (id character set,
+// chunk indices, counts), and throws `ConvexError({code, message})` for expected failures; the Python backend maps
+// the codes to its own error classes. docs/convex-projection.md describes the commit protocol.
+import { ConvexError, v } from "convex/values";
+import { paginationOptsValidator } from "convex/server";
+import type { Doc } from "./_generated/dataModel";
+import { internalMutation, internalQuery, type MutationCtx, type QueryCtx } from "./_generated/server";
+import { partMeta, partName, source, summary } from "./schema";
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const GENERATION_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+// A chunk's text may be at most this many UTF-8 bytes (the Python side uses 512 KiB).
+export const MAX_CHUNK_BYTES = 768 * 1024;
+// Old chunks of a replaced record are deleted in the same mutation up to this many bytes in total; beyond it
+// they become a `garbage` chunk set for collectGarbage, so a mutation stays within Convex's 16 MiB read limit.
+const INLINE_DELETE_BYTES = 4 * 1024 * 1024;
+// collectGarbage and readChunks stop after about this many bytes per call.
+const DEFAULT_PAGE_BYTES = 8 * 1024 * 1024;
+// collectGarbage looks at this many chunk sets per call.
+const SETS_PER_CALL = 64;
+
+type Code = "INVALID_ARGUMENT" | "NOT_FOUND" | "CONFLICT" | "INCOMPLETE_UPLOAD" | "LIMIT_EXCEEDED";
+
+function fail(code: Code, message: string): never {
+  throw new ConvexError({ code, message });
+}
+
+function checkId(value: string, what: string) {
+  if (!ID_PATTERN.test(value)) {
+    fail("INVALID_ARGUMENT", `${what} ${JSON.stringify(value.slice(0, 140))} is not a valid id`);
+  }
+}
+
+function checkScope(tenant_id: string, workspace_id: string) {
+  checkId(tenant_id, "tenant_id");
+  checkId(workspace_id, "workspace_id");
+}
+
+function checkCount(value: number, what: string, max = Number.MAX_SAFE_INTEGER) {
+  if (!Number.isInteger(value) || value < 0 || value > max) {
+    fail("INVALID_ARGUMENT", `${what} must be an integer from 0 to ${max}, got ${value}`);
+  }
+}
+
+function utf8Length(text: string): number {
+  return new TextEncoder().encode(text).length;
+}
+
+type Scope = { tenant_id: string; workspace_id: string };
+
+async function findRecord(ctx: QueryCtx, scope: Scope, structure_id: string) {
+  return await ctx.db
+    .query("structures")
+    .withIndex("by_tenant_id_and_workspace_id_and_structure_id", (q) =>
+      q.eq("tenant_id", scope.tenant_id).eq("workspace_id", scope.workspace_id).eq("structure_id", structure_id),
+    )
+    .unique();
+}
+
+async function findChunkSet(ctx: QueryCtx, scope: Scope, structure_id: string, generation: string) {
+  return await ctx.db
+    .query("structure_chunk_sets")
+    .withIndex("by_tenant_id_and_workspace_id_and_structure_id_and_generation", (q) =>
+      q
+        .eq("tenant_id", scope.tenant_id)
+        .eq("workspace_id", scope.workspace_id)
+        .eq("structure_id", structure_id)
+        .eq("generation", generation),
+    )
+    .unique();
+}
+
+function chunksOf(ctx: QueryCtx, scope: Scope, structure_id: string, generation: string) {
+  return ctx.db
+    .query("structure_raw_chunks")
+    .withIndex("by_tenant_workspace_structure_generation_part_index", (q) =>
+      q
+        .eq("tenant_id", scope.tenant_id)
+        .eq("workspace_id", scope.workspace_id)
+        .eq("structure_id", structure_id)
+        .eq("generation", generation),
+    );
+}
+
+function partsBytes(record: Doc<"structures">): number {
+  return record.parts.reduce((total, part) => total + part.size, 0);
+}
+
+// Make the chunks of `record`'s generation unreachable: delete them now if they are small, else hand them to
+// collectGarbage. Returns the bytes deleted now and whether garbage was left.
+async function retireGeneration(ctx: MutationCtx, record: Doc<"structures">, budget: number) {
+  const size = partsBytes(record);
+  if (record.parts.length === 0) return { deleted: 0, garbage: false };
+  if (size <= budget) {
+    const chunks = await chunksOf(ctx, record, record.structure_id, record.generation).collect();
+    for (const chunk of chunks) await ctx.db.delete(chunk._id);
+    return { deleted: size, garbage: false };
+  }
+  const existing = await findChunkSet(ctx, record, record.structure_id, record.generation);
+  if (existing) {
+    await ctx.db.patch(existing._id, { state: "garbage", updated_at: Date.now() });
+  } else {
+    await ctx.db.insert("structure_chunk_sets", {
+      tenant_id: record.tenant_id,
+      workspace_id: record.workspace_id,
+      structure_id: record.structure_id,
+      generation: record.generation,
+      state: "garbage",
+      received: [],
+      updated_at: Date.now(),
+    });
+  }
+  return { deleted: 0, garbage: true };
+}
+
+const chunkArg = v.object({ part: partName, chunk_index: v.number(), text: v.string() });
+
+function checkChunk(chunk: { part: string; chunk_index: number; text: string }, parts: Map<string, number> | null) {
+  checkCount(chunk.chunk_index, `chunk_index of ${chunk.part}`);
+  if (parts !== null) {
+    const count = parts.get(chunk.part);
+    if (count === undefined) fail("INVALID_ARGUMENT", `chunk of part ${chunk.part}, which the record does not declare`);
+    if (chunk.chunk_index >= count) {
+      fail("INVALID_ARGUMENT", `chunk_index ${chunk.chunk_index} of ${chunk.part} is not below chunk_count ${count}`);
+    }
+  }
+  const size = utf8Length(chunk.text);
+  if (size > MAX_CHUNK_BYTES) {
+    fail("LIMIT_EXCEEDED", `chunk ${chunk.part}/${chunk.chunk_index} is ${size} bytes; the limit is ${MAX_CHUNK_BYTES}`);
+  }
+}
+
+const recordArg = v.object({
+  structure_id: v.string(),
+  generation: v.string(),
+  content_hash: v.string(),
+  source,
+  summary,
+  node_uuid: v.union(v.string(), v.null()),
+  cif: v.union(v.string(), v.null()),
+  structure: v.union(v.string(), v.null()),
+  params: v.union(v.string(), v.null()),
+  parts: v.array(partMeta),
+  // The chunks of every part, or `null` if they were staged with stageChunks under `generation`.
+  chunks: v.union(v.array(chunkArg), v.null()),
+});
+
+type RecordArg = typeof recordArg.type;
+
+function checkRecord(record: RecordArg) {
+  checkId(record.structure_id, "structure_id");
+  if (!GENERATION_PATTERN.test(record.generation)) fail("INVALID_ARGUMENT", "generation is not valid");
+  if (!SHA256_PATTERN.test(record.content_hash)) fail("INVALID_ARGUMENT", "content_hash is not a sha256 hex digest");
+  const parts = new Map<string, number>();
+  for (const part of record.parts) {
+    if (parts.has(part.name)) fail("INVALID_ARGUMENT", `part ${part.name} is declared twice`);
+    checkCount(part.size, `size of ${part.name}`);
+    checkCount(part.chunk_count, `chunk_count of ${part.name}`, 8192);
+    if (!SHA256_PATTERN.test(part.sha256)) fail("INVALID_ARGUMENT", `sha256 of ${part.name} is not a hex digest`);
+    if (part.name !== "raw" && record[part.name] !== null) {
+      fail("INVALID_ARGUMENT", `${part.name} is both inline and chunked`);
+    }
+    parts.set(part.name, part.chunk_count);
+  }
+  if (record.chunks !== null) {
+    const seen = new Set<string>();
+    for (const chunk of record.chunks) {
+      checkChunk(chunk, parts);
+      const id = `${chunk.part}:${chunk.chunk_index}`;
+      if (seen.has(id)) fail("INVALID_ARGUMENT", `chunk ${id} appears twice`);
+      seen.add(id);
+    }
+    const expected = record.parts.reduce((n, p) => n + p.chunk_count, 0);
+    if (seen.size !== expected) {
+      fail("INVALID_ARGUMENT", `${seen.size} chunks sent for ${record.structure_id}, parts declare ${expected}`);
+    }
+  }
+  return parts;
+}
+
+/**
+ * Upsert records with their chunks, atomically. A record whose content_hash equals the committed one is left
+ * alone (`unchanged`), so a retried call is a no-op. Chunks are either sent inline (`chunks`) or were staged under
+ * the record's `generation` by stageChunks. The replaced version's chunks are deleted, or left as a garbage chunk
+ * set (`garbage: true` in the result) when they are too large to delete in this mutation.
+ */
+export const putBatch = internalMutation({
+  args: { tenant_id: v.string(), workspace_id: v.string(), records: v.array(recordArg) },
+  handler: async (ctx, { tenant_id, workspace_id, records }) => {
+    checkScope(tenant_id, workspace_id);
+    const scope = { tenant_id, workspace_id };
+    const ids = new Set<string>();
+    for (const record of records) {
+      checkRecord(record);
+      if (ids.has(record.structure_id)) fail("INVALID_ARGUMENT", `${record.structure_id} appears twice`);
+      ids.add(record.structure_id);
+    }
+    let deleteBudget = INLINE_DELETE_BYTES;
+    const results = [];
+    for (const record of records) {
+      const existing = await findRecord(ctx, scope, record.structure_id);
+      if (existing !== null && (existing.content_hash === record.content_hash || existing.generation === record.generation)) {
+        results.push({ structure_id: record.structure_id, status: "unchanged", chunk_count: existing.chunk_count, garbage: false });
+        continue;
+      }
+      const chunkSet = await findChunkSet(ctx, scope, record.structure_id, record.generation);
+      if (record.chunks === null) {
+        // Staged: every declared chunk must have been received.
+        if (chunkSet === null || chunkSet.state !== "staging") {
+          fail("INCOMPLETE_UPLOAD", `no staged upload ${record.generation} for ${record.structure_id}`);
+        }
+        const received = new Set(chunkSet.received);
+        for (const part of record.parts) {
+          for (let index = 0; index < part.chunk_count; index++) {
+            if (!received.has(`${part.name}:${index}`)) {
+              fail("INCOMPLETE_UPLOAD", `staged upload of ${record.structure_id} lacks chunk ${part.name}:${index}`);
+            }
+          }
+        }
+        if (received.size !== record.parts.reduce((n, p) => n + p.chunk_count, 0)) {
+          fail("INCOMPLETE_UPLOAD", `staged upload of ${record.structure_id} has chunks the record does not declare`);
+        }
+        await ctx.db.delete(chunkSet._id);
+      } else {
+        // A fresh generation must not have chunks yet (a reused generation could mix two versions).
+        if (chunkSet !== null || (await chunksOf(ctx, scope, record.structure_id, record.generation).first()) !== null) {
+          fail("CONFLICT", `generation ${record.generation} of ${record.structure_id} is already in use`);
+        }
+        for (const chunk of record.chunks) {
+          await ctx.db.insert("structure_raw_chunks", {
+            tenant_id,
+            workspace_id,
+            structure_id: record.structure_id,
+            generation: record.generation,
+            part: chunk.part,
+            chunk_index: chunk.chunk_index,
+            text: chunk.text,
+          });
+        }
+      }
+      let garbage = false;
+      if (existing !== null) {
+        const retired = await retireGeneration(ctx, existing, deleteBudget);
+        deleteBudget -= retired.deleted;
+        garbage = retired.garbage;
+      }
+      const raw = record.parts.find((part) => part.name === "raw");
+      const now = Date.now();
+      const fields = {
+        tenant_id,
+        workspace_id,
+        structure_id: record.structure_id,
+        source: record.source,
+        summary: record.summary,
+        cif: record.cif,
+        structure: record.structure,
+        params: record.params,
+        parts: record.parts,
+        generation: record.generation,
+        content_hash: record.content_hash,
+        node_uuid: record.node_uuid,
+        chunk_count: raw?.chunk_count ?? 0,
+        raw_size: raw?.size ?? null,
+        raw_sha256: raw?.sha256 ?? null,
+        updated_at: Math.max(now, existing?.updated_at ?? 0),
+      };
+      if (existing === null) {
+        await ctx.db.insert("structures", { ...fields, created_at: now });
+      } else {
+        await ctx.db.patch(existing._id, fields);
+      }
+      results.push({
+        structure_id: record.structure_id,
+        status: existing === null ? "created" : "updated",
+        chunk_count: fields.chunk_count,
+        garbage,
+      });
+    }
+    return results;
+  },
+});
+
+/**
+ * Stage chunks of a large record under a new `generation`, before putBatch commits it with `chunks: null`.
+ * Idempotent: a chunk already received is skipped. Readers never see staged chunks.
+ */
+export const stageChunks = internalMutation({
+  args: {
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    structure_id: v.string(),
+    generation: v.string(),
+    chunks: v.array(chunkArg),
+  },
+  handler: async (ctx, { tenant_id, workspace_id, structure_id, generation, chunks }) => {
+    checkScope(tenant_id, workspace_id);
+    checkId(structure_id, "structure_id");
+    if (!GENERATION_PATTERN.test(generation)) fail("INVALID_ARGUMENT", "generation is not valid");
+    const scope = { tenant_id, workspace_id };
+    const record = await findRecord(ctx, scope, structure_id);
+    if (record !== null && record.generation === generation) {
+      return { received: -1, committed: true };
+    }
+    let chunkSet = await findChunkSet(ctx, scope, structure_id, generation);
+    if (chunkSet !== null && chunkSet.state !== "staging") {
+      fail("CONFLICT", `generation ${generation} of ${structure_id} was retired; stage under a new generation`);
+    }
+    if (chunkSet === null) {
+      if ((await chunksOf(ctx, scope, structure_id, generation).first()) !== null) {
+        fail("CONFLICT", `generation ${generation} of ${structure_id} is already in use`);
+      }
+      const id = await ctx.db.insert("structure_chunk_sets", {
+        tenant_id,
+        workspace_id,
+        structure_id,
+        generation,
+        state: "staging",
+        received: [],
+        updated_at: Date.now(),
+      });
+      chunkSet = (await ctx.db.get(id))!;
+    }
+    const received = new Set(chunkSet.received);
+    for (const chunk of chunks) {
+      checkChunk(chunk, null);
+      const id = `${chunk.part}:${chunk.chunk_index}`;
+      if (received.has(id)) continue;
+      received.add(id);
+      await ctx.db.insert("structure_raw_chunks", {
+        tenant_id,
+        workspace_id,
+        structure_id,
+        generation,
+        part: chunk.part,
+        chunk_index: chunk.chunk_index,
+        text: chunk.text,
+      });
+    }
+    if (received.size > 8192) fail("LIMIT_EXCEEDED", "an upload may have at most 8192 chunks");
+    await ctx.db.patch(chunkSet._id, { received: [...received], updated_at: Date.now() });
+    return { received: received.size, committed: false };
+  },
+});
+
+/** The committed record, or null. */
+export const getStructure = internalQuery({
+  args: { tenant_id: v.string(), workspace_id: v.string(), structure_id: v.string() },
+  handler: async (ctx, { tenant_id, workspace_id, structure_id }) => {
+    checkScope(tenant_id, workspace_id);
+    checkId(structure_id, "structure_id");
+    const record = await findRecord(ctx, { tenant_id, workspace_id }, structure_id);
+    if (record === null) return null;
+    const { _id, _creationTime, ...fields } = record;
+    return fields;
+  },
+});
+
+/**
+ * Chunks of one part of one generation, from `from_index` on, in order, stopping after about `max_bytes`.
+ * `next_index` is null when the part has no more chunks.
+ */
+export const readChunks = internalQuery({
+  args: {
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    structure_id: v.string(),
+    generation: v.string(),
+    part: partName,
+    from_index: v.number(),
+    max_bytes: v.optional(v.number()),
+  },
+  handler: async (ctx, args) => {
+    checkScope(args.tenant_id, args.workspace_id);
+    checkId(args.structure_id, "structure_id");
+    checkCount(args.from_index, "from_index");
+    const budget = args.max_bytes ?? DEFAULT_PAGE_BYTES;
+    checkCount(budget, "max_bytes", 12 * 1024 * 1024);
+    const query = ctx.db
+      .query("structure_raw_chunks")
+      .withIndex("by_tenant_workspace_structure_generation_part_index", (q) =>
+        q
+          .eq("tenant_id", args.tenant_id)
+          .eq("workspace_id", args.workspace_id)
+          .eq("structure_id", args.structure_id)
+          .eq("generation", args.generation)
+          .eq("part", args.part)
+          .gte("chunk_index", args.from_index),
+      );
+    const chunks: { chunk_index: number; text: string }[] = [];
+    let bytes = 0;
+    for await (const chunk of query) {
+      const size = utf8Length(chunk.text);
+      if (chunks.length > 0 && bytes + size > budget) {
+        return { chunks, next_index: chunk.chunk_index };
+      }
+      chunks.push({ chunk_index: chunk.chunk_index, text: chunk.text });
+      bytes += size;
+    }
+    return { chunks, next_index: null };
+  },
+});
+
+function toSummary(record: Doc<"structures">) {
+  return {
+    tenant_id: record.tenant_id,
+    workspace_id: record.workspace_id,
+    structure_id: record.structure_id,
+    source: record.source,
+    summary: record.summary,
+    node_uuid: record.node_uuid,
+    content_hash: record.content_hash,
+    chunk_count: record.chunk_count,
+    raw_size: record.raw_size,
+    raw_sha256: record.raw_sha256,
+    created_at: record.created_at,
+    updated_at: record.updated_at,
+  };
+}
+
+/** One page of a workspace's record summaries, most recently updated first. */
+export const listStructures = internalQuery({
+  args: { tenant_id: v.string(), workspace_id: v.string(), paginationOpts: paginationOptsValidator },
+  handler: async (ctx, { tenant_id, workspace_id, paginationOpts }) => {
+    checkScope(tenant_id, workspace_id);
+    checkCount(paginationOpts.numItems, "numItems", 200);
+    if (paginationOpts.numItems < 1) fail("INVALID_ARGUMENT", "numItems must be at least 1");
+    const page = await ctx.db
+      .query("structures")
+      .withIndex("by_tenant_id_and_workspace_id_and_updated_at", (q) =>
+        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
+      )
+      .order("desc")
+      .paginate(paginationOpts);
+    return { page: page.page.map(toSummary), isDone: page.isDone, continueCursor: page.continueCursor };
+  },
+});
+
+/** `content_hash` of each of `structure_ids` that has a committed record. */
+export const contentHashes = internalQuery({
+  args: { tenant_id: v.string(), workspace_id: v.string(), structure_ids: v.array(v.string()) },
+  handler: async (ctx, { tenant_id, workspace_id, structure_ids }) => {
+    checkScope(tenant_id, workspace_id);
+    if (structure_ids.length > 500) fail("LIMIT_EXCEEDED", "at most 500 structure_ids per call");
+    const found = [];
+    for (const structure_id of structure_ids) {
+      checkId(structure_id, "structure_id");
+      const record = await findRecord(ctx, { tenant_id, workspace_id }, structure_id);
+      if (record !== null) found.push({ structure_id, content_hash: record.content_hash });
+    }
+    return found;
+  },
+});
+
+/** Delete a record; its chunks become a garbage chunk set for collectGarbage. */
+export const removeStructure = internalMutation({
+  args: { tenant_id: v.string(), workspace_id: v.string(), structure_id: v.string() },
+  handler: async (ctx, { tenant_id, workspace_id, structure_id }) => {
+    checkScope(tenant_id, workspace_id);
+    checkId(structure_id, "structure_id");
+    const record = await findRecord(ctx, { tenant_id, workspace_id }, structure_id);
+    if (record === null) return { existed: false, garbage: false };
+    const { garbage } = await retireGeneration(ctx, record, INLINE_DELETE_BYTES);
+    await ctx.db.delete(record._id);
+    return { existed: true, garbage };
+  },
+});
+
+/**
+ * Delete chunks no committed record references: garbage chunk sets (any age) and staging uploads not touched for
+ * `older_than_ms`. Works through at most about `max_bytes` of chunks per call; call again while `done` is false.
+ * With `structure_id`, only that structure's chunk sets are considered.
+ */
+export const collectGarbage = internalMutation({
+  args: {
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    structure_id: v.optional(v.string()),
+    older_than_ms: v.number(),
+    max_bytes: v.optional(v.number()),
+  },
+  handler: async (ctx, args) => {
+    checkScope(args.tenant_id, args.workspace_id);
+    if (args.structure_id !== undefined) checkId(args.structure_id, "structure_id");
+    if (!(args.older_than_ms >= 0)) fail("INVALID_ARGUMENT", "older_than_ms must be a non-negative number");
+    const budget = args.max_bytes ?? DEFAULT_PAGE_BYTES;
+    checkCount(budget, "max_bytes", 12 * 1024 * 1024);
+    const scope = { tenant_id: args.tenant_id, workspace_id: args.workspace_id };
+    const cutoff = Date.now() - args.older_than_ms;
+    const base =
+      args.structure_id === undefined
+        ? ctx.db
+            .query("structure_chunk_sets")
+            .withIndex("by_tenant_id_and_workspace_id_and_updated_at", (q) =>
+              q.eq("tenant_id", scope.tenant_id).eq("workspace_id", scope.workspace_id),
+            )
+        : ctx.db
+            .query("structure_chunk_sets")
+            .withIndex("by_tenant_id_and_workspace_id_and_structure_id_and_generation", (q) =>
+              q
+                .eq("tenant_id", scope.tenant_id)
+                .eq("workspace_id", scope.workspace_id)
+                .eq("structure_id", args.structure_id!),
+            );
+    // Staging uploads touched within `older_than_ms` may still be in progress: leave them alone.
+    const sets = await base
+      .filter((q) => q.or(q.eq(q.field("state"), "garbage"), q.lte(q.field("updated_at"), cutoff)))
+      .take(SETS_PER_CALL + 1);
+    let bytes = 0;
+    let deleted = 0;
+    // Collect first, delete afterwards: never delete from a range that is still being iterated.
+    for (const set of sets.slice(0, SETS_PER_CALL)) {
+      if (set.state === "staging" && set.updated_at > cutoff) continue;
+      const live = await findRecord(ctx, scope, set.structure_id);
+      if (live !== null && live.generation === set.generation) {
+        await ctx.db.delete(set._id); // committed after all: nothing to collect
+        continue;
+      }
+      const doomed = [];
+      let complete = true;
+      for await (const chunk of chunksOf(ctx, scope, set.structure_id, set.generation)) {
+        const size = utf8Length(chunk.text);
+        if (bytes > 0 && bytes + size > budget) {
+          complete = false;
+          break;
+        }
+        bytes += size;
+        doomed.push(chunk._id);
+      }
+      for (const id of doomed) await ctx.db.delete(id);
+      deleted += doomed.length;
+      if (!complete) return { deleted, done: false };
+      await ctx.db.delete(set._id);
+    }
+    return { deleted, done: sets.length <= SETS_PER_CALL };
+  },
+});
