@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from .exceptions import InvalidInputError, LimitExceededError
 
@@ -212,6 +212,26 @@ class Source(_Model):
         return value
 
 
+SUMMARY_MAX_BYTES = 16 * 1024
+
+
+class SummaryFields(_Model):
+    """Types of the summary fields (OPTIMADE names); validated so every backend accepts the same summaries."""
+
+    elements: list[str] | None = None
+    nelements: StrictInt | None = None
+    elements_ratios: list[float] | None = None
+    chemical_formula_descriptive: str | None = None
+    chemical_formula_reduced: str | None = None
+    chemical_formula_anonymous: str | None = None
+    chemical_formula_hill: str | None = None
+    dimension_types: list[StrictInt] | None = None
+    nperiodic_dimensions: StrictInt | None = None
+    lattice_vectors: list[list[float | None]] | None = None
+    nsites: StrictInt | None = None
+    structure_features: list[str] | None = None
+
+
 class StructureContent(_Model):
     """What a writer supplies: the key and the payload. The store derives sizes, hashes and timestamps."""
 
@@ -243,6 +263,22 @@ class StructureContent(_Model):
             return str(uuid_lib.UUID(value))
         except ValueError as exc:
             raise ValueError(f'node_uuid {value!r} is not a UUID') from exc
+
+    @model_validator(mode='after')
+    def _valid_summary(self) -> StructureContent:
+        summary = self.summary
+        if summary:
+            try:
+                SummaryFields.model_validate(summary)
+            except pydantic.ValidationError as exc:
+                problems = '; '.join(f'{".".join(map(str, e["loc"]))}: {e["msg"]}' for e in exc.errors())
+                raise ValueError(f'structure payload has invalid summary fields: {problems}') from None
+            size = len(canonical_json(summary).encode('utf-8'))
+            if size > SUMMARY_MAX_BYTES:
+                raise ValueError(
+                    f'the summary fields of the structure payload are {size} bytes; the limit is {SUMMARY_MAX_BYTES}'
+                )
+        return self
 
     @classmethod
     def build(cls, **data: Any) -> StructureContent:

@@ -538,3 +538,57 @@ export const collectGarbage = internalMutation({
     return { deleted, done: sets.length <= SETS_PER_CALL };
   },
 });
+
+/**
+ * Storage accounting of a workspace for `verify`, `gc --dry-run` and tests: committed records, chunk sets not
+ * referenced by a record, and chunks. Counting chunks reads them, so the count stops after about `max_bytes`
+ * (`complete: false`); pass `after_structure_id` to continue.
+ */
+export const storageStats = internalQuery({
+  args: { tenant_id: v.string(), workspace_id: v.string(), max_bytes: v.optional(v.number()) },
+  handler: async (ctx, { tenant_id, workspace_id, max_bytes }) => {
+    checkScope(tenant_id, workspace_id);
+    const budget = max_bytes ?? DEFAULT_PAGE_BYTES;
+    checkCount(budget, "max_bytes", 12 * 1024 * 1024);
+    let records = 0;
+    let committedChunks = 0;
+    for await (const record of ctx.db
+      .query("structures")
+      .withIndex("by_tenant_id_and_workspace_id_and_structure_id", (q) =>
+        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
+      )) {
+      records += 1;
+      committedChunks += record.parts.reduce((n, part) => n + part.chunk_count, 0);
+    }
+    const chunkSets = (
+      await ctx.db
+        .query("structure_chunk_sets")
+        .withIndex("by_tenant_id_and_workspace_id_and_updated_at", (q) =>
+          q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
+        )
+        .take(1000)
+    ).map((set) => ({
+      structure_id: set.structure_id,
+      generation: set.generation,
+      state: set.state,
+      received: set.received.length,
+      updated_at: set.updated_at,
+    }));
+    let chunks = 0;
+    let bytes = 0;
+    let complete = true;
+    for await (const chunk of ctx.db
+      .query("structure_raw_chunks")
+      .withIndex("by_tenant_workspace_structure_generation_part_index", (q) =>
+        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
+      )) {
+      chunks += 1;
+      bytes += utf8Length(chunk.text);
+      if (bytes > budget) {
+        complete = false;
+        break;
+      }
+    }
+    return { records, committed_chunks: committedChunks, chunk_sets: chunkSets, chunks, complete };
+  },
+});

@@ -99,6 +99,15 @@ class RunningServerCluster:
 
 
 @pytest.fixture(scope='session')
+def convex_server():
+    """The local Convex server (an in-memory test double of Convex), started once per session on a free port."""
+    from .convex_server import local_convex
+
+    with local_convex() as server:
+        yield server
+
+
+@pytest.fixture(scope='session')
 def postgres_cluster():
     """Override aiida's fixture: create test databases on the running server, drop them afterwards."""
     cluster = RunningServerCluster()

@@ -1,6 +1,6 @@
 """The store contract: one abstract :class:`StructureStore` that every backend implements.
 
-Backends implement a small set of primitives (``_put_prepared``, ``get``, ``_read_raw``, ``list``, ``delete``,
+Backends implement a small set of primitives (``_put_prepared``, ``get``, ``get_raw``, ``list``, ``delete``,
 ``content_hashes``, ``collect_garbage``); validation, hashing and chunking happen once, here, so every backend
 computes the same content hash and the same chunks for the same input.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
-from ..chunking import DEFAULT_CHUNK_BYTES, ChunkedText, join_chunks, split_text
+from ..chunking import DEFAULT_CHUNK_BYTES, ChunkedText, split_text
 from ..exceptions import InvalidInputError, LimitExceededError, NotFoundError
 from ..models import (
     Page,
@@ -133,22 +133,13 @@ class StructureStore(abc.ABC):
         except NotFoundError:
             return None
 
-    def get_raw(self, key: StructureKey) -> str | None:
-        """Return the raw input of the record under ``key`` (``None`` if it has none), verified byte for byte."""
-        record = self.get(key)
-        if record.raw_sha256 is None:
-            return None
-        return join_chunks(
-            self._read_raw(record),
-            expected_count=record.chunk_count,
-            expected_size=record.raw_size or 0,
-            expected_sha256=record.raw_sha256,
-            what=f'{key}: raw input',
-        )
-
     @abc.abstractmethod
-    def _read_raw(self, record: StructureRecord) -> Iterable[tuple[int, str]]:
-        """Yield ``(index, text)`` of the committed raw chunks of ``record`` in order."""
+    def get_raw(self, key: StructureKey) -> str | None:
+        """Return the raw input of the record under ``key`` (``None`` if it has none), verified byte for byte.
+
+        Raises :class:`NotFoundError` if there is no record and :class:`IntegrityError` if the stored chunks do not
+        match the committed size, sha256 or chunk count.
+        """
 
     @abc.abstractmethod
     def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:

@@ -1,14 +1,578 @@
-"""The Convex backend (not available yet: it lands with the "Convex projection" work)."""
+"""The Convex backend: talks to any Convex deployment (cloud, ``npx convex dev``, the local test double) over HTTP.
+
+Transport
+    One keep-alive ``httpx.Client`` per store; every call is ``POST {CONVEX_URL}/api/query|mutation`` with the
+    function path, ``convex_encoded_json`` arguments (encoded by the ``convex`` package) and the header
+    ``Authorization: Convex <deploy key>``. All functions of ``convex/structures.ts`` are internal, so only the deploy
+    key can call them.
+
+Retries
+    Connection errors, timeouts, HTTP 429 and 5xx (except 560, a function that failed) are retried with exponential
+    backoff and jitter (tenacity). Every mutation the store sends is idempotent (see docs/convex-projection.md), so
+    a retried mutation that had already run changes nothing.
+
+Batching
+    Records are sent many per ``putBatch`` mutation, within a byte budget well inside Convex's 16 MiB argument and
+    write limits. Payloads that do not fit a Convex document are stored as chunks: the raw input always, and the CIF
+    text, structure payload JSON and parameters JSON when together they exceed :data:`INLINE_BYTES`. A record whose
+    chunks exceed :data:`STAGE_THRESHOLD_BYTES` is staged with ``stageChunks`` and committed atomically afterwards.
+
+The deploy key is held in a :class:`pydantic.SecretStr` and is never part of ``repr``, logs or error messages.
+
+This module imports no AiiDA module.
+"""
 
 from __future__ import annotations
 
-from ..exceptions import BackendUnavailableError
+import datetime as dt
+import json
+import logging
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+import tenacity
+from convex.values import convex_to_json, json_to_convex
+from pydantic import SecretStr
+
+from ..chunking import ChunkedText, join_chunks, split_text
+from ..exceptions import (
+    BackendError,
+    BackendUnavailableError,
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    LimitExceededError,
+    NotFoundError,
+    StructStoreError,
+)
+from ..models import (
+    Page,
+    PutResult,
+    Source,
+    StructureKey,
+    StructureRecord,
+    StructureSummary,
+    canonical_json,
+)
+from .base import MAX_PAGE_SIZE, PreparedWrite, StructureStore
+from .settings import StoreSettings
+
+__all__ = ('ConvexStore',)
+
+LOGGER = logging.getLogger(__name__)
+MODULE = 'structures'
+
+#: CIF, structure JSON and parameters JSON stay inline in the record while together they are at most this large; a
+#: page of 200 records then reads at most about 8 MiB, half of a Convex query's read limit.
+INLINE_BYTES = 32 * 1024
+#: Bytes of arguments per mutation the store aims for (Convex allows 16 MiB of arguments and of writes).
+BATCH_BYTES = 6 * 1024 * 1024
+#: Records per putBatch mutation at most.
+BATCH_RECORDS = 250
+#: A record with more chunk bytes than this is staged over several mutations, then committed.
+STAGE_THRESHOLD_BYTES = 4 * 1024 * 1024
+#: Bytes of chunks per readChunks query (its reply stays well below the 16 MiB return limit).
+READ_PAGE_BYTES = 8 * 1024 * 1024
+#: Structure ids per contentHashes query.
+HASH_QUERY_IDS = 200
+#: How often a read is retried when a concurrent commit replaced the version being read.
+READ_ATTEMPTS = 3
+
+ERROR_CODES: dict[str, type[StructStoreError]] = {
+    'INVALID_ARGUMENT': InvalidInputError,
+    'LIMIT_EXCEEDED': LimitExceededError,
+    'NOT_FOUND': NotFoundError,
+    'CONFLICT': ConflictError,
+    'INCOMPLETE_UPLOAD': ConflictError,
+}
 
 
-class ConvexStore:
-    @classmethod
-    def from_settings(cls, settings):
-        raise BackendUnavailableError(
-            'the convex backend is not available yet in this version of aiida-structstore; '
-            'set STRUCTURE_STORE_BACKEND=memory'
+class _TransientError(Exception):
+    """A transient failure (transport error, 429, 5xx): the call may be repeated."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+@dataclass
+class _Part:
+    name: str
+    chunked: ChunkedText
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {
+            'name': self.name,
+            'size': self.chunked.size,
+            'sha256': self.chunked.sha256,
+            'chunk_count': self.chunked.count,
+        }
+
+    def chunk_args(self) -> list[dict[str, Any]]:
+        return [{'part': self.name, 'chunk_index': i, 'text': t} for i, t in enumerate(self.chunked.chunks)]
+
+
+@dataclass
+class _Planned:
+    """A prepared write turned into ``putBatch`` arguments."""
+
+    write: PreparedWrite
+    record: dict[str, Any]
+    parts: list[_Part]
+    chunk_bytes: int
+    inline_bytes: int
+    result: PutResult | None = None
+    garbage: bool = False
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def staged(self) -> bool:
+        return self.chunk_bytes > STAGE_THRESHOLD_BYTES
+
+    def new_generation(self) -> None:
+        self.record['generation'] = secrets.token_hex(12)
+
+
+def _ms_to_datetime(value: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
+
+
+class ConvexStore(StructureStore):
+    """A structure store in a Convex deployment (see the module docstring)."""
+
+    backend: ClassVar[str] = 'convex'
+
+    def __init__(
+        self,
+        url: str,
+        deploy_key: SecretStr | str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 6,
+        backoff_max: float = 8.0,
+        transport: httpx.BaseTransport | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.url = url.rstrip('/')
+        key = deploy_key if isinstance(deploy_key, SecretStr) else SecretStr(deploy_key)
+        if not key.get_secret_value().strip():
+            raise ConfigurationError('CONVEX_DEPLOY_KEY is empty')
+        self._key = key
+        self.retries = retries
+        self.backoff_max = backoff_max
+        self.calls = 0  # Convex function calls made (not counting retries), for benchmarks and tests
+        self._client = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30.0),
+            transport=transport,
+            headers={'Content-Type': 'application/json', 'Convex-Client': 'aiida-structstore'},
         )
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> ConvexStore:
+        settings.check()
+        assert settings.convex_url is not None and settings.convex_deploy_key is not None
+        return cls(
+            settings.convex_url.strip(),
+            settings.convex_deploy_key,
+            timeout=settings.timeout,
+            retries=settings.retries,
+        )
+
+    def __repr__(self) -> str:
+        return f'ConvexStore(url={self.url!r})'
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- transport ---------------------------------------------------------------------------------------------
+
+    def _call(self, kind: str, name: str, args: dict[str, Any]) -> Any:
+        """Call ``structures:<name>`` and return its decoded value, retrying transient failures."""
+        path = f'{MODULE}:{name}'
+        body = json.dumps(
+            {'path': path, 'args': convex_to_json(args), 'format': 'convex_encoded_json'},
+            ensure_ascii=False,
+            separators=(',', ':'),
+        ).encode('utf-8')
+        self.calls += 1
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_TransientError),
+            stop=tenacity.stop_after_attempt(self.retries),
+            wait=tenacity.wait_random_exponential(multiplier=0.1, max=self.backoff_max),
+            reraise=True,
+            before_sleep=lambda state: LOGGER.warning(
+                'Convex call %s failed (%s); retrying (attempt %d of %d)',
+                path,
+                state.outcome.exception() if state.outcome else '?',
+                state.attempt_number + 1,
+                self.retries,
+            ),
+        )
+        try:
+            return retrying(self._post, kind, path, body)
+        except _TransientError as exc:
+            raise BackendUnavailableError(
+                f'Convex at {self.url} failed for {path} after {self.retries} attempts: {exc}'
+            ) from None
+
+    def _post(self, kind: str, path: str, body: bytes) -> Any:
+        headers = {'Authorization': f'Convex {self._key.get_secret_value()}'}
+        try:
+            response = self._client.post(f'/api/{kind}', content=body, headers=headers)
+        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
+            raise _TransientError(f'{type(exc).__name__}: {exc}') from None
+        status = response.status_code
+        if status == 429 or (status >= 500 and status != 560):
+            raise _TransientError(f'HTTP {status}')
+        try:
+            reply = response.json()
+        except ValueError:
+            raise BackendError(f'Convex returned HTTP {status} with a body that is not JSON for {path}') from None
+        if status == 200 and isinstance(reply, dict) and reply.get('status') == 'success':
+            return json_to_convex(reply['value'])
+        if status in (200, 560) and isinstance(reply, dict) and reply.get('status') == 'error':
+            data = reply.get('errorData')
+            if isinstance(data, dict) and 'code' in data:
+                error_class = ERROR_CODES.get(str(data['code']), BackendError)
+                message = str(data.get('message', reply.get('errorMessage', '')))
+                if error_class is BackendError:
+                    raise BackendError(f'{path}: {message}', code=str(data['code']))
+                raise error_class(message)
+            raise BackendError(f'{path} failed: {reply.get("errorMessage", "unknown error")}')
+        code = reply.get('code') if isinstance(reply, dict) else None
+        message = reply.get('message') if isinstance(reply, dict) else None
+        if status in (401, 403):
+            raise ConfigurationError(f'Convex at {self.url} rejected the deploy key ({code}): check CONVEX_DEPLOY_KEY')
+        if status == 404:
+            raise BackendError(
+                f'{path} is not deployed at {self.url} ({code}); deploy the functions in convex/ (see docs)',
+                code=code,
+            )
+        raise BackendError(f'Convex returned HTTP {status} for {path}: {code}: {message}', code=code)
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def _plan(self, write: PreparedWrite) -> _Planned:
+        content = write.content
+        inline: dict[str, str | None] = {
+            'cif': content.cif,
+            'structure': None if content.structure is None else canonical_json(content.structure),
+            'params': None if content.params is None else canonical_json(content.params),
+        }
+        sizes = {name: len(text.encode('utf-8')) for name, text in inline.items() if text is not None}
+        parts: list[_Part] = []
+        if write.raw is not None:
+            parts.append(_Part('raw', write.raw))
+        # Move the largest payloads to chunks until the rest fits inline.
+        for name in sorted(sizes, key=sizes.__getitem__, reverse=True):
+            if sum(sizes.values()) <= INLINE_BYTES:
+                break
+            parts.append(_Part(name, split_text(inline[name] or '', self.chunk_bytes)))
+            inline[name] = None
+            del sizes[name]
+        record = {
+            'structure_id': write.key.structure_id,
+            'generation': secrets.token_hex(12),
+            'content_hash': write.content_hash,
+            'source': {'kind': content.source.kind, 'filename': content.source.filename},
+            'summary': content.summary,
+            'node_uuid': content.node_uuid,
+            **inline,
+            'parts': [part.meta for part in parts],
+        }
+        chunk_bytes = sum(part.chunked.size for part in parts)
+        return _Planned(write, record, parts, chunk_bytes, sum(sizes.values()) + 1024)
+
+    def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+        by_scope: dict[tuple[str, str], list[_Planned]] = {}
+        planned = [self._plan(write) for write in writes]
+        for plan in planned:
+            by_scope.setdefault((plan.write.key.tenant_id, plan.write.key.workspace_id), []).append(plan)
+        for (tenant_id, workspace_id), plans in by_scope.items():
+            scope = {'tenant_id': tenant_id, 'workspace_id': workspace_id}
+            staged = [plan for plan in plans if plan.staged]
+            if staged:
+                current = self._hashes(tenant_id, workspace_id, [p.write.key.structure_id for p in staged])
+                for plan in staged:
+                    if current.get(plan.write.key.structure_id) == plan.write.content_hash:
+                        plan.result = self._result(plan, 'unchanged')
+                    else:
+                        self._stage(scope, plan)
+            batch: list[_Planned] = []
+            batch_bytes = 0
+            for plan in (p for p in plans if p.result is None):
+                size = plan.inline_bytes + (0 if plan.staged else plan.chunk_bytes)
+                if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_RECORDS):
+                    self._commit(scope, batch)
+                    batch, batch_bytes = [], 0
+                batch.append(plan)
+                batch_bytes += size
+            if batch:
+                self._commit(scope, batch)
+            for plan in plans:
+                if plan.garbage:
+                    self._collect(
+                        tenant_id,
+                        workspace_id,
+                        structure_id=plan.write.key.structure_id,
+                        older_than_seconds=float('inf'),
+                    )
+        return [plan.result for plan in planned if plan.result is not None]
+
+    def _result(self, plan: _Planned, status: str, chunk_count: int | None = None) -> PutResult:
+        return PutResult(
+            key=plan.write.key,
+            status=status,  # type: ignore[arg-type]
+            content_hash=plan.write.content_hash,
+            chunk_count=plan.write.chunk_count if chunk_count is None else chunk_count,
+        )
+
+    def _stage(self, scope: dict[str, str], plan: _Planned) -> None:
+        chunks = [chunk for part in plan.parts for chunk in part.chunk_args()]
+        group: list[dict[str, Any]] = []
+        group_bytes = 0
+        for chunk in chunks:
+            size = len(chunk['text'].encode('utf-8'))
+            if group and group_bytes + size > BATCH_BYTES:
+                self._stage_group(scope, plan, group)
+                group, group_bytes = [], 0
+            group.append(chunk)
+            group_bytes += size
+        if group or not chunks:
+            self._stage_group(scope, plan, group)
+
+    def _stage_group(self, scope: dict[str, str], plan: _Planned, chunks: list[dict[str, Any]]) -> None:
+        self._call(
+            'mutation',
+            'stageChunks',
+            {
+                **scope,
+                'structure_id': plan.write.key.structure_id,
+                'generation': plan.record['generation'],
+                'chunks': chunks,
+            },
+        )
+
+    def _commit(self, scope: dict[str, str], batch: list[_Planned]) -> None:
+        for attempt in range(3):
+            records = [
+                {**plan.record, 'chunks': None if plan.staged else [c for p in plan.parts for c in p.chunk_args()]}
+                for plan in batch
+            ]
+            try:
+                replies = self._call('mutation', 'putBatch', {**scope, 'records': records})
+            except ConflictError:
+                # A generation in use (CONFLICT) or a staged upload that was collected (INCOMPLETE_UPLOAD):
+                # nothing was written; start those records over under new generations.
+                if attempt == 2:
+                    raise
+                for plan in batch:
+                    plan.new_generation()
+                    if plan.staged:
+                        self._stage(scope, plan)
+                continue
+            for plan, reply in zip(batch, replies, strict=True):
+                plan.result = self._result(plan, reply['status'], int(reply['chunk_count']))
+                plan.garbage = bool(reply['garbage'])
+            return
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def _key_args(self, key: StructureKey) -> dict[str, str]:
+        return {'tenant_id': key.tenant_id, 'workspace_id': key.workspace_id, 'structure_id': key.structure_id}
+
+    def _document(self, key: StructureKey) -> dict[str, Any]:
+        if not isinstance(key, StructureKey):
+            raise InvalidInputError(f'key must be a StructureKey, got {type(key).__name__}')
+        document = self._call('query', 'getStructure', self._key_args(key))
+        if document is None:
+            raise NotFoundError(f'no structure {key}')
+        return document
+
+    def _read_chunk_page(
+        self, key: StructureKey, generation: str, part: str, from_index: int
+    ) -> tuple[list[tuple[int, str]], int | None]:
+        page = self._call(
+            'query',
+            'readChunks',
+            {
+                **self._key_args(key),
+                'generation': generation,
+                'part': part,
+                'from_index': from_index,
+                'max_bytes': READ_PAGE_BYTES,
+            },
+        )
+        pairs = [(int(chunk['chunk_index']), chunk['text']) for chunk in page['chunks']]
+        next_index = page['next_index']
+        return pairs, None if next_index is None else int(next_index)
+
+    def _iter_chunks(self, key: StructureKey, generation: str, part: str) -> Iterator[tuple[int, str]]:
+        from_index: int | None = 0
+        while from_index is not None:
+            pairs, from_index = self._read_chunk_page(key, generation, part, from_index)
+            yield from pairs
+
+    def _read_part(self, key: StructureKey, document: dict[str, Any], name: str) -> str | None:
+        meta = next((part for part in document['parts'] if part['name'] == name), None)
+        if meta is None:
+            return None
+        return join_chunks(
+            self._iter_chunks(key, document['generation'], name),
+            expected_count=int(meta['chunk_count']),
+            expected_size=int(meta['size']),
+            expected_sha256=meta['sha256'],
+            what=f'{key}: {"raw input" if name == "raw" else name}',
+        )
+
+    def _consistent_read(self, key: StructureKey, read):
+        """Run ``read(document)``; if its chunks vanish because a new version was committed meanwhile, retry."""
+        for _ in range(READ_ATTEMPTS):
+            document = self._document(key)
+            try:
+                return read(document)
+            except IntegrityError:
+                latest = self._call('query', 'getStructure', self._key_args(key))
+                if latest is None:
+                    raise NotFoundError(f'no structure {key} (deleted while being read)') from None
+                if latest['generation'] == document['generation']:
+                    raise  # the committed version itself does not verify: never return a torn read
+        raise ConflictError(f'{key} was replaced {READ_ATTEMPTS} times while being read; try again')
+
+    def get(self, key: StructureKey) -> StructureRecord:
+        def read(document: dict[str, Any]) -> StructureRecord:
+            payload = {name: document[name] for name in ('cif', 'structure', 'params')}
+            for name in payload:
+                if payload[name] is None:
+                    payload[name] = self._read_part(key, document, name)
+            return self._record(
+                document,
+                cif=payload['cif'],
+                structure=None if payload['structure'] is None else json.loads(payload['structure']),
+                params=None if payload['params'] is None else json.loads(payload['params']),
+            )
+
+        return self._consistent_read(key, read)
+
+    def get_raw(self, key: StructureKey) -> str | None:
+        return self._consistent_read(key, lambda document: self._read_part(key, document, 'raw'))
+
+    @staticmethod
+    def _summary_fields(document: dict[str, Any]) -> dict[str, Any]:
+        raw_size = document['raw_size']
+        return {
+            'key': StructureKey.of(document['tenant_id'], document['workspace_id'], document['structure_id']),
+            'source': Source(kind=document['source']['kind'], filename=document['source']['filename']),
+            'summary': _restore_ints(document['summary']),
+            'node_uuid': document['node_uuid'],
+            'content_hash': document['content_hash'],
+            'chunk_count': int(document['chunk_count']),
+            'raw_size': None if raw_size is None else int(raw_size),
+            'raw_sha256': document['raw_sha256'],
+            'created_at': _ms_to_datetime(document['created_at']),
+            'updated_at': _ms_to_datetime(document['updated_at']),
+        }
+
+    def _record(self, document: dict[str, Any], **payload: Any) -> StructureRecord:
+        return StructureRecord(**self._summary_fields(document), **payload)
+
+    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+        self._check_scope(tenant_id, workspace_id)
+        self._check_limit(limit)
+        if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
+            raise InvalidInputError('invalid page cursor')
+        try:
+            reply = self._call(
+                'query',
+                'listStructures',
+                {
+                    'tenant_id': tenant_id,
+                    'workspace_id': workspace_id,
+                    'paginationOpts': {'numItems': float(min(limit, MAX_PAGE_SIZE)), 'cursor': cursor},
+                },
+            )
+        except BackendError as exc:
+            if cursor is not None:
+                raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from exc
+            raise
+        items = tuple(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+        return Page(items=items, next_cursor=None if reply['isDone'] else reply['continueCursor'])
+
+    def _hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ids = list(dict.fromkeys(structure_ids))
+        for start in range(0, len(ids), HASH_QUERY_IDS):
+            reply = self._call(
+                'query',
+                'contentHashes',
+                {
+                    'tenant_id': tenant_id,
+                    'workspace_id': workspace_id,
+                    'structure_ids': ids[start : start + HASH_QUERY_IDS],
+                },
+            )
+            found.update({item['structure_id']: item['content_hash'] for item in reply})
+        return found
+
+    def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
+        self._check_scope(tenant_id, workspace_id)
+        for structure_id in structure_ids:
+            StructureKey.of(tenant_id, workspace_id, structure_id)
+        return self._hashes(tenant_id, workspace_id, structure_ids)
+
+    # -- deleting ----------------------------------------------------------------------------------------------
+
+    def delete(self, key: StructureKey) -> bool:
+        reply = self._call('mutation', 'removeStructure', self._key_args(key))
+        if reply['garbage']:
+            self._collect(
+                key.tenant_id, key.workspace_id, structure_id=key.structure_id, older_than_seconds=float('inf')
+            )
+        return bool(reply['existed'])
+
+    def _collect(
+        self, tenant_id: str, workspace_id: str, *, structure_id: str | None = None, older_than_seconds: float
+    ) -> int:
+        args: dict[str, Any] = {'tenant_id': tenant_id, 'workspace_id': workspace_id}
+        if structure_id is not None:
+            args['structure_id'] = structure_id
+        # With an infinite age only garbage sets (never in-progress uploads) are collected.
+        args['older_than_ms'] = min(older_than_seconds * 1000.0, 1e15)
+        deleted = 0
+        while True:
+            reply = self._call('mutation', 'collectGarbage', args)
+            deleted += int(reply['deleted'])
+            if reply['done']:
+                return deleted
+
+    def storage_stats(self, tenant_id: str, workspace_id: str) -> dict[str, Any]:
+        """Records, unreferenced chunk sets and chunks of a workspace (chunk counting stops after about 8 MiB)."""
+        self._check_scope(tenant_id, workspace_id)
+        stats = self._call('query', 'storageStats', {'tenant_id': tenant_id, 'workspace_id': workspace_id})
+        for name in ('records', 'committed_chunks', 'chunks'):
+            stats[name] = int(stats[name])
+        return stats
+
+    def collect_garbage(self, tenant_id: str, workspace_id: str, *, older_than_seconds: float = 3600.0) -> int:
+        self._check_scope(tenant_id, workspace_id)
+        if not older_than_seconds >= 0:
+            raise InvalidInputError(f'older_than_seconds must be >= 0, got {older_than_seconds!r}')
+        return self._collect(tenant_id, workspace_id, older_than_seconds=older_than_seconds)
+
+
+def _restore_ints(summary: dict[str, Any]) -> dict[str, Any]:
+    """Convex stores numbers as float64; the integer summary fields come back as ints, as they were written."""
+    restored = dict(summary)
+    for name in ('nelements', 'nperiodic_dimensions', 'nsites'):
+        if isinstance(restored.get(name), float):
+            restored[name] = int(restored[name])
+    if isinstance(restored.get('dimension_types'), list):
+        restored['dimension_types'] = [int(x) for x in restored['dimension_types']]
+    return restored

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..chunking import join_chunks
 from ..exceptions import InvalidInputError, NotFoundError
 from ..models import Page, PutResult, StructureKey, StructureRecord, StructureSummary
 from .base import PreparedWrite, StructureStore
@@ -130,11 +131,21 @@ class MemoryStore(StructureStore):
     def get(self, key: StructureKey) -> StructureRecord:
         return self._entry(key).record
 
-    def _read_raw(self, record: StructureRecord) -> Iterable[tuple[int, str]]:
-        entry = self._entry(record.key)
-        if entry.record.content_hash != record.content_hash:
-            # The record was replaced between get() and this read: the chunks are not the ones it describes.
-            return ()
+    def get_raw(self, key: StructureKey) -> str | None:
+        entry = self._entry(key)  # one consistent snapshot: record and chunks were committed together
+        record = entry.record
+        if record.raw_sha256 is None:
+            return None
+        return join_chunks(
+            self._chunks_of(entry),
+            expected_count=record.chunk_count,
+            expected_size=record.raw_size or 0,
+            expected_sha256=record.raw_sha256,
+            what=f'{key}: raw input',
+        )
+
+    @staticmethod
+    def _chunks_of(entry: _Entry) -> Iterable[tuple[int, str]]:
         return enumerate(entry.chunks)
 
     def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:

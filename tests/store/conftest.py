@@ -5,21 +5,35 @@ A backend joins the contract suite by adding a ``param`` here and a branch in ``
 
 from __future__ import annotations
 
+import os
 import secrets
 
 import pytest
 
 from aiida_structstore.models import Source, StructureContent, StructureKey
 from aiida_structstore.store import MemoryStore
+from aiida_structstore.store.convex import ConvexStore
 
-BACKENDS = ['memory']
+#: ``convex-deployment`` runs when ``CONVEX_URL`` and ``CONVEX_DEPLOY_KEY`` point to a real deployment that has the
+#: functions of ``convex/`` deployed (see docs/convex-projection.md); it is skipped otherwise.
+BACKENDS = ['memory', 'convex-local', 'convex-deployment']
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request):
-    """A fresh, empty store of each backend."""
+    """A store of each backend. Tests isolate themselves with unique tenant ids (the ``tenant`` fixture)."""
     if request.param == 'memory':
         with MemoryStore() as s:
+            yield s
+    elif request.param == 'convex-local':
+        server = request.getfixturevalue('convex_server')
+        with ConvexStore(server.url, server.deploy_key) as s:
+            yield s
+    elif request.param == 'convex-deployment':
+        url, key = os.environ.get('CONVEX_URL'), os.environ.get('CONVEX_DEPLOY_KEY')
+        if not (url and key):
+            pytest.skip('set CONVEX_URL and CONVEX_DEPLOY_KEY to run the contract suite on a real deployment')
+        with ConvexStore(url, key) as s:
             yield s
     else:  # pragma: no cover - every param above has a branch
         raise AssertionError(request.param)
@@ -52,3 +66,27 @@ def make_content(tenant):
         return StructureContent(key=key, **fields)
 
     return factory
+
+
+@pytest.fixture
+def corrupt_chunks(monkeypatch):
+    """Return ``corrupt(store, change)``: from then on, raw chunk texts read by ``store`` pass through ``change``."""
+
+    def corrupt(store, change):
+        if isinstance(store, MemoryStore):
+            original = MemoryStore._chunks_of
+            monkeypatch.setattr(
+                MemoryStore, '_chunks_of', staticmethod(lambda entry: [(i, change(t)) for i, t in original(entry)])
+            )
+        else:
+            original = type(store)._read_chunk_page
+            monkeypatch.setattr(
+                type(store),
+                '_read_chunk_page',
+                lambda self, *a, **k: (
+                    [(i, change(t)) for i, t in original(self, *a, **k)[0]],
+                    original(self, *a, **k)[1],
+                ),
+            )
+
+    return corrupt

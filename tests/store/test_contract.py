@@ -254,9 +254,9 @@ class TestInvalidInputWritesNothing:
         with pytest.raises(InvalidInputError, match='source'):
             StructureContent.build(key=StructureKey.of('t', 'w', 's'), source={'kind': 'Not Valid'})
 
-    def test_corrupted_chunks_fail_loudly(self, store, make_content, monkeypatch):
+    def test_corrupted_chunks_fail_loudly(self, store, make_content, corrupt_chunks):
         content = make_content()
         store.put(content, raw='abc' * 10)
-        monkeypatch.setattr(type(store), '_read_raw', lambda self, record: [(0, 'abc' * 9 + 'abd')])
+        corrupt_chunks(store, lambda text: text[:-1] + 'd')
         with pytest.raises(IntegrityError, match='sha256'):
             store.get_raw(content.key)

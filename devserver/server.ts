@@ -1,0 +1,215 @@
+// The local Convex server: an IN-MEMORY TEST DOUBLE of a Convex deployment, for tests and the demo.
+//
+// It serves Convex's HTTP API (POST /api/query, /api/mutation, /api/action; GET /version) over this project's own
+// convex/ functions, with `convex-test` as the engine, and enforces what convex-test does not: the admin key,
+// public vs internal visibility, argument and return value limits, and the 1 MiB document size. It keeps nothing
+// on disk, runs one function at a time, and says nothing about the speed of a real Convex deployment.
+//
+// Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/server.ts [--port N] [--host H]
+// It prints one JSON line on stdout when it listens: {"url": "...", "kind": "local-convex-test-double"}.
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { parseArgs } from "node:util";
+import { timingSafeEqual } from "node:crypto";
+import { convexTest } from "convex-test";
+import { TransactionMetricsTracker } from "convex-test/dist/transactionMetrics.js";
+import { convexToJson, jsonToConvex, type Value } from "convex/values";
+import { makeFunctionReference } from "convex/server";
+import schema from "../convex/schema";
+import { LIMITS, checkValue, stringifyConvexJson } from "./limits";
+
+const modules: Record<string, () => Promise<any>> = {
+  "../convex/_generated/api.js": () => import("../convex/_generated/api.js"),
+  "../convex/_generated/server.js": () => import("../convex/_generated/server.js"),
+  "../convex/schema.ts": () => import("../convex/schema"),
+  "../convex/structures.ts": () => import("../convex/structures"),
+};
+
+// Convex rejects a document over 1 MiB; convex-test measures each written document but does not enforce it.
+const originalTrackWrite = TransactionMetricsTracker.prototype.trackWrite;
+TransactionMetricsTracker.prototype.trackWrite = function (docSizeBytes: number) {
+  if (docSizeBytes > LIMITS.documentBytes) {
+    throw new Error(`Document is too large (${docSizeBytes} bytes; the limit is ${LIMITS.documentBytes} bytes)`);
+  }
+  return originalTrackWrite.call(this, docSizeBytes);
+};
+
+type Kind = "query" | "mutation" | "action";
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function startServer(options: { adminKey: string; port?: number; host?: string }) {
+  const t = convexTest({ schema, modules, transactionLimits: true });
+  installDocumentChecks();
+  const adminKey = Buffer.from(options.adminKey);
+  let queue: Promise<unknown> = Promise.resolve();
+
+  function isAdmin(header: string | undefined): boolean {
+    if (header === undefined) return false;
+    const match = /^Convex (.+)$/.exec(header);
+    if (match === null) throw new HttpError(401, "BadAdminKey", "The Authorization header is not a Convex admin key");
+    const given = Buffer.from(match[1]);
+    if (given.length !== adminKey.length || !timingSafeEqual(given, adminKey)) {
+      throw new HttpError(401, "BadAdminKey", "The provided admin key was invalid for this instance");
+    }
+    return true;
+  }
+
+  async function resolve(path: string, kind: Kind, admin: boolean) {
+    const match = /^([A-Za-z0-9_/]+)(?:\.js)?:([A-Za-z_][A-Za-z0-9_]*)$/.exec(path);
+    if (match === null || !(`../convex/${match[1]}.ts` in modules)) {
+      throw new HttpError(404, "FunctionNotFound", `Could not find function for '${path}'`);
+    }
+    const module = await modules[`../convex/${match[1]}.ts`]();
+    const fn = module[match[2]];
+    const isKind = fn && { query: fn.isQuery, mutation: fn.isMutation, action: fn.isAction }[kind];
+    if (!isKind || (fn.isInternal && !admin)) {
+      // Internal functions look like missing ones to anyone without the admin key, as on a real deployment.
+      throw new HttpError(404, "FunctionNotFound", `Could not find public ${kind} function for '${path}'`);
+    }
+    return makeFunctionReference<any>(`${match[1]}:${match[2]}`);
+  }
+
+  async function run(kind: Kind, body: any, admin: boolean) {
+    if (body === null || typeof body !== "object" || typeof body.path !== "string") {
+      throw new HttpError(400, "BadJsonBody", "The request body must be a JSON object with a string `path`");
+    }
+    if (body.format !== undefined && body.format !== "convex_encoded_json" && body.format !== "json") {
+      throw new HttpError(400, "BadJsonBody", `Unsupported format ${JSON.stringify(body.format)}`);
+    }
+    const reference = await resolve(body.path, kind, admin);
+    let args: Value = Array.isArray(body.args) ? body.args[0] ?? {} : body.args ?? {};
+    args = jsonToConvex(args as any);
+    checkValue(args, "arguments");
+    const call = () =>
+      kind === "query" ? t.query(reference, args as any) : kind === "mutation" ? t.mutation(reference, args as any) : t.action(reference, args as any);
+    // One function at a time: convex-test has no concurrency control, a real deployment serializes conflicts.
+    const result = queue.then(call, call);
+    queue = result.catch(() => undefined);
+    const value = await result;
+    checkValue(value ?? null, "return value");
+    const encoded = stringifyConvexJson(convexToJson(value ?? null));
+    if (encoded.length > LIMITS.returnBytes) throw new Error("Function return value is too large");
+    return encoded;
+  }
+
+  function send(res: ServerResponse, status: number, text: string) {
+    res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (req.method === "GET" && url.pathname === "/version") {
+      return send(res, 200, JSON.stringify("local-convex-test-double"));
+    }
+    const kind = /^\/api\/(query|mutation|action)$/.exec(url.pathname)?.[1] as Kind | undefined;
+    if (req.method !== "POST" || kind === undefined) {
+      return send(res, 404, JSON.stringify({ code: "NotFound", message: `No route ${req.method} ${url.pathname}` }));
+    }
+    try {
+      const admin = isAdmin(req.headers.authorization);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of req) {
+        size += chunk.length;
+        if (size > LIMITS.requestBytes) {
+          throw new HttpError(413, "ArgumentsTooLarge", `Request body is larger than ${LIMITS.requestBytes} bytes`);
+        }
+        chunks.push(chunk);
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        throw new HttpError(400, "BadJsonBody", "The request body is not valid JSON");
+      }
+      let value: string;
+      try {
+        value = await run(kind, body, admin);
+      } catch (error) {
+        if (error instanceof HttpError) throw error;
+        // A failed function: HTTP 560 with the error message and, for ConvexError, its data.
+        const data = (error as { data?: Value }).data;
+        const reply: Record<string, unknown> = {
+          status: "error",
+          errorMessage: error instanceof Error ? error.message : String(error),
+          logLines: [],
+        };
+        if (data !== undefined) reply.errorData = convexToJson(data);
+        return send(res, 560, stringifyConvexJson(reply as any));
+      }
+      return send(res, 200, `{"status":"success","value":${value},"logLines":[]}`);
+    } catch (error) {
+      if (error instanceof HttpError) {
+        return send(res, error.status, JSON.stringify({ code: error.code, message: error.message }));
+      }
+      return send(res, 500, JSON.stringify({ code: "InternalServerError", message: String(error) }));
+    }
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error) => {
+      if (!res.headersSent) send(res, 500, JSON.stringify({ code: "InternalServerError", message: String(error) }));
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  return new Promise<{ url: string; close: () => Promise<void> }>((resolvePromise) => {
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : options.port;
+      resolvePromise({
+        url: `http://${options.host ?? "127.0.0.1"}:${port}`,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      });
+    });
+  });
+}
+
+// Arrays, nesting and field names of every document written are checked before the write reaches convex-test.
+let documentChecksInstalled = false;
+function installDocumentChecks() {
+  if (documentChecksInstalled) return;
+  documentChecksInstalled = true;
+  const convexGlobal = (globalThis as any).Convex;
+  const inner = Object.getOwnPropertyDescriptor(convexGlobal, "asyncSyscall")!.get!;
+  Object.defineProperty(convexGlobal, "asyncSyscall", {
+    get() {
+      const asyncSyscall = inner.call(convexGlobal);
+      return async (op: string, jsonArgs: string) => {
+        if (op === "1.0/insert" || op === "1.0/shallowMerge" || op === "1.0/replace") {
+          const args = JSON.parse(jsonArgs);
+          checkValue(jsonToConvex(args.value), "document", { document: true });
+        }
+        return await asyncSyscall(op, jsonArgs);
+      };
+    },
+  });
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: { port: { type: "string", default: "0" }, host: { type: "string", default: "127.0.0.1" } },
+  });
+  const adminKey = process.env.CONVEX_DEPLOY_KEY;
+  if (!adminKey) {
+    console.error("error: set CONVEX_DEPLOY_KEY to the admin key clients must present");
+    process.exit(2);
+  }
+  const { url, close } = await startServer({ adminKey, port: Number(values.port), host: values.host });
+  console.log(JSON.stringify({ url, kind: "local-convex-test-double", note: "in-memory test double of Convex; data is lost on exit" }));
+  const stop = () => close().then(() => process.exit(0));
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main();
+}

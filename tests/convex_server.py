@@ -1,0 +1,65 @@
+"""Start and stop the local Convex server (``devserver/server.ts``, an in-memory test double) for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class LocalConvex:
+    url: str
+    deploy_key: str
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def local_convex(timeout: float = 60.0) -> Iterator[LocalConvex]:
+    """Run the local Convex server on a free port; yield its URL and admin key; stop it afterwards."""
+    tsx = ROOT / 'node_modules' / '.bin' / 'tsx'
+    if not tsx.exists():
+        raise RuntimeError(f'{tsx} is missing: run `npm ci` in {ROOT} first (bash .ci/run does)')
+    if shutil.which('node') is None:
+        raise RuntimeError('node is not on PATH: the local Convex server needs Node.js 20')
+    key = f'local-test|{secrets.token_hex(16)}'
+    env = {**os.environ, 'CONVEX_DEPLOY_KEY': key}
+    process = subprocess.Popen(
+        [str(tsx), str(ROOT / 'devserver' / 'server.ts'), '--port', '0'],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    try:
+        if not line or not line[0].strip():
+            process.kill()
+            raise RuntimeError(f'the local Convex server did not start: {process.stderr.read()[-2000:]}')
+        info = json.loads(line[0])
+        # Keep draining stderr so the server never blocks on a full pipe.
+        threading.Thread(target=process.stderr.read, daemon=True).start()
+        yield LocalConvex(url=info['url'], deploy_key=key, process=process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
