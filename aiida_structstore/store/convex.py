@@ -552,10 +552,14 @@ class ConvexStore(StructureStore):
             if reply['done']:
                 return deleted
 
-    def storage_stats(self, tenant_id: str, workspace_id: str) -> dict[str, Any]:
-        """Records, unreferenced chunk sets and chunks of a workspace (chunk counting stops after about 8 MiB)."""
+    def storage_stats(self, tenant_id: str, workspace_id: str, *, max_bytes: int = READ_PAGE_BYTES) -> dict[str, Any]:
+        """Records, unreferenced chunk sets and chunks of a workspace (chunk counting stops after ``max_bytes``)."""
         self._check_scope(tenant_id, workspace_id)
-        stats = self._call('query', 'storageStats', {'tenant_id': tenant_id, 'workspace_id': workspace_id})
+        stats = self._call(
+            'query',
+            'storageStats',
+            {'tenant_id': tenant_id, 'workspace_id': workspace_id, 'max_bytes': float(max_bytes)},
+        )
         for name in ('records', 'committed_chunks', 'chunks'):
             stats[name] = int(stats[name])
         return stats

@@ -260,3 +260,67 @@ class TestInvalidInputWritesNothing:
         corrupt_chunks(store, lambda text: text[:-1] + 'd')
         with pytest.raises(IntegrityError, match='sha256'):
             store.get_raw(content.key)
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {'leaf': 1}
+    for level in range(depth):
+        value = {f'level({level})': value}
+    return value
+
+
+class TestValuesBeyondConvexLimits:
+    """Values over Convex's document, array and field-name limits project and read back exactly."""
+
+    def test_50_mb_raw_input_round_trips_byte_exactly(self, store, make_content):
+        line = 'Fe1  0.1234567890  0.2345678901  0.3456789012  ! é \U0001f9f2\r\n'
+        text = line * (50_000_000 // len(line.encode()))
+        content = make_content('huge-raw')
+        assert store.put(content, raw=text).status == 'created'
+        back = store.get_raw(content.key)
+        assert back == text
+        record = store.get(content.key)
+        assert record.raw_size == len(text.encode('utf-8')) >= 49_000_000
+        assert store.put(content, raw=text).status == 'unchanged'
+
+    def test_50000_site_structure_round_trips_exactly(self, store, make_content):
+        nsites = 50_000
+        positions = [[i * 0.1 + 1e-9, (i % 97) * 0.3333333333333333, -i / 7] for i in range(nsites)]
+        structure = {
+            'elements': ['Fe', 'O'],
+            'nelements': 2,
+            'nsites': nsites,
+            'chemical_formula_reduced': 'FeO',
+            'lattice_vectors': [[1000.0, 0.0, 0.0], [0.0, 1000.0, 0.0], [0.0, 0.0, 1000.0]],
+            'cartesian_site_positions': positions,
+            'species_at_sites': ['Fe1' if i % 2 else 'O' for i in range(nsites)],
+            'species': [{'name': 'Fe1', 'chemical_symbols': ['Fe'], 'concentration': [1.0]}],
+        }
+        content = make_content('many-sites', structure=structure)
+        store.put(content)
+        record = store.get(content.key)
+        assert record.structure == structure
+        assert record.summary['nsites'] == nsites
+        assert record.to_content() == content
+
+    def test_cif_over_1_mib(self, store, make_content):
+        cif = 'data_big\nloop_\n_atom_site_label\n' + ''.join(f'Si{i} 0.{i:07d} 0.5 0.5\n' for i in range(60_000))
+        assert len(cif.encode()) > 1024 * 1024
+        content = make_content('big-cif', cif=cif)
+        store.put(content, raw=cif)
+        assert store.get(content.key).cif == cif
+        assert store.get_raw(content.key) == cif
+
+    def test_params_with_keys_that_are_not_convex_field_names(self, store, make_content):
+        params = {
+            'SYSTEM': {'celldm(1)': 10.2, 'starting_magnetization(2)': 0.5, 'Hubbard_U(1)': 4.0, 'ibrav': 2},
+            'CONTROL': {'$dollar': 'x', '_underscore': True, 'é': None, '': [1, 2.5, 'three']},
+            'deep': _nested(20),
+            'long_list': list(range(10_000)),
+        }
+        content = make_content('params', params=params)
+        store.put(content)
+        back = store.get(content.key).params
+        assert back == params
+        assert isinstance(back['SYSTEM']['ibrav'], int)
+        assert isinstance(back['long_list'][5], int)

@@ -1,0 +1,75 @@
+"""A fault-injecting HTTP proxy in front of a Convex deployment, for retry and fault-tolerance tests.
+
+Each request takes the next fault from a queue (none: pass through):
+
+* ``reset``: close the connection without a reply;
+* ``status:<code>``: answer with that HTTP status without forwarding;
+* ``drop-reply``: forward the request (the function runs) and close the connection instead of replying;
+* ``delay:<seconds>``: wait, then forward (longer than the client's timeout: a timeout).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip('/')
+        self.faults: collections.deque[str] = collections.deque()
+        self.requests: list[str] = []
+        self.forwarded = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+                fault = proxy.faults.popleft() if proxy.faults else None
+                proxy.requests.append(f'{self.path} {fault}')
+                if fault == 'reset':
+                    self.close_connection = True
+                    return
+                if fault and fault.startswith('status:'):
+                    payload = b'{"code":"Injected","message":"injected fault"}'
+                    self.send_response(int(fault.split(':')[1]))
+                    self.send_header('Content-Type', 'application/json')
+                    self.send_header('Content-Length', str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if fault and fault.startswith('delay:'):
+                    time.sleep(float(fault.split(':')[1]))
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ('authorization', 'content-type')}
+                reply = httpx.post(proxy.upstream + self.path, content=body, headers=headers, timeout=120)
+                proxy.forwarded += 1
+                if fault == 'drop-reply':
+                    self.close_connection = True
+                    return
+                self.send_response(reply.status_code)
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
