@@ -78,6 +78,12 @@ class StructureStore(abc.ABC):
     def __init__(self, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         self.chunk_bytes = chunk_bytes
 
+    @property
+    def identity(self) -> str:
+        """Identifies the deployment behind the store (never a secret): projections remembered on AiiDA nodes are
+        only trusted for the same identity."""
+        return f'{self.backend}:{id(self):x}'
+
     # -- writing -----------------------------------------------------------------------------------------------
 
     def prepare(self, content: StructureContent, raw: str | bytes | None = None) -> PreparedWrite:
@@ -109,12 +115,16 @@ class StructureStore(abc.ABC):
 
     def put_many(self, items: Iterable[tuple[StructureContent, str | bytes | None]]) -> list[PutResult]:
         """Write many records, batched as the backend sees fit. Every item is validated before anything is written."""
-        prepared = [self.prepare(content, raw) for content, raw in items]
-        keys = [p.key for p in prepared]
-        if len(set(keys)) != len(keys):
-            duplicate = next(k for k in keys if keys.count(k) > 1)
-            raise InvalidInputError(f'{duplicate}: the same key appears more than once in one put_many call')
-        return self._put_prepared(prepared) if prepared else []
+        return self.put_prepared([self.prepare(content, raw) for content, raw in items])
+
+    def put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+        """Write records already validated by :meth:`prepare` (as :meth:`put_many` does)."""
+        seen: set[StructureKey] = set()
+        for write in writes:
+            if write.key in seen:
+                raise InvalidInputError(f'{write.key}: the same key appears more than once in one batch')
+            seen.add(write.key)
+        return self._put_prepared(writes) if writes else []
 
     @abc.abstractmethod
     def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:

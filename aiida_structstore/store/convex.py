@@ -188,6 +188,10 @@ class ConvexStore(StructureStore):
     def __repr__(self) -> str:
         return f'ConvexStore(url={self.url!r})'
 
+    @property
+    def identity(self) -> str:
+        return f'convex:{httpx.URL(self.url).copy_with(username=None, password=None, query=None)}'
+
     def close(self) -> None:
         self._client.close()
 

@@ -1,0 +1,79 @@
+"""``structstore.project_structure``: write one ``StructureData`` into the structure store, with provenance.
+
+Inputs: ``structure``; ``tenant_id`` and ``workspace_id`` (``Str``); optionally ``structure_id`` (``Str``, default
+the node's UUID), ``raw`` (``SinglefileData``, the raw input to keep in chunks), ``parameters`` (``Dict``) and
+``source_kind`` (``Str``; default ``cif``/``pw-input`` for structures our import calcfunctions created, else
+``aiida``). Output: ``receipt`` (``Dict``: key, content hash, chunk count, status, backend, time).
+
+The store comes from the environment (``STRUCTURE_STORE_BACKEND``, ``CONVEX_URL``, ``CONVEX_DEPLOY_KEY`` or the
+settings file): the URL and the deploy key are never inputs, attributes, extras or log messages of the node.
+
+Writing to the store is a side effect, so this process must never be taken from AiiDA's cache: its node marks
+itself invalid as a cache source before anything else. Writes are idempotent, so running it again (for example
+after a daemon restart) leaves the store in the same state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiida import orm
+from aiida.engine import Process, calcfunction
+
+from ...models import Source, StructureKey
+from ...projection.nodes import EXTRA_KEY, import_kind, target_entry, with_target
+from ...projection.record import default_structure_id, structure_content
+from ...store import open_store
+from ._files import read_text
+
+
+@calcfunction
+def project_structure(
+    structure: orm.StructureData,
+    tenant_id: orm.Str,
+    workspace_id: orm.Str,
+    structure_id: orm.Str | None = None,
+    raw: orm.SinglefileData | None = None,
+    parameters: orm.Dict | None = None,
+    source_kind: orm.Str | None = None,
+) -> dict:
+    """Project a structure into the store and return a receipt."""
+    process = Process.current()
+    if process is not None:
+        process.node.base.caching.is_valid_cache = False
+
+    sid = structure_id.value if structure_id is not None else default_structure_id(structure.uuid)
+    key = StructureKey.of(tenant_id.value, workspace_id.value, sid)
+    creator = structure.creator
+    kind = source_kind.value if source_kind is not None else None
+    if kind is None:
+        kind = (import_kind(creator.process_type) if creator is not None else None) or 'aiida'
+    source = Source(kind=kind, filename=raw.filename if raw is not None else None)
+    content = structure_content(
+        structure.base.attributes.all,
+        key=key,
+        node_uuid=structure.uuid,
+        source=source,
+        params=parameters.get_dict() if parameters is not None else None,
+    )
+    raw_text = read_text(raw) if raw is not None else None
+    with open_store() as store:
+        result = store.put(content, raw=raw_text)
+        backend, identity = store.backend, store.identity
+
+    entry = target_entry(identity, key.tenant_id, key.workspace_id, key.structure_id, result.content_hash)
+    structure.base.extras.set(EXTRA_KEY, with_target(structure.base.extras.all, entry))
+    return {
+        'receipt': orm.Dict(
+            {
+                'tenant_id': key.tenant_id,
+                'workspace_id': key.workspace_id,
+                'structure_id': key.structure_id,
+                'content_hash': result.content_hash,
+                'chunk_count': result.chunk_count,
+                'status': result.status,
+                'backend': backend,
+                'projected_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+            }
+        )
+    }

@@ -1,0 +1,1 @@
+"""Reusable parameters of the ``verdi data structstore`` commands."""

@@ -1,0 +1,126 @@
+"""``verdi data structstore project`` and ``sync``: structures → the store."""
+
+from __future__ import annotations
+
+import click
+from aiida.cmdline.params import arguments
+from aiida.cmdline.params import options as aiida_options
+from aiida.cmdline.utils import decorators, echo
+
+from . import cmd_structstore
+from .params import options
+from .params.types import IdentifierType, JsonType
+from .utils import store_errors, table
+
+
+def project_nodes(structures, tenant_id, workspace_id, structure_id, *, include_raw: bool) -> None:
+    """Run the ``structstore.project_structure`` calcfunction for each structure and print the receipts."""
+    from aiida import orm
+
+    from ..calculations.functions.project_structure import project_structure
+    from ..projection.nodes import origin_of
+
+    rows = []
+    for structure in structures:
+        inputs = {'structure': structure, 'tenant_id': orm.Str(tenant_id), 'workspace_id': orm.Str(workspace_id)}
+        if structure_id:
+            inputs['structure_id'] = orm.Str(structure_id)
+        origin = origin_of(structure)
+        if include_raw and origin.file is not None:
+            inputs['raw'] = origin.file
+        if origin.parameters is not None:
+            inputs['parameters'] = origin.parameters
+        results, process = project_structure.run_get_node(**inputs)
+        receipt = results['receipt'].get_dict()
+        rows.append(
+            [
+                structure.pk,
+                receipt['structure_id'],
+                receipt['status'],
+                receipt['chunk_count'],
+                receipt['content_hash'][:12],
+                process.pk,
+            ]
+        )
+    echo.echo(table(rows, ['pk', 'structure id', 'status', 'raw chunks', 'content hash', 'process']))
+
+
+@cmd_structstore.command('project')
+@arguments.NODES()
+@options.TENANT()
+@options.WORKSPACE()
+@click.option(
+    '--structure-id',
+    type=IdentifierType('structure_id'),
+    help='Structure id (only with one node; default: the node UUID).',
+)
+@options.NO_RAW()
+@decorators.with_dbenv()
+@store_errors
+def cmd_project(nodes, tenant_id, workspace_id, structure_id, no_raw):
+    """Project StructureData NODES into the store, each with a provenance record (receipt)."""
+    from aiida import orm
+
+    loaded = list(nodes)
+    wrong = [f'{node.pk} ({type(node).__name__})' for node in loaded if not isinstance(node, orm.StructureData)]
+    if wrong:
+        echo.echo_critical(f'not StructureData: {", ".join(wrong)}')
+    if structure_id and len(loaded) > 1:
+        raise click.UsageError('--structure-id can only be used with a single node')
+    project_nodes(loaded, tenant_id, workspace_id, structure_id, include_raw=not no_raw)
+
+
+@cmd_structstore.command('sync')
+@aiida_options.GROUP(help='Sync the structures of this group.')
+@aiida_options.NODES(help='Sync these structures (pks or UUIDs).')
+@click.option('--filters', type=JsonType(), help='QueryBuilder filters on the StructureData, as JSON.')
+@options.TENANT()
+@options.WORKSPACE()
+@options.ID_TEMPLATE()
+@options.NO_RAW()
+@options.DRY_RUN()
+@click.option(
+    '--check-store', is_flag=True, help='Compare against the hashes in the store, not the ones remembered on the nodes.'
+)
+@click.option('--batch-size', type=click.IntRange(1, 5000), default=500, show_default=True)
+@decorators.with_dbenv()
+@store_errors
+def cmd_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw, dry_run, check_store, batch_size):
+    """Project every selected StructureData (all, a group, nodes, filters), skipping unchanged ones.
+
+    Resumable: run it again after an interruption. Exit code 1 if any structure failed.
+    """
+    from aiida.common.progress_reporter import set_progress_bar_tqdm
+
+    from ..sync import sync_structures
+    from .utils import opened_store
+
+    set_progress_bar_tqdm()
+    with opened_store() as store:
+        report = sync_structures(
+            store,
+            tenant_id=tenant_id,
+            workspace_id=workspace_id,
+            group=group,
+            nodes=[node.pk for node in nodes] if nodes else None,
+            filters=filters,
+            id_template=id_template,
+            batch_size=batch_size,
+            include_raw=not no_raw,
+            check_store=check_store,
+            dry_run=dry_run,
+        )
+    for pk, note in report.notes:
+        echo.echo_report(f'{pk}: {note}')
+    for pk, message in report.failures:
+        echo.echo_error(f'{pk}: {message}')
+    verb = 'would be ' if dry_run else ''
+    echo.echo(
+        table(
+            [[report.selected, report.new, report.updated, report.unchanged, report.failed, f'{report.seconds:.2f}']],
+            ['selected', f'{verb}new', f'{verb}updated', 'unchanged', 'failed', 'seconds'],
+        )
+    )
+    if not report.ok:
+        echo.echo_critical(f'{report.failed} structures failed')
+    echo.echo_success(f'{"dry run of " if dry_run else ""}sync to {tenant_id}/{workspace_id} done')

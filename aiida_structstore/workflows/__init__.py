@@ -1,0 +1,1 @@
+"""Workflows of aiida-structstore: ``structstore.project`` (:class:`.project.ProjectStructuresWorkChain`)."""

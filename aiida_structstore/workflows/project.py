@@ -1,0 +1,89 @@
+"""``structstore.project``: project a namespace of structures into the store, as a step of any workflow.
+
+Each structure is projected by the ``structstore.project_structure`` calcfunction (so every write has its own
+provenance node and receipt). Structures created by the import calcfunctions are projected with their raw file and
+parameters. The work chain checkpoints after the step: if a daemon worker dies, the step runs again, and since every
+write is idempotent the store ends in the same state (records already written report ``unchanged``).
+
+Usage inside another work chain::
+
+    from aiida_structstore.workflows.project import ProjectStructuresWorkChain
+
+    def project(self):
+        inputs = {
+            'structures': {'input': self.inputs.structure, 'relaxed': self.ctx.relax.outputs.output_structure},
+            'tenant_id': orm.Str('acme'),
+            'workspace_id': orm.Str('relaxations'),
+        }
+        return ToContext(projection=self.submit(ProjectStructuresWorkChain, **inputs))
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import WorkChain
+
+from ..calculations.functions.project_structure import project_structure
+from ..exceptions import StructStoreError
+from ..projection.nodes import origin_of
+
+
+class ProjectStructuresWorkChain(WorkChain):
+    """Project every structure of the ``structures`` namespace into one tenant and workspace of the store."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input_namespace(
+            'structures', valid_type=orm.StructureData, dynamic=True, help='The structures to project, by name.'
+        )
+        spec.input('tenant_id', valid_type=orm.Str, help='Tenant id of the target.')
+        spec.input('workspace_id', valid_type=orm.Str, help='Workspace id of the target.')
+        spec.input_namespace(
+            'structure_ids',
+            valid_type=orm.Str,
+            dynamic=True,
+            required=False,
+            help='Structure ids by name (default: the node UUID).',
+        )
+        spec.input(
+            'include_raw',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            help='Project the raw file of imported structures too.',
+        )
+        spec.output_namespace('receipts', valid_type=orm.Dict, dynamic=True, help='One receipt per structure.')
+        spec.outline(cls.project)
+        spec.exit_code(300, 'ERROR_PROJECTION_FAILED', message='Projecting {names} failed: {error}')
+        spec.exit_code(301, 'ERROR_NO_STRUCTURES', message='The `structures` namespace is empty.')
+
+    def project(self):
+        """Project each structure; report and stop at the first failure."""
+        structures = dict(self.inputs.structures)
+        if not structures:
+            return self.exit_codes.ERROR_NO_STRUCTURES
+        ids = dict(self.inputs.get('structure_ids', {}))
+        for name, structure in sorted(structures.items()):
+            inputs = {
+                'structure': structure,
+                'tenant_id': self.inputs.tenant_id,
+                'workspace_id': self.inputs.workspace_id,
+            }
+            if name in ids:
+                inputs['structure_id'] = ids[name]
+            origin = origin_of(structure)
+            if self.inputs.include_raw.value and origin.file is not None:
+                inputs['raw'] = origin.file
+            if origin.parameters is not None:
+                inputs['parameters'] = origin.parameters
+            try:
+                outputs = project_structure(**inputs, metadata={'call_link_label': f'project_{name}'})
+            except StructStoreError as exc:
+                self.report(f'projection of {name}<{structure.pk}> failed: {exc}')
+                return self.exit_codes.ERROR_PROJECTION_FAILED.format(names=name, error=str(exc))
+            receipt = outputs['receipt']
+            self.out(f'receipts.{name}', receipt)
+            self.report(
+                f'{name}<{structure.pk}> → {receipt["tenant_id"]}/{receipt["workspace_id"]}/'
+                f'{receipt["structure_id"]}: {receipt["status"]}'
+            )
