@@ -122,3 +122,85 @@ def aiida_profile(request, aiida_config, aiida_profile_factory, config_psql_dos,
     storage_config = config_psql_dos() if backend == 'core.psql_dos' else config_sqlite_dos()
     with aiida_profile_factory(aiida_config, storage_backend=backend, storage_config=storage_config) as profile:
         yield profile
+
+
+@pytest.fixture
+def generate_structure():
+    """Return a factory of unstored ``StructureData``: ``silicon``, ``fe2o3`` (Fe1/Fe2 kinds), ``alloy``,
+    ``vacancy``, ``molecule`` (no periodicity, zero cell)."""
+
+    def factory(name: str = 'silicon'):
+        from aiida import orm
+
+        if name == 'silicon':
+            a = 5.43
+            structure = orm.StructureData(cell=[[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
+            structure.append_atom(position=(0, 0, 0), symbols='Si')
+            structure.append_atom(position=(a / 4, a / 4, a / 4), symbols='Si')
+        elif name == 'fe2o3':
+            # Four Fe (two magnetic sublattices Fe1/Fe2) and six O: Fe4O6, reduced Fe2O3.
+            structure = orm.StructureData(cell=[[5.0, 0, 0], [0, 5.0, 0], [0, 0, 13.7]])
+            for i, kind in enumerate(['Fe1', 'Fe2', 'Fe1', 'Fe2']):
+                structure.append_atom(position=(0, 0, 3.4 * i), symbols='Fe', name=kind)
+            for i in range(6):
+                structure.append_atom(position=(2.5, 1.0 * i % 5, 2.2 * i), symbols='O')
+        elif name == 'alloy':
+            structure = orm.StructureData(cell=[[3.6, 0, 0], [0, 3.6, 0], [0, 0, 3.6]])
+            structure.append_atom(position=(0, 0, 0), symbols=('Cu', 'Au'), weights=(0.75, 0.25), name='CuAu')
+            structure.append_atom(position=(1.8, 1.8, 0), symbols='Cu')
+        elif name == 'vacancy':
+            structure = orm.StructureData(cell=[[4.2, 0, 0], [0, 4.2, 0], [0, 0, 4.2]])
+            structure.append_atom(position=(0, 0, 0), symbols='Fe', weights=0.9, name='FeVac')
+            structure.append_atom(position=(2.1, 2.1, 2.1), symbols='O')
+        elif name == 'molecule':
+            structure = orm.StructureData(cell=[[0, 0, 0], [0, 0, 0], [0, 0, 0]], pbc=(False, False, False))
+            structure.append_atom(position=(0, 0, 0), symbols='O')
+            structure.append_atom(position=(0.757, 0.586, 0), symbols='H')
+            structure.append_atom(position=(-0.757, 0.586, 0), symbols='H')
+        else:
+            raise ValueError(name)
+        return structure
+
+    return factory
+
+
+@pytest.fixture
+def memory_backend(monkeypatch):
+    """Select the in-memory store through the environment, emptied for the test."""
+    from aiida_structstore.store import MemoryStore
+
+    monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'memory')
+    MemoryStore.shared().clear()
+    yield MemoryStore.shared()
+    MemoryStore.shared().clear()
+
+
+@pytest.fixture
+def convex_backend(monkeypatch, convex_server):
+    """Select the local Convex server through the environment; yields a ConvexStore on it."""
+    from aiida_structstore.store.convex import ConvexStore
+
+    monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
+    monkeypatch.setenv('CONVEX_URL', convex_server.url)
+    monkeypatch.setenv('CONVEX_DEPLOY_KEY', convex_server.deploy_key)
+    with ConvexStore(convex_server.url, convex_server.deploy_key) as store:
+        yield store
+
+
+@pytest.fixture
+def run_cli_command():
+    """Run a ``verdi data structstore`` command in-process; return the click result (asserts the exit code)."""
+    from aiida.common import AttributeDict
+    from aiida.manage.configuration import get_config, get_profile
+    from click.testing import CliRunner
+
+    def run(command, args, *, raises: bool = False, input: str | None = None):
+        obj = AttributeDict({'config': get_config(), 'profile': get_profile()})
+        result = CliRunner().invoke(command, [str(a) for a in args], obj=obj, input=input)
+        if raises:
+            assert result.exit_code != 0, result.output
+        else:
+            assert result.exit_code == 0, f'{result.output}\n{result.exception!r}'
+        return result
+
+    return run

@@ -49,6 +49,13 @@ def write_cif(attributes: Mapping[str, Any], *, data_name: str = 'structure', co
     # Round first so that -1e-17 and -0.0 print as 0.0000000000.
     fractional = np.round(positions @ np.linalg.inv(cell), 10) + 0.0
 
+    counts: dict[str, float] = {}
+    for site in sites:
+        kind = kinds[site['kind_name']]
+        for symbol, weight in zip(kind['symbols'], kind['weights'], strict=True):
+            counts[symbol] = counts.get(symbol, 0.0) + float(weight)
+    formula_sum = ' '.join(f'{element}{count:g}' for element, count in sorted(counts.items()))
+
     lines = []
     if comment:
         lines.extend(f'# {line}' for line in comment.splitlines())
@@ -61,6 +68,7 @@ def write_cif(attributes: Mapping[str, Any], *, data_name: str = 'structure', co
         f'_cell_angle_beta  {angle(a, c):.10f}',
         f'_cell_angle_gamma {angle(a, b):.10f}',
         f'_cell_volume      {abs(volume):.10f}',
+        f"_chemical_formula_sum '{formula_sum}'",
         "_symmetry_space_group_name_H-M 'P 1'",
         '_symmetry_Int_Tables_number 1',
         'loop_',

@@ -8,9 +8,9 @@ Origin
 Targets
     Each projection is remembered on the node, in the extra ``structstore``: a list of
     ``{store, tenant_id, workspace_id, structure_id, content_hash, projected_at}``. ``store`` identifies the
-    deployment (``convex:<url>``; in-memory stores never match another process), so a sync skips a node only if
-    this very deployment already holds its current content. Neither the URL's credentials nor the deploy key are
-    ever stored.
+    deployment (``convex:<sha256 of the URL, 16 hex digits>``; in-memory stores never match another process), so a
+    sync skips a node only if this very deployment already holds its current content. Neither the URL nor the
+    deploy key is ever stored.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import secrets
@@ -190,7 +191,9 @@ class ConvexStore(StructureStore):
 
     @property
     def identity(self) -> str:
-        return f'convex:{httpx.URL(self.url).copy_with(username=None, password=None, query=None)}'
+        # A digest, not the URL: the deployment URL must not end up in AiiDA's database.
+        url = str(httpx.URL(self.url).copy_with(username=None, password=None, query=None, fragment=None))
+        return f'convex:{hashlib.sha256(url.encode()).hexdigest()[:16]}'
 
     def close(self) -> None:
         self._client.close()

@@ -1,0 +1,111 @@
+"""The ``structstore.project_structure`` calcfunction and the ``structstore.project`` work chain."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from aiida.manage.caching import enable_caching
+from aiida.plugins import CalculationFactory, WorkflowFactory
+
+from aiida_structstore.models import StructureKey
+from aiida_structstore.projection.nodes import EXTRA_KEY
+
+project_structure = CalculationFactory('structstore.project_structure')
+ProjectStructuresWorkChain = WorkflowFactory('structstore.project')
+
+
+def inputs(structure, workspace='ws', **extra):
+    return {'structure': structure, 'tenant_id': orm.Str('tenant'), 'workspace_id': orm.Str(workspace), **extra}
+
+
+def test_projects_with_a_receipt(memory_backend, generate_structure):
+    structure = generate_structure('fe2o3').store()
+    results, node = project_structure.run_get_node(**inputs(structure))
+    receipt = results['receipt'].get_dict()
+    assert receipt['structure_id'] == structure.uuid
+    assert receipt['status'] == 'created'
+    assert receipt['backend'] == 'memory'
+    record = memory_backend.get(StructureKey.of('tenant', 'ws', structure.uuid))
+    assert record.content_hash == receipt['content_hash']
+    assert record.node_uuid == structure.uuid
+    assert record.source.kind == 'aiida'
+    assert record.summary['chemical_formula_reduced'] == 'Fe2O3'
+    assert [s['name'] for s in record.structure['species']] == ['Fe1', 'Fe2', 'O']
+    assert 'Fe1' in record.cif and 'Fe2' in record.cif
+    assert node.base.caching.is_valid_cache is False
+    targets = structure.base.extras.get(EXTRA_KEY)
+    assert [(t['tenant_id'], t['workspace_id'], t['content_hash']) for t in targets] == [
+        ('tenant', 'ws', receipt['content_hash'])
+    ]
+
+
+def test_never_served_from_the_cache(memory_backend, generate_structure):
+    """With caching on, a second identical projection must still write (it is a side effect)."""
+    structure = generate_structure().store()
+    with enable_caching():
+        first, first_node = project_structure.run_get_node(**inputs(structure))
+        memory_backend.clear()  # the store was rebuilt: the write must happen again
+        second, second_node = project_structure.run_get_node(**inputs(structure))
+    assert second_node.base.caching.get_cache_source() is None
+    assert second_node.pk != first_node.pk
+    assert second['receipt']['status'] == 'created'
+    assert memory_backend.find(StructureKey.of('tenant', 'ws', structure.uuid)) is not None
+
+
+def test_structure_id_raw_and_parameters(memory_backend, generate_structure, tmp_path):
+    path = tmp_path / 'si.in'
+    path.write_bytes(b'&CONTROL\n/\n! raw input kept byte for byte \r\n')
+    raw = orm.SinglefileData(path).store()
+    parameters = orm.Dict({'SYSTEM': {'celldm(1)': 10.26, 'ibrav': 2}})
+    structure = generate_structure().store()
+    results, _ = project_structure.run_get_node(
+        **inputs(
+            structure, structure_id=orm.Str('si-scf'), raw=raw, parameters=parameters, source_kind=orm.Str('pw-input')
+        )
+    )
+    key = StructureKey.of('tenant', 'ws', 'si-scf')
+    record = memory_backend.get(key)
+    assert record.params == {'SYSTEM': {'celldm(1)': 10.26, 'ibrav': 2}}
+    assert record.source.kind == 'pw-input'
+    assert record.source.filename == 'si.in'
+    assert memory_backend.get_raw(key).encode() == path.read_bytes()
+
+
+def test_invalid_structure_id_fails_and_writes_nothing(memory_backend, generate_structure):
+    structure = generate_structure().store()
+    with pytest.raises(Exception, match='structure_id'):
+        project_structure(**inputs(structure, structure_id=orm.Str('../etc/passwd')))
+    assert memory_backend.list('tenant', 'ws').items == ()
+
+
+def test_work_chain_projects_a_namespace_and_is_idempotent(memory_backend, generate_structure):
+    structures = {'input': generate_structure('silicon').store(), 'relaxed': generate_structure('fe2o3').store()}
+    wc_inputs = {
+        'structures': structures,
+        'tenant_id': orm.Str('tenant'),
+        'workspace_id': orm.Str('wf'),
+        'structure_ids': {'relaxed': orm.Str('relaxed-fe2o3')},
+    }
+    results, node = run_get_node(ProjectStructuresWorkChain, **wc_inputs)
+    assert node.is_finished_ok, node.exit_status
+    assert set(results['receipts']) == {'input', 'relaxed'}
+    assert results['receipts']['relaxed']['structure_id'] == 'relaxed-fe2o3'
+    assert {i.key.structure_id for i in memory_backend.iter_workspace('tenant', 'wf')} == {
+        structures['input'].uuid,
+        'relaxed-fe2o3',
+    }
+    # Running the same step again (as after a daemon restart) changes nothing.
+    results, node = run_get_node(ProjectStructuresWorkChain, **wc_inputs)
+    assert {r['status'] for r in results['receipts'].values()} == {'unchanged'}
+    assert len(list(memory_backend.iter_workspace('tenant', 'wf'))) == 2
+
+
+def test_work_chain_reports_a_failure(memory_backend, generate_structure):
+    results, node = run_get_node(
+        ProjectStructuresWorkChain,
+        structures={'a': generate_structure().store()},
+        tenant_id=orm.Str('tenant'),
+        workspace_id=orm.Str('bad workspace'),
+    )
+    assert node.exit_status == ProjectStructuresWorkChain.exit_codes.ERROR_PROJECTION_FAILED.status
