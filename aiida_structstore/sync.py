@@ -22,6 +22,7 @@ invalid id) is counted as failed and the sync goes on; a store that fails after 
 from __future__ import annotations
 
 import time
+import uuid as uuid_lib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,8 +95,14 @@ def select_structures(
     node_filters: dict[str, Any] = dict(filters or {})
     if nodes is not None:
         pks = [n for n in nodes if isinstance(n, int)]
-        uuids = [n for n in nodes if isinstance(n, str)]
-        node_filters['or'] = [{'id': {'in': pks or [-1]}}, {'uuid': {'in': uuids or ['-']}}]
+        uuids = []
+        for value in (n for n in nodes if not isinstance(n, int)):
+            try:
+                uuids.append(str(uuid_lib.UUID(str(value))))
+            except ValueError:
+                raise InvalidInputError(f'node {value!r} is neither a pk nor a UUID') from None
+        clauses = ([{'id': {'in': pks}}] if pks else []) + ([{'uuid': {'in': uuids}}] if uuids else [])
+        node_filters['or'] = clauses or [{'id': {'in': [-1]}}]
     if group is not None:
         query.append(orm.Group, filters={'id': group.pk}, tag='group')
         query.append(
@@ -227,7 +234,7 @@ def sync_structures(
     report.selected = total
     identity = store.identity
     from aiida.manage import get_manager
-    from aiida.orm.implementation import EntityTypes
+    from aiida.orm.entities import EntityTypes
 
     storage = get_manager().get_profile_storage()
 
