@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job: import the bundled example files, project them into the store, read them back.
+# The main job, from nothing: install, create an AiiDA profile on embedded defaults (SQLite, no server), start the
+# local Convex server (an in-memory test double), import the bundled example files, project them, read them back
+# through the store, print a summary, and stop the server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-echo "aiida-structstore demo: not built yet."
-echo "What exists today: the store contract, the in-memory backend and the test suite (run: bash .ci/run)."
-echo "The import (CIF, pw.x), the Convex projection and the local Convex server land with the next releases."
+bash scripts/setup.sh
+echo '== demo'
+exec .venv/bin/python scripts/demo.py "$@"

@@ -9,9 +9,14 @@ at the end of the session: pgtest's temporary cluster cannot run as root, and CI
 from __future__ import annotations
 
 import os
+import pathlib
 import secrets
+import sys
 
 import pytest
+
+# The repository root, so that `devserver.local_convex` (the local Convex server launcher) imports.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 pytest_plugins = ['aiida.tools.pytest_fixtures']
 
@@ -101,7 +106,7 @@ class RunningServerCluster:
 @pytest.fixture(scope='session')
 def convex_server():
     """The local Convex server (an in-memory test double of Convex), started once per session on a free port."""
-    from .convex_server import local_convex
+    from devserver.local_convex import local_convex
 
     with local_convex() as server:
         yield server

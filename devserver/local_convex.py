@@ -1,4 +1,7 @@
-"""Start and stop the local Convex server (``devserver/server.ts``, an in-memory test double) for tests."""
+"""Start and stop the local Convex server (``devserver/server.ts``, an in-memory test double) from Python.
+
+Used by the pytest fixture ``convex_server`` and by the demo (``scripts/demo.py``).
+"""
 
 from __future__ import annotations
 

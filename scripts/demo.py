@@ -1,0 +1,111 @@
+"""The main job of aiida-structstore on embedded defaults (run by ``bash scripts/demo.sh``).
+
+1. An AiiDA profile on embedded defaults: ``verdi presto`` (SQLite storage, no PostgreSQL) in ``.structstore-demo/``,
+   so your own AiiDA configuration is not touched.
+2. The local Convex server (``devserver/``, an in-memory test double of Convex) on a free port, with a random key.
+3. ``verdi data structstore import --project`` of the bundled files in ``examples/`` (CIF and pw.x inputs, one
+   with a large raw part), then ``list`` and ``show`` reading back **from the store**, and a byte-for-byte check
+   of each raw input against its file.
+4. The server is stopped; the profile stays in ``.structstore-demo/`` (delete the folder to start over).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import secrets
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEMO = ROOT / '.structstore-demo'
+VERDI = str(ROOT / '.venv' / 'bin' / 'verdi')
+TENANT, WORKSPACE = 'demo', 'examples'
+EXAMPLES = sorted((ROOT / 'examples').glob('cif/*.cif')) + sorted((ROOT / 'examples').glob('pw/*.in'))
+
+
+def say(text: str) -> None:
+    print(f'\n\033[1m{text}\033[0m', flush=True)
+
+
+def verdi(*args: str, env: dict, capture: bool = False) -> str:
+    print('$ verdi ' + ' '.join(args), flush=True)
+    result = subprocess.run([VERDI, *args], env=env, text=True, capture_output=capture, check=False)
+    if result.returncode != 0:
+        if capture:
+            print(result.stdout, result.stderr)
+        raise SystemExit(f'verdi {" ".join(args)} failed with exit code {result.returncode}')
+    return result.stdout if capture else ''
+
+
+def main() -> None:
+    started = time.perf_counter()
+    env = {**os.environ, 'AIIDA_PATH': str(DEMO)}
+    say('1. AiiDA profile on embedded defaults (verdi presto: SQLite, no PostgreSQL needed)')
+    profiles = subprocess.run([VERDI, 'profile', 'list'], env=env, text=True, capture_output=True).stdout
+    if 'structstore-demo' not in profiles:
+        verdi('presto', '--profile-name', 'structstore-demo', env=env)
+    else:
+        print('profile structstore-demo exists in .structstore-demo/')
+    env['AIIDA_PROFILE'] = 'structstore-demo'
+
+    say('2. The local Convex server (an in-memory TEST DOUBLE of Convex, not a real deployment)')
+    from devserver.local_convex import local_convex
+
+    with local_convex() as server:
+        print(f'listening at {server.url}')
+        env.update(STRUCTURE_STORE_BACKEND='convex', CONVEX_URL=server.url, CONVEX_DEPLOY_KEY=server.deploy_key)
+
+        say('3. Import the example files with provenance and project them into the store')
+        group = f'demo-{secrets.token_hex(3)}'
+        verdi('data', 'structstore', 'import', *map(str, EXAMPLES), '-G', group, '--project',
+              '-t', TENANT, '-w', WORKSPACE, env=env)
+
+        say('4. Read back from the store (not from AiiDA)')
+        verdi('data', 'structstore', 'list', '-t', TENANT, '-w', WORKSPACE, '--all', env=env)
+        from aiida_structstore.store.convex import ConvexStore
+
+        with ConvexStore(server.url, server.deploy_key) as store:
+            records = list(store.iter_workspace(TENANT, WORKSPACE))
+            first = next(r for r in records if r.source.kind == 'pw-input')
+            print()
+            verdi('data', 'structstore', 'show', first.key.structure_id, '-t', TENANT, '-w', WORKSPACE, env=env)
+
+            say('5. Where each record came from, and its raw input checked byte for byte against the file')
+            rows = []
+            for record in sorted(records, key=lambda r: (r.source.filename or '', r.key.structure_id)):
+                path = next(p for p in EXAMPLES if p.name == record.source.filename)
+                raw = store.get_raw(record.key)
+                same = raw is not None and raw.encode() == path.read_bytes()
+                full = store.get(record.key)
+                rows.append([
+                    record.source.filename, record.source.kind, record.summary.get('chemical_formula_reduced'),
+                    record.summary.get('nsites'), ' '.join(s['name'] for s in full.structure['species']),
+                    f'{record.raw_size:,}', record.chunk_count, 'identical' if same else 'DIFFERENT',
+                    record.node_uuid[:8],
+                ])
+                if not same:
+                    raise SystemExit(f'raw input of {record.key} differs from {path}')
+            from tabulate import tabulate
+
+            print(tabulate(rows, headers=['file', 'source', 'formula', 'sites', 'kinds', 'raw bytes', 'chunks',
+                                          'raw vs file', 'AiiDA node']))
+            digest = hashlib.sha256(json.dumps([r.content_hash for r in records]).encode()).hexdigest()[:12]
+            print(f'\n{len(records)} records in {TENANT}/{WORKSPACE} (content digest {digest})')
+
+        say('6. Sync again: nothing has changed, nothing is written')
+        verdi('data', 'structstore', 'sync', '-G', group, '-t', TENANT, '-w', WORKSPACE, env=env)
+    say(f'Done in {time.perf_counter() - started:.1f} s; the local Convex server is stopped.')
+    print(
+        'To use a real Convex deployment instead: deploy convex/ into your Convex app (docs/convex-projection.md),\n'
+        'then set STRUCTURE_STORE_BACKEND=convex, CONVEX_URL=https://<deployment>.convex.cloud and\n'
+        'CONVEX_DEPLOY_KEY=<deploy key>, and use the same verdi data structstore commands.'
+    )
+
+
+if __name__ == '__main__':
+    main()
