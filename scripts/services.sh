@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Start the named local services if they are not answering: postgres, rabbitmq.
-# Used by .ci/run and the demo; safe to run again (a running service is left alone).
+# Start the named local services if they are not answering: postgres, rabbitmq, slurm (one-node cluster + munge).
+# `stop-slurm` stops the Slurm daemons and munged again. Used by .ci/run and the test fixtures; safe to run again
+# (a running service is left alone).
 set -euo pipefail
+SLURM_STATE=${SLURM_STATE:-/var/lib/structstore-slurm}
 
 wait_for() {  # wait_for NAME COMMAND...
   local name=$1; shift
@@ -40,6 +42,52 @@ for service in "$@"; do
         rabbitmq-server -detached
         wait_for RabbitMQ bash -c 'exec 3<>/dev/tcp/127.0.0.1/5672'
       fi
+      ;;
+    slurm)
+      if sinfo -h -o %T 2>/dev/null | grep -qE 'idle|mixed|alloc'; then continue; fi
+      echo "starting a one-node Slurm cluster (munge, slurmctld, slurmd)"
+      host=$(hostname -s)
+      mkdir -p "$SLURM_STATE"/{ctld,d,log} /run/munge /etc/slurm
+      chown munge:munge /run/munge
+      [ -s /etc/munge/munge.key ] || { mungekey --create --force 2>/dev/null || /usr/sbin/create-munge-key -f; }
+      chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
+      if ! pgrep -x munged >/dev/null; then runuser -u munge -- /usr/sbin/munged; fi
+      memory=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
+      cpus=$(nproc)
+      cat > /etc/slurm/slurm.conf <<CONF
+# Written by aiida-structstore scripts/services.sh: a one-node cluster for tests.
+ClusterName=structstore
+SlurmctldHost=$host
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=1024
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+StateSaveLocation=$SLURM_STATE/ctld
+SlurmdSpoolDir=$SLURM_STATE/d
+SlurmctldPidFile=$SLURM_STATE/slurmctld.pid
+SlurmdPidFile=$SLURM_STATE/slurmd.pid
+SlurmctldLogFile=$SLURM_STATE/log/slurmctld.log
+SlurmdLogFile=$SLURM_STATE/log/slurmd.log
+NodeName=$host CPUs=$cpus RealMemory=$memory State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+      pgrep -x slurmctld >/dev/null || slurmctld
+      pgrep -x slurmd >/dev/null || slurmd
+      wait_for Slurm bash -c "sinfo -h -o %T | grep -qE 'idle|mixed|alloc'"
+      ;;
+    stop-slurm)
+      pkill -x slurmd || true
+      pkill -x slurmctld || true
+      pkill -x munged || true
       ;;
     *)
       echo "unknown service: $service" >&2

@@ -125,8 +125,20 @@ def aiida_profile(request, aiida_config, aiida_profile_factory, config_psql_dos,
     """The AiiDA test profile: ``core.psql_dos`` by default, ``core.sqlite_dos`` with ``--db-backend sqlite``."""
     backend = DB_BACKENDS[request.config.getoption('--db-backend')]
     storage_config = config_psql_dos() if backend == 'core.psql_dos' else config_sqlite_dos()
-    with aiida_profile_factory(aiida_config, storage_backend=backend, storage_config=storage_config) as profile:
+    # RabbitMQ (started by .ci/run) lets the end-to-end tests run the daemon; without it the profile has no broker.
+    broker = 'core.rabbitmq' if _port_open('127.0.0.1', 5672) else None
+    with aiida_profile_factory(
+        aiida_config, storage_backend=backend, storage_config=storage_config, broker_backend=broker
+    ) as profile:
         yield profile
+
+
+def _port_open(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0
 
 
 @pytest.fixture
