@@ -1,0 +1,1 @@
+"""Parsers: structure file text → AiiDA nodes (CIF, Quantum ESPRESSO pw.x input)."""
