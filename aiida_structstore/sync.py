@@ -3,13 +3,15 @@
 How it works, batch by batch (``batch_size`` nodes, default 500):
 
 1. Select: a ``QueryBuilder`` over ``StructureData`` (all of them, a group, a list of pks/UUIDs, and/or
-   ``filters``) projects ``id``, ``uuid``, ``label``, ``attributes`` and ``extras`` straight from the database with
-   ``iterall``: no ORM node is loaded, and memory stays flat in the number of nodes.
-2. Project: each node's record is computed from its attributes (:mod:`aiida_structstore.projection`); structures
-   created by the import calcfunctions get their raw file and parameters, found with one query per batch.
-3. Diff: the record's content hash is compared with the hash remembered in the node's ``structstore`` extra for this
-   target (see :mod:`aiida_structstore.projection.nodes`). Equal means unchanged: nothing is sent. With
-   ``check_store=True`` the store's own hashes are compared instead (use it after the store was rebuilt or edited).
+   ``filters``) projects ``id``, ``uuid``, ``label`` and ``extras`` straight from the database with ``iterall``:
+   no ORM node is loaded, and memory stays flat in the number of nodes.
+2. Skip: a stored ``StructureData`` never changes, so a node whose ``structstore`` extra remembers a projection into
+   this target with the same structure id, raw option and projection rules (``PROJECTION_VERSION``) is unchanged,
+   decided without loading anything else (see :mod:`aiida_structstore.projection.nodes`).
+3. Project the rest: attributes (one query per batch) → record (:mod:`aiida_structstore.projection`); structures
+   created by the import calcfunctions get their raw file and parameters (three queries per batch). The content
+   hash is compared with the remembered one, or with ``check_store=True`` with the store's own hashes (use it after
+   the store was rebuilt or edited). Equal means unchanged: nothing is sent.
 4. Write: the changed records go to the store in ``put_many`` batches (for Convex: one mutation per ~250 records).
 5. Track: the new hashes are written to the nodes' extras in one bulk update per batch.
 
@@ -33,7 +35,7 @@ from aiida.common.progress_reporter import get_progress_reporter
 
 from .exceptions import InvalidInputError, StructStoreError
 from .models import Source, StructureKey
-from .projection.nodes import EXTRA_KEY, IMPORT_KINDS, find_target, target_entry, with_target
+from .projection.nodes import EXTRA_KEY, IMPORT_KINDS, find_target, is_current, target_entry, with_target
 from .projection.record import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
 from .store.base import PreparedWrite, StructureStore
 
@@ -90,7 +92,7 @@ def select_structures(
     nodes: Sequence[int | str] | None = None,
     filters: dict[str, Any] | None = None,
 ) -> orm.QueryBuilder:
-    """A query of the selected ``StructureData`` rows: ``id``, ``uuid``, ``label``, ``attributes``, ``extras``."""
+    """A query of the selected ``StructureData`` rows: ``id``, ``uuid``, ``label``, ``extras``."""
     query = orm.QueryBuilder()
     node_filters: dict[str, Any] = dict(filters or {})
     if nodes is not None:
@@ -110,14 +112,14 @@ def select_structures(
             with_group='group',
             filters=node_filters,
             tag='structure',
-            project=['id', 'uuid', 'label', 'attributes', 'extras'],
+            project=['id', 'uuid', 'label', 'extras'],
         )
     else:
         query.append(
             orm.StructureData,
             filters=node_filters,
             tag='structure',
-            project=['id', 'uuid', 'label', 'attributes', 'extras'],
+            project=['id', 'uuid', 'label', 'extras'],
         )
     query.order_by({'structure': {'id': 'asc'}})
     return query
@@ -189,6 +191,12 @@ def find_origins(pks: list[int]) -> dict[int, _Origin]:
     return origins
 
 
+def _attributes(pks: list[int]) -> dict[int, dict]:
+    """The attributes of the structures ``pks``, in one query."""
+    query = orm.QueryBuilder().append(orm.StructureData, filters={'id': {'in': pks}}, project=['id', 'attributes'])
+    return dict(query.iterall())
+
+
 def _raw_text(file_pk: int) -> str:
     from .calculations.functions._files import read_text
 
@@ -240,36 +248,50 @@ def sync_structures(
 
     with get_progress_reporter()(total=total, desc=f'sync → {tenant_id}/{workspace_id}', disable=not progress) as bar:
         for batch in _batches(query.iterall(batch_size=batch_size), batch_size):
-            origins = find_origins([row[0] for row in batch]) if include_raw else {}
-            prepared: list[tuple[int, dict, PreparedWrite]] = []
+            # Phase 1, from ids and extras alone: a stored StructureData never changes, so a node remembered as
+            # projected into this target with the current projection rules is unchanged; nothing else is loaded.
+            todo: dict[int, tuple[str, str, dict, dict | None]] = {}
             seen_ids: dict[str, int] = {}
-            for pk, uuid, label, attributes, extras in batch:
-                origin = origins.get(pk)
+            for pk, uuid, label, extras in batch:
+                extras = extras or {}
                 try:
                     structure_id = render_structure_id(id_template, uuid=uuid, pk=pk, label=label)
                     if structure_id in seen_ids:
                         raise InvalidInputError(
                             f'structure id {structure_id!r} is also the id of node {seen_ids[structure_id]}'
                         )
-                    seen_ids[structure_id] = pk
-                    key = StructureKey.of(tenant_id, workspace_id, structure_id)
-                    write = prepare_node(store, key, uuid, attributes, origin)
                 except StructStoreError as exc:
                     report.fail(pk, str(exc))
                     continue
-                prepared.append((pk, extras or {}, write))
+                seen_ids[structure_id] = pk
+                target = find_target(extras, identity, tenant_id, workspace_id)
+                if not check_store and is_current(target, structure_id, with_raw=include_raw):
+                    report.unchanged += 1
+                    continue
+                todo[pk] = (uuid, structure_id, extras, target)
 
+            # Phase 2, for the rest: load attributes and origins, project, diff against the known hash.
+            prepared: list[tuple[int, dict, PreparedWrite]] = []
+            if todo:
+                attributes_of = _attributes(list(todo))
+                origins = find_origins(list(todo)) if include_raw else {}
+                for pk, (uuid, structure_id, extras, _) in todo.items():
+                    try:
+                        key = StructureKey.of(tenant_id, workspace_id, structure_id)
+                        prepared.append((pk, extras, prepare_node(store, key, uuid, attributes_of[pk], origins.get(pk))))
+                    except StructStoreError as exc:
+                        report.fail(pk, str(exc))
             if check_store:
-                remote = store.content_hashes(tenant_id, workspace_id, [w.key.structure_id for _, _, w in prepared])
-                known = {w.key.structure_id: remote.get(w.key.structure_id) for _, _, w in prepared}
+                known = store.content_hashes(tenant_id, workspace_id, [w.key.structure_id for _, _, w in prepared])
             else:
-                known = {}
-                for _, extras, write in prepared:
-                    target = find_target(extras, identity, tenant_id, workspace_id)
-                    if target and target.get('structure_id') == write.key.structure_id:
-                        known[write.key.structure_id] = target.get('content_hash')
+                known = {
+                    todo[pk][1]: todo[pk][3].get('content_hash')
+                    for pk, _, _ in prepared
+                    if todo[pk][3] and todo[pk][3].get('structure_id') == todo[pk][1]
+                }
             changed = [(pk, extras, w) for pk, extras, w in prepared if known.get(w.key.structure_id) != w.content_hash]
-            report.unchanged += len(prepared) - len(changed)
+            same = [(pk, extras, w) for pk, extras, w in prepared if known.get(w.key.structure_id) == w.content_hash]
+            report.unchanged += len(same)
 
             if dry_run:
                 for pk, _, write in changed:
@@ -278,18 +300,26 @@ def sync_structures(
                     else:
                         report.updated += 1
                     _note_chunking(report, pk, write)
-            elif changed:
-                results = store.put_prepared([w for _, _, w in changed])
-                rows = []
-                for (pk, extras, write), result in zip(changed, results, strict=True):
-                    if result.status == 'created':
-                        report.new += 1
-                    elif result.status == 'updated':
-                        report.updated += 1
-                    else:
-                        report.unchanged += 1
-                    entry = target_entry(identity, tenant_id, workspace_id, write.key.structure_id, result.content_hash)
-                    rows.append({'id': pk, 'extras': {**extras, EXTRA_KEY: with_target(extras, entry)}})
+                bar.update(len(batch))
+                continue
+            results = store.put_prepared([w for _, _, w in changed]) if changed else []
+            for result in results:
+                if result.status == 'created':
+                    report.new += 1
+                elif result.status == 'updated':
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+            # Remember the projection (also for unchanged nodes whose remembered entry was out of date).
+            rows = []
+            for (pk, extras, write), content_hash in [
+                *((c, r.content_hash) for c, r in zip(changed, results, strict=True)),
+                *((u, u[2].content_hash) for u in same),
+            ]:
+                entry = target_entry(identity, tenant_id, workspace_id, write.key.structure_id, content_hash,
+                                     with_raw=include_raw)
+                rows.append({'id': pk, 'extras': {**extras, EXTRA_KEY: with_target(extras, entry)}})
+            if rows:
                 storage.bulk_update(EntityTypes.NODE, rows)
             bar.update(len(batch))
     report.seconds = time.perf_counter() - started

@@ -171,3 +171,32 @@ def test_bad_arguments(memory_backend, kwargs, match):
     arguments = {'tenant_id': 'acme', 'workspace_id': 'w', 'progress': False, **kwargs}
     with pytest.raises(InvalidInputError, match=match):
         sync_structures(memory_backend, **arguments)
+
+
+def test_unchanged_nodes_are_decided_from_extras_alone(memory_backend, structures, monkeypatch):
+    group, _ = structures
+    sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, progress=False)
+    import aiida_structstore.sync as sync_module
+
+    def no_loading(pks):
+        raise AssertionError(f'attributes of {len(pks)} unchanged nodes were loaded')
+
+    monkeypatch.setattr(sync_module, '_attributes', no_loading)
+    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, progress=False)
+    assert report.unchanged == 12
+
+
+def test_outdated_projection_entry_is_recomputed_not_rewritten(memory_backend, structures):
+    group, nodes = structures
+    sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, progress=False)
+    node = orm.load_node(nodes[2].pk)
+    entries = node.base.extras.get(EXTRA_KEY)
+    entries[0]['projection'] = 0  # remembered by older projection rules
+    node.base.extras.set(EXTRA_KEY, entries)
+    before = memory_backend.get(StructureKey.of('acme', 'w', node.uuid)).updated_at
+    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, progress=False)
+    assert (report.new, report.updated, report.unchanged) == (0, 0, 12)
+    assert memory_backend.get(StructureKey.of('acme', 'w', node.uuid)).updated_at == before
+    from aiida_structstore.projection.nodes import PROJECTION_VERSION
+
+    assert orm.load_node(node.pk).base.extras.get(EXTRA_KEY)[0]['projection'] == PROJECTION_VERSION

@@ -7,7 +7,7 @@ Origin
 
 Targets
     Each projection is remembered on the node, in the extra ``structstore``: a list of
-    ``{store, tenant_id, workspace_id, structure_id, content_hash, projected_at}``. ``store`` identifies the
+    ``{store, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at}``. ``store`` identifies the
     deployment (``convex:<sha256 of the URL, 16 hex digits>``; in-memory stores never match another process), so a
     sync skips a node only if this very deployment already holds its current content. Neither the URL nor the
     deploy key is ever stored.
@@ -25,9 +25,23 @@ from aiida.common.links import LinkType
 
 from ..models import Source
 
-__all__ = ('EXTRA_KEY', 'IMPORT_KINDS', 'Origin', 'find_target', 'origin_of', 'target_entry', 'with_target')
+__all__ = (
+    'EXTRA_KEY',
+    'is_current',
+    'IMPORT_KINDS',
+    'PROJECTION_VERSION',
+    'Origin',
+    'find_target',
+    'origin_of',
+    'target_entry',
+    'with_target',
+)
 
 EXTRA_KEY = 'structstore'
+#: Version of the projection rules (record fields, CIF writer, OPTIMADE fields). A stored StructureData never
+#: changes, so a node remembered as projected with this version, id and raw option needs no new projection; bump
+#: the version whenever the projection of an unchanged node would change.
+PROJECTION_VERSION = 1
 #: process_type suffix of the import calcfunctions → source kind of their structures
 IMPORT_KINDS = {'import_cif': 'cif', 'import_pw_input': 'pw-input'}
 
@@ -78,15 +92,30 @@ def find_target(extras: Mapping[str, Any], store_id: str, tenant_id: str, worksp
     return None
 
 
-def target_entry(store_id: str, tenant_id: str, workspace_id: str, structure_id: str, content_hash: str) -> dict:
+def target_entry(
+    store_id: str, tenant_id: str, workspace_id: str, structure_id: str, content_hash: str, *, with_raw: bool
+) -> dict:
     return {
         'store': store_id,
         'tenant_id': tenant_id,
         'workspace_id': workspace_id,
         'structure_id': structure_id,
         'content_hash': content_hash,
+        'projection': PROJECTION_VERSION,
+        'with_raw': with_raw,
         'projected_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
     }
+
+
+def is_current(target: Mapping[str, Any] | None, structure_id: str, *, with_raw: bool) -> bool:
+    """Whether a remembered projection is what projecting the (immutable) node again would give."""
+    return (
+        target is not None
+        and target.get('structure_id') == structure_id
+        and target.get('projection') == PROJECTION_VERSION
+        and target.get('with_raw') == with_raw
+        and isinstance(target.get('content_hash'), str)
+    )
 
 
 def with_target(extras: Mapping[str, Any], entry: dict) -> list[dict]:

@@ -61,7 +61,9 @@ def project_structure(
         result = store.put(content, raw=raw_text)
         backend, identity = store.backend, store.identity
 
-    entry = target_entry(identity, key.tenant_id, key.workspace_id, key.structure_id, result.content_hash)
+    entry = target_entry(
+        identity, key.tenant_id, key.workspace_id, key.structure_id, result.content_hash, with_raw=raw is not None
+    )
     structure.base.extras.set(EXTRA_KEY, with_target(structure.base.extras.all, entry))
     return {
         'receipt': orm.Dict(
