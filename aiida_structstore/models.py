@@ -17,14 +17,16 @@ Anything else (empty, too long, path separators, whitespace, control characters,
 
 Content hash
 ------------
-:func:`content_hash` is the sha256 of a canonical JSON document (sorted keys, no whitespace, no NaN/Infinity) of
-everything a record carries except its key and timestamps, including the size and sha256 of the raw input. Two
-writes with equal hashes are the same content: the second is a no-op on every backend.
+The content hash (:func:`content_hash`) is the sha256 of the canonical JSON (sorted keys, no whitespace, no NaN) of
+everything a record carries except its key and timestamps, including the size and sha256 of the raw input (each
+field length-prefixed, see :func:`content_hash`). Two writes with equal hashes are the same content: the second is a
+no-op on every backend.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import math
@@ -130,32 +132,61 @@ def canonical_json(value: Any) -> str:
         raise InvalidInputError(f'value is not JSON-serializable: {exc}') from exc
 
 
+_CONTAINERS = (dict, list, tuple)
+_FLOAT_ONLY = {float}
+_INT64 = 2**63 - 1
+
+
 def _check_json_value(value: Any, path: str) -> None:
-    """Reject values that would not survive a JSON round trip exactly (NaN, Infinity, non-string keys, ...)."""
-    if value is None or isinstance(value, bool | str):
-        if isinstance(value, str):
-            ensure_text(value, path)
-        return
-    if isinstance(value, int):
-        if abs(value) > 2**63 - 1:
-            raise InvalidInputError(f'{path}: integer {value} does not fit in 64 bits')
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidInputError(f'{path}: {value} is not a finite number')
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidInputError(f'{path}: key {key!r} is not a string')
-            ensure_text(key, f'{path} key')
-            _check_json_value(item, f'{path}.{key}')
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_json_value(item, f'{path}[{index}]')
-        return
-    raise InvalidInputError(f'{path}: value of type {type(value).__name__} is not JSON-compatible')
+    """Reject values that would not survive a JSON round trip exactly (NaN, Infinity, non-string keys, ...).
+
+    Iterative and type-dispatched: it runs on every site position of every projected structure.
+    """
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if type(item) is dict or isinstance(item, Mapping):
+            pairs = item.items()
+        elif type(item) in (list, tuple):
+            # Fast path for vectors of floats (site positions, lattice vectors): type and finiteness checked in C.
+            if set(map(type, item)) == _FLOAT_ONLY and all(map(math.isfinite, item)):
+                continue
+            pairs = enumerate(item)
+        else:
+            pairs = ((None, item),)
+        for key, child in pairs:
+            if isinstance(item, Mapping):
+                if type(key) is not str:
+                    raise InvalidInputError(f'{where}: key {key!r} is not a string')
+                if not key.isascii():
+                    ensure_text(key, f'{where} key')
+            kind = type(child)
+            if kind is float:
+                if child - child != 0.0:  # NaN or ±Infinity
+                    raise InvalidInputError(f'{_at(where, key)}: {child} is not a finite number')
+            elif kind is str:
+                if not child.isascii():
+                    ensure_text(child, _at(where, key))
+            elif kind is bool or child is None:
+                pass
+            elif kind is int:
+                if not -_INT64 <= child <= _INT64:
+                    raise InvalidInputError(f'{_at(where, key)}: integer {child} does not fit in 64 bits')
+            elif kind in _CONTAINERS or isinstance(child, Mapping):
+                stack.append((child, _at(where, key)))
+            elif isinstance(child, float):  # a subclass such as numpy.float64
+                if child - child != 0.0:
+                    raise InvalidInputError(f'{_at(where, key)}: {child} is not a finite number')
+            elif isinstance(child, int | str):
+                pass
+            else:
+                raise InvalidInputError(f'{_at(where, key)}: value of type {kind.__name__} is not JSON-compatible')
+
+
+def _at(where: str, key: Any) -> str:
+    if key is None:
+        return where
+    return f'{where}[{key}]' if type(key) is int else f'{where}.{key}'
 
 
 class _Model(BaseModel):
@@ -292,19 +323,44 @@ class StructureContent(_Model):
             return {}
         return {name: self.structure[name] for name in SUMMARY_FIELDS if name in self.structure}
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> StructureContent:
+        """A copy (see pydantic); the cached JSON texts are not carried over, since ``update`` may change them."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in ('structure_json', 'params_json'):
+            copy.__dict__.pop(name, None)
+        return copy
+
+    @functools.cached_property
+    def structure_json(self) -> str | None:
+        """The structure payload as canonical JSON text (computed once; hashing and storing reuse it)."""
+        return None if self.structure is None else canonical_json(self.structure)
+
+    @functools.cached_property
+    def params_json(self) -> str | None:
+        """The parameters as canonical JSON text (computed once)."""
+        return None if self.params is None else canonical_json(self.params)
+
 
 def content_hash(content: StructureContent, raw_size: int | None, raw_sha256: str | None) -> str:
-    """Return the sha256 hex digest identifying ``content`` plus its raw input (see the module docstring)."""
-    document = {
-        'v': HASH_VERSION,
-        'source': content.source.model_dump(),
-        'cif': content.cif,
-        'structure': content.structure,
-        'params': content.params,
-        'node_uuid': content.node_uuid,
-        'raw': None if raw_sha256 is None else {'size': raw_size, 'sha256': raw_sha256},
-    }
-    return hashlib.sha256(canonical_json(document).encode('utf-8')).hexdigest()
+    """Return the sha256 hex digest identifying ``content`` plus its raw input (see the module docstring).
+
+    Each field is fed to sha256 as ``name:length:`` followed by its canonical text (``-`` when absent), so no field
+    can run into the next and the large payloads are encoded to JSON only once.
+    """
+    digest = hashlib.sha256(f'structstore-content-v{HASH_VERSION}\n'.encode())
+    fields = (
+        ('source', canonical_json(content.source.model_dump())),
+        ('cif', content.cif),
+        ('structure', content.structure_json),
+        ('params', content.params_json),
+        ('node_uuid', content.node_uuid),
+        ('raw', None if raw_sha256 is None else f'{raw_size}:{raw_sha256}'),
+    )
+    for name, text in fields:
+        data = b'-' if text is None else text.encode('utf-8')
+        digest.update(f'{name}:{-1 if text is None else len(data)}:'.encode())
+        digest.update(data)
+    return digest.hexdigest()
 
 
 class StructureSummary(_Model):

@@ -62,8 +62,20 @@ def main() -> None:
 
         say('3. Import the example files with provenance and project them into the store')
         group = f'demo-{secrets.token_hex(3)}'
-        verdi('data', 'structstore', 'import', *map(str, EXAMPLES), '-G', group, '--project',
-              '-t', TENANT, '-w', WORKSPACE, env=env)
+        verdi(
+            'data',
+            'structstore',
+            'import',
+            *map(str, EXAMPLES),
+            '-G',
+            group,
+            '--project',
+            '-t',
+            TENANT,
+            '-w',
+            WORKSPACE,
+            env=env,
+        )
 
         say('4. Read back from the store (not from AiiDA)')
         verdi('data', 'structstore', 'list', '-t', TENANT, '-w', WORKSPACE, '--all', env=env)
@@ -82,18 +94,39 @@ def main() -> None:
                 raw = store.get_raw(record.key)
                 same = raw is not None and raw.encode() == path.read_bytes()
                 full = store.get(record.key)
-                rows.append([
-                    record.source.filename, record.source.kind, record.summary.get('chemical_formula_reduced'),
-                    record.summary.get('nsites'), ' '.join(s['name'] for s in full.structure['species']),
-                    f'{record.raw_size:,}', record.chunk_count, 'identical' if same else 'DIFFERENT',
-                    record.node_uuid[:8],
-                ])
+                rows.append(
+                    [
+                        record.source.filename,
+                        record.source.kind,
+                        record.summary.get('chemical_formula_reduced'),
+                        record.summary.get('nsites'),
+                        ' '.join(s['name'] for s in full.structure['species']),
+                        f'{record.raw_size:,}',
+                        record.chunk_count,
+                        'identical' if same else 'DIFFERENT',
+                        record.node_uuid[:8],
+                    ]
+                )
                 if not same:
                     raise SystemExit(f'raw input of {record.key} differs from {path}')
             from tabulate import tabulate
 
-            print(tabulate(rows, headers=['file', 'source', 'formula', 'sites', 'kinds', 'raw bytes', 'chunks',
-                                          'raw vs file', 'AiiDA node']))
+            print(
+                tabulate(
+                    rows,
+                    headers=[
+                        'file',
+                        'source',
+                        'formula',
+                        'sites',
+                        'kinds',
+                        'raw bytes',
+                        'chunks',
+                        'raw vs file',
+                        'AiiDA node',
+                    ],
+                )
+            )
             digest = hashlib.sha256(json.dumps([r.content_hash for r in records]).encode()).hexdigest()[:12]
             print(f'\n{len(records)} records in {TENANT}/{WORKSPACE} (content digest {digest})')
 

@@ -46,13 +46,16 @@ def test_fe1_fe2_kinds_from_pw_input():
 
 def test_import_cli_reports_bad_files_and_stores_nothing_for_them(run_cli_command, tmp_path):
     bad = tmp_path / 'broken.in'
-    bad.write_text('&CONTROL\n/\n&SYSTEM\n nat=2, ntyp=1, ibrav=2, celldm(1)=10.2\n/\nATOMIC_SPECIES\nSi 28 Si.UPF\n'
-                   'ATOMIC_POSITIONS alat\nSi 0 0 0\n')
+    bad.write_text(
+        '&CONTROL\n/\n&SYSTEM\n nat=2, ntyp=1, ibrav=2, celldm(1)=10.2\n/\nATOMIC_SPECIES\nSi 28 Si.UPF\n'
+        'ATOMIC_POSITIONS alat\nSi 0 0 0\n'
+    )
     binary = tmp_path / 'garbage.cif'
     binary.write_bytes(b'\xff\xfe\x00garbage')
     before = orm.QueryBuilder().append(orm.SinglefileData).count()
     result = run_cli_command(
-        cmd_structstore, ['import', str(EXAMPLES / 'pw' / 'si_scf.in'), str(bad), str(binary)], raises=True)
+        cmd_structstore, ['import', str(EXAMPLES / 'pw' / 'si_scf.in'), str(bad), str(binary)], raises=True
+    )
     assert 'broken.in' in result.output and 'nat' in result.output
     assert 'garbage.cif' in result.output and 'UTF-8' in result.output
     assert '2 of 3 files failed to import' in result.output

@@ -86,3 +86,13 @@ def test_content_hash_ignores_key_and_depends_on_everything_else():
 def test_content_validation(fields, match):
     with pytest.raises(InvalidInputError, match=match):
         StructureContent.build(key=StructureKey.of('t', 'w', 's'), **fields)
+
+
+def test_cached_json_texts_follow_model_copy():
+    content = StructureContent(
+        key=StructureKey.of('t', 'w', 's'), source=Source(kind='cif'), structure={'nsites': 1}, params={'x': 1}
+    )
+    assert (content.structure_json, content.params_json) == ('{"nsites":1}', '{"x":1}')
+    changed = content.model_copy(update={'params': {'x': 2}, 'structure': {'nsites': 2}})
+    assert (changed.structure_json, changed.params_json) == ('{"nsites":2}', '{"x":2}')
+    assert content_hash(changed, None, None) != content_hash(content, None, None)

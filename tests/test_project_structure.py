@@ -44,7 +44,7 @@ def test_never_served_from_the_cache(memory_backend, generate_structure):
     """With caching on, a second identical projection must still write (it is a side effect)."""
     structure = generate_structure().store()
     with enable_caching():
-        first, first_node = project_structure.run_get_node(**inputs(structure))
+        _, first_node = project_structure.run_get_node(**inputs(structure))
         memory_backend.clear()  # the store was rebuilt: the write must happen again
         second, second_node = project_structure.run_get_node(**inputs(structure))
     assert second_node.base.caching.get_cache_source() is None
@@ -59,7 +59,7 @@ def test_structure_id_raw_and_parameters(memory_backend, generate_structure, tmp
     raw = orm.SinglefileData(path).store()
     parameters = orm.Dict({'SYSTEM': {'celldm(1)': 10.26, 'ibrav': 2}})
     structure = generate_structure().store()
-    results, _ = project_structure.run_get_node(
+    project_structure.run_get_node(
         **inputs(
             structure, structure_id=orm.Str('si-scf'), raw=raw, parameters=parameters, source_kind=orm.Str('pw-input')
         )
@@ -102,7 +102,7 @@ def test_work_chain_projects_a_namespace_and_is_idempotent(memory_backend, gener
 
 
 def test_work_chain_reports_a_failure(memory_backend, generate_structure):
-    results, node = run_get_node(
+    _, node = run_get_node(
         ProjectStructuresWorkChain,
         structures={'a': generate_structure().store()},
         tenant_id=orm.Str('tenant'),

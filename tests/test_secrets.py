@@ -38,9 +38,14 @@ def test_no_secret_in_the_graph_database_repository_or_config(
     key, url = convex_server.deploy_key, convex_server.url
     structure = generate_structure('fe2o3').store()
     CalculationFactory('structstore.project_structure').run_get_node(
-        structure=structure, tenant_id=orm.Str('secrets'), workspace_id=orm.Str('w'))
-    run_get_node(WorkflowFactory('structstore.project'), structures={'s': generate_structure().store()},
-                 tenant_id=orm.Str('secrets'), workspace_id=orm.Str('wf'))
+        structure=structure, tenant_id=orm.Str('secrets'), workspace_id=orm.Str('w')
+    )
+    run_get_node(
+        WorkflowFactory('structstore.project'),
+        structures={'s': generate_structure().store()},
+        tenant_id=orm.Str('secrets'),
+        workspace_id=orm.Str('wf'),
+    )
     group = orm.Group(label='secrets-sync').store()
     group.add_nodes([generate_structure('alloy').store()])
     sync_structures(convex_backend, tenant_id='secrets', workspace_id='sync', group=group, progress=False)

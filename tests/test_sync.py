@@ -26,8 +26,9 @@ def structures(generate_structure):
 
 def test_second_sync_writes_nothing(convex_backend, structures, tenant_id='acme'):
     group, nodes = structures
-    first = sync_structures(convex_backend, tenant_id=tenant_id, workspace_id='w1', group=group, batch_size=5,
-                            progress=False)
+    first = sync_structures(
+        convex_backend, tenant_id=tenant_id, workspace_id='w1', group=group, batch_size=5, progress=False
+    )
     assert (first.selected, first.new, first.updated, first.unchanged, first.failed) == (12, 12, 0, 0, 0)
     records = {i.key.structure_id: i for i in convex_backend.iter_workspace(tenant_id, 'w1')}
     assert set(records) == {node.uuid for node in nodes}
@@ -37,7 +38,9 @@ def test_second_sync_writes_nothing(convex_backend, structures, tenant_id='acme'
     assert convex_backend.calls == calls  # the sync store is another client: check the records did not change
     after = {i.key.structure_id: i for i in convex_backend.iter_workspace(tenant_id, 'w1')}
     assert {k: v.updated_at for k, v in after.items()} == {k: v.updated_at for k, v in records.items()}
-    assert orm.load_node(nodes[0].pk).base.extras.get(EXTRA_KEY)[0]['content_hash'] == records[nodes[0].uuid].content_hash
+    assert (
+        orm.load_node(nodes[0].pk).base.extras.get(EXTRA_KEY)[0]['content_hash'] == records[nodes[0].uuid].content_hash
+    )
 
 
 def test_second_sync_makes_no_store_call(memory_backend, structures):
@@ -57,8 +60,7 @@ def test_second_sync_makes_no_store_call(memory_backend, structures):
 def test_targets_are_tracked_per_workspace(memory_backend, structures):
     group, nodes = structures
     for workspace in ('w1', 'w2'):
-        report = sync_structures(memory_backend, tenant_id='acme', workspace_id=workspace, group=group,
-                                 progress=False)
+        report = sync_structures(memory_backend, tenant_id='acme', workspace_id=workspace, group=group, progress=False)
         assert report.new == 12
     targets = orm.load_node(nodes[3].pk).base.extras.get(EXTRA_KEY)
     assert sorted(t['workspace_id'] for t in targets) == ['w1', 'w2']
@@ -79,20 +81,23 @@ def test_check_store_finds_what_the_store_lost(memory_backend, structures):
     group, nodes = structures
     sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, progress=False)
     memory_backend.delete(StructureKey.of('acme', 'w', nodes[0].uuid))
-    memory_backend.put(StructureContent(key=StructureKey.of('acme', 'w', nodes[1].uuid), source=Source(kind='cif'),
-                                        cif='tampered'))
+    memory_backend.put(
+        StructureContent(key=StructureKey.of('acme', 'w', nodes[1].uuid), source=Source(kind='cif'), cif='tampered')
+    )
     trusting = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, progress=False)
     assert trusting.unchanged == 12
-    checking = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, check_store=True,
-                               progress=False)
+    checking = sync_structures(
+        memory_backend, tenant_id='acme', workspace_id='w', group=group, check_store=True, progress=False
+    )
     assert (checking.new, checking.updated, checking.unchanged) == (1, 1, 10)
     assert memory_backend.get(StructureKey.of('acme', 'w', nodes[1].uuid)).cif != 'tampered'
 
 
 def test_dry_run_writes_nothing(memory_backend, structures):
     group, nodes = structures
-    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, dry_run=True,
-                             progress=False)
+    report = sync_structures(
+        memory_backend, tenant_id='acme', workspace_id='w', group=group, dry_run=True, progress=False
+    )
     assert (report.new, report.failed) == (12, 0)
     assert memory_backend.list('acme', 'w').items == ()
     assert EXTRA_KEY not in orm.load_node(nodes[0].pk).base.extras.all
@@ -103,8 +108,9 @@ def test_dry_run_reports_convex_limits(memory_backend):
     for i in range(9000):
         big.append_atom(position=(i * 0.01, 0, 0), symbols='H')
     big.store()
-    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='big', nodes=[big.pk], dry_run=True,
-                             progress=False)
+    report = sync_structures(
+        memory_backend, tenant_id='acme', workspace_id='big', nodes=[big.pk], dry_run=True, progress=False
+    )
     notes = ' '.join(note for _, note in report.notes)
     assert '9000 sites, over the 8192-element Convex array limit' in notes
     assert 'cif is 475 KiB: stored in chunks' in notes
@@ -113,8 +119,9 @@ def test_dry_run_reports_convex_limits(memory_backend):
 def test_invalid_ids_fail_per_node_and_the_rest_goes_on(memory_backend, structures):
     group, nodes = structures
     nodes[4].label = 'not a valid id'
-    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, id_template='{label}',
-                             progress=False)
+    report = sync_structures(
+        memory_backend, tenant_id='acme', workspace_id='w', group=group, id_template='{label}', progress=False
+    )
     assert (report.new, report.failed) == (11, 1)
     assert report.failures[0][0] == nodes[4].pk
     assert "character ' ' is not allowed" in report.failures[0][1]
@@ -124,19 +131,26 @@ def test_invalid_ids_fail_per_node_and_the_rest_goes_on(memory_backend, structur
 def test_duplicate_ids_from_a_template_fail(memory_backend, structures):
     group, nodes = structures
     nodes[1].label = 's0'
-    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, id_template='{label}',
-                             progress=False)
+    report = sync_structures(
+        memory_backend, tenant_id='acme', workspace_id='w', group=group, id_template='{label}', progress=False
+    )
     assert report.failed == 1
     assert 'also the id of node' in report.failures[0][1]
 
 
 def test_selection_by_nodes_and_filters(memory_backend, structures):
     _, nodes = structures
-    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', nodes=[nodes[0].pk, nodes[1].uuid],
-                             progress=False)
+    report = sync_structures(
+        memory_backend, tenant_id='acme', workspace_id='w', nodes=[nodes[0].pk, nodes[1].uuid], progress=False
+    )
     assert report.new == 2
-    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='f',
-                             filters={'uuid': {'in': [nodes[5].uuid, nodes[6].uuid]}}, progress=False)
+    report = sync_structures(
+        memory_backend,
+        tenant_id='acme',
+        workspace_id='f',
+        filters={'uuid': {'in': [nodes[5].uuid, nodes[6].uuid]}},
+        progress=False,
+    )
     assert report.new == 2
 
 
@@ -154,19 +168,26 @@ def test_interrupted_sync_resumes(memory_backend, structures):
     memory_backend.put_prepared = failing
     try:
         with pytest.raises(BackendUnavailableError):
-            sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, batch_size=5,
-                            progress=False)
+            sync_structures(
+                memory_backend, tenant_id='acme', workspace_id='w', group=group, batch_size=5, progress=False
+            )
     finally:
         del memory_backend.put_prepared
-    report = sync_structures(memory_backend, tenant_id='acme', workspace_id='w', group=group, batch_size=5,
-                             progress=False)
+    report = sync_structures(
+        memory_backend, tenant_id='acme', workspace_id='w', group=group, batch_size=5, progress=False
+    )
     assert (report.new, report.unchanged) == (7, 5)
     assert len(list(memory_backend.iter_workspace('acme', 'w'))) == 12
 
 
-@pytest.mark.parametrize(('kwargs', 'match'), [
-    ({'tenant_id': 'a/b'}, 'tenant_id'), ({'batch_size': 0}, 'batch_size'), ({'id_template': '{nope}'}, 'template'),
-])
+@pytest.mark.parametrize(
+    ('kwargs', 'match'),
+    [
+        ({'tenant_id': 'a/b'}, 'tenant_id'),
+        ({'batch_size': 0}, 'batch_size'),
+        ({'id_template': '{nope}'}, 'template'),
+    ],
+)
 def test_bad_arguments(memory_backend, kwargs, match):
     arguments = {'tenant_id': 'acme', 'workspace_id': 'w', 'progress': False, **kwargs}
     with pytest.raises(InvalidInputError, match=match):

@@ -82,7 +82,13 @@ def cmd_project(nodes, tenant_id, workspace_id, structure_id, no_raw):
 @click.option(
     '--check-store', is_flag=True, help='Compare against the hashes in the store, not the ones remembered on the nodes.'
 )
-@click.option('--batch-size', type=click.IntRange(1, 5000), default=500, show_default=True)
+@click.option(
+    '--batch-size',
+    type=click.IntRange(1, 5000),
+    default=1000,
+    show_default=True,
+    help='Nodes per batch (one page of the query, one extras update).',
+)
 @decorators.with_dbenv()
 @store_errors
 def cmd_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw, dry_run, check_store, batch_size):

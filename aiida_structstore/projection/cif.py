@@ -14,11 +14,10 @@ A cell with zero volume (a molecule without a cell) has no CIF: :func:`write_cif
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 __all__ = ('write_cif',)
 
@@ -31,23 +30,57 @@ def _cif_string(value: str) -> str:
     )
 
 
+def _det(m: list[list[float]]) -> float:
+    return (
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    )
+
+
+def _inverse(m: list[list[float]], det: float) -> list[list[float]]:
+    return [
+        [
+            (m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det,
+            (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det,
+            (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det,
+        ],
+        [
+            (m[1][2] * m[2][0] - m[1][0] * m[2][2]) / det,
+            (m[0][0] * m[2][2] - m[0][2] * m[2][0]) / det,
+            (m[0][2] * m[1][0] - m[0][0] * m[1][2]) / det,
+        ],
+        [
+            (m[1][0] * m[2][1] - m[1][1] * m[2][0]) / det,
+            (m[0][1] * m[2][0] - m[0][0] * m[2][1]) / det,
+            (m[0][0] * m[1][1] - m[0][1] * m[1][0]) / det,
+        ],
+    ]
+
+
+def _norm(v: list[float]) -> float:
+    return math.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+
+
+def _angle(u: list[float], v: list[float]) -> float:
+    cosine = (u[0] * v[0] + u[1] * v[1] + u[2] * v[2]) / (_norm(u) * _norm(v))
+    return math.degrees(math.acos(max(-1.0, min(1.0, cosine))))
+
+
 def write_cif(attributes: Mapping[str, Any], *, data_name: str = 'structure', comment: str | None = None) -> str | None:
     """Return a P1 CIF of the structure described by ``attributes``, or ``None`` if its cell has no volume."""
-    cell = np.array(attributes['cell'], dtype=float)
-    volume = float(np.linalg.det(cell)) if cell.shape == (3, 3) else 0.0
+    # Plain Python rather than numpy: for the small cells a sync projects by the thousand, numpy's per-call overhead
+    # costs more than the arithmetic.
+    cell = [[float(x) for x in vector] for vector in attributes['cell']]
+    if len(cell) != 3 or any(len(vector) != 3 for vector in cell):
+        return None
+    volume = _det(cell)
     if abs(volume) < 1e-8:
         return None
-    lengths = np.linalg.norm(cell, axis=1)
     a, b, c = cell
-
-    def angle(u: np.ndarray, v: np.ndarray) -> float:
-        return float(np.degrees(np.arccos(np.clip(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1))))
-
+    inverse = _inverse(cell, volume)
     sites = attributes.get('sites', [])
     kinds = {kind['name']: kind for kind in attributes.get('kinds', [])}
-    positions = np.array([site['position'] for site in sites], dtype=float).reshape(-1, 3)
-    # Round first so that -1e-17 and -0.0 print as 0.0000000000.
-    fractional = np.round(positions @ np.linalg.inv(cell), 10) + 0.0
 
     counts: dict[str, float] = {}
     for site in sites:
@@ -61,12 +94,12 @@ def write_cif(attributes: Mapping[str, Any], *, data_name: str = 'structure', co
         lines.extend(f'# {line}' for line in comment.splitlines())
     lines += [
         f'data_{_UNSAFE.sub("_", data_name) or "structure"}',
-        f'_cell_length_a    {lengths[0]:.10f}',
-        f'_cell_length_b    {lengths[1]:.10f}',
-        f'_cell_length_c    {lengths[2]:.10f}',
-        f'_cell_angle_alpha {angle(b, c):.10f}',
-        f'_cell_angle_beta  {angle(a, c):.10f}',
-        f'_cell_angle_gamma {angle(a, b):.10f}',
+        f'_cell_length_a    {_norm(a):.10f}',
+        f'_cell_length_b    {_norm(b):.10f}',
+        f'_cell_length_c    {_norm(c):.10f}',
+        f'_cell_angle_alpha {_angle(b, c):.10f}',
+        f'_cell_angle_beta  {_angle(a, c):.10f}',
+        f'_cell_angle_gamma {_angle(a, b):.10f}',
         f'_cell_volume      {abs(volume):.10f}',
         f"_chemical_formula_sum '{formula_sum}'",
         "_symmetry_space_group_name_H-M 'P 1'",
@@ -82,7 +115,10 @@ def write_cif(attributes: Mapping[str, Any], *, data_name: str = 'structure', co
         '_atom_site_fract_z',
         '_atom_site_occupancy',
     ]
-    for site, (x, y, z) in zip(sites, fractional, strict=True):
+    for site in sites:
+        px, py, pz = (float(v) for v in site['position'])
+        # Fractional = position · inverse(cell); rounded first so that -1e-17 and -0.0 print as 0.0000000000.
+        x, y, z = (round(px * inverse[0][j] + py * inverse[1][j] + pz * inverse[2][j], 10) + 0.0 for j in range(3))
         kind = kinds[site['kind_name']]
         label = _cif_string(site['kind_name'])
         for symbol, weight in zip(kind['symbols'], kind['weights'], strict=True):

@@ -7,10 +7,10 @@ Origin
 
 Targets
     Each projection is remembered on the node, in the extra ``structstore``: a list of
-    ``{store, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at}``. ``store`` identifies the
-    deployment (``convex:<sha256 of the URL, 16 hex digits>``; in-memory stores never match another process), so a
-    sync skips a node only if this very deployment already holds its current content. Neither the URL nor the
-    deploy key is ever stored.
+    ``{store, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at}``.
+    ``store`` identifies the deployment (``convex:<sha256 of the URL, 16 hex digits>``; in-memory stores never
+    match another process), so a sync skips a node only if this very deployment already holds its current content.
+    Neither the URL nor the deploy key is ever stored.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from ..models import Source
 
 __all__ = (
     'EXTRA_KEY',
-    'is_current',
     'IMPORT_KINDS',
     'PROJECTION_VERSION',
     'Origin',
     'find_target',
+    'is_current',
     'origin_of',
     'target_entry',
     'with_target',

@@ -43,6 +43,10 @@ def _as_fractions(counts: Mapping[str, float]) -> dict[str, Fraction]:
 
 def reduced_counts(counts: Mapping[str, float]) -> dict[str, int]:
     """Return the smallest integer counts with the same ratios as ``counts`` (Fe4O6 → Fe2O3)."""
+    integral = _integral(counts)
+    if integral is not None and all(integral.values()):
+        divisor = math.gcd(*integral.values())
+        return {element: value // divisor for element, value in integral.items()}
     fractions = _as_fractions(counts)
     scale = math.lcm(*(f.denominator for f in fractions.values())) if fractions else 1
     integers = {element: int(f * scale) for element, f in fractions.items()}

@@ -33,7 +33,6 @@ from ..models import (
     StructureContent,
     StructureKey,
     StructureRecord,
-    canonical_json,
     content_hash,
     ensure_text,
     validate_id,
@@ -90,11 +89,14 @@ class StructureStore(abc.ABC):
         """Validate ``content`` and ``raw`` and compute chunks and content hash, without writing anything."""
         if not isinstance(content, StructureContent):
             raise InvalidInputError(f'content must be a StructureContent, got {type(content).__name__}')
-        for name in ('cif', 'structure', 'params'):
-            value = getattr(content, name)
-            if value is None:
+        for name, text in (
+            ('cif', content.cif),
+            ('structure', content.structure_json),
+            ('params', content.params_json),
+        ):
+            if text is None:
                 continue
-            size = len((value if isinstance(value, str) else canonical_json(value)).encode('utf-8'))
+            size = len(text.encode('utf-8'))
             if size > MAX_PART_BYTES:
                 raise LimitExceededError(f'{content.key}: {name} is {size} bytes; the limit is {MAX_PART_BYTES} bytes')
         chunked = None

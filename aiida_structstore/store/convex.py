@@ -57,7 +57,6 @@ from ..models import (
     StructureKey,
     StructureRecord,
     StructureSummary,
-    canonical_json,
 )
 from .base import MAX_PAGE_SIZE, PreparedWrite, StructureStore
 from .settings import StoreSettings
@@ -270,8 +269,8 @@ class ConvexStore(StructureStore):
         content = write.content
         inline: dict[str, str | None] = {
             'cif': content.cif,
-            'structure': None if content.structure is None else canonical_json(content.structure),
-            'params': None if content.params is None else canonical_json(content.params),
+            'structure': content.structure_json,
+            'params': content.params_json,
         }
         sizes = {name: len(text.encode('utf-8')) for name, text in inline.items() if text is not None}
         parts: list[_Part] = []

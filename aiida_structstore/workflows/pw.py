@@ -26,8 +26,12 @@ class PwBaseProjectWorkChain(WorkChain):
         spec.expose_inputs(PwBaseWorkChain, namespace='base', exclude=('clean_workdir',))
         spec.input('tenant_id', valid_type=orm.Str)
         spec.input('workspace_id', valid_type=orm.Str)
-        spec.input('id_prefix', valid_type=orm.Str, required=False,
-                   help='Prefix of the structure ids (default: the UUID of this work chain).')
+        spec.input(
+            'id_prefix',
+            valid_type=orm.Str,
+            required=False,
+            help='Prefix of the structure ids (default: the UUID of this work chain).',
+        )
         spec.expose_outputs(PwBaseWorkChain, namespace='base')
         spec.output_namespace('receipts', valid_type=orm.Dict, dynamic=True)
         spec.outline(cls.run_base, cls.inspect_base, cls.project, cls.results)

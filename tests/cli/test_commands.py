@@ -52,8 +52,13 @@ def test_show_raw_is_byte_exact(run_cli_command, convex_backend, scope, tenant, 
     path = tmp_path / 'x.in'
     path.write_bytes('é \r\n 中文 \U0001f600\n'.encode())
     node = generate_structure().store()
-    project_structure(structure=node, tenant_id=orm.Str(tenant), workspace_id=orm.Str('cli'),
-                      structure_id=orm.Str('raw'), raw=orm.SinglefileData(path).store())
+    project_structure(
+        structure=node,
+        tenant_id=orm.Str(tenant),
+        workspace_id=orm.Str('cli'),
+        structure_id=orm.Str('raw'),
+        raw=orm.SinglefileData(path).store(),
+    )
     result = run_cli_command(cmd_structstore, ['show', 'raw', *scope, '--format', 'raw'])
     assert result.stdout_bytes == path.read_bytes()
     no_raw = run_cli_command(cmd_structstore, ['project', node.pk, *scope, '--structure-id', 'noraw'])
@@ -91,8 +96,7 @@ def test_sync_failure_exit_code(run_cli_command, convex_backend, scope, generate
     node = generate_structure()
     node.label = 'has spaces'
     node.store()
-    result = run_cli_command(
-        cmd_structstore, ['sync', '-N', node.pk, '--id-template', '{label}', *scope], raises=True)
+    result = run_cli_command(cmd_structstore, ['sync', '-N', node.pk, '--id-template', '{label}', *scope], raises=True)
     assert "character ' ' is not allowed" in result.output
     assert '1 structures failed' in result.output
 

@@ -62,7 +62,9 @@ def pw_code(slurm, tmp_path_factory):
     computer.set_prepend_text('export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1')
     computer.configure(safe_interval=0.1)
     return orm.InstalledCode(
-        label='pw', computer=computer, filepath_executable=shutil.which('pw.x'),
+        label='pw',
+        computer=computer,
+        filepath_executable=shutil.which('pw.x'),
         default_calc_job_plugin='quantumespresso.pw',
     ).store()
 
@@ -87,7 +89,9 @@ def wait_for(node, timeout=300):
     deadline = time.monotonic() + timeout
     while not node.is_terminated:
         if time.monotonic() > deadline:
-            raise AssertionError(f'{node.process_label}<{node.pk}> did not finish within {timeout} s: {node.process_state}')
+            raise AssertionError(
+                f'{node.process_label}<{node.pk}> did not finish within {timeout} s: {node.process_state}'
+            )
         time.sleep(1)
 
 
@@ -101,8 +105,9 @@ def test_relax_on_slurm_then_project(daemon, pw_code, convex_backend, convex_ser
     builder = WorkflowFactory('structstore.pw_base_project').get_builder()
     builder.base.pw.code = pw_code
     builder.base.pw.structure = structure
-    builder.base.pw.parameters = orm.Dict({'CONTROL': {'calculation': 'relax'}, 'SYSTEM': {'ecutwfc': 12.0},
-                                           'ELECTRONS': {'conv_thr': 1e-8}})
+    builder.base.pw.parameters = orm.Dict(
+        {'CONTROL': {'calculation': 'relax'}, 'SYSTEM': {'ecutwfc': 12.0}, 'ELECTRONS': {'conv_thr': 1e-8}}
+    )
     builder.base.pw.pseudos = {'Si': UpfData(PSEUDO)}
     builder.base.kpoints = kpoints
     builder.base.pw.metadata.options = {
