@@ -81,3 +81,47 @@ def test_format_override(run_cli_command, tmp_path, name):
     renamed.write_bytes((EXAMPLES / 'pw' / name).read_bytes())
     assert 'Si2' in run_cli_command(cmd_structstore, ['import', str(renamed)]).output
     assert 'Si2' in run_cli_command(cmd_structstore, ['import', '--format', 'pw', str(renamed)]).output
+
+
+CIF_FILES = pathlib.Path(__file__).resolve().parent / 'parsers' / 'files' / 'cif'
+
+
+def test_cif_import_one_block():
+    file = orm.SinglefileData(EXAMPLES / 'cif' / 'fe2o3.cif').store()
+    results, node = import_cif.run_get_node(file=file)
+    assert node.is_finished_ok
+    structure = results['structure']
+    assert len(structure.sites) == 30
+    assert structure.get_formula(mode='hill') == 'Fe12O18'
+    assert {kind.name for kind in structure.kinds} == {'Fe1', 'O1'}
+
+
+def test_cif_import_several_blocks_gives_a_namespace():
+    file = orm.SinglefileData(CIF_FILES / 'two_blocks.cif').store()
+    results, node = import_cif.run_get_node(file=file)
+    assert node.is_finished_ok
+    assert 'structure' not in results
+    assert len(results['structures']) == 2
+    labels = {link.link_label for link in node.base.links.get_outgoing(link_type=LinkType.CREATE).all()}
+    assert all(label.startswith('structures__') for label in labels)
+
+
+def test_cif_alloy_and_vacancy_kinds_project(memory_backend):
+    from aiida_structstore.calculations.functions.project_structure import project_structure
+
+    for name, feature in (('cuau_site_split_alloy.cif', 'alloy'), ('feo_wustite_vacancy.cif', 'vacancy')):
+        structure = import_cif(file=orm.SinglefileData(CIF_FILES / name).store())['structure']
+        assert structure.is_alloy if feature == 'alloy' else structure.has_vacancies
+        receipt = project_structure(structure=structure, tenant_id=orm.Str('cif'), workspace_id=orm.Str('w'))['receipt']
+        record = memory_backend.get(StructureKey.of('cif', 'w', receipt['structure_id']))
+        assert record.structure['structure_features'] == ['disorder']
+        assert record.source.kind == 'cif'
+
+
+def test_a_broken_cif_fails_the_calcfunction_with_a_parse_error(tmp_path):
+    from aiida_structstore.exceptions import ParseError
+
+    path = tmp_path / 'broken.cif'
+    path.write_text('data_x\n_cell_length_a 5\nloop_\n_atom_site_label\n_atom_site_fract_x\nSi1 0.0\n')
+    with pytest.raises(ParseError, match='broken.cif'):
+        import_cif(file=orm.SinglefileData(path).store())
