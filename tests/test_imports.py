@@ -123,5 +123,5 @@ def test_a_broken_cif_fails_the_calcfunction_with_a_parse_error(tmp_path):
 
     path = tmp_path / 'broken.cif'
     path.write_text('data_x\n_cell_length_a 5\nloop_\n_atom_site_label\n_atom_site_fract_x\nSi1 0.0\n')
-    with pytest.raises(ParseError, match='broken.cif'):
+    with pytest.raises(ParseError, match=r'broken\.cif'):
         import_cif(file=orm.SinglefileData(path).store())
