@@ -25,6 +25,14 @@ for service in "$@"; do
         wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
       fi
       # Tests connect as the postgres superuser over TCP without a password (trust), as on this machine kind.
+      # On a throwaway CI machine whose cluster asks for passwords, allow trust for local TCP connections.
+      if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1 && [ "${CI:-}" = true ]; then
+        hba=$(runuser -u postgres -- psql -Atc 'show hba_file' 2>/dev/null || true)
+        if [ -n "$hba" ]; then
+          sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+          runuser -u postgres -- psql -Atc 'select pg_reload_conf()' >/dev/null
+        fi
+      fi
       if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
         echo "error: cannot connect to PostgreSQL at 127.0.0.1:5432 as user postgres without a password;" \
              "set AIIDA_TEST_PG_USER/AIIDA_TEST_PG_PASSWORD or enable trust authentication for 127.0.0.1" >&2
