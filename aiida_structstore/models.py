@@ -312,6 +312,26 @@ class StructureContent(_Model):
         return self
 
     @classmethod
+    def from_trusted_structure(
+        cls,
+        *,
+        key: StructureKey,
+        source: Source,
+        structure: dict[str, Any],
+        cif: str | None = None,
+        params: dict[str, Any] | None = None,
+        node_uuid: str | None = None,
+    ) -> StructureContent:
+        """Build a content whose ``structure`` payload this package computed itself (:mod:`.projection`).
+
+        Every other field is validated as usual; the payload is not re-checked value by value (its types are right
+        by construction, and that check is a quarter of a sync's time). Non-finite numbers are still refused when
+        the content is hashed: canonical JSON allows no NaN or Infinity.
+        """
+        validated = _build(cls, {'key': key, 'source': source, 'cif': cif, 'params': params, 'node_uuid': node_uuid})
+        return validated.model_copy(update={'structure': structure})
+
+    @classmethod
     def build(cls, **data: Any) -> StructureContent:
         """Validate ``data`` into a content, raising :class:`InvalidInputError` with every problem named."""
         return _build(cls, data)
@@ -357,7 +377,10 @@ def content_hash(content: StructureContent, raw_size: int | None, raw_sha256: st
         ('raw', None if raw_sha256 is None else f'{raw_size}:{raw_sha256}'),
     )
     for name, text in fields:
-        data = b'-' if text is None else text.encode('utf-8')
+        try:
+            data = b'-' if text is None else text.encode('utf-8')
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f'{name} cannot be encoded as UTF-8: {exc.reason} at index {exc.start}') from exc
         digest.update(f'{name}:{-1 if text is None else len(data)}:'.encode())
         digest.update(data)
     return digest.hexdigest()

@@ -46,9 +46,12 @@ def main() -> None:
     started = time.perf_counter()
     env = {**os.environ, 'AIIDA_PATH': str(DEMO)}
     say('1. AiiDA profile on embedded defaults (verdi presto: SQLite, no PostgreSQL needed)')
-    exists = subprocess.run(
-        [VERDI, 'profile', 'show', 'structstore-demo'], env=env, capture_output=True, check=False
-    ).returncode == 0
+    exists = (
+        subprocess.run(
+            [VERDI, 'profile', 'show', 'structstore-demo'], env=env, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     if not exists:
         verdi('presto', '--profile-name', 'structstore-demo', env=env)
     else:

@@ -96,3 +96,15 @@ def test_cached_json_texts_follow_model_copy():
     changed = content.model_copy(update={'params': {'x': 2}, 'structure': {'nsites': 2}})
     assert (changed.structure_json, changed.params_json) == ('{"nsites":2}', '{"x":2}')
     assert content_hash(changed, None, None) != content_hash(content, None, None)
+
+
+def test_trusted_structure_still_refuses_non_finite_numbers_when_hashed():
+    content = StructureContent.from_trusted_structure(
+        key=StructureKey.of('t', 'w', 's'), source=Source(kind='aiida'), structure={'positions': [[float('nan')]]}
+    )
+    with pytest.raises(InvalidInputError, match='not representable as JSON'):
+        content_hash(content, None, None)
+    with pytest.raises(InvalidInputError, match='params'):
+        StructureContent.from_trusted_structure(
+            key=StructureKey.of('t', 'w', 's'), source=Source(kind='aiida'), structure={}, params={'x': float('inf')}
+        )

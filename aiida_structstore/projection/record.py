@@ -52,7 +52,7 @@ def structure_content(
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(f'{key}: the StructureData attributes are not a valid structure: {exc!r}') from exc
-    return StructureContent(
+    return StructureContent.from_trusted_structure(
         key=key,
         source=source or Source(kind='aiida'),
         cif=cif,
