@@ -77,7 +77,7 @@ def make_structures(n: int):
     pk = group.pk
     del nodes, group
     storage.get_session().expunge_all()
-    return orm.load_group(pk), seconds
+    return pk, seconds
 
 
 def measure(function, *, trace_memory: bool = False):
@@ -127,8 +127,12 @@ def run(args) -> None:
     group, created = make_structures(args.n)
     print(f'stored {args.n} structures in {created:.1f} s', flush=True)
 
-    def sync(store, grp, workspace, **kwargs):
-        return sync_structures(store, tenant_id='bench', workspace_id=workspace, group=grp, progress=False, **kwargs)
+    def sync(store, group_pk, workspace, **kwargs):
+        from aiida import orm
+
+        return sync_structures(
+            store, tenant_id='bench', workspace_id=workspace, group=orm.load_group(group_pk), progress=False, **kwargs
+        )
 
     mib = 2**20
     store = MemoryStore()
