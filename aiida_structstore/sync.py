@@ -40,13 +40,12 @@ from .models import Source, StructureKey
 from .projection.nodes import EXTRA_KEY, IMPORT_KINDS, find_target, is_current, target_entry, with_target
 from .projection.record import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
 from .store.base import PreparedWrite, StructureStore
+from .store.convex import INLINE_BYTES
 
 __all__ = ('SyncReport', 'find_origins', 'prepare_node', 'select_structures', 'sync_structures')
 
 #: Failures kept in the report with their messages (all are counted).
 MAX_REPORTED_FAILURES = 100
-#: Payload size above which a dry run notes that a record will be stored in chunks.
-INLINE_NOTE_BYTES = 32 * 1024
 
 
 @dataclass
@@ -373,17 +372,15 @@ def sync_structures(
 
 def _note_chunking(report: SyncReport, pk: int, write: PreparedWrite) -> None:
     """For a dry run: say which values would break a Convex limit if stored inline, and so go to chunks."""
-    from .models import canonical_json
-
     content = write.content
     notes = []
-    for name, value in (('cif', content.cif), ('structure', content.structure), ('params', content.params)):
-        if value is None:
+    for name, text in (('cif', content.cif), ('structure', content.structure_json), ('params', content.params_json)):
+        if text is None:
             continue
-        size = len((value if isinstance(value, str) else canonical_json(value)).encode('utf-8'))
+        size = len(text.encode('utf-8'))
         if size > 1024 * 1024:
             notes.append(f'{name} is {size / 2**20:.1f} MiB, over the 1 MiB Convex document limit: stored in chunks')
-        elif size > INLINE_NOTE_BYTES:
+        elif size > INLINE_BYTES:  # the Convex backend's inline budget
             notes.append(f'{name} is {size / 1024:.0f} KiB: stored in chunks')
     if content.structure and len(content.structure.get('cartesian_site_positions', [])) > 8192:
         notes.append(
