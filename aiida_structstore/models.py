@@ -38,7 +38,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from .exceptions import InvalidInputError, LimitExceededError
+from .exceptions import InvalidInputError
 
 __all__ = (
     'ID_MAX_LENGTH',
@@ -448,9 +448,3 @@ def _build(cls: type[_Model], data: Mapping[str, Any]) -> Any:
             f'{".".join(str(p) for p in err["loc"]) or cls.__name__}: {err["msg"]}' for err in exc.errors()
         )
         raise InvalidInputError(f'invalid {cls.__name__}: {problems}') from exc
-
-
-def check_size(what: str, size: int, limit: int) -> None:
-    """Raise :class:`LimitExceededError` if ``size`` (bytes) is over ``limit``."""
-    if size > limit:
-        raise LimitExceededError(f'{what} is {size} bytes; the limit is {limit} bytes')

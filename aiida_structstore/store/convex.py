@@ -30,7 +30,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -127,7 +127,6 @@ class _Planned:
     inline_bytes: int
     result: PutResult | None = None
     garbage: bool = False
-    chunks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def staged(self) -> bool:
