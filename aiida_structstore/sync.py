@@ -37,7 +37,7 @@ from aiida.common.progress_reporter import get_progress_reporter
 
 from .exceptions import InvalidInputError, StructStoreError
 from .models import Source, StructureKey
-from .projection.nodes import EXTRA_KEY, IMPORT_KINDS, find_target, is_current, target_entry, with_target
+from .projection.nodes import EXTRA_KEY, find_target, import_kind, is_current, target_entry, with_target
 from .projection.record import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
 from .store.base import PreparedWrite, StructureStore
 from .store.convex import INLINE_BYTES
@@ -181,7 +181,7 @@ def find_origins(pks: list[int]) -> dict[int, _Origin]:
     creators: dict[int, int] = {}
     kinds: dict[int, str] = {}
     for structure_pk, creator_pk, process_type in _rows(query):
-        kind = IMPORT_KINDS.get((process_type or '').rsplit('.', 1)[-1])
+        kind = import_kind(process_type)
         if kind:
             creators[structure_pk] = creator_pk
             kinds[creator_pk] = kind

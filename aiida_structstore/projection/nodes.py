@@ -57,8 +57,8 @@ def import_kind(process_type: str | None) -> str | None:
     """The source kind of structures created by the process type, if it is one of ours."""
     if not process_type:
         return None
-    name = process_type.rsplit('.', 1)[-1]
-    return IMPORT_KINDS.get(name) if 'aiida_structstore' in process_type or 'structstore' in process_type else None
+    # 'aiida.calculations:structstore.import_cif' (entry point) or '...functions.import_cif.import_cif' (module path)
+    return IMPORT_KINDS.get(process_type.rsplit('.', 1)[-1]) if 'structstore' in process_type else None
 
 
 def origin_of(structure: orm.StructureData) -> Origin:
