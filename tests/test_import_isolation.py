@@ -13,6 +13,7 @@ AIIDA_FREE = [
     'aiida_structstore.store',
     'aiida_structstore.store.memory',
     'aiida_structstore.store.settings',
+    'aiida_structstore.store.convex',
     'aiida_structstore.exceptions',
 ]
 
