@@ -119,6 +119,16 @@ async function retireGeneration(ctx: MutationCtx, record: Doc<"structures">, bud
 
 const chunkArg = v.object({ part: partName, chunk_index: v.number(), text: v.string() });
 
+async function insertChunk(
+  ctx: MutationCtx,
+  scope: Scope,
+  structure_id: string,
+  generation: string,
+  chunk: typeof chunkArg.type,
+) {
+  await ctx.db.insert("structure_raw_chunks", { ...scope, structure_id, generation, ...chunk });
+}
+
 function checkChunk(chunk: { part: string; chunk_index: number; text: string }, parts: Map<string, number> | null) {
   checkCount(chunk.chunk_index, `chunk_index of ${chunk.part}`);
   if (parts !== null) {
@@ -231,15 +241,7 @@ export const putBatch = internalMutation({
           fail("CONFLICT", `generation ${record.generation} of ${record.structure_id} is already in use`);
         }
         for (const chunk of record.chunks) {
-          await ctx.db.insert("structure_raw_chunks", {
-            tenant_id,
-            workspace_id,
-            structure_id: record.structure_id,
-            generation: record.generation,
-            part: chunk.part,
-            chunk_index: chunk.chunk_index,
-            text: chunk.text,
-          });
+          await insertChunk(ctx, scope, record.structure_id, record.generation, chunk);
         }
       }
       let garbage = false;
@@ -330,15 +332,7 @@ export const stageChunks = internalMutation({
       const id = `${chunk.part}:${chunk.chunk_index}`;
       if (received.has(id)) continue;
       received.add(id);
-      await ctx.db.insert("structure_raw_chunks", {
-        tenant_id,
-        workspace_id,
-        structure_id,
-        generation,
-        part: chunk.part,
-        chunk_index: chunk.chunk_index,
-        text: chunk.text,
-      });
+      await insertChunk(ctx, scope, structure_id, generation, chunk);
     }
     if (received.size > 8192) fail("LIMIT_EXCEEDED", "an upload may have at most 8192 chunks");
     await ctx.db.patch(chunkSet._id, { received: [...received], updated_at: Date.now() });
