@@ -8,7 +8,7 @@ import { ConvexError, v } from "convex/values";
 import { paginationOptsValidator } from "convex/server";
 import type { Doc } from "./_generated/dataModel";
 import { internalMutation, internalQuery, type MutationCtx, type QueryCtx } from "./_generated/server";
-import { partMeta, partName, source, summary } from "./schema";
+import { partName, structureFields } from "./schema";
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const GENERATION_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -144,17 +144,19 @@ function checkChunk(chunk: { part: string; chunk_index: number; text: string }, 
   }
 }
 
+// The written fields of a record use the table's own validators, so the two cannot drift apart.
+const f = structureFields;
 const recordArg = v.object({
-  structure_id: v.string(),
-  generation: v.string(),
-  content_hash: v.string(),
-  source,
-  summary,
-  node_uuid: v.union(v.string(), v.null()),
-  cif: v.union(v.string(), v.null()),
-  structure: v.union(v.string(), v.null()),
-  params: v.union(v.string(), v.null()),
-  parts: v.array(partMeta),
+  structure_id: f.structure_id,
+  generation: f.generation,
+  content_hash: f.content_hash,
+  source: f.source,
+  summary: f.summary,
+  node_uuid: f.node_uuid,
+  cif: f.cif,
+  structure: f.structure,
+  params: f.params,
+  parts: f.parts,
   // The chunks of every part, or `null` if they were staged with stageChunks under `generation`.
   chunks: v.union(v.array(chunkArg), v.null()),
 });
