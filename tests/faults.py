@@ -5,7 +5,9 @@ Each request takes the next fault from a queue (none: pass through):
 * ``reset``: close the connection without a reply;
 * ``status:<code>``: answer with that HTTP status without forwarding;
 * ``drop-reply``: forward the request (the function runs) and close the connection instead of replying;
-* ``delay:<seconds>``: wait, then forward (longer than the client's timeout: a timeout).
+* ``delay:<seconds>``: wait, then forward (longer than the client's timeout: a timeout);
+* ``garble``: forward the request (the function runs) and answer HTTP 200 with a cut, malformed body;
+* ``reply:<status>:<json>``: answer with that status and body without forwarding (a real deployment's error shapes).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ class FaultProxy:
                 if fault == 'reset':
                     self.close_connection = True
                     return
-                if fault and fault.startswith('status:'):
-                    payload = b'{"code":"Injected","message":"injected fault"}'
-                    self.send_response(int(fault.split(':')[1]))
+                if fault and fault.startswith(('status:', 'reply:')):
+                    _, status, *rest = fault.split(':', 2)
+                    payload = rest[0].encode() if rest else b'{"code":"Injected","message":"injected fault"}'
+                    self.send_response(int(status))
                     self.send_header('Content-Type', 'application/json')
                     self.send_header('Content-Length', str(len(payload)))
                     self.end_headers()
@@ -55,11 +58,14 @@ class FaultProxy:
                 if fault == 'drop-reply':
                     self.close_connection = True
                     return
+                content = reply.content[: len(reply.content) // 2] if fault == 'garble' else reply.content
+                if fault == 'garble':
+                    reply = httpx.Response(200)
                 self.send_response(reply.status_code)
                 self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(reply.content)))
+                self.send_header('Content-Length', str(len(content)))
                 self.end_headers()
-                self.wfile.write(reply.content)
+                self.wfile.write(content)
 
         self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self.server.daemon_threads = True

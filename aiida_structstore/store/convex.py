@@ -38,6 +38,7 @@ import tenacity
 from convex.values import convex_to_json, json_to_convex
 from pydantic import SecretStr
 
+from .. import __version__
 from ..chunking import ChunkedText, join_chunks, split_text
 from ..exceptions import (
     BackendError,
@@ -59,7 +60,7 @@ from ..models import (
     StructureSummary,
 )
 from .base import MAX_PAGE_SIZE, PreparedWrite, StructureStore
-from .settings import StoreSettings
+from .settings import StoreSettings, check_deploy_key, check_url
 
 __all__ = ('ConvexStore',)
 
@@ -89,6 +90,26 @@ ERROR_CODES: dict[str, type[StructStoreError]] = {
     'CONFLICT': ConflictError,
     'INCOMPLETE_UPLOAD': ConflictError,
 }
+
+
+DEPLOY_HINT = 'deploy the functions in convex/ to this deployment (docs/convex-projection.md)'
+
+
+class _DeployKeyAuth(httpx.Auth):
+    """Adds ``Authorization: Convex <deploy key>`` to each request; the key is held as a :class:`SecretStr`."""
+
+    def __init__(self, key: SecretStr) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers['Authorization'] = f'Convex {self._key.get_secret_value()}'
+        yield request
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self._key.get_secret_value(), '<CONVEX_DEPLOY_KEY>')
+
+    def __repr__(self) -> str:
+        return '_DeployKeyAuth(**********)'
 
 
 class _TransientError(Exception):
@@ -153,24 +174,23 @@ class ConvexStore(StructureStore):
         timeout: float = 30.0,
         retries: int = 6,
         backoff_max: float = 8.0,
+        allow_http: bool = False,
         transport: httpx.BaseTransport | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.url = url.rstrip('/')
-        key = deploy_key if isinstance(deploy_key, SecretStr) else SecretStr(deploy_key)
-        if not key.get_secret_value().strip():
-            raise ConfigurationError('CONVEX_DEPLOY_KEY is empty')
-        self._key = key
+        self.url = check_url(url, allow_http=allow_http)
+        self._auth = _DeployKeyAuth(check_deploy_key(deploy_key))
         self.retries = retries
         self.backoff_max = backoff_max
         self.calls = 0  # Convex function calls made (not counting retries), for benchmarks and tests
         self._client = httpx.Client(
             base_url=self.url,
+            auth=self._auth,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30.0),
             transport=transport,
-            headers={'Content-Type': 'application/json', 'Convex-Client': 'aiida-structstore'},
+            headers={'Content-Type': 'application/json', 'Convex-Client': f'aiida-structstore-{__version__}'},
         )
 
     @classmethod
@@ -178,25 +198,30 @@ class ConvexStore(StructureStore):
         settings.check()
         assert settings.convex_url is not None and settings.convex_deploy_key is not None
         return cls(
-            settings.convex_url.strip(),
+            settings.convex_url,
             settings.convex_deploy_key,
             timeout=settings.timeout,
             retries=settings.retries,
+            allow_http=settings.allow_http,
         )
 
     def __repr__(self) -> str:
-        return f'ConvexStore(url={self.url!r})'
+        # Neither the URL nor the key: a repr can end up in a log or in AiiDA's database.
+        return f'ConvexStore({self.identity})'
 
     @property
     def identity(self) -> str:
         # A digest, not the URL: the deployment URL must not end up in AiiDA's database.
-        url = str(httpx.URL(self.url).copy_with(username=None, password=None, query=None, fragment=None))
-        return f'convex:{hashlib.sha256(url.encode()).hexdigest()[:16]}'
+        return f'convex:{hashlib.sha256(self.url.encode()).hexdigest()[:16]}'
 
     def close(self) -> None:
         self._client.close()
 
     # -- transport ---------------------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        """``text`` (from the HTTP library or the server) without the deploy key or the deployment URL."""
+        return self._auth.scrub(text).replace(self.url, '<CONVEX_URL>')
 
     def _call(self, kind: str, name: str, args: dict[str, Any]) -> Any:
         """Call ``structures:<name>`` and return its decoded value, retrying transient failures."""
@@ -220,47 +245,77 @@ class ConvexStore(StructureStore):
                 self.retries,
             ),
         )
+        failure = None
         try:
             return retrying(self._post, kind, path, body)
         except _TransientError as exc:
-            raise BackendUnavailableError(
-                f'Convex at {self.url} failed for {path} after {self.retries} attempts: {exc}'
-            ) from None
+            failure = str(exc)
+        # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
+        raise BackendUnavailableError(
+            f'the Convex deployment (CONVEX_URL) failed for {path} after {self.retries} attempts: {failure}'
+        )
+
+    def _send(self, kind: str, body: bytes) -> tuple[int, bytes]:
+        """POST ``body`` to ``/api/<kind>``; return status and body. No request object (it holds the
+        ``Authorization`` header) outlives this call, and no HTTP library exception is chained to ours."""
+        failure = None
+        try:
+            response = self._client.post(f'/api/{kind}', content=body)
+            return response.status_code, response.content
+        except httpx.LocalProtocolError:
+            # The request could not be formed (an invalid header): not transient, and httpx quotes the header.
+            failure = 'config'
+        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
+            failure = self._scrub(f'{type(exc).__name__}: {exc}')
+        if failure == 'config':
+            raise ConfigurationError(
+                'the HTTP request to Convex could not be formed: check CONVEX_URL and CONVEX_DEPLOY_KEY for spaces '
+                'or control characters'
+            )
+        raise _TransientError(failure)
 
     def _post(self, kind: str, path: str, body: bytes) -> Any:
-        headers = {'Authorization': f'Convex {self._key.get_secret_value()}'}
-        try:
-            response = self._client.post(f'/api/{kind}', content=body, headers=headers)
-        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
-            raise _TransientError(f'{type(exc).__name__}: {exc}') from None
-        status = response.status_code
+        status, content = self._send(kind, body)
         if status == 429 or (status >= 500 and status != 560):
             raise _TransientError(f'HTTP {status}')
         try:
-            reply = response.json()
+            reply = json.loads(content)
         except ValueError:
-            raise BackendError(f'Convex returned HTTP {status} with a body that is not JSON for {path}') from None
-        if status == 200 and isinstance(reply, dict) and reply.get('status') == 'success':
+            reply = None
+        if status in (200, 560) and not (isinstance(reply, dict) and reply.get('status') in ('success', 'error')):
+            # A reply cut or garbled on the way (a proxy, a dropped connection): whether the function ran is
+            # unknown, and every call is idempotent, so it is repeated.
+            raise _TransientError(f'HTTP {status} with a malformed reply')
+        if status == 200 and reply['status'] == 'success':
+            if 'value' not in reply:
+                raise _TransientError(f'HTTP {status} with a malformed reply')
             return json_to_convex(reply['value'])
-        if status in (200, 560) and isinstance(reply, dict) and reply.get('status') == 'error':
-            data = reply.get('errorData')
-            if isinstance(data, dict) and 'code' in data:
-                error_class = ERROR_CODES.get(str(data['code']), BackendError)
-                message = str(data.get('message', reply.get('errorMessage', '')))
-                if error_class is BackendError:
-                    raise BackendError(f'{path}: {message}', code=str(data['code']))
-                raise error_class(message)
-            raise BackendError(f'{path} failed: {reply.get("errorMessage", "unknown error")}')
+        if status in (200, 560):
+            raise self._function_error(path, reply)
         code = reply.get('code') if isinstance(reply, dict) else None
-        message = reply.get('message') if isinstance(reply, dict) else None
+        message = self._scrub(str(reply.get('message'))) if isinstance(reply, dict) else None
         if status in (401, 403):
-            raise ConfigurationError(f'Convex at {self.url} rejected the deploy key ({code}): check CONVEX_DEPLOY_KEY')
+            raise ConfigurationError(f'the Convex deployment rejected the deploy key ({code}): check CONVEX_DEPLOY_KEY')
         if status == 404:
-            raise BackendError(
-                f'{path} is not deployed at {self.url} ({code}); deploy the functions in convex/ (see docs)',
-                code=code,
-            )
+            raise BackendError(f'{path} is not deployed ({code}); {DEPLOY_HINT}', code=code)
+        if status == 413:
+            raise LimitExceededError(f'the request to {path} is larger than Convex accepts (HTTP 413)')
         raise BackendError(f'Convex returned HTTP {status} for {path}: {code}: {message}', code=code)
+
+    def _function_error(self, path: str, reply: dict[str, Any]) -> StructStoreError:
+        """The error of a function that failed (HTTP 200 or 560 with ``status: error``)."""
+        data = reply.get('errorData')
+        message = self._scrub(str(reply.get('errorMessage', 'unknown error')))
+        if isinstance(data, dict) and 'code' in data:
+            error_class = ERROR_CODES.get(str(data['code']), BackendError)
+            detail = self._scrub(str(data.get('message', message)))
+            if error_class is BackendError:
+                return BackendError(f'{path}: {detail}', code=str(data['code']))
+            return error_class(detail)
+        if 'Could not find public function' in message or 'Could not find function' in message:
+            # A real deployment answers HTTP 200 for a function that is missing or of another kind.
+            return BackendError(f'{path} is not deployed: {message}; {DEPLOY_HINT}', code='FunctionNotFound')
+        return BackendError(f'{path} failed: {message}')
 
     # -- writing -----------------------------------------------------------------------------------------------
 
