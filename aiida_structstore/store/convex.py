@@ -59,7 +59,7 @@ from ..models import (
     StructureRecord,
     StructureSummary,
 )
-from .base import MAX_PAGE_SIZE, PreparedWrite, StructureStore
+from .base import PreparedWrite, StructureStore
 from .settings import StoreSettings, check_deploy_key, check_url
 
 __all__ = ('ConvexStore',)
@@ -70,16 +70,22 @@ MODULE = 'structures'
 #: CIF, structure JSON and parameters JSON stay inline in the record while together they are at most this large; a
 #: page of 200 records then reads at most about 8 MiB, half of a Convex query's read limit.
 INLINE_BYTES = 32 * 1024
-#: Bytes of arguments per mutation the store aims for (Convex allows 16 MiB of arguments and of writes).
-BATCH_BYTES = 6 * 1024 * 1024
+#: Bytes of arguments per mutation the store aims for. Convex allows 16 MiB of arguments and of writes, and a
+#: replaced version's chunks are read and deleted in the same mutation; 4 MiB is also one second of a deployment's
+#: default write throughput.
+BATCH_BYTES = 4 * 1024 * 1024
 #: Records per putBatch mutation at most.
 BATCH_RECORDS = 250
 #: A record with more chunk bytes than this is staged over several mutations, then committed.
 STAGE_THRESHOLD_BYTES = 4 * 1024 * 1024
 #: Bytes of chunks per readChunks query (its reply stays well below the 16 MiB return limit).
 READ_PAGE_BYTES = 8 * 1024 * 1024
-#: Structure ids per contentHashes query.
-HASH_QUERY_IDS = 200
+#: Structure ids per contentHashes query (the function's own limit).
+HASH_QUERY_IDS = 100
+#: Records per listStructures query (the function's own limit); longer pages are read in several queries.
+LIST_PAGE = 200
+#: Largest request body Convex accepts (16 MiB and a little); a larger batch is split before it is sent.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
 #: How often a read is retried when a concurrent commit replaced the version being read.
 READ_ATTEMPTS = 3
 
@@ -110,6 +116,13 @@ class _DeployKeyAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return '_DeployKeyAuth(**********)'
+
+
+class _RequestTooLargeError(LimitExceededError):
+    """A request body larger than Convex accepts; raised before anything is sent."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f'a request of {size} bytes is larger than Convex accepts ({MAX_REQUEST_BYTES} bytes)')
 
 
 class _TransientError(Exception):
@@ -157,6 +170,13 @@ class _Planned:
         self.record['generation'] = secrets.token_hex(12)
 
 
+def _generation(content_hash: str) -> str:
+    """The first generation a write tries: derived from the content, so a staged upload interrupted by a crash is
+    resumed (not repeated) by the next write of the same content. Equal generations mean equal chunks, so two
+    writers can never mix versions; a generation retired earlier is a conflict, and the write takes a random one."""
+    return f'h{content_hash[:40]}'
+
+
 def _ms_to_datetime(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
 
@@ -184,6 +204,7 @@ class ConvexStore(StructureStore):
         self.retries = retries
         self.backoff_max = backoff_max
         self.calls = 0  # Convex function calls made (not counting retries), for benchmarks and tests
+        self._instance: str | None = None
         self._client = httpx.Client(
             base_url=self.url,
             auth=self._auth,
@@ -207,12 +228,24 @@ class ConvexStore(StructureStore):
 
     def __repr__(self) -> str:
         # Neither the URL nor the key: a repr can end up in a log or in AiiDA's database.
-        return f'ConvexStore({self.identity})'
+        return f'ConvexStore({self.store_id})'
 
     @property
-    def identity(self) -> str:
+    def store_id(self) -> str:
         # A digest, not the URL: the deployment URL must not end up in AiiDA's database.
         return f'convex:{hashlib.sha256(self.url.encode()).hexdigest()[:16]}'
+
+    @property
+    def instance(self) -> str:
+        if self._instance is None:
+            self._instance = self.current_instance()
+        return self._instance
+
+    def current_instance(self) -> str:
+        instance = self._call('query', 'getInstance', {})
+        if instance is None:
+            instance = self._call('mutation', 'ensureInstance', {'candidate': secrets.token_hex(8)})
+        return str(instance)
 
     def close(self) -> None:
         self._client.close()
@@ -231,6 +264,8 @@ class ConvexStore(StructureStore):
             ensure_ascii=False,
             separators=(',', ':'),
         ).encode('utf-8')
+        if len(body) > MAX_REQUEST_BYTES:
+            raise _RequestTooLargeError(len(body))
         self.calls += 1
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_TransientError),
@@ -339,7 +374,7 @@ class ConvexStore(StructureStore):
             del sizes[name]
         record = {
             'structure_id': write.key.structure_id,
-            'generation': secrets.token_hex(12),
+            'generation': _generation(write.content_hash),
             'content_hash': write.content_hash,
             'source': {'kind': content.source.kind, 'filename': content.source.filename},
             'summary': content.summary,
@@ -350,7 +385,7 @@ class ConvexStore(StructureStore):
         chunk_bytes = sum(part.chunked.size for part in parts)
         return _Planned(write, record, parts, chunk_bytes, sum(sizes.values()) + 1024)
 
-    def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+    def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
         by_scope: dict[tuple[str, str], list[_Planned]] = {}
         planned = [self._plan(write) for write in writes]
         for plan in planned:
@@ -370,12 +405,12 @@ class ConvexStore(StructureStore):
             for plan in (p for p in plans if p.result is None):
                 size = plan.inline_bytes + (0 if plan.staged else plan.chunk_bytes)
                 if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_RECORDS):
-                    self._commit(scope, batch)
+                    self._commit(scope, batch, replace_owner)
                     batch, batch_bytes = [], 0
                 batch.append(plan)
                 batch_bytes += size
             if batch:
-                self._commit(scope, batch)
+                self._commit(scope, batch, replace_owner)
             for plan in plans:
                 if plan.garbage:
                     self._collect(
@@ -386,15 +421,29 @@ class ConvexStore(StructureStore):
                     )
         return [plan.result for plan in planned if plan.result is not None]
 
-    def _result(self, plan: _Planned, status: str, chunk_count: int | None = None) -> PutResult:
+    def _result(
+        self, plan: _Planned, status: str, chunk_count: int | None = None, owner: str | None = None
+    ) -> PutResult:
         return PutResult(
             key=plan.write.key,
             status=status,  # type: ignore[arg-type]
             content_hash=plan.write.content_hash,
             chunk_count=plan.write.chunk_count if chunk_count is None else chunk_count,
+            owner=owner,
         )
 
     def _stage(self, scope: dict[str, str], plan: _Planned) -> None:
+        """Stage the chunks of ``plan`` under its generation; under a new one if that generation was retired."""
+        for attempt in range(3):
+            try:
+                self._stage_chunks(scope, plan)
+                return
+            except ConflictError:
+                if attempt == 2:
+                    raise
+                plan.new_generation()
+
+    def _stage_chunks(self, scope: dict[str, str], plan: _Planned) -> None:
         chunks = [chunk for part in plan.parts for chunk in part.chunk_args()]
         group: list[dict[str, Any]] = []
         group_bytes = 0
@@ -420,14 +469,26 @@ class ConvexStore(StructureStore):
             },
         )
 
-    def _commit(self, scope: dict[str, str], batch: list[_Planned]) -> None:
+    def _commit(self, scope: dict[str, str], batch: list[_Planned], replace_owner: bool) -> None:
         for attempt in range(3):
             records = [
                 {**plan.record, 'chunks': None if plan.staged else [c for p in plan.parts for c in p.chunk_args()]}
                 for plan in batch
             ]
             try:
-                replies = self._call('mutation', 'putBatch', {**scope, 'records': records})
+                replies = self._call(
+                    'mutation', 'putBatch', {**scope, 'records': records, 'replace_owner': replace_owner}
+                )
+            except _RequestTooLargeError:
+                if len(batch) == 1:
+                    raise LimitExceededError(
+                        f'{batch[0].write.key}: the record is larger than one Convex request can carry'
+                    ) from None
+                # JSON escapes made the batch larger than estimated: send it in two halves.
+                half = len(batch) // 2
+                self._commit(scope, batch[:half], replace_owner)
+                self._commit(scope, batch[half:], replace_owner)
+                return
             except ConflictError:
                 # A generation in use (CONFLICT) or a staged upload that was collected (INCOMPLETE_UPLOAD):
                 # nothing was written; start those records over under new generations.
@@ -439,7 +500,7 @@ class ConvexStore(StructureStore):
                         self._stage(scope, plan)
                 continue
             for plan, reply in zip(batch, replies, strict=True):
-                plan.result = self._result(plan, reply['status'], int(reply['chunk_count']))
+                plan.result = self._result(plan, reply['status'], int(reply['chunk_count']), reply.get('owner'))
                 plan.garbage = bool(reply['garbage'])
             return
 
@@ -548,22 +609,31 @@ class ConvexStore(StructureStore):
         self._check_limit(limit)
         if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
             raise InvalidInputError('invalid page cursor')
-        try:
-            reply = self._call(
-                'query',
-                'listStructures',
-                {
-                    'tenant_id': tenant_id,
-                    'workspace_id': workspace_id,
-                    'paginationOpts': {'numItems': float(min(limit, MAX_PAGE_SIZE)), 'cursor': cursor},
-                },
-            )
-        except BackendError as exc:
-            if cursor is not None:
-                raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from exc
-            raise
-        items = tuple(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
-        return Page(items=items, next_cursor=None if reply['isDone'] else reply['continueCursor'])
+        items: list[StructureSummary] = []
+        next_cursor = cursor
+        # One query reads at most LIST_PAGE records (and 8 MiB): a longer page takes several.
+        while True:
+            try:
+                reply = self._call(
+                    'query',
+                    'listStructures',
+                    {
+                        'tenant_id': tenant_id,
+                        'workspace_id': workspace_id,
+                        'paginationOpts': {
+                            'numItems': float(min(limit - len(items), LIST_PAGE)),
+                            'cursor': next_cursor,
+                        },
+                    },
+                )
+            except BackendError as exc:
+                if cursor is not None:
+                    raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
+                raise
+            items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+            next_cursor = None if reply['isDone'] else reply['continueCursor']
+            if next_cursor is None or len(items) >= limit:
+                return Page(items=tuple(items), next_cursor=next_cursor)
 
     def _hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -612,16 +682,31 @@ class ConvexStore(StructureStore):
             if reply['done']:
                 return deleted
 
-    def storage_stats(self, tenant_id: str, workspace_id: str, *, max_bytes: int = READ_PAGE_BYTES) -> dict[str, Any]:
-        """Records, unreferenced chunk sets and chunks of a workspace (chunk counting stops after ``max_bytes``)."""
+    def storage_stats(self, tenant_id: str, workspace_id: str) -> dict[str, Any]:
+        """Records, the chunks they declare, chunk sets no record references, and chunks of a workspace (read page
+        by page: for tests and diagnostics, it reads every chunk)."""
         self._check_scope(tenant_id, workspace_id)
-        stats = self._call(
-            'query',
-            'storageStats',
-            {'tenant_id': tenant_id, 'workspace_id': workspace_id, 'max_bytes': float(max_bytes)},
-        )
-        for name in ('records', 'committed_chunks', 'chunks'):
-            stats[name] = int(stats[name])
+        stats: dict[str, Any] = {'records': 0, 'committed_chunks': 0, 'chunk_sets': [], 'chunks': 0}
+        for table, count_key in (('structures', 'records'), ('chunk_sets', None), ('chunks', 'chunks')):
+            cursor = None
+            while True:
+                page = self._call(
+                    'query',
+                    'storageStats',
+                    {
+                        'tenant_id': tenant_id,
+                        'workspace_id': workspace_id,
+                        'table': table,
+                        'paginationOpts': {'numItems': 1000.0, 'cursor': cursor},
+                    },
+                )
+                if count_key is not None:
+                    stats[count_key] += int(page['count'])
+                stats['committed_chunks'] += int(page['committed_chunks'])
+                stats['chunk_sets'].extend(page['chunk_sets'])
+                if page['isDone']:
+                    break
+                cursor = page['continueCursor']
         return stats
 
     def collect_garbage(self, tenant_id: str, workspace_id: str, *, older_than_seconds: float = 3600.0) -> int:
