@@ -15,7 +15,6 @@ from aiida import orm
 from aiida_structstore.cli import cmd_structstore
 from aiida_structstore.models import StructureKey
 
-
 ECHO_PREFIXES = ('Success:', 'Report:', 'Warning:', 'Error:', 'Critical:', 'Info:')
 
 
