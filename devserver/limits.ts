@@ -10,6 +10,8 @@ export const LIMITS = {
   valueDepth: 64,
   requestBytes: 16 * 1024 * 1024 + 64 * 1024,
   returnBytes: 16 * 1024 * 1024,
+  // A deployment's default write throughput; above it writes wait, then fail with HTTP 429 (TooManyWrites).
+  writeBytesPerSecond: 4 * 1024 * 1024,
 };
 
 const FIELD_NAME = /^[\x20-\x7e]+$/;

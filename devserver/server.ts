@@ -9,7 +9,7 @@
 // It prints one JSON line on stdout when it listens: {"url": "...", "kind": "local-convex-test-double"}.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
-import { timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 // `__DatabaseFake` is exported by the loader hook in open-convex-test.mjs (start the server with start.mjs).
 import { convexTest, __DatabaseFake as DatabaseFake } from "convex-test";
 import { TransactionMetricsTracker } from "convex-test/dist/transactionMetrics.js";
@@ -18,6 +18,7 @@ import { makeFunctionReference } from "convex/server";
 import schema from "../convex/schema";
 import { installIndexes } from "./indexes";
 import { LIMITS, checkValue, stringifyConvexJson } from "./limits";
+import { newStats, sinkReply } from "./sink";
 
 const modules: Record<string, () => Promise<any>> = {
   "../convex/_generated/api.js": () => import("../convex/_generated/api.js"),
@@ -37,6 +38,9 @@ TransactionMetricsTracker.prototype.trackWrite = function (docSizeBytes: number)
 
 type Kind = "query" | "mutation" | "action";
 
+/** A function that cannot be called (missing, of another kind, internal): HTTP 200 with an error. */
+class FunctionError extends Error {}
+
 class HttpError extends Error {
   constructor(
     readonly status: number,
@@ -47,16 +51,61 @@ class HttpError extends Error {
   }
 }
 
-export async function startServer(options: {
+export type ServerOptions = {
   adminKey: string;
   port?: number;
   host?: string;
+  /** Check every index lookup against a full table scan (tests). */
   verifyIndexes?: boolean;
-}) {
+  /** Bytes of mutation arguments per second the deployment accepts (Convex's default: 4 MiB/s); 0: no limit. */
+  writeBytesPerSecond?: number;
+  /** Answer as the counting sink (no database work) instead of running the functions. */
+  sink?: boolean;
+};
+
+/** A write budget refilled at `rate` bytes per second, holding at most one second of writes. */
+class WriteBudget {
+  private tokens: number;
+  private last = performance.now();
+  constructor(private readonly rate: number) {
+    this.tokens = rate;
+  }
+  private refill() {
+    const now = performance.now();
+    this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+  }
+  /** Take `bytes`, waiting up to `patienceMs` (the backend's internal retries); false if they never became free. */
+  async take(bytes: number, patienceMs: number): Promise<boolean> {
+    const deadline = performance.now() + patienceMs;
+    for (;;) {
+      this.refill();
+      if (this.tokens >= bytes) {
+        this.tokens -= bytes;
+        return true;
+      }
+      const wait = ((bytes - this.tokens) / this.rate) * 1000;
+      if (bytes > this.rate || performance.now() + wait > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+}
+
+// How long a write over the throughput waits for budget before the answer is 429 (the backend's internal retries).
+const WRITE_PATIENCE_MS = 250;
+
+function requestId(): string {
+  return randomBytes(8).toString("hex");
+}
+
+export async function startServer(options: ServerOptions) {
   const t = convexTest({ schema, modules, transactionLimits: true });
   installDocumentChecks();
   installIndexes(DatabaseFake, { verify: options.verifyIndexes });
   const adminKey = Buffer.from(options.adminKey);
+  const writeRate = options.writeBytesPerSecond ?? LIMITS.writeBytesPerSecond;
+  const budget = writeRate > 0 ? new WriteBudget(writeRate) : null;
+  const stats = newStats();
   let queue: Promise<unknown> = Promise.resolve();
 
   function isAdmin(header: string | undefined): boolean {
@@ -72,17 +121,15 @@ export async function startServer(options: {
 
   async function resolve(path: string, kind: Kind, admin: boolean) {
     const match = /^([A-Za-z0-9_/]+)(?:\.js)?:([A-Za-z_][A-Za-z0-9_]*)$/.exec(path);
-    if (match === null || !(`../convex/${match[1]}.ts` in modules)) {
-      throw new HttpError(404, "FunctionNotFound", `Could not find function for '${path}'`);
-    }
-    const module = await modules[`../convex/${match[1]}.ts`]();
-    const fn = module[match[2]];
+    const file = match === null ? undefined : `../convex/${match[1]}.ts`;
+    const fn = file !== undefined && file in modules ? (await modules[file]())[match![2]] : undefined;
     const isKind = fn && { query: fn.isQuery, mutation: fn.isMutation, action: fn.isAction }[kind];
     if (!isKind || (fn.isInternal && !admin)) {
-      // Internal functions look like missing ones to anyone without the admin key, as on a real deployment.
-      throw new HttpError(404, "FunctionNotFound", `Could not find public ${kind} function for '${path}'`);
+      // A real deployment answers HTTP 200 with an error for a function that is missing, of another kind, or
+      // internal to a caller without the admin key.
+      throw new FunctionError(`Could not find public function for '${path}'. Did you forget to run \`npx convex dev\`?`);
     }
-    return makeFunctionReference<any>(`${match[1]}:${match[2]}`);
+    return { reference: makeFunctionReference<any>(`${match![1]}:${match![2]}`), name: match![2] };
   }
 
   async function run(kind: Kind, body: any, admin: boolean) {
@@ -92,10 +139,12 @@ export async function startServer(options: {
     if (body.format !== undefined && body.format !== "convex_encoded_json" && body.format !== "json") {
       throw new HttpError(400, "BadJsonBody", `Unsupported format ${JSON.stringify(body.format)}`);
     }
-    const reference = await resolve(body.path, kind, admin);
+    const { reference, name } = await resolve(body.path, kind, admin);
     let args: Value = Array.isArray(body.args) ? body.args[0] ?? {} : body.args ?? {};
     args = jsonToConvex(args as any);
     checkValue(args, "arguments");
+    stats.calls[body.path] = (stats.calls[body.path] ?? 0) + 1;
+    if (options.sink) return stringifyConvexJson(convexToJson(sinkReply(name, args)));
     const call = () =>
       kind === "query" ? t.query(reference, args as any) : kind === "mutation" ? t.mutation(reference, args as any) : t.action(reference, args as any);
     // One function at a time: convex-test has no concurrency control, a real deployment serializes conflicts.
@@ -116,13 +165,23 @@ export async function startServer(options: {
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (req.method === "GET" && url.pathname === "/version") {
-      return send(res, 200, JSON.stringify("local-convex-test-double"));
+      return send(res, 200, JSON.stringify(options.sink ? "counting-sink" : "local-convex-test-double"));
+    }
+    if (url.pathname === "/stats") {
+      // Not part of Convex's API: the calls and bytes seen so far (benchmarks); POST resets them.
+      const text = JSON.stringify(stats);
+      if (req.method === "POST") Object.assign(stats, newStats());
+      return send(res, 200, text);
     }
     const kind = /^\/api\/(query|mutation|action)$/.exec(url.pathname)?.[1] as Kind | undefined;
     if (req.method !== "POST" || kind === undefined) {
       return send(res, 404, JSON.stringify({ code: "NotFound", message: `No route ${req.method} ${url.pathname}` }));
     }
     try {
+      const client = req.headers["convex-client"];
+      if (client !== undefined && !/^[A-Za-z0-9_.-]+-\d+\.\d+\.\d+/.test(String(client))) {
+        throw new HttpError(400, "InvalidConvexClient", `Convex-Client header ${JSON.stringify(client)} is not name-version`);
+      }
       const admin = isAdmin(req.headers.authorization);
       const chunks: Buffer[] = [];
       let size = 0;
@@ -139,22 +198,31 @@ export async function startServer(options: {
       } catch {
         throw new HttpError(400, "BadJsonBody", "The request body is not valid JSON");
       }
+      stats.bytes_in += size;
+      if (kind === "mutation" && budget !== null && !(await budget.take(size, WRITE_PATIENCE_MS))) {
+        // Above the deployment's write throughput the backend retries internally for a moment, then gives up.
+        stats.throttled += 1;
+        throw new HttpError(429, "TooManyWrites", `[Request ID: ${requestId()}] Too many writes: over ${writeRate} bytes/s`);
+      }
       let value: string;
       try {
         value = await run(kind, body, admin);
       } catch (error) {
         if (error instanceof HttpError) throw error;
-        // A failed function: HTTP 560 with the error message and, for ConvexError, its data.
+        // A failed function: HTTP 560 with the error message and, for ConvexError, its data; a function that
+        // cannot be found: HTTP 200. Messages start with the request id, as a deployment's do.
         const data = (error as { data?: Value }).data;
         const reply: Record<string, unknown> = {
           status: "error",
-          errorMessage: error instanceof Error ? error.message : String(error),
+          errorMessage: `[Request ID: ${requestId()}] ${error instanceof Error ? error.message : String(error)}`,
           logLines: [],
         };
         if (data !== undefined) reply.errorData = convexToJson(data);
-        return send(res, 560, stringifyConvexJson(reply as any));
+        return send(res, error instanceof FunctionError ? 200 : 560, stringifyConvexJson(reply as any));
       }
-      return send(res, 200, `{"status":"success","value":${value},"logLines":[]}`);
+      const reply = `{"status":"success","value":${value},"logLines":[]}`;
+      stats.bytes_out += Buffer.byteLength(reply);
+      return send(res, 200, reply);
     } catch (error) {
       if (error instanceof HttpError) {
         return send(res, error.status, JSON.stringify({ code: error.code, message: error.message }));
@@ -204,20 +272,30 @@ function installDocumentChecks() {
 
 export async function main() {
   const { values } = parseArgs({
-    options: { port: { type: "string", default: "0" }, host: { type: "string", default: "127.0.0.1" } },
+    options: {
+      port: { type: "string", default: "0" },
+      host: { type: "string", default: "127.0.0.1" },
+      sink: { type: "boolean", default: false },
+    },
   });
   const adminKey = process.env.CONVEX_DEPLOY_KEY;
   if (!adminKey) {
     console.error("error: set CONVEX_DEPLOY_KEY to the admin key clients must present");
     process.exit(2);
   }
+  const rate = process.env.STRUCTSTORE_WRITE_BYTES_PER_SECOND;
+  const sink = values.sink === true;
   const { url, close } = await startServer({
     adminKey,
     port: Number(values.port),
     host: values.host,
     verifyIndexes: process.env.STRUCTSTORE_VERIFY_INDEXES === "1",
+    writeBytesPerSecond: rate === undefined || rate === "" ? undefined : Number(rate),
+    sink,
   });
-  console.log(JSON.stringify({ url, kind: "local-convex-test-double", note: "in-memory test double of Convex; data is lost on exit" }));
+  const kind = sink ? "counting-sink" : "local-convex-test-double";
+  const note = sink ? "answers as an empty deployment, stores nothing, counts calls and bytes (GET /stats)" : "in-memory test double of Convex; data is lost on exit";
+  console.log(JSON.stringify({ url, kind, note }));
   const stop = () => close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

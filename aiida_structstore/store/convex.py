@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -71,9 +72,11 @@ MODULE = 'structures'
 #: page of 200 records then reads at most about 8 MiB, half of a Convex query's read limit.
 INLINE_BYTES = 32 * 1024
 #: Bytes of arguments per mutation the store aims for. Convex allows 16 MiB of arguments and of writes, and a
-#: replaced version's chunks are read and deleted in the same mutation; 4 MiB is also one second of a deployment's
-#: default write throughput.
-BATCH_BYTES = 4 * 1024 * 1024
+#: replaced version's chunks are read and deleted in the same mutation; it also stays below one second of the write
+#: rate (a deployment refuses a write larger than its throughput budget).
+BATCH_BYTES = 3 * 1024 * 1024
+#: A deployment's default write throughput (bytes per second); the client paces its mutations to it.
+DEFAULT_WRITE_RATE = 4 * 1024 * 1024
 #: Records per putBatch mutation at most.
 BATCH_RECORDS = 250
 #: A record with more chunk bytes than this is staged over several mutations, then committed.
@@ -125,11 +128,53 @@ class _RequestTooLargeError(LimitExceededError):
         super().__init__(f'a request of {size} bytes is larger than Convex accepts ({MAX_REQUEST_BYTES} bytes)')
 
 
+class _WritePacer:
+    """A client-side write budget: ``limit`` bytes per second on average, with a one-second burst. A write larger
+    than the budget at hand waits until the budget is full, then overdraws it (the next write waits longer). A 429
+    from the deployment halves the rate (down to a sixteenth of the limit); each successful write wins back a
+    sixteenth of the limit."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.rate = limit
+        self.tokens = limit
+        self.last = time.monotonic()
+        self.waited = 0.0  # seconds spent waiting, for benchmarks
+
+    def wait(self, size: int) -> None:
+        if not self.limit:
+            return
+        while True:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            need = min(size, self.rate)
+            if self.tokens >= need:
+                self.tokens -= size
+                return
+            pause = (need - self.tokens) / self.rate
+            self.waited += pause
+            time.sleep(pause)
+
+    def throttled(self) -> None:
+        if self.limit:
+            self.rate = max(self.limit / 16, self.rate / 2)
+            self.tokens = min(self.tokens, 0.0)
+
+    def succeeded(self) -> None:
+        if self.limit:
+            self.rate = min(self.limit, self.rate + self.limit / 16)
+
+
 class _TransientError(Exception):
     """A transient failure (transport error, 429, 5xx): the call may be repeated."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class _ThrottledError(_TransientError):
+    """HTTP 429: the deployment is over its write throughput. Repeated, slower, for up to ``throttle_patience``."""
 
 
 @dataclass
@@ -195,6 +240,8 @@ class ConvexStore(StructureStore):
         retries: int = 6,
         backoff_max: float = 8.0,
         allow_http: bool = False,
+        write_rate: float = DEFAULT_WRITE_RATE,
+        throttle_patience: float = 300.0,
         transport: httpx.BaseTransport | None = None,
         **kwargs: Any,
     ) -> None:
@@ -204,6 +251,9 @@ class ConvexStore(StructureStore):
         self.retries = retries
         self.backoff_max = backoff_max
         self.calls = 0  # Convex function calls made (not counting retries), for benchmarks and tests
+        self.pacer = _WritePacer(write_rate)
+        self.throttle_patience = throttle_patience
+        self.batch_bytes = min(BATCH_BYTES, int(0.75 * write_rate)) if write_rate else BATCH_BYTES
         self._instance: str | None = None
         self._client = httpx.Client(
             base_url=self.url,
@@ -224,6 +274,7 @@ class ConvexStore(StructureStore):
             timeout=settings.timeout,
             retries=settings.retries,
             allow_http=settings.allow_http,
+            write_rate=settings.write_rate,
         )
 
     def __repr__(self) -> str:
@@ -269,16 +320,10 @@ class ConvexStore(StructureStore):
         self.calls += 1
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_TransientError),
-            stop=tenacity.stop_after_attempt(self.retries),
+            stop=self._stop,
             wait=tenacity.wait_random_exponential(multiplier=0.1, max=self.backoff_max),
             reraise=True,
-            before_sleep=lambda state: LOGGER.warning(
-                'Convex call %s failed (%s); retrying (attempt %d of %d)',
-                path,
-                state.outcome.exception() if state.outcome else '?',
-                state.attempt_number + 1,
-                self.retries,
-            ),
+            before_sleep=lambda state: self._log_retry(path, state),
         )
         failure = None
         try:
@@ -286,9 +331,30 @@ class ConvexStore(StructureStore):
         except _TransientError as exc:
             failure = str(exc)
         # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
+        attempts = retrying.statistics.get('attempt_number', self.retries)
         raise BackendUnavailableError(
-            f'the Convex deployment (CONVEX_URL) failed for {path} after {self.retries} attempts: {failure}'
+            f'the Convex deployment (CONVEX_URL) failed for {path} after {attempts} attempts: {failure}'
         )
+
+    def _log_retry(self, path: str, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _ThrottledError):
+            LOGGER.info('Convex call %s: %s (now %.1f MiB/s)', path, error, self.pacer.rate / 2**20)
+            return
+        LOGGER.warning(
+            'Convex call %s failed (%s); retrying (attempt %d of %d)',
+            path,
+            error,
+            state.attempt_number + 1,
+            self.retries,
+        )
+
+    def _stop(self, state: tenacity.RetryCallState) -> bool:
+        """Give up after ``retries`` attempts; while the deployment only says it is over its write throughput (the
+        pacer slows down each time), after ``throttle_patience`` seconds instead."""
+        if state.outcome is not None and isinstance(state.outcome.exception(), _ThrottledError):
+            return state.seconds_since_start > self.throttle_patience
+        return state.attempt_number >= self.retries
 
     def _send(self, kind: str, body: bytes) -> tuple[int, bytes]:
         """POST ``body`` to ``/api/<kind>``; return status and body. No request object (it holds the
@@ -310,9 +376,16 @@ class ConvexStore(StructureStore):
         raise _TransientError(failure)
 
     def _post(self, kind: str, path: str, body: bytes) -> Any:
+        if kind == 'mutation':
+            self.pacer.wait(len(body))
         status, content = self._send(kind, body)
-        if status == 429 or (status >= 500 and status != 560):
+        if status == 429:
+            self.pacer.throttled()
+            raise _ThrottledError('HTTP 429 (the deployment is over its write throughput; writing slower)')
+        if status >= 500 and status != 560:
             raise _TransientError(f'HTTP {status}')
+        if kind == 'mutation':
+            self.pacer.succeeded()
         try:
             reply = json.loads(content)
         except ValueError:
@@ -404,7 +477,7 @@ class ConvexStore(StructureStore):
             batch_bytes = 0
             for plan in (p for p in plans if p.result is None):
                 size = plan.inline_bytes + (0 if plan.staged else plan.chunk_bytes)
-                if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_RECORDS):
+                if batch and (batch_bytes + size > self.batch_bytes or len(batch) >= BATCH_RECORDS):
                     self._commit(scope, batch, replace_owner)
                     batch, batch_bytes = [], 0
                 batch.append(plan)
@@ -449,7 +522,7 @@ class ConvexStore(StructureStore):
         group_bytes = 0
         for chunk in chunks:
             size = len(chunk['text'].encode('utf-8'))
-            if group and group_bytes + size > BATCH_BYTES:
+            if group and group_bytes + size > self.batch_bytes:
                 self._stage_group(scope, plan, group)
                 group, group_bytes = [], 0
             group.append(chunk)

@@ -8,6 +8,7 @@
 | ``STRUCTURE_STORE_TIMEOUT`` | ``30`` | seconds per HTTP request to Convex |
 | ``STRUCTURE_STORE_RETRIES`` | ``6`` | attempts per Convex call on connection errors, 429 and 5xx |
 | ``STRUCTURE_STORE_ALLOW_HTTP`` | ``false`` | allow a plain ``http://`` URL to a host that is not this machine |
+| ``STRUCTURE_STORE_WRITE_RATE`` | ``4194304`` | bytes/s the client writes at most (Convex's default; ``0``: unpaced) |
 | ``STRUCTURE_STORE_SETTINGS_FILE`` | ``~/.config/aiida-structstore/settings.env`` | dotenv file, see below |
 
 The settings file holds the variables above in dotenv form; it is read if it exists and must not be readable by
@@ -59,6 +60,9 @@ class StoreSettings(BaseSettings):
     timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices('STRUCTURE_STORE_TIMEOUT', 'timeout'))
     retries: int = Field(6, ge=1, le=50, validation_alias=AliasChoices('STRUCTURE_STORE_RETRIES', 'retries'))
     allow_http: bool = Field(False, validation_alias=AliasChoices('STRUCTURE_STORE_ALLOW_HTTP', 'allow_http'))
+    write_rate: float = Field(
+        4 * 1024 * 1024, ge=0, validation_alias=AliasChoices('STRUCTURE_STORE_WRITE_RATE', 'write_rate')
+    )
 
     def check(self) -> StoreSettings:
         """Raise :class:`ConfigurationError` if the settings cannot open a store; return ``self`` otherwise."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -45,17 +47,56 @@ def test_version_says_it_is_a_test_double(convex_server):
 def test_internal_functions_need_the_admin_key(call):
     args = {**SCOPE, 'structure_id': 'x'}
     assert call('query', 'structures:getStructure', args).json() == {'status': 'success', 'value': None, 'logLines': []}
+    # As on a real deployment: an internal function looks missing without the admin key (HTTP 200, an error).
     missing = call('query', 'structures:getStructure', args, key=None)
-    assert missing.status_code == 404
-    assert missing.json()['code'] == 'FunctionNotFound'
+    assert missing.status_code == 200
+    assert missing.json()['status'] == 'error'
+    assert re.match(
+        r"\[Request ID: [0-9a-f]+\] Could not find public function for 'structures:getStructure'",
+        missing.json()['errorMessage'],
+    )
     wrong = call('query', 'structures:getStructure', args, key='nope')
     assert wrong.status_code == 401
     assert wrong.json()['code'] == 'BadAdminKey'
 
 
 def test_kind_and_path_must_match(call):
-    assert call('mutation', 'structures:getStructure', {**SCOPE, 'structure_id': 'x'}).status_code == 404
-    assert call('query', 'nothing:here', {}).status_code == 404
+    for reply in (
+        call('mutation', 'structures:getStructure', {**SCOPE, 'structure_id': 'x'}),
+        call('query', 'no:x', {}),
+    ):
+        assert reply.status_code == 200
+        assert 'Could not find public function' in reply.json()['errorMessage']
+
+
+def test_function_errors_carry_a_request_id(call):
+    reply = call('query', 'structures:getStructure', {**SCOPE, 'structure_id': '../x'})
+    assert reply.status_code == 560
+    assert re.match(r'\[Request ID: [0-9a-f]+\] ', reply.json()['errorMessage'])
+
+
+def test_the_convex_client_header_must_be_name_version(convex_server):
+    body = {'path': 'structures:getInstance', 'args': {}, 'format': 'convex_encoded_json'}
+    for header, status in (('aiida-structstore-0.1.0', 200), ('no version', 400)):
+        headers = {'Authorization': f'Convex {convex_server.deploy_key}', 'Convex-Client': header}
+        assert httpx.post(f'{convex_server.url}/api/query', json=body, headers=headers).status_code == status
+
+
+def test_the_counting_sink_answers_and_counts():
+    from devserver.local_convex import local_convex
+
+    with local_convex(sink=True) as sink:
+        assert httpx.get(f'{sink.url}/version').json() == 'counting-sink'
+        headers = {'Authorization': f'Convex {sink.deploy_key}'}
+        body = {'path': 'structures:putBatch', 'args': {**SCOPE, 'records': [record('a')]}, 'format': 'json'}
+        reply = httpx.post(f'{sink.url}/api/mutation', json=body, headers=headers)
+        assert reply.json()['value'] == [
+            {'structure_id': 'a', 'status': 'created', 'chunk_count': 0.0, 'garbage': False}
+        ]
+        bad = httpx.post(f'{sink.url}/api/mutation', json={**body, 'args': {'x': [1] * 9000}}, headers=headers)
+        assert '9000 elements' in bad.json()['errorMessage']  # validated like the local server
+        stats = httpx.get(f'{sink.url}/stats').json()
+        assert stats['calls'] == {'structures:putBatch': 1} and stats['bytes_in'] > 0
 
 
 def test_numbers_are_written_as_floats(call):
@@ -101,20 +142,24 @@ def test_request_size_limit(call):
     assert reply.status_code == 413
 
 
-def test_pages_stop_at_the_read_budget(call):
-    # Ten chunks of 700 KB per mutation are fine; a page of 30 of them would read more than the 8 MiB budget.
-    for index in range(3):
-        chunks = [{'part': 'raw', 'chunk_index': i, 'text': 'y' * 700_000} for i in range(10)]
-        reply = call(
-            'mutation',
-            'structures:stageChunks',
-            {**SCOPE, 'structure_id': 'reads', 'generation': 'g1', 'chunks': chunks[:10]}
-            if index == 0
-            else {**SCOPE, 'structure_id': f'reads{index}', 'generation': 'g1', 'chunks': chunks},
-        )
-        assert reply.status_code == 200, reply.text
-    page = {'numItems': 1000.0, 'cursor': None}
-    stats = call('query', 'structures:storageStats', {**SCOPE, 'table': 'chunks', 'paginationOpts': page})
-    assert stats.status_code == 200, stats.text
-    assert stats.json()['value']['isDone'] is False
-    assert 0 < stats.json()['value']['count'] < 30
+def test_pages_stop_at_the_read_budget():
+    from devserver.local_convex import local_convex
+
+    # Six mutations of 3.5 MB written at once (no throughput limit here); a page of all 30 chunks would read 21 MB.
+    with local_convex(write_bytes_per_second=0) as server:
+        headers = {'Authorization': f'Convex {server.deploy_key}'}
+
+        def call(kind, path, args):
+            body = {'path': path, 'args': args, 'format': 'convex_encoded_json'}
+            return httpx.post(f'{server.url}/api/{kind}', json=body, headers=headers, timeout=60)
+
+        for index in range(6):
+            chunks = [{'part': 'raw', 'chunk_index': i, 'text': 'y' * 700_000} for i in range(5)]
+            args = {**SCOPE, 'structure_id': f'reads{index}', 'generation': 'g1', 'chunks': chunks}
+            reply = call('mutation', 'structures:stageChunks', args)
+            assert reply.status_code == 200, reply.text
+        page = {'numItems': 1000.0, 'cursor': None}
+        stats = call('query', 'structures:storageStats', {**SCOPE, 'table': 'chunks', 'paginationOpts': page})
+        assert stats.status_code == 200, stats.text
+        assert stats.json()['value']['isDone'] is False
+        assert 0 < stats.json()['value']['count'] < 30
