@@ -83,7 +83,7 @@ def test_format_override(run_cli_command, tmp_path, name):
     assert 'Si2' in run_cli_command(cmd_structstore, ['import', '--format', 'pw', str(renamed)]).output
 
 
-CIF_FILES = pathlib.Path(__file__).resolve().parent / 'parsers' / 'files' / 'cif'
+CIF_FILES = pathlib.Path(__file__).resolve().parent / 'tools' / 'files' / 'cif'
 
 
 def test_cif_import_one_block():

@@ -3,7 +3,7 @@
 A file with one structure gives the output ``structure``. A file with several data blocks gives one structure per
 block in the output namespace ``structures``, keyed by the block name (made a valid link label: ``data_Fe2O3-rt``
 becomes ``structures.Fe2O3_rt``). The file stays in the graph as the input, so the import is reproducible from it.
-Parsing rules and checks: :mod:`aiida_structstore.parsers.cif`.
+Parsing rules and checks: :mod:`aiida_structstore.tools.cif`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from ._files import link_label, read_text
 @calcfunction
 def import_cif(file: orm.SinglefileData) -> dict:
     """Parse a CIF file into one ``StructureData`` per data block."""
-    from ...parsers.cif import parse_cif
+    from ...tools.cif import parse_cif
 
     blocks = parse_cif(read_text(file), filename=file.filename)
     if len(blocks) == 1:

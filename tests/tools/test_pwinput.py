@@ -1,4 +1,4 @@
-"""Tests of :mod:`aiida_structstore.parsers.pwinput`: the pw.x input importer.
+"""Tests of :mod:`aiida_structstore.tools.pwinput`: the pw.x input importer.
 
 Each known trap of the qe-tools / aiida-quantumespresso reader has a test that shows the plain ``PwInputFile`` going
 wrong and ``parse_pw_input`` getting it right; cells are checked against hand-computed values (QE's documented
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from qe_tools.exceptions import ParsingError as QeToolsParsingError
 
 from aiida_structstore.exceptions import InvalidInputError, ParseError
-from aiida_structstore.parsers.pwinput import BOHR_TO_ANGSTROM, PwInput, parse_pw_input
+from aiida_structstore.tools.pwinput import BOHR_TO_ANGSTROM, PwInput, parse_pw_input
 
 FILES = Path(__file__).parent / 'files' / 'pw'
 EXAMPLES = Path(__file__).resolve().parents[2] / 'examples' / 'pw'

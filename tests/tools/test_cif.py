@@ -1,4 +1,4 @@
-"""Tests of :mod:`aiida_structstore.parsers.cif`.
+"""Tests of :mod:`aiida_structstore.tools.cif`.
 
 Most rule tests also show the trap: what a naive ``CifParser.from_str(text).parse_structures(...)`` import (or ASE)
 makes of the same text, so that a regression to the naive behaviour fails the test.
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aiida_structstore.exceptions import InvalidInputError, ParseError
-from aiida_structstore.parsers import cif as cif_module
-from aiida_structstore.parsers.cif import CifBlock, parse_cif
+from aiida_structstore.tools import cif as cif_module
+from aiida_structstore.tools.cif import CifBlock, parse_cif
 
 FILES = Path(__file__).parent / 'files' / 'cif'
 EXAMPLES = Path(__file__).parents[2] / 'examples' / 'cif'
