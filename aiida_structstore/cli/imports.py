@@ -55,7 +55,7 @@ def cmd_import(files, file_format, group_label, project_to, tenant_id, workspace
     from ..exceptions import StructStoreError
     from ..models import ensure_text
     from ..tools.cif import parse_cif
-    from ..tools.pwinput import parse_pw_input
+    from ..tools.pw import parse_pw_input
 
     if project_to and not (tenant_id and workspace_id):
         raise click.UsageError('--project needs --tenant and --workspace')

@@ -1,4 +1,4 @@
-"""Tests of :mod:`aiida_structstore.tools.pwinput`: the pw.x input importer.
+"""Tests of :mod:`aiida_structstore.tools.pw`: the pw.x input importer.
 
 Each known trap of the qe-tools / aiida-quantumespresso reader has a test that shows the plain ``PwInputFile`` going
 wrong and ``parse_pw_input`` getting it right; cells are checked against hand-computed values (QE's documented
@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiida import orm
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from qe_tools.exceptions import ParsingError as QeToolsParsingError
 
 from aiida_structstore.exceptions import InvalidInputError, ParseError
-from aiida_structstore.tools.pwinput import BOHR_TO_ANGSTROM, PwInput, parse_pw_input
+from aiida_structstore.tools.overlap import find_overlap
+from aiida_structstore.tools.pw import BOHR_TO_ANGSTROM, PwInput, parse_pw_input
 
 FILES = Path(__file__).parent / 'files' / 'pw'
 EXAMPLES = Path(__file__).resolve().parents[2] / 'examples' / 'pw'
@@ -686,11 +687,6 @@ BAD_INPUTS = [
         pw(positions='ATOMIC_POSITIONS alat\nSi 0 0 0\nGe 0.25 0.25 0.25'),
         "species 'Ge' is not declared in ATOMIC_SPECIES",
     ),
-    (
-        'unused species',
-        pw(species='Si 28.086 Si.UPF\nGe 72.6 Ge.UPF', ntyp=2),
-        'declares species without atoms in ATOMIC_POSITIONS: Ge',
-    ),
     ('duplicate species', pw(species='Si 28.086 Si.UPF\nSi 28.086 Si.UPF', ntyp=2), "species 'Si' is declared twice"),
     ('unknown ibrav', pw(system='ibrav = 15, celldm(1) = 10.0'), 'unknown ibrav = 15'),
     ('ibrav not integer', pw(system='ibrav = 2.0, celldm(1) = 10.0'), 'ibrav must be an integer'),
@@ -768,13 +764,11 @@ BAD_INPUTS = [
     ('duplicate card', pw(extra='ATOMIC_SPECIES\nSi 28.086 Si.UPF'), 'card ATOMIC_SPECIES appears twice'),
     ('unknown namelist', pw().replace('&ELECTRONS', '&INPUTPH'), 'unknown namelist &INPUTPH'),
     ('duplicate namelist', pw().replace('&ELECTRONS', '&CONTROL'), 'namelist &CONTROL appears twice'),
-    ('duplicate key', pw(control="calculation = 'scf', Calculation = 'relax'"), 'calculation is given more than once'),
     ('unquoted string', pw(control='calculation = scf'), "cannot read the value 'scf' .*strings must be quoted"),
     ('null value', pw(control="calculation = , prefix = 'x'"), 'empty \\(null\\) values are not supported'),
     ('key without value', pw(control='calculation ='), 'calculation: no value given'),
     ('no key', pw(control="'scf'"), "expected 'key = value'"),
     ('unterminated string', pw(control="calculation = 'scf"), "unterminated '-quoted string"),
-    ('text before namelists', 'hello world\n' + pw(), 'unexpected text before the first namelist'),
     ('text between', pw().replace('&ELECTRONS', 'garbage\n&ELECTRONS'), 'unexpected text outside namelists and cards'),
     ('namelist after cards', pw(extra='&IONS\n/'), 'namelist &IONS after the cards'),
     ('stray end', pw().replace('&ELECTRONS', '&end\n&ELECTRONS'), "unexpected '&end' outside a namelist"),
@@ -801,28 +795,6 @@ def test_bad_input_raises_parse_error(text, message):
     with pytest.raises(ParseError, match=message) as info:
         parse_pw_input(text, filename='bad.in')
     assert str(info.value).startswith('bad.in: ')
-
-
-@pytest.mark.parametrize(
-    ('damage', 'message'),
-    [
-        (lambda parsed: parsed.structure['cell'][0].__setitem__(0, parsed.structure['cell'][0][0] * 1.001), 'the cell'),
-        (lambda parsed: parsed.atomic_positions['names'].pop(), 'qe-tools read 1 atom'),
-        (lambda parsed: parsed.structure['positions'][1].__setitem__(0, 0.0), 'different Cartesian positions'),
-    ],
-)
-def test_disagreement_with_qe_tools_is_an_error(monkeypatch, damage, message):
-    """The values of the qe-tools reader are compared with this module's own computation."""
-    import aiida_quantumespresso.tools.pwinputparser as module
-
-    class Damaged(module.PwInputFile):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            damage(self)
-
-    monkeypatch.setattr(module, 'PwInputFile', Damaged)
-    with pytest.raises(ParseError, match=f'internal check failed: .*{message}'):
-        parse_pw_input(pw())
 
 
 def test_wrapped_exceptions_are_chained():
@@ -897,6 +869,7 @@ def ibrav0_inputs(draw):
 @given(ibrav0_inputs())
 def test_property_ibrav0_round_trip(case):
     text, cell, frac, labels = case
+    assume(find_overlap(cell, frac @ cell, labels) is None)  # atoms closer than 0.5 Å are refused (tested apart)
     result = parse_pw_input(text)
     np.testing.assert_allclose(cell_of(result), cell, rtol=1e-15, atol=1e-12)
     np.testing.assert_allclose(positions_of(result), frac @ cell, atol=1e-9)
@@ -935,5 +908,5 @@ def test_property_mutated_input_never_escapes_parse_error(text, mutations, snipp
     except ParseError:
         return
     assert len(result.structure.sites) == result.parameters['SYSTEM']['nat']
-    assert len(result.structure.kinds) == result.parameters['SYSTEM']['ntyp']
+    assert len(result.structure.kinds) <= result.parameters['SYSTEM']['ntyp']
     assert np.all(np.isfinite(cell_of(result)))

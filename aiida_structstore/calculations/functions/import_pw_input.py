@@ -16,7 +16,7 @@ from ._files import read_text
 @calcfunction
 def import_pw_input(file: orm.SinglefileData) -> dict:
     """Parse a pw.x input file into structure, parameters and k-points."""
-    from ...tools.pwinput import parse_pw_input
+    from ...tools.pw import parse_pw_input
 
     parsed = parse_pw_input(read_text(file), filename=file.filename)
     outputs = {'structure': parsed.structure, 'parameters': orm.Dict(parsed.parameters)}
