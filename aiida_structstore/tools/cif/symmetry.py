@@ -405,8 +405,8 @@ def _hm_settings(symbol: str) -> list[_Setting] | None:
     for pattern, replacement in _OLD_SPELLINGS:
         symbol = pattern.sub(replacement, symbol.strip())
     group = gemmi.find_spacegroup_by_name(symbol)
-    if group is None:
-        return None
+    if group is None:  # gemmi knows full symbols only for monoclinic groups: 'F 4/m -3 2/m' is not found
+        return _full_symbols().get(_norm(symbol))
     return [
         _from_table(entry.xhm())
         for entry in _table()
@@ -440,6 +440,24 @@ def _identify(ops: gemmi.GroupOps) -> int:
             np.ascontiguousarray(symmetry.translations, dtype='double'),
         )
     return found.number if found is not None else 0
+
+
+@lru_cache(maxsize=1)
+def _full_symbols() -> dict[str, list[_Setting]]:
+    """Full Hermann-Mauguin symbols (spglib's table) → settings of gemmi's table."""
+    import spglib
+
+    table: dict[str, list[_Setting]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        for hall in range(1, 531):
+            found = spglib.get_spacegroup_type(hall)
+            group = gemmi.find_spacegroup_by_ops(gemmi.symops_from_hall(found.hall_symbol))
+            if group is not None:
+                settings = table.setdefault(_norm(found.international_full), [])
+                if all(setting.name != group.xhm() for setting in settings):
+                    settings.append(_from_table(group.xhm()))
+    return table
 
 
 @lru_cache(maxsize=1)

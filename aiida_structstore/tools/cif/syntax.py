@@ -75,7 +75,7 @@ class Block:
 
     block: cif.Block
     where: Where
-    lines: dict[str, tuple[int, bool]] = field(default_factory=dict)  # lower-case data name -> (line, in a loop)
+    lines: dict[str, tuple[int, bool, str]] = field(default_factory=dict)  # lower-case name -> line, in a loop, name
 
     def __post_init__(self) -> None:
         for item in self.block:
@@ -88,15 +88,15 @@ class Block:
                     raise self.where.error(
                         f'data name {tag} appears twice (also line {self.lines[key][0]})', item.line_number
                     )
-                self.lines[key] = (item.line_number, item.loop is not None)
+                self.lines[key] = (item.line_number, item.loop is not None, tag)
 
     @property
     def name(self) -> str:
         return self.block.name
 
     def all_tags(self) -> list[str]:
-        """Every data name of the block (outside save frames), lower-cased."""
-        return list(self.lines)
+        """Every data name of the block (outside save frames), as written."""
+        return [tag for _, _, tag in self.lines.values()]
 
     def has(self, category: str, name: str) -> bool:
         return any(self.block.find_values(tag) for tag in _spellings(category, name))
@@ -108,7 +108,7 @@ class Block:
             column = self.block.find_values(tag)
             if not column:
                 continue
-            line, in_loop = self.lines[tag.lower()]
+            line, in_loop, _ = self.lines[tag.lower()]
             values = tuple(value(column[index]) for index in range(len(column)))
             found.append(Item(column.tag, values, line, in_loop))
         if len(found) > 1 and found[0].values != found[1].values:
