@@ -156,7 +156,8 @@ def _run_pw(path, parsed, results, code, *, dry_run: bool, pseudo_family, pseudo
             f'(families holding them: {families}) or --pseudo-dir'
         )
         return
-    builder.metadata.options.resources = {'num_machines': 1}
+    processes = code.computer.get_default_mpiprocs_per_machine() or 1
+    builder.metadata.options.resources = {'num_machines': 1, 'num_mpiprocs_per_machine': processes}
     if dry_run:
         builder.metadata.dry_run = True
         builder.metadata.store_provenance = False

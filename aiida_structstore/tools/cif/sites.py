@@ -5,8 +5,10 @@ Rows
     ``_atom_sites_fract_tran_matrix_*`` if given, else *a* along *x* and *b* in the *xy* plane). Occupancy-0 rows and
     dummy sites (``_atom_site_calc_flag dum``) hold no atom and are dropped; a missing occupancy is 1; a negative one,
     or one above 1 + ``OCCUPANCY_TOLERANCE``, is an error. Hydrogen atoms the file counts in
-    ``_atom_site_attached_hydrogens`` but does not place are an error. Coordinates within ``COORDINATE_SNAP`` of a
-    multiple of 1/12 are set to it (``0.3333`` is 1/3), so that symmetry-equivalent images coincide exactly.
+    ``_atom_site_attached_hydrogens`` but does not place are an error. A fractional coordinate that is a multiple of
+    1/12 rounded to the decimals it is written with (``0.3333``, ``0.16667``) is set to that multiple, so that
+    symmetry-equivalent images coincide exactly; a coordinate written with more decimals is kept as written
+    (``0.08366`` stays, it is no rounded 1/12).
 
 Elements
     From ``_atom_site_type_symbol`` (``Fe3+`` is Fe; ``Wat`` or ``OH-`` is an error), else from the label's leading
@@ -39,7 +41,7 @@ OCCUPANCY_SNAP = 0.002
 SITE_TOLERANCE = 1e-3
 """Fractional distance (per axis) below which two positions are the same site, as ASE's ``symprec``."""
 COORDINATE_SNAP = 5e-4
-"""Fractional coordinates within this of a multiple of 1/12 (1/3, 1/6, ...) are set to it (``0.3333`` → 1/3)."""
+"""The largest change of a fractional coordinate by snapping to a multiple of 1/12 (``0.333`` → 1/3)."""
 
 _TINY = 1e-6
 _NOT_ELEMENTS = ('wat', 'dum', 'du', 'q', 'qq', 'xx', 'lp')
@@ -170,7 +172,7 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
             extra = ' (deuterium/tritium is not supported)' if symbol_text.strip()[:1] in 'DT' else ''
             raise error(f'{name}: cannot tell the element from its {what} {symbol_text!r}{extra}')
 
-        values = []
+        values, texts = [], []
         for coordinate in coordinate_names:
             raw = present[coordinate].values[index]
             if raw is None:
@@ -179,15 +181,18 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
             if number is None:
                 raise error(f'{name}: {present[coordinate].tag} = {raw!r} is not a number')
             values.append(number)
+            texts.append(raw)
         frac = np.array(values)
         if to_fractional is not None:
             frac = to_fractional(frac)
+        else:
+            frac = np.array([_snap(value, text) for value, text in zip(values, texts, strict=True)])
         rows.append(
             Row(
                 number=index + 1,
                 label=label,
                 symbol=symbol,
-                frac=np.array([_snap(value) for value in frac]),
+                frac=frac,
                 occupancy=occupancy,
                 multiplicity=_positive_integer(multiplicities[index], name, error),
                 wyckoff_multiplicity=_wyckoff_multiplicity(wyckoff[index]),
@@ -333,9 +338,13 @@ def _wyckoff_multiplicity(text: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _snap(value: float) -> float:
+def _snap(value: float, text: str) -> float:
+    """``value`` set to the nearest multiple of 1/12 if ``text`` is that multiple rounded to its decimals."""
     snapped = round(value * 12) / 12
-    return snapped if abs(value - snapped) < COORDINATE_SNAP else value
+    match = re.match(r'\s*[+-]?\d*\.(\d+)', text)
+    decimals = len(match.group(1)) if match and 'e' not in text.lower() else 0
+    tolerance = min(COORDINATE_SNAP, 1.01 * 10.0**-decimals) if decimals else 0.0
+    return snapped if abs(value - snapped) <= tolerance else value
 
 
 def _cartesian_transform(block: Block, cell: tuple[float, ...]):
