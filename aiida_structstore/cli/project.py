@@ -13,23 +13,22 @@ from .params.types import IdentifierType, JsonType
 from .utils import store_errors, table
 
 
-def project_nodes(structures, tenant_id, workspace_id, structure_id, *, include_raw: bool) -> None:
+def project_nodes(
+    structures, tenant_id, workspace_id, structure_id, *, include_raw: bool, replace_owner: bool = False
+) -> None:
     """Run the ``structstore.project_structure`` calcfunction for each structure and print the receipts."""
-    from aiida import orm
-
-    from ..calculations.functions.project_structure import project_structure
-    from ..projection.nodes import origin_of
+    from ..calculations.functions.project_structure import project_structure, projection_inputs
 
     rows = []
     for structure in structures:
-        inputs = {'structure': structure, 'tenant_id': orm.Str(tenant_id), 'workspace_id': orm.Str(workspace_id)}
-        if structure_id:
-            inputs['structure_id'] = orm.Str(structure_id)
-        origin = origin_of(structure)
-        if include_raw and origin.file is not None:
-            inputs['raw'] = origin.file
-        if origin.parameters is not None:
-            inputs['parameters'] = origin.parameters
+        inputs = projection_inputs(
+            structure,
+            tenant_id,
+            workspace_id,
+            structure_id=structure_id,
+            include_raw=include_raw,
+            replace_owner=replace_owner,
+        )
         results, process = project_structure.run_get_node(**inputs)
         receipt = results['receipt'].get_dict()
         rows.append(
@@ -55,9 +54,14 @@ def project_nodes(structures, tenant_id, workspace_id, structure_id, *, include_
     help='Structure id (only with one node; default: the node UUID).',
 )
 @options.NO_RAW()
+@click.option(
+    '--replace',
+    is_flag=True,
+    help='Replace a record of another node under the same structure id (default: refuse, naming both nodes).',
+)
 @decorators.with_dbenv()
 @store_errors
-def cmd_project(nodes, tenant_id, workspace_id, structure_id, no_raw):
+def cmd_project(nodes, tenant_id, workspace_id, structure_id, no_raw, replace):
     """Project StructureData NODES into the store, each with a provenance record (receipt)."""
     from aiida import orm
 
@@ -67,7 +71,7 @@ def cmd_project(nodes, tenant_id, workspace_id, structure_id, no_raw):
         echo.echo_critical(f'not StructureData: {", ".join(wrong)}')
     if structure_id and len(loaded) > 1:
         raise click.UsageError('--structure-id can only be used with a single node')
-    project_nodes(loaded, tenant_id, workspace_id, structure_id, include_raw=not no_raw)
+    project_nodes(loaded, tenant_id, workspace_id, structure_id, include_raw=not no_raw, replace_owner=replace)
 
 
 @cmd_structstore.command('sync')
@@ -119,7 +123,7 @@ def cmd_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw
     for pk, note in report.notes:
         echo.echo_report(f'{pk}: {note}')
     for pk, message in report.failures:
-        echo.echo_error(f'{pk}: {message}')
+        echo.echo_error(f'node {pk}: {message}' if pk else message)
     verb = 'would be ' if dry_run else ''
     echo.echo(
         table(
