@@ -10,14 +10,11 @@ from collections.abc import Iterable
 from aiida import orm
 
 from ...exceptions import InvalidInputError, ParseError
-from ...models import ensure_text
+from ...models import FILENAME_MAX_LENGTH, ensure_text, unsafe_character
 
 __all__ = ('check_filename', 'link_label', 'read_text', 'report')
 
 _LABEL = re.compile(r'[^A-Za-z0-9_]')
-#: Unicode categories refused in file names: control (C0, C1), format (bidi overrides such as U+202E, zero-width
-#: characters), surrogates (undecodable bytes), private use, unassigned, and line/paragraph separators.
-_REFUSED_CATEGORIES = frozenset({'Cc', 'Cf', 'Cs', 'Co', 'Cn', 'Zl', 'Zp'})
 
 
 def check_filename(name: str) -> str:
@@ -25,21 +22,22 @@ def check_filename(name: str) -> str:
 
     A file name ends up in the AiiDA database, the store's records, log lines and terminals. Bytes that are not UTF-8
     (Python gives them as lone surrogates) break database queries later; control and bidirectional-formatting
-    characters (U+202E turns ``txt.exe`` around) make names that print as something else.
+    characters (U+202E turns ``txt.exe`` around) make names that print as something else. The characters refused
+    are those of :func:`aiida_structstore.models.unsafe_character`, which the store's records refuse too.
     """
     try:
         ensure_text(name, 'the file name')
     except InvalidInputError:
         shown = name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
         raise InvalidInputError(f'the file name {shown!r} is not valid UTF-8; rename the file') from None
-    for char in name:
-        if unicodedata.category(char) in _REFUSED_CATEGORIES:
-            raise InvalidInputError(
-                f'the file name {name!r} contains the character U+{ord(char):04X} '
-                f'({unicodedata.name(char, "a control character")}); rename the file'
-            )
-    if not name.strip():
-        raise InvalidInputError('the file name is empty')
+    bad = next((char for char in name if unsafe_character(char)), None)
+    if bad is not None:
+        raise InvalidInputError(
+            f'the file name {name!r} contains the character U+{ord(bad):04X} '
+            f'({unicodedata.name(bad, "a control character")}); rename the file'
+        )
+    if not name.strip() or len(name) > FILENAME_MAX_LENGTH:
+        raise InvalidInputError(f'the file name must have 1 to {FILENAME_MAX_LENGTH} characters; rename the file')
     return name
 
 
