@@ -628,6 +628,10 @@ def test_case_insensitive_and_ddlm_data_names():
 def test_unquoted_symbol_with_spaces_is_read_whole():
     block = parse_one(NACL.replace("'F m -3 m'", 'F m -3 m'))
     assert len(block.structure.sites) == 8
+    assert block.warnings == (
+        'CIF text: line 8: the value of _symmetry_space_group_name_H-M contains blanks but is not quoted; it is read '
+        'to the end of the line (as ASE does)',
+    )
 
 
 def test_cartesian_coordinates():
