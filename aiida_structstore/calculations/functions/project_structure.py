@@ -39,6 +39,7 @@ def projection_inputs(
 ) -> dict:
     """The inputs of :func:`project_structure` for ``structure``: the raw file and parameters of the import that
     created it (the raw file only with ``include_raw``). The one place that builds them (CLI and work chain)."""
+
     def node(value: str | orm.Str) -> orm.Str:
         return value if isinstance(value, orm.Str) else orm.Str(value)
 

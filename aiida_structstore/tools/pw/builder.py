@@ -99,7 +99,7 @@ def pseudo_family_hint(parsed: PwInput) -> list[str]:
     families: dict[str, set[str]] = {}
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'type_string': {'like': 'pseudo.family%'}}, project=['label'], tag='family')
-    query.append(orm.SinglefileData, with_group='family', project=['attributes.filename'])
+    query.append(orm.Data, with_group='family', project=['attributes.filename'])  # pseudo types: data.pseudo.*
     for label, filename in query.iterall():
         families.setdefault(label, set()).add(filename)
     return sorted(label for label, files in families.items() if set(wanted.values()) <= files)
