@@ -44,11 +44,11 @@ def test_variables_of_an_unused_species_go_and_indices_follow_the_labels():
     text = pw(
         'Ge 72.6 Ge.UPF\nSi 28.086 Si.UPF',
         'ATOMIC_POSITIONS crystal\nSi 0 0 0\nSi 0.5 0.5 0.5',
-        system=', starting_magnetization(1) = 0.3, starting_magnetization(2) = 0.7, starting_ns_eigenvalue(1,1,2) = 1.0',
+        system=', starting_magnetization(1) = 0.3, starting_magnetization(2) = 0.7\n starting_ns_eigenvalue(1,1,2) = 1',
     )
     parameters = create_builder(parse_pw_input(text)).parameters.get_dict()['SYSTEM']
     assert parameters['starting_magnetization'] == {'Si': 0.7}
-    assert parameters['starting_ns_eigenvalue'] == [[1, 1, 'Si', 1.0]]
+    assert parameters['starting_ns_eigenvalue'] == [[1, 1, 'Si', 1]]
 
 
 def test_gamma_and_fixed_coordinates_become_settings():
