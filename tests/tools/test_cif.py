@@ -229,6 +229,16 @@ def test_monoclinic_symbols_in_the_usual_spellings(symbol, expected):
     assert fractional_positions(parse_one(text)) == expected
 
 
+def test_short_monoclinic_symbol_on_a_unique_axis_c_cell():
+    """'P 21/a' names a setting of each unique axis; a cell with gamma != 90 has unique axis c: P 1 1 21/a."""
+    cell = MONOCLINIC_CELL.replace('_cell_angle_beta 103.5', '_cell_angle_beta 90').replace(
+        '_cell_angle_gamma 90', '_cell_angle_gamma 103.5'
+    )
+    block = parse_one(cell + "_symmetry_space_group_name_H-M 'P 21/a'\n" + GENERAL_POSITION)
+    # P 1 1 21/a: x,y,z; -x+1/2,-y,z+1/2; -x,-y,-z; x+1/2,y,-z+1/2
+    assert fractional_positions(block) == {(0.1, 0.2, 0.3), (0.4, 0.8, 0.8), (0.9, 0.8, 0.7), (0.6, 0.2, 0.2)}
+
+
 def test_space_group_number_alone_means_the_standard_setting():
     block = parse_one(MONOCLINIC_CELL + '_symmetry_Int_Tables_number 14\n' + GENERAL_POSITION)
     assert fractional_positions(block) == {(0.1, 0.2, 0.3), (0.9, 0.7, 0.2), (0.9, 0.8, 0.7), (0.1, 0.3, 0.8)}

@@ -407,11 +407,13 @@ def _hm_settings(symbol: str) -> list[_Setting] | None:
     group = gemmi.find_spacegroup_by_name(symbol)
     if group is None:  # gemmi knows full symbols only for monoclinic groups: 'F 4/m -3 2/m' is not found
         return _full_symbols().get(_norm(symbol))
-    return [
-        _from_table(entry.xhm())
-        for entry in _table()
-        if entry.number == group.number and entry.hm == group.hm and entry.qualifier == group.qualifier
-    ]
+    if 3 <= group.number <= 15 and _norm(symbol) == _norm(_short(group.hm)):
+        # A short monoclinic symbol names a setting of each unique axis ('P 21/a': P 1 21/a 1 and P 1 1 21/a); the
+        # International Tables read it as unique axis b, which comes first; the cell metric may say otherwise.
+        same = [entry for entry in _table() if entry.number == group.number and _short(entry.hm) == _short(group.hm)]
+    else:
+        same = [entry for entry in _table() if entry.number == group.number and entry.hm == group.hm]
+    return [_from_table(entry.xhm()) for entry in same]
 
 
 def _number_settings(number: int) -> list[_Setting]:
@@ -475,6 +477,11 @@ def _schoenflies_numbers() -> dict[str, int]:
 
 def _norm(text: str) -> str:
     return re.sub(r'[\s_^]', '', text).lower()
+
+
+def _short(hm: str) -> str:
+    """A monoclinic Hermann-Mauguin symbol without its '1' axes: 'P 1 21/c 1' -> 'P 21/c'."""
+    return ' '.join(part for part in hm.split() if part != '1')
 
 
 def _split_hm(symbol: str) -> tuple[str, str | None]:
