@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import uuid
 
 import pytest
 from aiida import orm
@@ -294,3 +295,14 @@ def test_a_failed_import_with_a_group_creates_no_group(run_cli_command, tmp_path
     result = run_cli_command(cmd_structstore, ['import', str(bad), '-G', 'never-created'], raises=True)
     assert 'bad.cif' in result.output
     assert not orm.QueryBuilder().append(orm.Group, filters={'label': 'never-created'}).count()
+
+
+def test_a_cif_imported_as_cifdata_is_synced_with_its_raw_file(run_cli_command, memory_backend):
+    """The raw file of an import is found by a query: CifData must count as a file (it is no SinglefileData by type)."""
+    path = EXAMPLES / 'cif' / 'si.cif'
+    label = f'raw-cif-{uuid.uuid4().hex[:8]}'
+    run_cli_command(cmd_structstore, ['import', str(path), '-G', label])
+    run_cli_command(cmd_structstore, ['sync', '-G', label, '-t', 'cif', '-w', label])
+    (record,) = memory_backend.iter_workspace('cif', label)
+    assert record.source.kind == 'cif' and record.source.filename == 'si.cif'
+    assert memory_backend.get_raw(record.key) == path.read_text()
