@@ -199,6 +199,14 @@ def test_qe_tools_loses_an_atom_written_with_an_exponent():
 
 
 @upstream
+def test_qe_tools_loses_an_atom_given_by_an_expression():
+    """pw.x evaluates ``1/4`` or ``(1+1)/8`` in ATOMIC_POSITIONS; qe-tools reads one atom of two, silently.
+    Kept: ``structure._evaluate``."""
+    text = pw(positions='ATOMIC_POSITIONS crystal\nSi 0 0 0\nSi 1/4 0.5/2 (1+1)/8')
+    assert len(qe_tools(text).atomic_positions['positions']) == 2
+
+
+@upstream
 def test_qe_tools_refuses_fortran_double_precision_k_points():
     """``1.0D+00`` raises a bare ValueError. Kept: ``namelists.REAL_RE`` and ``to_float``."""
     qe_tools(pw(kpoints='K_POINTS tpiba\n1\n1.0D+00 0.0E+00 0.0 1.0d0'))
