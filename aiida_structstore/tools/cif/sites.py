@@ -262,12 +262,12 @@ def same_expansion(first: Expansion, second: Expansion) -> bool:
         return False
     for index, point in enumerate(first.frac):
         hits = np.nonzero(np.all(np.abs(wrap(second.frac - point)) < SITE_TOLERANCE, axis=-1))[0]
-        if not any(same_species(first.species[index], second.species[hit]) for hit in hits):
+        if not any(_same_species(first.species[index], second.species[hit]) for hit in hits):
             return False
     return True
 
 
-def same_species(first: dict[str, float], second: dict[str, float], tolerance: float = 1e-6) -> bool:
+def _same_species(first: dict[str, float], second: dict[str, float], tolerance: float = 1e-6) -> bool:
     return first.keys() == second.keys() and all(abs(first[key] - second[key]) <= tolerance for key in first)
 
 

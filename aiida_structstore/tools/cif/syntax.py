@@ -137,9 +137,6 @@ class Block:
             raise self.where.error(f'{item.tag} = {text!r} is not a number', item.line)
         return number
 
-    def values(self, category: str, name: str) -> list[str]:
-        item = self.item(category, name)
-        return [] if item is None else [value for value in item.values if value is not None]
 
 
 def _spellings(category: str, name: str) -> tuple[str, str]:
