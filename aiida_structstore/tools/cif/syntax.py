@@ -138,7 +138,6 @@ class Block:
         return number
 
 
-
 def _spellings(category: str, name: str) -> tuple[str, str]:
     return f'_{category}_{name}', f'_{category}.{name}'
 
