@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import click
-from aiida.cmdline.params import arguments
-from aiida.cmdline.params import options as aiida_options
 from aiida.cmdline.utils import decorators, echo
 
 from . import cmd_structstore
@@ -18,7 +16,20 @@ def project_nodes(
 ) -> None:
     """Run the ``structstore.project_structure`` calcfunction for each structure and print the receipts."""
     from ..calculations.functions.project_structure import project_structure, projection_inputs
+    from ..exceptions import OwnershipError
+    from ..models import StructureKey
+    from ..projection.record import default_structure_id
+    from ..store.base import ownership_message
+    from .utils import opened_store
 
+    if not replace_owner:
+        # Refuse before any provenance is created; the calcfunction checks again when it writes.
+        with opened_store() as store:
+            for structure in structures:
+                key = StructureKey.of(tenant_id, workspace_id, structure_id or default_structure_id(structure.uuid))
+                existing = store.find(key)
+                if existing is not None and existing.node_uuid != structure.uuid:
+                    raise OwnershipError(ownership_message(key, structure.uuid, existing.node_uuid))
     rows = []
     for structure in structures:
         inputs = projection_inputs(
@@ -45,7 +56,7 @@ def project_nodes(
 
 
 @cmd_structstore.command('project')
-@arguments.NODES()
+@options.STRUCTURES()
 @options.TENANT()
 @options.WORKSPACE()
 @click.option(
@@ -61,22 +72,16 @@ def project_nodes(
 )
 @decorators.with_dbenv()
 @store_errors
-def cmd_project(nodes, tenant_id, workspace_id, structure_id, no_raw, replace):
-    """Project StructureData NODES into the store, each with a provenance record (receipt)."""
-    from aiida import orm
-
-    loaded = list(nodes)
-    wrong = [f'{node.pk} ({type(node).__name__})' for node in loaded if not isinstance(node, orm.StructureData)]
-    if wrong:
-        echo.echo_critical(f'not StructureData: {", ".join(wrong)}')
-    if structure_id and len(loaded) > 1:
-        raise click.UsageError('--structure-id can only be used with a single node')
-    project_nodes(loaded, tenant_id, workspace_id, structure_id, include_raw=not no_raw, replace_owner=replace)
+def cmd_project(structures, tenant_id, workspace_id, structure_id, no_raw, replace):
+    """Project STRUCTURES (pks, UUIDs or labels of StructureData) into the store, each with a provenance record."""
+    if structure_id and len(structures) > 1:
+        raise click.UsageError('--structure-id can only be used with a single structure')
+    project_nodes(structures, tenant_id, workspace_id, structure_id, include_raw=not no_raw, replace_owner=replace)
 
 
 @cmd_structstore.command('sync')
-@aiida_options.GROUP(help='Sync the structures of this group.')
-@aiida_options.NODES(help='Sync these structures (pks or UUIDs).')
+@options.GROUP(help='Sync the structures of this group.')
+@options.STRUCTURE_NODES(help='Sync these structures (pks, UUIDs or labels).')
 @click.option('--filters', type=JsonType(), help='QueryBuilder filters on the StructureData, as JSON.')
 @options.TENANT()
 @options.WORKSPACE()
@@ -120,6 +125,8 @@ def cmd_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw
             check_store=check_store,
             dry_run=dry_run,
         )
+    if report.selected == 0:
+        echo.echo_critical('no structures selected: nothing to sync (check -G, -N and --filters)')
     for pk, note in report.notes:
         echo.echo_report(f'{pk}: {note}')
     for pk, message in report.failures:
