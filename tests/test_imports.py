@@ -214,8 +214,12 @@ def pseudo_dir(tmp_path):
     return folder
 
 
-def test_pw_input_as_pwcalculation_builder_passes_a_dry_run(pw_code, pseudo_dir, aiida_localhost):
+def test_pw_input_as_pwcalculation_builder_passes_a_dry_run(
+    pw_code, pseudo_dir, aiida_localhost, tmp_path, monkeypatch
+):
     from aiida.engine import run_get_node
+
+    monkeypatch.chdir(tmp_path)  # a dry run writes its files under ./submit_test
 
     from aiida_structstore.tools.pw import parse_pw_input
     from aiida_structstore.tools.pw.builder import create_builder
@@ -232,7 +236,8 @@ def test_pw_input_as_pwcalculation_builder_passes_a_dry_run(pw_code, pseudo_dir,
     assert 'Si     28.086 Si.pz-vbc.UPF' in written
 
 
-def test_import_cli_builds_and_dry_runs_a_pwcalculation(run_cli_command, pw_code, pseudo_dir):
+def test_import_cli_builds_and_dry_runs_a_pwcalculation(run_cli_command, pw_code, pseudo_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a dry run writes its files under ./submit_test
     path = EXAMPLES / 'pw' / 'si_scf.in'
     result = run_cli_command(
         cmd_structstore, ['import', str(path), '-X', pw_code.full_label, '--pseudo-dir', str(pseudo_dir), '--dry-run']

@@ -162,7 +162,8 @@ def _run_pw(path, parsed, results, code, *, dry_run: bool, pseudo_family, pseudo
         builder.metadata.dry_run = True
         builder.metadata.store_provenance = False
         _, node = run_get_node(builder)
-        echo.echo_report(f'{path.name}: PwCalculation dry run, input files in {node.dry_run_info["folder"]}')
+        folder = pathlib.Path(node.dry_run_info['folder']).resolve()
+        echo.echo_report(f'{path.name}: PwCalculation dry run, input files in {folder}')
     else:
         node = submit(builder)
         echo.echo_report(f'{path.name}: submitted PwCalculation<{node.pk}>')

@@ -16,6 +16,7 @@ with the readers directly (no AiiDA round trip: the import calcfunctions are tes
 from __future__ import annotations
 
 import io
+import os
 import pathlib
 import warnings
 
@@ -78,6 +79,7 @@ def aiida_qe_writer(tmp_path_factory, aiida_profile):
     code = orm.InstalledCode(computer=computer, filepath_executable='/usr/bin/pw.x', label='pw-matrix').store()
     upf = DataFactory('pseudo.upf')
     pseudos: dict[str, object] = {}
+    folder = tmp_path_factory.mktemp('dry-runs')
 
     def pseudo(symbol: str):
         if symbol not in pseudos:
@@ -99,10 +101,15 @@ def aiida_qe_writer(tmp_path_factory, aiida_profile):
         builder.metadata.options.resources = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         builder.metadata.dry_run = True
         builder.metadata.store_provenance = False
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            _, node = run_get_node(builder)
-        return pathlib.Path(node.dry_run_info['folder'], 'aiida.in').read_text()
+        here = os.getcwd()
+        os.chdir(folder)  # a dry run writes its files under ./submit_test
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                _, node = run_get_node(builder)
+        finally:
+            os.chdir(here)
+        return pathlib.Path(folder, node.dry_run_info['folder'], 'aiida.in').read_text()
 
     return write
 
