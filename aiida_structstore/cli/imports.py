@@ -46,7 +46,7 @@ def detect_format(path: pathlib.Path, text: str) -> str:
     type=CodeParamType(entry_point='quantumespresso.pw'),
     help='pw.x code: turn each imported pw.x input into a PwCalculation on this code and submit it.',
 )
-@aiida_options.DRY_RUN(help='With --code: run the PwCalculation as a dry run (input files written, pw.x not run).')
+@options.DRY_RUN(help='With --code: run the PwCalculation as a dry run (input files written, pw.x not run).')
 @click.option('--pseudo-family', help='With --code: the aiida-pseudo family of the pseudopotentials.')
 @click.option(
     '--pseudo-dir',
