@@ -209,7 +209,7 @@ def find_origins(pks: list[int]) -> dict[int, _Origin]:
     query = orm.QueryBuilder()
     query.append(orm.CalcFunctionNode, filters={'id': {'in': list(kinds)}}, tag='creator', project=['id'])
     query.append(
-        orm.SinglefileData,
+        (orm.SinglefileData, orm.CifData),  # CifData is a SinglefileData, but not by node type for a query
         with_outgoing='creator',
         edge_filters={'label': 'file'},
         project=['id', 'attributes.filename'],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import pathlib
+import uuid
 
 import pytest
 from aiida import orm
@@ -83,11 +85,11 @@ def test_format_override(run_cli_command, tmp_path, name):
     assert 'Si2' in run_cli_command(cmd_structstore, ['import', '--format', 'pw', str(renamed)]).output
 
 
-CIF_FILES = pathlib.Path(__file__).resolve().parent / 'parsers' / 'files' / 'cif'
+CIF_FILES = pathlib.Path(__file__).resolve().parent / 'tools' / 'files' / 'cif'
 
 
 def test_cif_import_one_block():
-    file = orm.SinglefileData(EXAMPLES / 'cif' / 'fe2o3.cif').store()
+    file = orm.CifData(file=EXAMPLES / 'cif' / 'fe2o3.cif').store()
     results, node = import_cif.run_get_node(file=file)
     assert node.is_finished_ok
     structure = results['structure']
@@ -97,7 +99,7 @@ def test_cif_import_one_block():
 
 
 def test_cif_import_several_blocks_gives_a_namespace():
-    file = orm.SinglefileData(CIF_FILES / 'two_blocks.cif').store()
+    file = orm.CifData(file=CIF_FILES / 'two_blocks.cif').store()
     results, node = import_cif.run_get_node(file=file)
     assert node.is_finished_ok
     assert 'structure' not in results
@@ -110,7 +112,7 @@ def test_cif_alloy_and_vacancy_kinds_project(memory_backend):
     from aiida_structstore.calculations.functions.project_structure import project_structure
 
     for name, feature in (('cuau_site_split_alloy.cif', 'alloy'), ('feo_wustite_vacancy.cif', 'vacancy')):
-        structure = import_cif(file=orm.SinglefileData(CIF_FILES / name).store())['structure']
+        structure = import_cif(file=orm.CifData(file=CIF_FILES / name).store())['structure']
         assert structure.is_alloy if feature == 'alloy' else structure.has_vacancies
         receipt = project_structure(structure=structure, tenant_id=orm.Str('cif'), workspace_id=orm.Str('w'))['receipt']
         record = memory_backend.get(StructureKey.of('cif', 'w', receipt['structure_id']))
@@ -124,4 +126,188 @@ def test_a_broken_cif_fails_the_calcfunction_with_a_parse_error(tmp_path):
     path = tmp_path / 'broken.cif'
     path.write_text('data_x\n_cell_length_a 5\nloop_\n_atom_site_label\n_atom_site_fract_x\nSi1 0.0\n')
     with pytest.raises(ParseError, match=r'broken\.cif'):
-        import_cif(file=orm.SinglefileData(path).store())
+        import_cif(file=orm.CifData(file=path).store())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# AiiDA data types (#12): CifData in, the k-points kind out, a PwCalculation builder
+
+
+def test_a_cif_already_in_the_graph_imports():
+    cif, _created = orm.CifData.get_or_create(str(EXAMPLES / 'cif' / 'si.cif'), use_first=True)
+    cif.store()
+    results, node = import_cif.run_get_node(file=cif)
+    assert node.is_finished_ok
+    assert len(results['structure'].sites) == 8
+    assert [link.node.uuid for link in node.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()] == [cif.uuid]
+
+
+@pytest.mark.parametrize(
+    ('card', 'kind'),
+    [
+        ('K_POINTS automatic\n4 4 4 1 1 1', 'automatic'),
+        ('K_POINTS gamma', 'gamma'),
+        ('K_POINTS crystal\n1\n0 0 0 1', 'list'),
+        ('K_POINTS tpiba_b\n2\ngG 10\nL 10', 'band_path'),
+    ],
+)
+def test_pw_import_keeps_the_kpoints_kind(tmp_path, card, kind):
+    path = tmp_path / 'si.in'
+    path.write_text((EXAMPLES / 'pw' / 'si_scf.in').read_text().split('K_POINTS')[0] + card + '\n')
+    results = import_pw_input(file=orm.SinglefileData(path).store())
+    assert results['kpoints_kind'].value == kind
+    if kind == 'gamma':
+        assert results['kpoints'].get_kpoints_mesh() == ([1, 1, 1], [0.0, 0.0, 0.0])
+    if kind == 'band_path':
+        assert results['kpoints'].labels == [(0, 'GAMMA'), (1, 'L')]
+
+
+@pytest.fixture
+def db_logging(monkeypatch):
+    """Process logs stored in the database, as in a real ``verdi`` call.
+
+    A ``verdi`` option callback reconfigures logging without the database handler the first time a command runs in
+    this process; in a real call the profile is loaded afterwards and adds it back. Here the profile is loaded first.
+    """
+    from aiida.common import log
+
+    monkeypatch.setattr(log, 'CLI_ACTIVE', True)
+    log.configure_logging(with_orm=True)
+
+
+@pytest.mark.usefixtures('db_logging')
+def test_known_writer_conventions_are_reported_in_the_process_log():
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    text = str(CifWriter(Structure.from_spacegroup('Fd-3m', Lattice.cubic(5.43), ['Si'], [[0, 0, 0]])))
+    results, node = import_cif.run_get_node(file=orm.CifData(file=io.BytesIO(text.encode()), filename='si.cif'))
+    assert len(results['structure'].sites) == 8
+    messages = [log.message for log in orm.Log.collection.get_logs_for(node)]
+    assert any("as pymatgen's CifWriter writes it" in message for message in messages), messages
+
+
+@pytest.mark.usefixtures('db_logging')
+def test_known_writer_conventions_are_shown_by_the_cli(run_cli_command, tmp_path):
+    path = tmp_path / 'urea.cif'
+    path.write_text((CIF_FILES / 'urea_shelxl97.cif').read_text())
+    result = run_cli_command(cmd_structstore, ['import', str(path)])
+    assert 'Warning:' in result.output
+    assert 'as SHELXL up to 2013 wrote it' in result.output
+    process = orm.QueryBuilder().append(orm.CalcFunctionNode, tag='p').order_by({'p': {'id': 'desc'}}).first()[0]
+    assert any('SHELXL' in log.message for log in orm.Log.collection.get_logs_for(process))
+
+
+FAKE_UPF = '<UPF version="2.0.1">\n<PP_HEADER element="Si" z_valence="4.0" pseudo_type="NC"/>\n</UPF>\n'
+
+
+@pytest.fixture
+def pw_code(aiida_code_installed):
+    return aiida_code_installed(default_calc_job_plugin='quantumespresso.pw', filepath_executable='/usr/bin/pw.x')
+
+
+@pytest.fixture
+def pseudo_dir(tmp_path):
+    folder = tmp_path / 'pseudo'
+    folder.mkdir()
+    (folder / 'Si.pz-vbc.UPF').write_text(FAKE_UPF)
+    return folder
+
+
+def test_pw_input_as_pwcalculation_builder_passes_a_dry_run(
+    pw_code, pseudo_dir, aiida_localhost, tmp_path, monkeypatch
+):
+    from aiida.engine import run_get_node
+
+    monkeypatch.chdir(tmp_path)  # a dry run writes its files under ./submit_test
+
+    from aiida_structstore.tools.pw import parse_pw_input
+    from aiida_structstore.tools.pw.builder import create_builder
+
+    parsed = parse_pw_input((EXAMPLES / 'pw' / 'si_scf.in').read_text(), filename='si_scf.in')
+    builder = create_builder(parsed, pw_code, pseudo_folder=pseudo_dir)
+    assert 'celldm(1)' not in builder.parameters['SYSTEM'] and builder.parameters['SYSTEM']['ibrav'] == 2
+    builder.metadata.options.resources = {'num_machines': 1}
+    builder.metadata.dry_run = True
+    builder.metadata.store_provenance = False
+    _, node = run_get_node(builder)
+    written = pathlib.Path(node.dry_run_info['folder'], 'aiida.in').read_text()
+    assert 'ibrav = 2' in written and 'K_POINTS automatic\n4 4 4 1 1 1' in written
+    assert 'Si     28.086 Si.pz-vbc.UPF' in written
+
+
+def test_import_cli_builds_and_dry_runs_a_pwcalculation(run_cli_command, pw_code, pseudo_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a dry run writes its files under ./submit_test
+    path = EXAMPLES / 'pw' / 'si_scf.in'
+    result = run_cli_command(
+        cmd_structstore, ['import', str(path), '-X', pw_code.full_label, '--pseudo-dir', str(pseudo_dir), '--dry-run']
+    )
+    assert 'si_scf.in: PwCalculation dry run, input files in' in result.output
+    folder = result.output.split('input files in ')[1].split()[0]
+    assert 'ATOMIC_SPECIES' in pathlib.Path(folder, 'aiida.in').read_text()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reliability (#10): bad file names, oversize files and failed group imports store nothing
+
+
+def counts() -> tuple[int, int, int]:
+    return (
+        orm.QueryBuilder().append(orm.SinglefileData).count(),
+        orm.QueryBuilder().append(orm.ProcessNode).count(),
+        orm.QueryBuilder().append(orm.Group).count(),
+    )
+
+
+@pytest.mark.parametrize(
+    'name',
+    [
+        b'bad\xff\xfe.in',  # not UTF-8
+        'evil\u202ecod.in'.encode(),  # right-to-left override: shows as 'evilni.doc'
+        b'tab\tname.in',
+        b'bell\x07.in',
+    ],
+    ids=['non-utf8', 'bidi-override', 'tab', 'control'],
+)
+def test_bad_file_names_are_refused_before_anything_is_stored(run_cli_command, tmp_path, name):
+    import os
+
+    path = os.path.join(os.fsencode(tmp_path), name)
+    with open(path, 'wb') as handle:
+        handle.write((EXAMPLES / 'pw' / 'si_scf.in').read_bytes())
+    before = counts()
+    result = run_cli_command(cmd_structstore, ['import', os.fsdecode(path)], raises=True)
+    assert 'the file name' in result.output and 'rename the file' in result.output
+    assert '1 of 1 files failed to import' in result.output
+    assert counts() == before
+
+
+def test_an_oversize_file_is_refused_before_anything_is_stored(run_cli_command, tmp_path, monkeypatch):
+    import aiida_structstore.store.base as base
+
+    monkeypatch.setattr(base, 'MAX_RAW_BYTES', 200)
+    path = tmp_path / 'big.in'
+    path.write_bytes((EXAMPLES / 'pw' / 'si_scf.in').read_bytes())
+    before = counts()
+    result = run_cli_command(cmd_structstore, ['import', str(path)], raises=True)
+    assert 'the store takes raw inputs up to 200' in result.output
+    assert counts() == before
+
+
+def test_a_failed_import_with_a_group_creates_no_group(run_cli_command, tmp_path):
+    bad = tmp_path / 'bad.cif'
+    bad.write_text('data_x\n_cell_length_a 5\n')
+    result = run_cli_command(cmd_structstore, ['import', str(bad), '-G', 'never-created'], raises=True)
+    assert 'bad.cif' in result.output
+    assert not orm.QueryBuilder().append(orm.Group, filters={'label': 'never-created'}).count()
+
+
+def test_a_cif_imported_as_cifdata_is_synced_with_its_raw_file(run_cli_command, memory_backend):
+    """The raw file of an import is found by a query: CifData must count as a file (it is no SinglefileData by type)."""
+    path = EXAMPLES / 'cif' / 'si.cif'
+    label = f'raw-cif-{uuid.uuid4().hex[:8]}'
+    run_cli_command(cmd_structstore, ['import', str(path), '-G', label])
+    run_cli_command(cmd_structstore, ['sync', '-G', label, '-t', 'cif', '-w', label])
+    (record,) = memory_backend.iter_workspace('cif', label)
+    assert record.source.kind == 'cif' and record.source.filename == 'si.cif'
+    assert memory_backend.get_raw(record.key) == path.read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 
 import click
+from aiida.cmdline.params import options as aiida_options
+from aiida.cmdline.params.types import CodeParamType
 from aiida.cmdline.utils import decorators, echo
 
 from . import cmd_structstore
@@ -40,48 +42,51 @@ def detect_format(path: pathlib.Path, text: str) -> str:
 @click.option('--project', 'project_to', is_flag=True, help='Also project the imported structures into the store.')
 @options.TENANT(required=False)
 @options.WORKSPACE(required=False)
+@aiida_options.CODE(
+    type=CodeParamType(entry_point='quantumespresso.pw'),
+    help='pw.x code: turn each imported pw.x input into a PwCalculation on this code and submit it.',
+)
+@options.DRY_RUN(help='With --code: run the PwCalculation as a dry run (input files written, pw.x not run).')
+@click.option('--pseudo-family', help='With --code: the aiida-pseudo family of the pseudopotentials.')
+@click.option(
+    '--pseudo-dir',
+    type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path),
+    help='With --code: a folder with the pseudopotential files the inputs name.',
+)
 @decorators.with_dbenv()
 @store_errors
-def cmd_import(files, file_format, group_label, project_to, tenant_id, workspace_id):
+def cmd_import(
+    files, file_format, group_label, project_to, tenant_id, workspace_id, code, dry_run, pseudo_family, pseudo_dir
+):
     """Import CIF and pw.x input FILES as StructureData, with provenance (calcfunctions).
 
-    Each file is parsed and checked first; a file that fails is reported and nothing is stored for it. The exit code
-    is 1 if any file failed.
+    Each file is checked and parsed first; a file that fails is reported and nothing is stored for it. Conventions
+    of known writers that were accepted are shown as warnings (and kept in the process log). The exit code is 1 if
+    any file failed.
     """
     from aiida import orm
 
-    from ..calculations.functions.import_cif import import_cif
-    from ..calculations.functions.import_pw_input import import_pw_input
-    from ..exceptions import StructStoreError
-    from ..models import ensure_text
-    from ..parsers.cif import parse_cif
-    from ..parsers.pwinput import parse_pw_input
-
     if project_to and not (tenant_id and workspace_id):
         raise click.UsageError('--project needs --tenant and --workspace')
-    group = orm.Group.collection.get_or_create(group_label)[0] if group_label else None
+    if (dry_run or pseudo_family or pseudo_dir) and code is None:
+        raise click.UsageError('--dry-run, --pseudo-family and --pseudo-dir go with --code')
     rows, failed, structures = [], 0, []
     for path in files:
-        try:
-            text = ensure_text(path.read_bytes(), f'{path}')
-            kind = detect_format(path, text) if file_format == 'auto' else file_format
-            # Parse first: a file that fails leaves nothing behind, not even a failed process.
-            (parse_cif if kind == 'cif' else parse_pw_input)(text, filename=path.name)
-        except StructStoreError as exc:
+        imported = _import_file(path, file_format)
+        if imported is None:
             failed += 1
-            echo.echo_error(f'{path}: {exc}')
             continue
-        file = orm.SinglefileData(path.resolve()).store()
-        function = import_cif if kind == 'cif' else import_pw_input
-        results, process = function.run_get_node(file=file)
-        created = results.get('structures', {}) or {}
+        kind, parsed, results, process = imported
+        created = dict(results.get('structures', {}) or {})
         if 'structure' in results:
             created = {'structure': results['structure'], **created}
         for name, structure in created.items():
             structures.append(structure)
             rows.append([path.name, name, structure.pk, structure.get_formula(), len(structure.sites), process.pk])
-    if group is not None and structures:
-        group.add_nodes(structures)
+        if code is not None and kind == 'pw':
+            _run_pw(path, parsed, results, code, dry_run=dry_run, pseudo_family=pseudo_family, pseudo_dir=pseudo_dir)
+    if group_label and structures:  # created only now: a failed import leaves no empty group behind
+        orm.Group.collection.get_or_create(group_label)[0].add_nodes(structures)
     if rows:
         echo.echo(table(rows, ['file', 'output', 'pk', 'formula', 'sites', 'process']))
     if project_to and structures:
@@ -91,3 +96,74 @@ def cmd_import(files, file_format, group_label, project_to, tenant_id, workspace
     if failed:
         echo.echo_critical(f'{failed} of {len(files)} files failed to import')
     echo.echo_success(f'imported {len(structures)} structures from {len(files)} files')
+
+
+def _import_file(path: pathlib.Path, file_format: str):
+    """Check, parse, then store and run the import calcfunction; ``None`` (error printed) if the file is refused."""
+    from aiida import orm
+
+    from ..calculations.functions._files import check_filename
+    from ..calculations.functions.import_cif import import_cif
+    from ..calculations.functions.import_pw_input import import_pw_input
+    from ..exceptions import LimitExceededError, StructStoreError
+    from ..models import ensure_text
+    from ..store.base import MAX_RAW_BYTES
+    from ..tools.cif import parse_cif
+    from ..tools.pw import parse_pw_input
+
+    shown = path.name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+    try:
+        check_filename(path.name)
+        size = path.stat().st_size
+        if size > MAX_RAW_BYTES:
+            raise LimitExceededError(f'the file has {size} bytes; the store takes raw inputs up to {MAX_RAW_BYTES}')
+        text = ensure_text(path.read_bytes(), 'the file')
+        kind = detect_format(path, text) if file_format == 'auto' else file_format
+        # Parse first: a file that fails leaves nothing behind, not even a failed process.
+        if kind == 'cif':
+            parsed = parse_cif(text, filename=path.name)
+            warnings = [warning for block in parsed for warning in block.warnings]
+        else:
+            parsed = parse_pw_input(text, filename=path.name)
+            warnings = list(parsed.warnings)
+    except StructStoreError as exc:
+        echo.echo_error(f'{shown}: {exc}')
+        return None
+    for warning in warnings:
+        echo.echo_warning(warning)
+    if kind == 'cif':
+        results, process = import_cif.run_get_node(file=orm.CifData(file=path.resolve(), filename=path.name).store())
+    else:
+        results, process = import_pw_input.run_get_node(file=orm.SinglefileData(path.resolve()).store())
+    return kind, parsed, results, process
+
+
+def _run_pw(path, parsed, results, code, *, dry_run: bool, pseudo_family, pseudo_dir) -> None:
+    """Build a PwCalculation from the import's outputs and run it as a dry run or submit it."""
+    import dataclasses
+
+    from aiida.engine import run_get_node, submit
+
+    from ..tools.pw.builder import create_builder, pseudo_family_hint
+
+    parsed = dataclasses.replace(parsed, structure=results['structure'], kpoints=results.get('kpoints'))
+    builder = create_builder(parsed, code, pseudo_family=pseudo_family, pseudo_folder=pseudo_dir)
+    if not builder.pseudos:
+        files = ', '.join(f'{label}: {pseudo}' for label, pseudo in parsed.pseudopotentials)
+        families = ', '.join(pseudo_family_hint(parsed)) or 'none installed'
+        echo.echo_error(
+            f'{path.name}: no PwCalculation: the pseudopotentials ({files}) were not found; give --pseudo-family '
+            f'(families holding them: {families}) or --pseudo-dir'
+        )
+        return
+    processes = code.computer.get_default_mpiprocs_per_machine() or 1
+    builder.metadata.options.resources = {'num_machines': 1, 'num_mpiprocs_per_machine': processes}
+    if dry_run:
+        builder.metadata.dry_run = True
+        builder.metadata.store_provenance = False
+        _, node = run_get_node(builder)
+        folder = pathlib.Path(node.dry_run_info['folder']).resolve()
+        echo.echo_report(f'{path.name}: PwCalculation dry run, input files in {folder}')
+    else:
+        node = submit(builder)
+        echo.echo_report(f'{path.name}: submitted PwCalculation<{node.pk}>')

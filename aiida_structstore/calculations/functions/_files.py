@@ -1,15 +1,44 @@
-"""Helpers shared by the import calcfunctions."""
+"""Helpers shared by the import calcfunctions and ``verdi data structstore import``: reading the file, refusing
+file names that would break later, reporting the readers' warnings into the process log."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable
 
 from aiida import orm
 
-from ...exceptions import ParseError
-from ...models import ensure_text
+from ...exceptions import InvalidInputError, ParseError
+from ...models import FILENAME_MAX_LENGTH, ensure_text, unsafe_character
+
+__all__ = ('check_filename', 'link_label', 'read_text', 'report')
 
 _LABEL = re.compile(r'[^A-Za-z0-9_]')
+
+
+def check_filename(name: str) -> str:
+    """Return ``name`` if it can be stored and shown safely, else raise :class:`InvalidInputError`.
+
+    A file name ends up in the AiiDA database, the store's records, log lines and terminals. Bytes that are not UTF-8
+    (Python gives them as lone surrogates) break database queries later; control and bidirectional-formatting
+    characters (U+202E turns ``txt.exe`` around) make names that print as something else. The characters refused
+    are those of :func:`aiida_structstore.models.unsafe_character`, which the store's records refuse too.
+    """
+    try:
+        ensure_text(name, 'the file name')
+    except InvalidInputError:
+        shown = name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+        raise InvalidInputError(f'the file name {shown!r} is not valid UTF-8; rename the file') from None
+    bad = next((char for char in name if unsafe_character(char)), None)
+    if bad is not None:
+        raise InvalidInputError(
+            f'the file name {name!r} contains the character U+{ord(bad):04X} '
+            f'({unicodedata.name(bad, "a control character")}); rename the file'
+        )
+    if not name.strip() or len(name) > FILENAME_MAX_LENGTH:
+        raise InvalidInputError(f'the file name must have 1 to {FILENAME_MAX_LENGTH} characters; rename the file')
+    return name
 
 
 def read_text(file: orm.SinglefileData) -> str:
@@ -20,6 +49,20 @@ def read_text(file: orm.SinglefileData) -> str:
         raise
     except Exception as exc:
         raise ParseError(str(exc)) from exc
+
+
+def report(messages: Iterable[str]) -> None:
+    """Put each message into the log of the running process (``verdi process report`` shows them).
+
+    A calcfunction has no ``self.report``; the running process is ``Process.current()``, whose ``report`` writes to
+    the process node's logger, which AiiDA stores in the database with the node.
+    """
+    from aiida.engine import Process
+
+    process = Process.current()
+    for message in messages:
+        if process is not None:
+            process.report(message)
 
 
 def link_label(name: str, taken: set[str]) -> str:

@@ -1,9 +1,11 @@
-"""``structstore.import_cif``: a CIF file (``SinglefileData``) → ``StructureData``, with provenance.
+"""``structstore.import_cif``: a CIF file (``CifData``) → ``StructureData``, with provenance.
 
-A file with one structure gives the output ``structure``. A file with several data blocks gives one structure per
-block in the output namespace ``structures``, keyed by the block name (made a valid link label: ``data_Fe2O3-rt``
-becomes ``structures.Fe2O3_rt``). The file stays in the graph as the input, so the import is reproducible from it.
-Parsing rules and checks: :mod:`aiida_structstore.parsers.cif`.
+The input is AiiDA's CIF type, so a CIF already in a user's graph (from ``verdi data core.cif import``, a database
+importer, a workflow) imports as it is. A file with one structure gives the output ``structure``; a file with
+several data blocks gives one structure per block in the output namespace ``structures``, keyed by the block name
+(made a valid link label: ``data_Fe2O3-rt`` becomes ``structures.Fe2O3_rt``). Conventions of known writers that
+the reader accepted (pymatgen's formula sum, SHELXL-97's multiplicities) are reported in the process log
+(``verdi process report``). Parsing rules and checks: :mod:`aiida_structstore.tools.cif`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import calcfunction
 
-from ._files import link_label, read_text
+from ._files import check_filename, link_label, read_text, report
 
 
 @calcfunction
-def import_cif(file: orm.SinglefileData) -> dict:
+def import_cif(file: orm.CifData) -> dict:
     """Parse a CIF file into one ``StructureData`` per data block."""
-    from ...parsers.cif import parse_cif
+    from ...tools.cif import parse_cif
 
+    check_filename(file.filename)
     blocks = parse_cif(read_text(file), filename=file.filename)
+    report(warning for block in blocks for warning in block.warnings)
     if len(blocks) == 1:
         return {'structure': blocks[0].structure}
     taken: set[str] = set()

@@ -1,26 +1,25 @@
-"""Tests of :mod:`aiida_structstore.parsers.pwinput`: the pw.x input importer.
+"""Tests of :mod:`aiida_structstore.tools.pw`: the pw.x input importer.
 
-Each known trap of the qe-tools / aiida-quantumespresso reader has a test that shows the plain ``PwInputFile`` going
-wrong and ``parse_pw_input`` getting it right; cells are checked against hand-computed values (QE's documented
-``ibrav`` vectors) and, for ``ibrav = 0``, against ASE's reader.
+Each known trap of the qe-tools / aiida-quantumespresso reader has a test here that ``parse_pw_input`` gets it right
+(what the plain ``PwInputFile`` makes of it is in ``test_upstream.py``); cells are checked against hand-computed
+values (QE's documented ``ibrav`` vectors) and, for ``ibrav = 0``, against ASE's reader.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from aiida import orm
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from qe_tools.exceptions import ParsingError as QeToolsParsingError
 
 from aiida_structstore.exceptions import InvalidInputError, ParseError
-from aiida_structstore.parsers.pwinput import BOHR_TO_ANGSTROM, PwInput, parse_pw_input
+from aiida_structstore.tools.overlap import find_overlap
+from aiida_structstore.tools.pw import BOHR_TO_ANGSTROM, PwInput, parse_pw_input
 
 FILES = Path(__file__).parent / 'files' / 'pw'
 EXAMPLES = Path(__file__).resolve().parents[2] / 'examples' / 'pw'
@@ -46,15 +45,6 @@ def pw(
         '&ELECTRONS\n  conv_thr = 1.0d-8\n/\n'
         f'ATOMIC_SPECIES\n{species}\n{positions}\n{extra}\n{kpoints}\n'
     )
-
-
-def qe_tools_reader(text: str, **kwargs):
-    """The plain aiida-quantumespresso reader (on qe-tools), to show the traps."""
-    from aiida_quantumespresso.tools.pwinputparser import PwInputFile
-
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return PwInputFile(text, **kwargs)
 
 
 def cell_of(result: PwInput) -> np.ndarray:
@@ -270,8 +260,6 @@ def test_ibrav_minus9_follows_quantum_espresso_not_qe_tools():
     result = parse_pw_input(text)
     np.testing.assert_allclose(cell_of(result), expected, atol=1e-12)
     np.testing.assert_allclose(positions_of(result), [np.array([0.1, 0.2, 0.3]) @ expected], atol=1e-12)
-    plain = qe_tools_reader(text)
-    assert not np.allclose(plain.structure['cell'], expected)
 
 
 def test_ibrav9_and_minus13():
@@ -338,7 +326,6 @@ def test_if_pos_flags_are_accepted_and_checked():
 
 def test_trap1_trailing_comment_on_atom_line():
     text = pw(positions='ATOMIC_POSITIONS alat\nSi 0.00 0.00 0.00\nSi 0.25 0.25 0.25 ! the second atom')
-    assert len(qe_tools_reader(text).structure['positions']) == 1  # qe-tools silently loses an atom
     result = parse_pw_input(text)
     np.testing.assert_allclose(positions_of(result), [[0, 0, 0], [A_SI / 4] * 3], atol=1e-12)
 
@@ -366,8 +353,6 @@ def test_trap2_fortran_and_exponent_numbers():
         positions='ATOMIC_POSITIONS alat\nSi 0.0d0 0.0D+00 0.0E+00\nSi -2.5E-01 2.5d-1 .25',
         kpoints='K_POINTS tpiba\n1\n1.0D+00 0.0E+00 0.0 1.0d0',
     )
-    with pytest.raises((QeToolsParsingError, ValueError)):  # -2.5E-01 in positions, a raw ValueError on 1.0D+00
-        qe_tools_reader(text)
     result = parse_pw_input(text)
     np.testing.assert_allclose(positions_of(result), [[0, 0, 0], [-A_SI / 4, A_SI / 4, A_SI / 4]], atol=1e-12)
     assert result.parameters['SYSTEM']['celldm(1)'] == 10.2
@@ -387,8 +372,6 @@ def test_trap3_species_labels_with_underscore_and_dash():
         nat=4,
         ntyp=4,
     )
-    with pytest.raises(QeToolsParsingError):  # qe-tools does not know these labels
-        qe_tools_reader(text)
     result = parse_pw_input(text)
     assert result.structure.get_kind_names() == ['Fe_up', 'Fe_dn', 'O-1', 'C_h']
     assert [kind.symbol for kind in result.structure.kinds] == ['Fe', 'Fe', 'O', 'C']
@@ -398,8 +381,6 @@ def test_trap3_species_labels_with_underscore_and_dash():
 
 def test_trap3_c_h_label_alone():
     text = pw(species='C_h 12.011 C.pbe-rrkjus.UPF', positions='ATOMIC_POSITIONS alat\nC_h 0 0 0\nC_h 0.25 0.25 0.25')
-    with pytest.raises(QeToolsParsingError):
-        qe_tools_reader(text)
     result = parse_pw_input(text)
     assert result.structure.get_kind_names() == ['C_h'] and result.structure.kinds[0].symbol == 'C'
 
@@ -409,8 +390,6 @@ def test_trap3_c_h_label_alone():
 
 def test_trap4_end_terminators():
     text = (FILES / 'cu_ibrav2_legacy.in').read_text()
-    with pytest.raises(QeToolsParsingError):
-        qe_tools_reader(text)
     result = parse_pw_input(text)
     a = 6.73 * BOHR
     np.testing.assert_allclose(cell_of(result), a * FCC, atol=1e-12)
@@ -443,8 +422,6 @@ def test_trap4_terminator_on_the_value_line():
 @pytest.mark.parametrize('pseudo', ['pbe-Si.UPF', 'my_pseudo.UPF'])
 def test_trap5_element_is_taken_from_the_label_not_the_pseudo_name(pseudo):
     text = pw(species=f'Si 28.086 {pseudo}')
-    plain = qe_tools_reader(text, validate_species_names=False).get_structuredata()
-    assert plain.kinds[0].symbol != 'Si'  # Be and Y: silently wrong
     result = parse_pw_input(text)
     assert result.structure.kinds[0].symbol == 'Si'
 
@@ -528,9 +505,6 @@ def test_trap6_tpiba_fcc_equals_crystal():
     np.testing.assert_allclose(from_tpiba.get_kpoints(), from_crystal.get_kpoints(), atol=1e-12)
     np.testing.assert_allclose(from_tpiba.get_kpoints(cartesian=True), from_crystal.get_kpoints(cartesian=True))
     np.testing.assert_allclose(from_tpiba.get_kpoints(cartesian=True)[0], [2 * math.pi / A_SI, 0, 0], atol=1e-12)
-    # aiida-quantumespresso uses |a1| = a/sqrt(2) as alat: the points come out sqrt(2) too long
-    plain = qe_tools_reader(tpiba).get_kpointsdata().get_kpoints(cartesian=True)
-    np.testing.assert_allclose(plain[0], [math.sqrt(2) * 2 * math.pi / A_SI, 0, 0], atol=1e-12)
 
 
 def test_kpoints_automatic_with_offsets():
@@ -596,7 +570,6 @@ def test_trap7_parameters_keep_every_key():
 
 def test_trap7_strings_with_blanks_are_kept():
     text = pw(control="calculation = 'scf'\n  title = 'my run, with blanks'")
-    assert 'title' not in qe_tools_reader(text).namelists['CONTROL']  # qe-tools drops it silently
     assert parse_pw_input(text).parameters['CONTROL']['title'] == 'my run, with blanks'
 
 
@@ -686,11 +659,6 @@ BAD_INPUTS = [
         pw(positions='ATOMIC_POSITIONS alat\nSi 0 0 0\nGe 0.25 0.25 0.25'),
         "species 'Ge' is not declared in ATOMIC_SPECIES",
     ),
-    (
-        'unused species',
-        pw(species='Si 28.086 Si.UPF\nGe 72.6 Ge.UPF', ntyp=2),
-        'declares species without atoms in ATOMIC_POSITIONS: Ge',
-    ),
     ('duplicate species', pw(species='Si 28.086 Si.UPF\nSi 28.086 Si.UPF', ntyp=2), "species 'Si' is declared twice"),
     ('unknown ibrav', pw(system='ibrav = 15, celldm(1) = 10.0'), 'unknown ibrav = 15'),
     ('ibrav not integer', pw(system='ibrav = 2.0, celldm(1) = 10.0'), 'ibrav must be an integer'),
@@ -768,13 +736,11 @@ BAD_INPUTS = [
     ('duplicate card', pw(extra='ATOMIC_SPECIES\nSi 28.086 Si.UPF'), 'card ATOMIC_SPECIES appears twice'),
     ('unknown namelist', pw().replace('&ELECTRONS', '&INPUTPH'), 'unknown namelist &INPUTPH'),
     ('duplicate namelist', pw().replace('&ELECTRONS', '&CONTROL'), 'namelist &CONTROL appears twice'),
-    ('duplicate key', pw(control="calculation = 'scf', Calculation = 'relax'"), 'calculation is given more than once'),
     ('unquoted string', pw(control='calculation = scf'), "cannot read the value 'scf' .*strings must be quoted"),
     ('null value', pw(control="calculation = , prefix = 'x'"), 'empty \\(null\\) values are not supported'),
     ('key without value', pw(control='calculation ='), 'calculation: no value given'),
     ('no key', pw(control="'scf'"), "expected 'key = value'"),
     ('unterminated string', pw(control="calculation = 'scf"), "unterminated '-quoted string"),
-    ('text before namelists', 'hello world\n' + pw(), 'unexpected text before the first namelist'),
     ('text between', pw().replace('&ELECTRONS', 'garbage\n&ELECTRONS'), 'unexpected text outside namelists and cards'),
     ('namelist after cards', pw(extra='&IONS\n/'), 'namelist &IONS after the cards'),
     ('stray end', pw().replace('&ELECTRONS', '&end\n&ELECTRONS'), "unexpected '&end' outside a namelist"),
@@ -801,28 +767,6 @@ def test_bad_input_raises_parse_error(text, message):
     with pytest.raises(ParseError, match=message) as info:
         parse_pw_input(text, filename='bad.in')
     assert str(info.value).startswith('bad.in: ')
-
-
-@pytest.mark.parametrize(
-    ('damage', 'message'),
-    [
-        (lambda parsed: parsed.structure['cell'][0].__setitem__(0, parsed.structure['cell'][0][0] * 1.001), 'the cell'),
-        (lambda parsed: parsed.atomic_positions['names'].pop(), 'qe-tools read 1 atom'),
-        (lambda parsed: parsed.structure['positions'][1].__setitem__(0, 0.0), 'different Cartesian positions'),
-    ],
-)
-def test_disagreement_with_qe_tools_is_an_error(monkeypatch, damage, message):
-    """The values of the qe-tools reader are compared with this module's own computation."""
-    import aiida_quantumespresso.tools.pwinputparser as module
-
-    class Damaged(module.PwInputFile):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            damage(self)
-
-    monkeypatch.setattr(module, 'PwInputFile', Damaged)
-    with pytest.raises(ParseError, match=f'internal check failed: .*{message}'):
-        parse_pw_input(pw())
 
 
 def test_wrapped_exceptions_are_chained():
@@ -897,6 +841,7 @@ def ibrav0_inputs(draw):
 @given(ibrav0_inputs())
 def test_property_ibrav0_round_trip(case):
     text, cell, frac, labels = case
+    assume(find_overlap(cell, frac @ cell, labels) is None)  # atoms closer than 0.5 Å are refused (tested apart)
     result = parse_pw_input(text)
     np.testing.assert_allclose(cell_of(result), cell, rtol=1e-15, atol=1e-12)
     np.testing.assert_allclose(positions_of(result), frac @ cell, atol=1e-9)
@@ -935,5 +880,5 @@ def test_property_mutated_input_never_escapes_parse_error(text, mutations, snipp
     except ParseError:
         return
     assert len(result.structure.sites) == result.parameters['SYSTEM']['nat']
-    assert len(result.structure.kinds) == result.parameters['SYSTEM']['ntyp']
+    assert len(result.structure.kinds) <= result.parameters['SYSTEM']['ntyp']
     assert np.all(np.isfinite(cell_of(result)))

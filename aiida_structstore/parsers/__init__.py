@@ -1,1 +1,0 @@
-"""Parsers: structure file text → AiiDA nodes (CIF, Quantum ESPRESSO pw.x input)."""

@@ -1,0 +1,359 @@
+"""Atom sites of a CIF data block: the rows of the atom-site loop, and their expansion to the unit cell.
+
+Rows
+    Coordinates are fractional (``_atom_site_fract_*``) or Cartesian (``_atom_site_Cartn_*``, in the frame of
+    ``_atom_sites_fract_tran_matrix_*`` if given, else *a* along *x* and *b* in the *xy* plane). Occupancy-0 rows and
+    dummy sites (``_atom_site_calc_flag dum``) hold no atom and are dropped; a missing occupancy is 1; a negative one,
+    or one above 1 + ``OCCUPANCY_TOLERANCE``, is an error. Hydrogen atoms the file counts in
+    ``_atom_site_attached_hydrogens`` but does not place are an error. A fractional coordinate that is a multiple of
+    1/12 rounded to the decimals it is written with (``0.3333``, ``0.16667``) is set to that multiple, so that
+    symmetry-equivalent images coincide exactly; a coordinate written with more decimals is kept as written
+    (``0.08366`` stays, it is no rounded 1/12).
+
+Elements
+    From ``_atom_site_type_symbol`` (``Fe3+`` is Fe; ``Wat`` or ``OH-`` is an error), else from the label's leading
+    letters (``Fe1a`` is Fe); an all-capitals label whose first two letters could be one or two elements (``CA1``:
+    C or Ca) is an error.
+
+Expansion
+    Every row is expanded by the operations; images closer than ``SITE_TOLERANCE`` (fractional, per axis) are one
+    site, and rows that land on the same site share it (an alloy, or a vacancy if the occupancies sum below 1). A row
+    that coincides with another at some but not all of its images is an error. gemmi's ``get_all_unit_cell_sites``
+    is not used: it merges images up to 0.4 Å apart, which halves a disordered atom split across a mirror.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..overlap import OCCUPANCY_TOLERANCE
+from .symmetry import Symmetry, cell_matrix, wrap
+from .syntax import Block, to_float
+
+__all__ = ('OCCUPANCY_SNAP', 'SITE_TOLERANCE', 'Expansion', 'Row', 'expand', 'read_rows')
+
+OCCUPANCY_SNAP = 0.002
+"""A site whose occupancies sum to within this below 1 is taken as fully occupied (rounding, e.g. 3 x 0.333)."""
+SITE_TOLERANCE = 1e-3
+"""Fractional distance (per axis) below which two positions are the same site, as ASE's ``symprec``."""
+COORDINATE_SNAP = 5e-4
+"""The largest change of a fractional coordinate by snapping to a multiple of 1/12 (``0.333`` → 1/3)."""
+
+_TINY = 1e-6
+_NOT_ELEMENTS = ('wat', 'dum', 'du', 'q', 'qq', 'xx', 'lp')
+_ATOM_SITE = 'atom_site'
+MARKERS = ('fract_x', 'fract_y', 'fract_z', 'Cartn_x', 'Cartn_y', 'Cartn_z', 'label', 'type_symbol')
+_COLUMNS = (
+    *MARKERS,
+    'occupancy',
+    'symmetry_multiplicity',
+    'site_symmetry_multiplicity',  # the DDLm name, _atom_site.site_symmetry_multiplicity
+    'Wyckoff_symbol',
+    'site_symmetry_order',
+    'calc_flag',
+    'attached_hydrogens',
+)
+
+
+@dataclass
+class Row:
+    """One row of the atom-site loop that holds an atom."""
+
+    number: int  # 1-based row of the atom-site loop
+    label: str | None
+    symbol: str
+    frac: np.ndarray
+    occupancy: float
+    multiplicity: int | None = None
+    wyckoff_multiplicity: int | None = None
+    site_symmetry_order: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f'site {self.label}' if self.label else f'atom-site row {self.number}'
+
+
+@dataclass
+class Expansion:
+    """The unit cell: one position per site, the rows on each site, and the orbit size of each row."""
+
+    frac: np.ndarray  # (N, 3)
+    site_rows: list[list[int]]
+    orbit_sizes: list[int]  # per row
+    species: list[dict[str, float]]  # per site, occupancies summed (not rescaled)
+    problem: str | None = None
+
+    def rescaled_species(self) -> list[dict[str, float]]:
+        """Species per site with totals above 1 (within tolerance) or just below 1 (rounding) scaled to 1."""
+        result = []
+        for species in self.species:
+            total = sum(species.values())
+            if total > 1.0 or 1.0 - OCCUPANCY_SNAP <= total < 1.0:
+                species = {symbol: value / total for symbol, value in species.items()}
+            result.append(species)
+        return result
+
+    def composition(self) -> dict[str, float]:
+        amounts: dict[str, float] = defaultdict(float)
+        for species in self.rescaled_species():
+            for symbol, value in species.items():
+                amounts[symbol] += value
+        return dict(amounts)
+
+
+def has_atom_sites(block: Block) -> bool:
+    return any(block.has(_ATOM_SITE, name) for name in MARKERS)
+
+
+def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
+    """The rows of the atom-site loop that hold an atom, checked."""
+    error = block.where.error
+    items = {name: block.item(_ATOM_SITE, name) for name in _COLUMNS}
+    present = {name: item for name, item in items.items() if item is not None}
+    lengths = {len(item.values) for item in present.values()}
+    if len(lengths) > 1:
+        summary = ', '.join(f'{item.tag} ({len(item.values)})' for item in present.values())
+        raise error(f'the atom-site data names have different numbers of values: {summary}')
+    count = lengths.pop()
+    if count == 0:  # pragma: no cover - gemmi refuses a loop without values
+        raise error('the atom-site loop has no rows')
+    if all(name in present for name in MARKERS[:3]):
+        coordinate_names, to_fractional = MARKERS[:3], None
+    elif all(name in present for name in MARKERS[3:6]):
+        coordinate_names, to_fractional = MARKERS[3:6], _cartesian_transform(block, cell)
+    else:
+        raise error(
+            'the atom sites have no complete coordinates: need _atom_site_fract_x/y/z or _atom_site_Cartn_x/y/z'
+        )
+    if 'label' not in present and 'type_symbol' not in present:
+        raise error('the atom sites have neither _atom_site_type_symbol nor _atom_site_label')
+
+    def column(name: str) -> tuple[str | None, ...]:
+        item = present.get(name)
+        return item.values if item is not None else (None,) * count
+
+    labels, types, occupancies = column('label'), column('type_symbol'), column('occupancy')
+    calc_flags, hydrogens = column('calc_flag'), column('attached_hydrogens')
+    multiplicities = [
+        a or b for a, b in zip(column('symmetry_multiplicity'), column('site_symmetry_multiplicity'), strict=True)
+    ]
+    wyckoff, orders = column('Wyckoff_symbol'), column('site_symmetry_order')
+
+    rows = []
+    for index in range(count):
+        label = labels[index]
+        name = f'site {label}' if label else f'atom-site row {index + 1}'
+        if (calc_flags[index] or '').lower() == 'dum':
+            continue  # a dummy site, not an atom
+        occupancy = _number(occupancies[index], 1.0, f'{name}: occupancy', error)
+        if occupancy < 0:
+            raise error(f'{name}: occupancy {occupancy:g} is negative')
+        if occupancy > 1 + OCCUPANCY_TOLERANCE:
+            raise error(f'{name}: occupancy {occupancy:g} is larger than 1')
+        if occupancy <= _TINY:
+            continue  # occupancy 0: no atom
+        attached = _number(hydrogens[index], 0.0, f'{name}: _atom_site_attached_hydrogens', error)
+        if attached > 0:
+            raise error(f'{name} has {attached:g} attached hydrogen atom(s) whose positions the file does not give')
+
+        symbol_text, from_type = (types[index], True) if types[index] is not None else (label, False)
+        if symbol_text is None:
+            raise error(f'{name} has neither a type symbol nor a label to tell its element')
+        try:
+            symbol = element_symbol(symbol_text, type_symbol=from_type)
+        except _AmbiguousError as exc:
+            raise error(f'{name}: the label {symbol_text!r} could mean {exc}; give _atom_site_type_symbol') from None
+        if symbol is None:
+            what = '_atom_site_type_symbol' if from_type else 'label'
+            extra = ' (deuterium/tritium is not supported)' if symbol_text.strip()[:1] in 'DT' else ''
+            raise error(f'{name}: cannot tell the element from its {what} {symbol_text!r}{extra}')
+
+        values, texts = [], []
+        for coordinate in coordinate_names:
+            raw = present[coordinate].values[index]
+            if raw is None:
+                raise error(f'{name}: {present[coordinate].tag} is unknown (?)')
+            number = to_float(raw)
+            if number is None:
+                raise error(f'{name}: {present[coordinate].tag} = {raw!r} is not a number')
+            values.append(number)
+            texts.append(raw)
+        frac = np.array(values)
+        if to_fractional is not None:
+            frac = to_fractional(frac)
+        else:
+            frac = np.array([_snap(value, text) for value, text in zip(values, texts, strict=True)])
+        rows.append(
+            Row(
+                number=index + 1,
+                label=label,
+                symbol=symbol,
+                frac=frac,
+                occupancy=occupancy,
+                multiplicity=_positive_integer(multiplicities[index], name, error),
+                wyckoff_multiplicity=_wyckoff_multiplicity(wyckoff[index]),
+                site_symmetry_order=_positive_integer(orders[index], name, error),
+            )
+        )
+    if not rows:
+        raise error('no atoms: every atom site has occupancy 0 (or is a dummy site)')
+    return rows
+
+
+def expand(rows: list[Row], symmetry: Symmetry) -> Expansion:
+    """Expand the rows to the unit cell by the symmetry operations."""
+    capacity = max(16, len(rows) * len(symmetry))
+    positions = np.empty((capacity, 3))
+    count = 0
+    site_rows: list[list[int]] = []
+    orbit_sizes: list[int] = []
+    row_sites: list[list[int]] = []
+    for index, row in enumerate(rows):
+        images = np.mod(symmetry.rotations @ row.frac + symmetry.translations, 1.0)
+        close = np.all(np.abs(wrap(images[:, None, :] - images[None, :, :])) < SITE_TOLERANCE, axis=-1)
+        taken = np.zeros(len(images), dtype=bool)
+        orbit = []
+        for image in range(len(images)):
+            if not taken[image]:
+                orbit.append(image)
+                taken |= close[image]
+        orbit_sizes.append(len(orbit))
+        sites = []
+        for image in orbit:
+            point = images[image]
+            hits = np.nonzero(np.all(np.abs(wrap(positions[:count] - point)) < SITE_TOLERANCE, axis=-1))[0]
+            if len(hits):
+                match = int(hits[0])
+                if index not in site_rows[match]:
+                    site_rows[match].append(index)
+            else:
+                positions[count] = point
+                site_rows.append([index])
+                match = count
+                count += 1
+            sites.append(match)
+        row_sites.append(sites)
+
+    problem = None
+    for index, sites in enumerate(row_sites):
+        if len({tuple(site_rows[site]) for site in sites}) > 1:
+            problem = (
+                f'{rows[index].name} coincides with other sites at some but not all of its symmetry-equivalent '
+                'positions: the coordinates or the symmetry operations are inconsistent'
+            )
+            break
+
+    species = []
+    for members in site_rows:
+        amounts: dict[str, float] = defaultdict(float)
+        for member in members:
+            amounts[rows[member].symbol] += rows[member].occupancy
+        species.append(dict(amounts))
+    return Expansion(positions[:count].copy(), site_rows, orbit_sizes, species, problem)
+
+
+def same_expansion(first: Expansion, second: Expansion) -> bool:
+    """Whether two expansions give the same sites (positions and species)."""
+    if len(first.frac) != len(second.frac):
+        return False
+    for index, point in enumerate(first.frac):
+        hits = np.nonzero(np.all(np.abs(wrap(second.frac - point)) < SITE_TOLERANCE, axis=-1))[0]
+        if not any(_same_species(first.species[index], second.species[hit]) for hit in hits):
+            return False
+    return True
+
+
+def _same_species(first: dict[str, float], second: dict[str, float], tolerance: float = 1e-6) -> bool:
+    return first.keys() == second.keys() and all(abs(first[key] - second[key]) <= tolerance for key in first)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Elements
+
+
+class _AmbiguousError(Exception):
+    pass
+
+
+def is_element(symbol: str) -> bool:
+    from aiida.orm.nodes.data.structure import is_valid_symbol
+
+    return symbol != 'X' and is_valid_symbol(symbol)
+
+
+def element_symbol(text: str, *, type_symbol: bool) -> str | None:
+    """The element of an ``_atom_site_type_symbol`` (strict) or of an ``_atom_site_label`` (its first letters)."""
+    text = text.strip()
+    match = re.match(r'[A-Za-z]+', text)
+    if not match or match.group().lower() in _NOT_ELEMENTS:
+        return None
+    letters = match.group()
+    if type_symbol:
+        # An element symbol, in any case, followed at most by a charge: 'Fe', 'FE3+', 'O2-'; not 'Wat' or 'OH-'.
+        symbol = letters.capitalize()
+        if not is_element(symbol) or not re.fullmatch(r'\d*(?:[+-]\d*)?', text[len(letters) :]):
+            return None
+        return symbol
+    if letters[0].isupper() and (len(letters) == 1 or letters[1].islower()):
+        # Proper case: 'Fe1', 'O1a', 'Ca', 'Ow1' (O).
+        two = letters[:2] if len(letters) >= 2 else None
+        return two if two and is_element(two) else letters[0] if is_element(letters[0]) else None
+    # All capitals or lower case ('CA1', 'fe1'): refuse when both readings are elements.
+    two = letters[:2].capitalize() if len(letters) >= 2 else None
+    one = letters[0].upper()
+    two_ok, one_ok = bool(two and is_element(two)), is_element(one)
+    if two_ok and one_ok:
+        raise _AmbiguousError(f'{one} or {two}')
+    return two if two_ok else one if one_ok else None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _number(text: str | None, default: float, what: str, error) -> float:
+    if text is None:
+        return default
+    number = to_float(text)
+    if number is None:
+        raise error(f'{what} {text!r} is not a number')
+    return number
+
+
+def _positive_integer(text: str | None, name: str, error) -> int | None:
+    if text is None:
+        return None
+    number = to_float(text)
+    if number is None or number != int(number) or number < 1:
+        raise error(f'{name}: {text!r} is not a positive integer')
+    return int(number)
+
+
+def _wyckoff_multiplicity(text: str | None) -> int | None:
+    match = re.match(r'\s*(\d+)', text or '')
+    return int(match.group(1)) if match else None
+
+
+def _snap(value: float, text: str) -> float:
+    """``value`` set to the nearest multiple of 1/12 if ``text`` is that multiple rounded to its decimals."""
+    snapped = round(value * 12) / 12
+    match = re.match(r'\s*[+-]?\d*\.(\d+)', text)
+    decimals = len(match.group(1)) if match and 'e' not in text.lower() else 0
+    tolerance = min(COORDINATE_SNAP, 1.01 * 10.0**-decimals) if decimals else 0.0
+    return snapped if abs(value - snapped) <= tolerance else value
+
+
+def _cartesian_transform(block: Block, cell: tuple[float, ...]):
+    given = [block.number('atom_sites_fract_tran', f'matrix_{i}{j}') for i in (1, 2, 3) for j in (1, 2, 3)]
+    if all(value is None for value in given):
+        inverse = np.linalg.inv(cell_matrix(cell))
+        return lambda cartesian: cartesian @ inverse
+    if any(value is None for value in given):
+        raise block.where.error('_atom_sites_fract_tran_matrix_11 ... _33 is incomplete')
+    matrix = np.array(given, dtype=float).reshape(3, 3)
+    vector = np.array([block.number('atom_sites_fract_tran', f'vector_{i}') or 0.0 for i in (1, 2, 3)])
+    return lambda cartesian: matrix @ cartesian + vector
