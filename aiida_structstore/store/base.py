@@ -38,7 +38,7 @@ from ..models import (
     validate_id,
 )
 
-__all__ = ('MAX_PAGE_SIZE', 'MAX_PART_BYTES', 'MAX_RAW_BYTES', 'PreparedWrite', 'StructureStore')
+__all__ = ('MAX_PAGE_SIZE', 'MAX_PART_BYTES', 'MAX_RAW_BYTES', 'PreparedWrite', 'RawStream', 'StructureStore')
 
 #: The largest raw input accepted (UTF-8 bytes). pw.x inputs with explicit k-points or large cells reach tens of MB.
 MAX_RAW_BYTES = 256 * 1024 * 1024
@@ -63,6 +63,39 @@ class PreparedWrite:
     @property
     def chunk_count(self) -> int:
         return 0 if self.raw is None else self.raw.count
+
+
+@dataclass(frozen=True)
+class RawStream:
+    """The raw input of one committed record, read chunk by chunk: for streaming it without holding it whole.
+
+    ``size``, ``sha256`` and ``content_hash`` describe the committed version the chunks belong to. Iterating yields
+    the texts in order, verified as they pass (:func:`~aiida_structstore.chunking.iter_verified`): a torn or
+    corrupted read raises :class:`~aiida_structstore.exceptions.IntegrityError`, at the latest after the last chunk,
+    so a consumer that has already sent earlier chunks must abort its response rather than finish it.
+    """
+
+    key: StructureKey
+    size: int
+    sha256: str
+    chunk_count: int
+    content_hash: str
+    chunks: Iterator[str]
+
+    @classmethod
+    def of_record(cls, record: StructureRecord, chunks: Iterator[str]) -> RawStream:
+        """The stream of ``record``'s raw input, read as ``chunks``."""
+        return cls(
+            key=record.key,
+            size=record.raw_size or 0,
+            sha256=record.raw_sha256 or '',
+            chunk_count=record.chunk_count,
+            content_hash=record.content_hash,
+            chunks=chunks,
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return self.chunks
 
 
 class StructureStore(abc.ABC):
@@ -152,6 +185,20 @@ class StructureStore(abc.ABC):
         Raises :class:`NotFoundError` if there is no record and :class:`IntegrityError` if the stored chunks do not
         match the committed size, sha256 or chunk count.
         """
+
+    def open_raw(self, key: StructureKey) -> RawStream | None:
+        """Return the raw input of the record under ``key`` as a :class:`RawStream` (``None`` if it has none).
+
+        Raises :class:`NotFoundError` if there is no record. This default reads the text whole; backends override
+        it to read chunk by chunk.
+        """
+        record = self.get(key)
+        if record.raw_sha256 is None:
+            return None
+        text = self.get_raw(key)
+        if text is None:  # replaced by a version without raw input in between
+            raise NotFoundError(f'{key} has no raw input any more')
+        return RawStream.of_record(record, iter((text,)))
 
     @abc.abstractmethod
     def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:

@@ -38,7 +38,7 @@ import tenacity
 from convex.values import convex_to_json, json_to_convex
 from pydantic import SecretStr
 
-from ..chunking import ChunkedText, join_chunks, split_text
+from ..chunking import ChunkedText, iter_verified, join_chunks, split_text
 from ..exceptions import (
     BackendError,
     BackendUnavailableError,
@@ -58,7 +58,7 @@ from ..models import (
     StructureRecord,
     StructureSummary,
 )
-from .base import MAX_PAGE_SIZE, PreparedWrite, StructureStore
+from .base import MAX_PAGE_SIZE, PreparedWrite, RawStream, StructureStore
 from .settings import StoreSettings
 
 __all__ = ('ConvexStore',)
@@ -77,6 +77,9 @@ BATCH_RECORDS = 250
 STAGE_THRESHOLD_BYTES = 4 * 1024 * 1024
 #: Bytes of chunks per readChunks query (its reply stays well below the 16 MiB return limit).
 READ_PAGE_BYTES = 8 * 1024 * 1024
+#: Bytes of chunks per readChunks query when the raw input is streamed (:meth:`ConvexStore.open_raw`): what a
+#: streaming reader holds at once, against one round trip per page.
+STREAM_PAGE_BYTES = 2 * 1024 * 1024
 #: Structure ids per contentHashes query.
 HASH_QUERY_IDS = 200
 #: How often a read is retried when a concurrent commit replaced the version being read.
@@ -402,7 +405,7 @@ class ConvexStore(StructureStore):
         return document
 
     def _read_chunk_page(
-        self, key: StructureKey, generation: str, part: str, from_index: int
+        self, key: StructureKey, generation: str, part: str, from_index: int, max_bytes: int = READ_PAGE_BYTES
     ) -> tuple[list[tuple[int, str]], int | None]:
         page = self._call(
             'query',
@@ -412,17 +415,19 @@ class ConvexStore(StructureStore):
                 'generation': generation,
                 'part': part,
                 'from_index': from_index,
-                'max_bytes': READ_PAGE_BYTES,
+                'max_bytes': max_bytes,
             },
         )
         pairs = [(int(chunk['chunk_index']), chunk['text']) for chunk in page['chunks']]
         next_index = page['next_index']
         return pairs, None if next_index is None else int(next_index)
 
-    def _iter_chunks(self, key: StructureKey, generation: str, part: str) -> Iterator[tuple[int, str]]:
+    def _iter_chunks(
+        self, key: StructureKey, generation: str, part: str, max_bytes: int = READ_PAGE_BYTES
+    ) -> Iterator[tuple[int, str]]:
         from_index: int | None = 0
         while from_index is not None:
-            pairs, from_index = self._read_chunk_page(key, generation, part, from_index)
+            pairs, from_index = self._read_chunk_page(key, generation, part, from_index, max_bytes)
             yield from pairs
 
     def _read_part(self, key: StructureKey, document: dict[str, Any], name: str) -> str | None:
@@ -468,6 +473,33 @@ class ConvexStore(StructureStore):
 
     def get_raw(self, key: StructureKey) -> str | None:
         return self._consistent_read(key, lambda document: self._read_part(key, document, 'raw'))
+
+    def open_raw(self, key: StructureKey) -> RawStream | None:
+        """Stream the raw input page by page (:data:`STREAM_PAGE_BYTES`), verified as it passes.
+
+        The chunks read are those of the version committed when this is called. If a new version is committed and
+        the old chunks are collected while the stream is read, iterating raises :class:`IntegrityError`: a stream
+        cannot be restarted the way :meth:`get_raw` retries.
+        """
+        document = self._document(key)
+        meta = next((part for part in document['parts'] if part['name'] == 'raw'), None)
+        if meta is None:
+            return None
+        chunks = iter_verified(
+            self._iter_chunks(key, document['generation'], 'raw', STREAM_PAGE_BYTES),
+            expected_count=int(meta['chunk_count']),
+            expected_size=int(meta['size']),
+            expected_sha256=meta['sha256'],
+            what=f'{key}: raw input',
+        )
+        return RawStream(
+            key=key,
+            size=int(meta['size']),
+            sha256=meta['sha256'],
+            chunk_count=int(meta['chunk_count']),
+            content_hash=document['content_hash'],
+            chunks=chunks,
+        )
 
     @staticmethod
     def _summary_fields(document: dict[str, Any]) -> dict[str, Any]:

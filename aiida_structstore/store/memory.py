@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..chunking import join_chunks
+from ..chunking import iter_verified, join_chunks
 from ..exceptions import InvalidInputError, NotFoundError
 from ..models import Page, PutResult, StructureKey, StructureRecord, StructureSummary
-from .base import PreparedWrite, StructureStore
+from .base import PreparedWrite, RawStream, StructureStore
 
 __all__ = ('MemoryStore',)
 
@@ -143,6 +143,20 @@ class MemoryStore(StructureStore):
             expected_sha256=record.raw_sha256,
             what=f'{key}: raw input',
         )
+
+    def open_raw(self, key: StructureKey) -> RawStream | None:
+        entry = self._entry(key)
+        record = entry.record
+        if record.raw_sha256 is None:
+            return None
+        chunks = iter_verified(
+            self._chunks_of(entry),
+            expected_count=record.chunk_count,
+            expected_size=record.raw_size or 0,
+            expected_sha256=record.raw_sha256,
+            what=f'{key}: raw input',
+        )
+        return RawStream.of_record(record, chunks)
 
     @staticmethod
     def _chunks_of(entry: _Entry) -> Iterable[tuple[int, str]]:

@@ -78,6 +78,22 @@ class TestWriteRead:
         assert record.raw_size == len(text.encode('utf-8'))
         assert record.chunk_count == (len(text.encode()) + store.chunk_bytes - 1) // store.chunk_bytes
 
+    @pytest.mark.parametrize('name', ['empty', 'astral', 'multi-chunk'])
+    def test_open_raw_streams_the_committed_version(self, store, make_content, name):
+        text = RAW_SAMPLES[name]
+        content = make_content(f'stream-{name}')
+        result = store.put(content, raw=text)
+        stream = store.open_raw(content.key)
+        assert (stream.size, stream.chunk_count, stream.content_hash) == (
+            len(text.encode()),
+            result.chunk_count,
+            result.content_hash,
+        )
+        assert ''.join(stream) == text
+        assert store.open_raw(store.put(make_content('stream-none')).key) is None
+        with pytest.raises(NotFoundError):
+            store.open_raw(StructureKey.of(content.key.tenant_id, 'ws', 'missing'))
+
     def test_raw_bytes_are_decoded_as_utf8(self, store, make_content):
         content = make_content()
         store.put(content, raw='Å\r\n'.encode())
@@ -260,6 +276,8 @@ class TestInvalidInputWritesNothing:
         corrupt_chunks(store, lambda text: text[:-1] + 'd')
         with pytest.raises(IntegrityError, match='sha256'):
             store.get_raw(content.key)
+        with pytest.raises(IntegrityError, match='sha256'):
+            ''.join(store.open_raw(content.key))
 
 
 def _nested(depth: int) -> dict:
