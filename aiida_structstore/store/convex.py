@@ -233,14 +233,17 @@ class ConvexStore(StructureStore):
     def _post(self, kind: str, path: str, body: bytes) -> Any:
         headers = {'Authorization': f'Convex {self._key.get_secret_value()}'}
         try:
-            response = self._client.post(f'/api/{kind}', content=body, headers=headers)
+            with self._client.stream('POST', f'/api/{kind}', content=body, headers=headers) as response:
+                status = response.status_code
+                # Not `response.read()`: an httpx response and its stream refer to each other, so a body cached on
+                # the response lives until the cyclic garbage collector runs (tens of MB while a raw input is read).
+                data = b''.join(response.iter_bytes())
         except httpx.TransportError as exc:  # connect/read/write errors and timeouts
             raise _TransientError(f'{type(exc).__name__}: {exc}') from None
-        status = response.status_code
         if status == 429 or (status >= 500 and status != 560):
             raise _TransientError(f'HTTP {status}')
         try:
-            reply = response.json()
+            reply = json.loads(data)
         except ValueError:
             raise BackendError(f'Convex returned HTTP {status} with a body that is not JSON for {path}') from None
         if status == 200 and isinstance(reply, dict) and reply.get('status') == 'success':
