@@ -43,9 +43,14 @@ def create_router(context: ReadContext) -> APIRouter:
 
 
 def create_app(
-    settings: ApiSettings | None = None, *, store: StructureStore | None = None, viewer: bool = True
+    settings: ApiSettings | None = None,
+    *,
+    store: StructureStore | None = None,
+    viewer: bool = True,
+    optimade: bool = True,
 ) -> FastAPI:
-    """The read API with the viewer at ``/viewer/``. ``store`` defaults to ``open_store()`` on first use."""
+    """The read API with the viewer at ``/viewer/`` and OPTIMADE at ``/optimade``. ``store`` defaults to
+    ``open_store()`` on first use."""
     context = ReadContext(settings, store=store)
 
     @contextlib.asynccontextmanager
@@ -61,6 +66,10 @@ def create_app(
     )
     app.state.read_context = context
     app.include_router(create_router(context))
+    if optimade:
+        from .optimade import create_optimade_app
+
+        app.mount('/optimade', create_optimade_app(context))
     if context.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

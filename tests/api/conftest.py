@@ -84,6 +84,16 @@ def seed(examples):
     return write
 
 
+@pytest.fixture
+def seeded(backend, seed, tenant):
+    """The examples in ``tenant``/``lab``, and look-alikes elsewhere: ``si`` and ``fe2o3`` under another tenant's
+    ``lab``, ``si`` in ``tenant``/``private``. Returns the contents of ``lab``."""
+    contents = seed(backend, tenant, 'lab')
+    seed(backend, f'{tenant}-other', 'lab', ('si', 'fe2o3'))
+    seed(backend, tenant, 'private', ('si',))
+    return contents
+
+
 @pytest.fixture(params=['memory', 'convex-local'])
 def backend(request):
     """The store the app opens through ``open_store()``, selected by the environment: memory, then the local Convex

@@ -23,15 +23,6 @@ ROUTES = [
 
 
 @pytest.fixture
-def seeded(backend, seed, tenant):
-    """The examples in ``tenant``/``lab``, and the same ids under another tenant and another workspace."""
-    contents = seed(backend, tenant, 'lab')
-    seed(backend, f'{tenant}-other', 'lab', ('si', 'fe2o3'))
-    seed(backend, tenant, 'private', ('si',))
-    return contents
-
-
-@pytest.fixture
 def auth(tenant):
     return bearer(make_token(tenant, ['lab']))
 

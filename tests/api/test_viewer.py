@@ -91,12 +91,9 @@ def page(browser, live_server) -> Iterator[Page]:
 
 
 @pytest.fixture
-def seeded(backend, seed, tenant):
-    contents = seed(backend, tenant, 'lab')
-    seed(backend, f'{tenant}-other', 'lab', ('si',))
-    theirs = contents['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')})
-    backend.put(theirs)
-    return contents
+def theirs(backend, seeded, tenant):
+    """A structure only another tenant has."""
+    backend.put(seeded['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')}))
 
 
 def _not_blank(png: bytes) -> tuple[float, int]:
@@ -150,7 +147,7 @@ def test_a_refused_token_asks_to_sign_in_again(page, seeded, tenant):
     assert 'Your sign-in was refused (the token has expired)' in page.text('#message')
 
 
-def test_another_tenants_structure_is_not_found(page, seeded, tenant):
+def test_another_tenants_structure_is_not_found(page, theirs, tenant):
     page.open('workspace=lab&id=their-secret', make_token(tenant, ['lab']))
     page.wait_for_state('notfound')
     assert page.text('#message').startswith('Not found: no structure')
