@@ -20,6 +20,7 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -201,14 +202,42 @@ class StructureStore(abc.ABC):
         return RawStream.of_record(record, iter((text,)))
 
     @abc.abstractmethod
-    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
-        """Return one page of a workspace's records, newest (most recently updated) first."""
+    def list(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Page:
+        """Return one page of a workspace's records, newest (most recently updated) first.
 
-    def iter_workspace(self, tenant_id: str, workspace_id: str, *, page_size: int = 100) -> Iterator:
-        """Iterate over every record summary of a workspace, page by page."""
+        ``updated_from`` and ``updated_to`` (inclusive, timezone-aware) restrict the listing to records last
+        updated in that range; pass the same range with each page's cursor.
+        """
+
+    def iter_workspace(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        page_size: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Iterator:
+        """Iterate over every record summary of a workspace (updated in the range, if given), page by page."""
         cursor = None
         while True:
-            page = self.list(tenant_id, workspace_id, cursor=cursor, limit=page_size)
+            page = self.list(
+                tenant_id,
+                workspace_id,
+                cursor=cursor,
+                limit=page_size,
+                updated_from=updated_from,
+                updated_to=updated_to,
+            )
             yield from page.items
             if page.next_cursor is None:
                 return
@@ -250,6 +279,12 @@ class StructureStore(abc.ABC):
     def _check_scope(tenant_id: str, workspace_id: str) -> None:
         validate_id(tenant_id, 'tenant_id')
         validate_id(workspace_id, 'workspace_id')
+
+    @staticmethod
+    def _check_range(updated_from: dt.datetime | None, updated_to: dt.datetime | None) -> None:
+        for name, value in (('updated_from', updated_from), ('updated_to', updated_to)):
+            if value is not None and (not isinstance(value, dt.datetime) or value.tzinfo is None):
+                raise InvalidInputError(f'{name} must be a timezone-aware datetime, got {value!r}')
 
     @staticmethod
     def _check_limit(limit: int) -> int:

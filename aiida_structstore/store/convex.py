@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -523,21 +524,33 @@ class ConvexStore(StructureStore):
     def _record(self, document: dict[str, Any], **payload: Any) -> StructureRecord:
         return StructureRecord(**self._summary_fields(document), **payload)
 
-    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+    def list(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Page:
         self._check_scope(tenant_id, workspace_id)
         self._check_limit(limit)
+        self._check_range(updated_from, updated_to)
         if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
             raise InvalidInputError('invalid page cursor')
+        args: dict[str, Any] = {
+            'tenant_id': tenant_id,
+            'workspace_id': workspace_id,
+            'paginationOpts': {'numItems': float(min(limit, MAX_PAGE_SIZE)), 'cursor': cursor},
+        }
+        # Convex keeps milliseconds: widen the range to whole milliseconds (never narrower than asked).
+        if updated_from is not None:
+            args['updated_min'] = float(math.floor(updated_from.timestamp() * 1000))
+        if updated_to is not None:
+            args['updated_max'] = float(math.ceil(updated_to.timestamp() * 1000))
         try:
-            reply = self._call(
-                'query',
-                'listStructures',
-                {
-                    'tenant_id': tenant_id,
-                    'workspace_id': workspace_id,
-                    'paginationOpts': {'numItems': float(min(limit, MAX_PAGE_SIZE)), 'cursor': cursor},
-                },
-            )
+            reply = self._call('query', 'listStructures', args)
         except BackendError as exc:
             if cursor is not None:
                 raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from exc

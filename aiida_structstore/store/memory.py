@@ -162,11 +162,26 @@ class MemoryStore(StructureStore):
     def _chunks_of(entry: _Entry) -> Iterable[tuple[int, str]]:
         return enumerate(entry.chunks)
 
-    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+    def list(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Page:
         self._check_scope(tenant_id, workspace_id)
         self._check_limit(limit)
+        self._check_range(updated_from, updated_to)
         with self._lock:
-            records = [entry.record for entry in self._data.get((tenant_id, workspace_id), {}).values()]
+            records = [
+                entry.record
+                for entry in self._data.get((tenant_id, workspace_id), {}).values()
+                if (updated_from is None or entry.record.updated_at >= updated_from)
+                and (updated_to is None or entry.record.updated_at <= updated_to)
+            ]
         records.sort(key=lambda r: (r.updated_at, r.key.structure_id), reverse=True)
         if cursor is not None:
             after = decode_cursor(cursor)

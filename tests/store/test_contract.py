@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 
@@ -133,6 +134,23 @@ class TestListDelete:
         stamps = [s.updated_at for s in seen]
         assert stamps == sorted(stamps, reverse=True)
         assert [s.key for s in store.iter_workspace(tenant, 'ws', page_size=2)] == [s.key for s in seen]
+
+    def test_list_restricted_to_an_updated_at_range(self, store, make_content, tenant):
+        for structure_id in ('a', 'b', 'c'):
+            store.put(make_content(structure_id))
+        stamps = {sid: store.get(StructureKey.of(tenant, 'ws', sid)).updated_at for sid in 'abc'}
+
+        def ids(**bounds):
+            return [item.key.structure_id for item in store.iter_workspace(tenant, 'ws', page_size=1, **bounds)]
+
+        newest_first = ids()
+        assert ids(updated_from=stamps['b']) == [sid for sid in newest_first if stamps[sid] >= stamps['b']]
+        assert ids(updated_to=stamps['b']) == [sid for sid in newest_first if stamps[sid] <= stamps['b']]
+        same = [sid for sid in newest_first if stamps[sid] == stamps['b']]
+        assert ids(updated_from=stamps['b'], updated_to=stamps['b']) == same
+        assert ids(updated_from=max(stamps.values()) + dt.timedelta(milliseconds=1)) == []
+        with pytest.raises(InvalidInputError, match='timezone-aware'):
+            store.list(tenant, 'ws', updated_from=dt.datetime(2020, 1, 1))
 
     def test_list_of_empty_workspace(self, store, tenant):
         page = store.list(tenant, 'nothing-here')
