@@ -292,3 +292,43 @@ class TestIsolation:
                 assert response.status_code == 401 and response.headers['www-authenticate'] == 'Bearer'
                 assert response.json()['errors'][0]['title'] == 'Unauthorized'
             assert client.get('/optimade/versions').status_code == 200  # no data: public, as OPTIMADE expects
+
+
+class TestPushDown:
+    """What the store's indexes answer: fewer records read, the same entries selected."""
+
+    def test_id_equality_is_point_lookups(self, backend, workspace, tenant):
+        from aiida_structstore.api.context import Scope
+        from aiida_structstore.api.optimade.filters import compile_filter
+        from aiida_structstore.api.optimade.query import select
+
+        scope = Scope(tenant, 'lab')
+        selection = select(backend, scope, compile_filter('id = "si" OR id = "nope" OR id = "bad id!"'))
+        assert [doc['id'] for doc in selection.documents] == ['si']
+        assert selection.read == 2 and selection.available is None  # the invalid id is never looked up
+        everything = select(backend, scope, compile_filter('nsites > 0'))
+        assert everything.read == everything.available == len(workspace)
+
+    def test_last_modified_is_a_range_of_the_index(self, backend, workspace, tenant):
+        from aiida_structstore.api.context import Scope
+        from aiida_structstore.api.optimade.filters import compile_filter
+        from aiida_structstore.api.optimade.query import select
+        from aiida_structstore.models import StructureKey
+
+        def updated(sid):
+            return backend.get(StructureKey.of(tenant, 'lab', sid)).updated_at
+
+        # Make `si` strictly the newest record: rewrite it until the store's clock (milliseconds) has moved on.
+        before = max(updated(sid) for sid in workspace)
+        for attempt in range(100_000):
+            backend.put(workspace['si'].model_copy(update={'params': {'touched': attempt}}))
+            if updated('si') > before:
+                break
+        stamp = updated('si').isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+        scope = Scope(tenant, 'lab')
+        recent = select(backend, scope, compile_filter(f'last_modified >= "{stamp}" AND nsites > 0'))
+        assert [doc['id'] for doc in recent.documents] == ['si']
+        assert recent.read == 1 and recent.available is None  # only the range was read
+        older = select(backend, scope, compile_filter(f'NOT last_modified >= "{stamp}"'))
+        assert {doc['id'] for doc in older.documents} == set(workspace) - {'si'}
+        assert older.read == len(workspace)  # the range is inclusive: the boundary record is read, then filtered out

@@ -9,8 +9,8 @@ What the store's indexes can answer is taken out of the query before the scan (:
 
 * ``id = "x"`` (or several joined by ``OR``) at the top level becomes point lookups on the index
   ``by_tenant_id_and_workspace_id_and_structure_id``: only those records are read;
-* ``last_modified >= t`` / ``> t`` at the top level ends the scan of ``by_tenant_id_and_workspace_id_and_updated_at``
-  (newest first) at ``t``.
+* ``last_modified`` compared with a time (``>``, ``>=``, ``<``, ``<=``, ``=``) at the top level becomes a range of
+  the index ``by_tenant_id_and_workspace_id_and_updated_at``: only records updated in that range are read.
 
 Everything else is evaluated after reading: on the summaries of the workspace's records, or, when the filter names a
 property of the structure payload (``species_at_sites``, ``species``, ``cartesian_site_positions``), on the full
@@ -79,8 +79,10 @@ class CompiledFilter:
     properties: frozenset[str] = frozenset()
     #: Structure ids the filter is restricted to (``id = ...`` at the top level): point lookups, no scan.
     ids: frozenset[str] | None = None
-    #: ``last_modified >= / > t`` at the top level: the scan, newest first, ends before ``t``.
-    modified_since: dt.datetime | None = None
+    #: Bounds on ``last_modified`` from the top level (inclusive; the filter itself decides strictness): a range of
+    #: the ``updated_at`` index.
+    modified_from: dt.datetime | None = None
+    modified_to: dt.datetime | None = None
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -135,7 +137,8 @@ def compile_filter(text: str | None) -> CompiledFilter:
         query=query,
         properties=frozenset(names),
         ids=_ids(query),
-        modified_since=_modified_since(query),
+        modified_from=_bound(query, ('$gte', '$gt', '$eq'), max),
+        modified_to=_bound(query, ('$lte', '$lt', '$eq'), min),
         warnings=tuple(str(w.message) for w in caught),
     )
 
@@ -169,12 +172,11 @@ def _ids(query: dict[str, Any]) -> frozenset[str] | None:
     return None
 
 
-def _modified_since(query: dict[str, Any]) -> dt.datetime | None:
+def _bound(query: dict[str, Any], operators: tuple[str, ...], tightest) -> dt.datetime | None:
+    """The tightest bound on ``last_modified`` that top-level conjuncts with ``operators`` give, if any."""
     bounds = []
     for part in _conjuncts(query):
         condition = part.get('last_modified') if set(part) == {'last_modified'} else None
         if isinstance(condition, dict):
-            for operator in ('$gte', '$gt'):
-                if isinstance(condition.get(operator), dt.datetime):
-                    bounds.append(condition[operator])
-    return max(bounds) if bounds else None
+            bounds += [condition[op] for op in operators if isinstance(condition.get(op), dt.datetime)]
+    return tightest(bounds) if bounds else None

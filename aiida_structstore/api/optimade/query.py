@@ -5,7 +5,7 @@ Cost per request, for a workspace of N records:
 
 * no filter, or a filter on summary properties only: the summaries of all N records, read in pages of 200 through
   the ``updated_at`` index (small documents: no payload, no chunks), plus one full read per entry returned;
-* ``last_modified >= t`` at the top level: only the records modified since ``t`` (the scan stops there);
+* ``last_modified`` bounded at the top level: only the records updated in that range (a range of the index);
 * ``id = ...`` at the top level: one point read per id, nothing else;
 * a filter on ``species_at_sites``, ``species`` or ``cartesian_site_positions``: a full read of each of the N
   records (payload included, chunks reassembled), since the payload is not in any index.
@@ -37,7 +37,7 @@ class Selection:
 
     documents: list[dict[str, Any]]
     records: dict[str, StructureRecord] = field(default_factory=dict)
-    #: Records in the workspace; ``None`` when the selection did not scan it whole (point lookups, early stop).
+    #: Records in the workspace; ``None`` when the selection did not read it whole (point lookups, a time range).
     available: int | None = None
     #: Records read from the store to answer.
     read: int = 0
@@ -59,11 +59,15 @@ def select(store: StructureStore, scope: Scope, compiled: CompiledFilter) -> Sel
                 selection.records[structure_id] = record
                 candidates.append(document(record))
     else:
-        count, complete = 0, True
-        for summary in store.iter_workspace(scope.tenant_id, scope.workspace_id, page_size=SCAN_PAGE_SIZE):
-            if compiled.modified_since is not None and summary.updated_at < compiled.modified_since:
-                complete = False  # newest first: every record from here on is older
-                break
+        count = 0
+        bounded = compiled.modified_from is not None or compiled.modified_to is not None
+        for summary in store.iter_workspace(
+            scope.tenant_id,
+            scope.workspace_id,
+            page_size=SCAN_PAGE_SIZE,
+            updated_from=compiled.modified_from,
+            updated_to=compiled.modified_to,
+        ):
             count += 1
             selection.read += 1
             if compiled.needs_payload:
@@ -74,6 +78,6 @@ def select(store: StructureStore, scope: Scope, compiled: CompiledFilter) -> Sel
                 candidates.append(document(record))
             else:
                 candidates.append(document(summary))
-        selection.available = count if complete else None
+        selection.available = None if bounded else count
     selection.documents = [doc for doc in candidates if compiled.matches(doc)]
     return selection
