@@ -16,6 +16,7 @@ __all__ = (
     'InvalidInputError',
     'LimitExceededError',
     'NotFoundError',
+    'OwnershipError',
     'ParseError',
     'StructStoreError',
 )
@@ -54,6 +55,10 @@ class IntegrityError(StructStoreError):
 
 class ConflictError(StructStoreError):
     """A concurrent writer changed the record while this operation was in progress; retrying is safe."""
+
+
+class OwnershipError(StructStoreError):
+    """The key holds the record of another AiiDA node; it was not replaced (pass ``replace_owner`` to replace it)."""
 
 
 class BackendError(StructStoreError):

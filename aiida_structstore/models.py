@@ -31,6 +31,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 import uuid as uuid_lib
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -54,6 +55,7 @@ __all__ = (
     'canonical_json',
     'content_hash',
     'ensure_text',
+    'unsafe_character',
     'validate_id',
 )
 
@@ -100,6 +102,14 @@ def validate_id(value: object, what: str = 'id') -> str:
             f'first character a letter or digit; at most {ID_MAX_LENGTH} characters)'
         )
     return value
+
+
+def unsafe_character(char: str) -> bool:
+    """Whether ``char`` is a control or formatting character: C0/C1 controls, DEL, bidirectional overrides and
+    isolates (U+202A-U+202E, U+2066-U+2069, which make a name display differently from what it is), other
+    invisible format characters, and line or paragraph separators. Such characters are refused in names shown to
+    people. The zero-width (non-)joiners U+200C and U+200D are allowed: Persian, Indic scripts and emoji need them."""
+    return unicodedata.category(char) in ('Cc', 'Cf', 'Zl', 'Zp', 'Cs') and char not in '\u200c\u200d'
 
 
 def ensure_text(value: str | bytes, what: str = 'text') -> str:
@@ -223,6 +233,11 @@ class Source(_Model):
     kind: str
     filename: str | None = None
 
+    @classmethod
+    def of(cls, kind: str, filename: str | None = None) -> Source:
+        """Build a source, raising :class:`InvalidInputError` (not a pydantic error) on an invalid value."""
+        return _build(cls, {'kind': kind, 'filename': filename})
+
     @field_validator('kind')
     @classmethod
     def _valid_kind(cls, value: str) -> str:
@@ -238,8 +253,9 @@ class Source(_Model):
         ensure_text(value, 'source filename')
         if not value or len(value) > FILENAME_MAX_LENGTH:
             raise ValueError(f'source filename must have 1 to {FILENAME_MAX_LENGTH} characters')
-        if any(ord(c) < 32 or ord(c) == 127 for c in value):
-            raise ValueError('source filename contains a control character')
+        bad = next((c for c in value if unsafe_character(c)), None)
+        if bad is not None:
+            raise ValueError(f'source filename contains the control or formatting character U+{ord(bad):04X}')
         return value
 
 
@@ -425,12 +441,14 @@ class StructureRecord(StructureSummary):
 
 
 class PutResult(_Model):
-    """What a write did: ``created``, ``updated`` or ``unchanged`` (the same content was already committed)."""
+    """What a write did: ``created``, ``updated``, ``unchanged`` (the same content was already committed) or
+    ``conflict`` (the key holds the record of another AiiDA node, ``owner``, and it was left alone)."""
 
     key: StructureKey
-    status: Literal['created', 'updated', 'unchanged']
+    status: Literal['created', 'updated', 'unchanged', 'conflict']
     content_hash: str
     chunk_count: int
+    owner: str | None = None
 
 
 class Page(_Model):

@@ -3,22 +3,29 @@
 How it works, batch by batch (``batch_size`` nodes, default 1000):
 
 1. Select: a ``QueryBuilder`` over ``StructureData`` (all of them, a group, a list of pks/UUIDs, and/or
-   ``filters``) projects ``id``, ``uuid``, ``label`` and ``extras`` straight from the database with ``iterall``:
-   no ORM node is loaded, and memory stays flat in the number of nodes.
-2. Skip: a stored ``StructureData`` never changes, so a node whose ``structstore`` extra remembers a projection into
-   this target with the same structure id, raw option and projection rules (``PROJECTION_VERSION``) is unchanged,
+   ``filters``, which can only narrow the selection) projects ``id``, ``uuid``, ``label`` and the one extra that
+   remembers this target straight from the database: no ORM node is loaded, and memory stays flat in the number
+   of nodes.
+2. Skip: a stored ``StructureData`` never changes, so a node whose extra remembers a projection into this store
+   instance with the same structure id, raw option and projection rules (``PROJECTION_VERSION``) is unchanged,
    decided without loading anything else (see :mod:`aiida_structstore.projection.nodes`).
 3. Project the rest: attributes (one query per batch) → record (:mod:`aiida_structstore.projection`); structures
    created by the import calcfunctions get their raw file and parameters (three queries per batch). The content
-   hash is compared with the remembered one, or with ``check_store=True`` with the store's own hashes (use it after
-   the store was rebuilt or edited). Equal means unchanged: nothing is sent.
-4. Write: the changed records go to the store in ``put_many`` batches (for Convex: one mutation per ~250 records).
-5. Track: the new hashes are written to the nodes' extras in one bulk update per batch.
+   hash is compared with the remembered one, or with ``check_store=True`` (and always for a store that does not
+   persist) with the store's own hashes. Equal means unchanged: nothing is sent.
+4. Write: the changed records go to the store in ``put_prepared`` batches (for Convex: one mutation per ~250
+   records). A record under the same id that belongs to another node is never overwritten: that node fails, naming
+   both nodes.
+5. Track: the new hashes are merged into the nodes' extras, one statement per batch, atomically per node.
+
+Failures: a node that cannot be projected (invalid attributes or file name, an id template giving an invalid id,
+an id already taken by another node) is counted as failed with its reason, and the sync goes on. A store that
+fails after its retries stops the sync. A store that loses its data during the sync (its instance changes) stops
+it too, before anything is remembered for the batch: run it again.
 
 A sync that is interrupted (Ctrl-C, SIGKILL, a lost connection) can simply be run again: batches already written
-are remembered in the extras and skipped, and a batch that was written but not yet remembered is found unchanged by
-the store (writes are idempotent). A node that cannot be projected (invalid attributes, id template giving an
-invalid id) is counted as failed and the sync goes on; a store that fails after its retries stops the sync.
+are remembered in the extras and skipped, a batch that was written but not yet remembered is found unchanged by
+the store (writes are idempotent), and a large upload that was cut off is resumed.
 """
 
 from __future__ import annotations
@@ -34,15 +41,16 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.common.progress_reporter import get_progress_reporter
+from aiida.manage import get_manager
 
 from .exceptions import InvalidInputError, StructStoreError
 from .models import Source, StructureKey
-from .projection.nodes import EXTRA_KEY, find_target, import_kind, is_current, target_entry, with_target
+from .projection.nodes import import_kind, is_current, remember, target_entry, target_extra
 from .projection.record import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
-from .store.base import PreparedWrite, StructureStore
+from .store.base import PreparedWrite, StructureStore, ownership_message
 from .store.convex import INLINE_BYTES
 
-__all__ = ('SyncReport', 'find_origins', 'prepare_node', 'select_structures', 'sync_structures')
+__all__ = ('SyncReport', 'count_selected', 'find_origins', 'prepare_node', 'select_structures', 'sync_structures')
 
 #: Failures kept in the report with their messages (all are counted).
 MAX_REPORTED_FAILURES = 100
@@ -73,6 +81,11 @@ class SyncReport:
         if len(self.failures) < MAX_REPORTED_FAILURES:
             self.failures.append((pk, message))
 
+    def fail_all(self, message: str) -> None:
+        """The sync as a whole failed (``pk`` 0): it stops, and nothing more is counted."""
+        self.failed += 1
+        self.failures.insert(0, (0, message))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             'tenant_id': self.tenant_id,
@@ -94,10 +107,15 @@ def select_structures(
     filters: dict[str, Any] | None = None,
     after_id: int | None = None,
     limit: int | None = None,
+    extra: str | None = None,
 ) -> orm.QueryBuilder:
-    """A query of the selected ``StructureData`` rows: ``id``, ``uuid``, ``label``, ``extras``."""
+    """A query of the selected ``StructureData`` rows: ``id``, ``uuid``, ``label`` and the extra ``extra``.
+
+    ``filters`` are combined with ``and``: they narrow the selection and can never widen it beyond
+    ``StructureData`` (a filter on ``node_type`` alone would replace the type restriction).
+    """
     query = orm.QueryBuilder()
-    node_filters: dict[str, Any] = dict(filters or {})
+    clauses: list[dict[str, Any]] = [filters] if filters else []
     if nodes is not None:
         pks = [n for n in nodes if isinstance(n, int)]
         uuids = []
@@ -106,42 +124,42 @@ def select_structures(
                 uuids.append(str(uuid_lib.UUID(str(value))))
             except ValueError:
                 raise InvalidInputError(f'node {value!r} is neither a pk nor a UUID') from None
-        clauses = ([{'id': {'in': pks}}] if pks else []) + ([{'uuid': {'in': uuids}}] if uuids else [])
-        node_filters['or'] = clauses or [{'id': {'in': [-1]}}]
+        either = ([{'id': {'in': pks}}] if pks else []) + ([{'uuid': {'in': uuids}}] if uuids else [])
+        clauses.append({'or': either or [{'id': {'in': [-1]}}]})
     if after_id is not None:
-        node_filters = {'and': [node_filters, {'id': {'>': after_id}}]} if node_filters else {'id': {'>': after_id}}
+        clauses.append({'id': {'>': after_id}})
+    node_filters = {'and': clauses} if clauses else {}
+    project = ['id', 'uuid', 'label', f'extras.{extra}' if extra else 'extras']
     if group is not None:
         query.append(orm.Group, filters={'id': group.pk}, tag='group')
-        query.append(
-            orm.StructureData,
-            with_group='group',
-            filters=node_filters,
-            tag='structure',
-            project=['id', 'uuid', 'label', 'extras'],
-        )
+        query.append(orm.StructureData, with_group='group', filters=node_filters, tag='structure', project=project)
     else:
-        query.append(
-            orm.StructureData,
-            filters=node_filters,
-            tag='structure',
-            project=['id', 'uuid', 'label', 'extras'],
-        )
+        query.append(orm.StructureData, filters=node_filters, tag='structure', project=project)
     query.order_by({'structure': {'id': 'asc'}})
     if limit is not None:
         query.limit(limit)
     return query
 
 
-def _rows(query: orm.QueryBuilder) -> list[list[Any]]:
-    """All rows of ``query`` as plain values.
+def count_selected(**selection: Any) -> int:
+    """The number of selected structures; invalid ``filters`` raise :class:`InvalidInputError` naming the problem."""
+    try:
+        return select_structures(**selection).count()
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # QueryBuilder and the database report bad filters in many ways
+        storage = get_manager().get_profile_storage()
+        if hasattr(storage, 'get_session'):
+            storage.get_session().rollback()  # a failed statement leaves the session unusable until rolled back
+        message = ' '.join(str(exc).split())[:300]
+        raise InvalidInputError(
+            f'invalid filters {selection.get("filters")!r}: {type(exc).__name__}: {message}'
+        ) from None
 
-    ``QueryBuilder.iterall`` passes every projected value through AiiDA's front-end conversion, which recurses into
-    attribute and extra dictionaries (about half the cost of reading them); plain columns need none of it.
-    """
-    implementation = getattr(query, '_impl', None)
-    if implementation is None or not hasattr(implementation, 'iterall'):
-        return list(query.iterall())
-    return [list(row) for row in implementation.iterall(query.as_dict(), None)]
+
+def _rows(query: orm.QueryBuilder) -> list[list[Any]]:
+    """All rows of ``query`` as plain values."""
+    return [list(row) for row in query.iterall()]
 
 
 def _pages(batch_size: int, **selection: Any) -> Iterator[list[list[Any]]]:
@@ -245,12 +263,19 @@ def prepare_node(
     store: StructureStore, key: StructureKey, uuid: str, attributes: dict, origin: _Origin | None
 ) -> PreparedWrite:
     """The validated write of one node's record (raw file and parameters from its origin, if any)."""
-    source = Source(kind=origin.kind, filename=origin.filename) if origin else Source(kind='aiida')
+    source = Source.of(origin.kind, origin.filename) if origin else Source.of('aiida')
     content = structure_content(
         attributes, key=key, node_uuid=uuid, source=source, params=origin.parameters if origin else None
     )
     raw = _raw_text(origin.file_pk) if origin and origin.file_pk is not None else None
     return store.prepare(content, raw)
+
+
+def _reason(exc: Exception) -> str:
+    """One line saying why a node failed."""
+    if isinstance(exc, StructStoreError):
+        return str(exc)
+    return f'{type(exc).__name__}: {" ".join(str(exc).split())[:500]}'
 
 
 def sync_structures(
@@ -272,72 +297,77 @@ def sync_structures(
     StructureKey.of(tenant_id, workspace_id, 'x')  # validates the scope before any work
     if not 1 <= batch_size <= 5000:
         raise InvalidInputError(f'batch_size must be from 1 to 5000, got {batch_size}')
+    if filters is not None and not isinstance(filters, dict):
+        raise InvalidInputError(f'filters must be a JSON object (a dict), got {type(filters).__name__}')
     render_structure_id(id_template, uuid='00000000-0000-0000-0000-000000000000', pk=1, label='label')
     started = time.perf_counter()
     report = SyncReport(tenant_id=tenant_id, workspace_id=workspace_id, dry_run=dry_run)
-    query = select_structures(group=group, nodes=nodes, filters=filters)
-    total = query.count()
+    tracked = store.persistent
+    extra = target_extra(store.store_id, tenant_id, workspace_id) if tracked else None
+    selection = {'group': group, 'nodes': nodes, 'filters': filters, 'extra': extra}
+    total = count_selected(**selection)
     report.selected = total
-    identity = store.identity
-    from aiida.manage import get_manager
-    from aiida.orm.entities import EntityTypes
-
-    storage = get_manager().get_profile_storage()
+    instance = store.instance if tracked else ''
 
     with (
         _fewer_collections(),
         get_progress_reporter()(total=total, desc=f'sync → {tenant_id}/{workspace_id}', disable=not progress) as bar,
     ):
-        for batch in _pages(batch_size, group=group, nodes=nodes, filters=filters):
-            # Phase 1, from ids and extras alone: a stored StructureData never changes, so a node remembered as
-            # projected into this target with the current projection rules is unchanged; nothing else is loaded.
-            todo: dict[int, tuple[str, str, dict, dict | None]] = {}
-            seen_ids: dict[str, int] = {}
-            for pk, uuid, label, extras in batch:
-                extras = extras or {}
+        for batch in _pages(batch_size, **selection):
+            # Phase 1, from ids and the target's extra alone: a stored StructureData never changes, so a node
+            # remembered as projected into this store instance with the current rules is unchanged.
+            todo: dict[int, tuple[str, str, dict | None]] = {}
+            seen_ids: dict[str, tuple[int, str]] = {}
+            for pk, uuid, label, entry in batch:
                 try:
                     structure_id = render_structure_id(id_template, uuid=uuid, pk=pk, label=label)
-                    if structure_id in seen_ids:
-                        raise InvalidInputError(
-                            f'structure id {structure_id!r} is also the id of node {seen_ids[structure_id]}'
-                        )
                 except StructStoreError as exc:
                     report.fail(pk, str(exc))
                     continue
-                seen_ids[structure_id] = pk
-                target = find_target(extras, identity, tenant_id, workspace_id)
-                if not check_store and is_current(target, structure_id, with_raw=include_raw):
+                if structure_id in seen_ids:
+                    other_pk, other_uuid = seen_ids[structure_id]
+                    report.fail(
+                        pk,
+                        f'structure id {structure_id!r} of node {uuid} is also the id of node {other_pk} '
+                        f'({other_uuid}); it was not projected',
+                    )
+                    continue
+                seen_ids[structure_id] = (pk, uuid)
+                entry = entry if isinstance(entry, dict) else None
+                if (
+                    tracked
+                    and not check_store
+                    and is_current(entry, structure_id, with_raw=include_raw, instance=instance)
+                ):
                     report.unchanged += 1
                     continue
-                todo[pk] = (uuid, structure_id, extras, target)
+                todo[pk] = (uuid, structure_id, entry)
 
             # Phase 2, for the rest: load attributes and origins, project, diff against the known hash.
-            prepared: list[tuple[int, dict, PreparedWrite]] = []
+            prepared: list[tuple[int, PreparedWrite]] = []
             if todo:
                 attributes_of = _attributes(list(todo))
                 origins = find_origins(list(todo)) if include_raw else {}
-                for pk, (uuid, structure_id, extras, _) in todo.items():
+                for pk, (uuid, structure_id, _) in todo.items():
                     try:
                         key = StructureKey.of(tenant_id, workspace_id, structure_id)
-                        prepared.append(
-                            (pk, extras, prepare_node(store, key, uuid, attributes_of[pk], origins.get(pk)))
-                        )
-                    except StructStoreError as exc:
-                        report.fail(pk, str(exc))
-            if check_store:
-                known = store.content_hashes(tenant_id, workspace_id, [w.key.structure_id for _, _, w in prepared])
+                        prepared.append((pk, prepare_node(store, key, uuid, attributes_of[pk], origins.get(pk))))
+                    except Exception as exc:  # one bad node never stops the others
+                        report.fail(pk, _reason(exc))
+            if check_store or not tracked:
+                known = store.content_hashes(tenant_id, workspace_id, [w.key.structure_id for _, w in prepared])
             else:
-                known = {
-                    todo[pk][1]: todo[pk][3].get('content_hash')
-                    for pk, _, _ in prepared
-                    if todo[pk][3] and todo[pk][3].get('structure_id') == todo[pk][1]
-                }
-            changed = [(pk, extras, w) for pk, extras, w in prepared if known.get(w.key.structure_id) != w.content_hash]
-            same = [(pk, extras, w) for pk, extras, w in prepared if known.get(w.key.structure_id) == w.content_hash]
+                known = {}
+                for pk, write in prepared:
+                    entry = todo[pk][2]
+                    if is_current(entry, write.key.structure_id, with_raw=include_raw, instance=instance):
+                        known[write.key.structure_id] = entry['content_hash']  # type: ignore[index]
+            changed = [(pk, w) for pk, w in prepared if known.get(w.key.structure_id) != w.content_hash]
+            same = [(pk, w) for pk, w in prepared if known.get(w.key.structure_id) == w.content_hash]
             report.unchanged += len(same)
 
             if dry_run:
-                for pk, _, write in changed:
+                for pk, write in changed:
                     if known.get(write.key.structure_id) is None:
                         report.new += 1
                     else:
@@ -345,29 +375,63 @@ def sync_structures(
                     _note_chunking(report, pk, write)
                 bar.update(len(batch))
                 continue
-            results = store.put_prepared([w for _, _, w in changed]) if changed else []
-            for result in results:
-                if result.status == 'created':
-                    report.new += 1
-                elif result.status == 'updated':
-                    report.updated += 1
-                else:
-                    report.unchanged += 1
-            # Remember the projection (also for unchanged nodes whose remembered entry was out of date).
-            rows = []
-            for (pk, extras, write), content_hash in [
-                *((c, r.content_hash) for c, r in zip(changed, results, strict=True)),
-                *((u, u[2].content_hash) for u in same),
-            ]:
-                entry = target_entry(
-                    identity, tenant_id, workspace_id, write.key.structure_id, content_hash, with_raw=include_raw
+            results = _write(store, changed, report)
+            if tracked and store.current_instance() != instance:
+                report.fail_all(
+                    'the store lost its data during this sync (its instance id changed): what was written before '
+                    'may be gone; run the sync again'
                 )
-                rows.append({'id': pk, 'extras': {**extras, EXTRA_KEY: with_target(extras, entry)}})
-            if rows:
-                storage.bulk_update(EntityTypes.NODE, rows)
+                break
+            # Remember the projection (also for unchanged nodes whose remembered entry was out of date).
+            if tracked:
+                remembered = {
+                    pk: target_entry(
+                        store, tenant_id, workspace_id, write.key.structure_id, write.content_hash, with_raw=include_raw
+                    )
+                    for pk, write in [*results, *same]
+                }
+                remember(extra, remembered)  # type: ignore[arg-type]
             bar.update(len(batch))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write(
+    store: StructureStore, changed: list[tuple[int, PreparedWrite]], report: SyncReport
+) -> list[tuple[int, PreparedWrite]]:
+    """Write ``changed``; count what happened; return the nodes now in the store. A record the store refuses
+    (invalid for it, or owned by another node) fails its node only."""
+    if not changed:
+        return []
+    try:
+        results = store.put_prepared([w for _, w in changed])
+    except InvalidInputError:
+        if len(changed) == 1:
+            raise
+        # One record the store refuses fails the batch: write them one by one to find it.
+        results = []
+        for pk, write in changed:
+            try:
+                results.extend(store.put_prepared([write]))
+            except InvalidInputError as exc:
+                report.fail(pk, str(exc))
+                results.append(None)
+        pairs = [(c, r) for c, r in zip(changed, results, strict=True) if r is not None]
+    else:
+        pairs = list(zip(changed, results, strict=True))
+    written = []
+    for (pk, write), result in pairs:
+        if result.status == 'conflict':
+            report.fail(pk, ownership_message(write.key, write.content.node_uuid, result.owner))
+            continue
+        if result.status == 'created':
+            report.new += 1
+        elif result.status == 'updated':
+            report.updated += 1
+        else:
+            report.unchanged += 1
+        written.append((pk, write))
+    return written
 
 
 def _note_chunking(report: SyncReport, pk: int, write: PreparedWrite) -> None:

@@ -1,8 +1,14 @@
-"""Verify a workspace of the store against AiiDA: every record against the node it was projected from.
+"""Verify a workspace of the store against AiiDA, in both directions.
 
-For each record (page by page): the node named by ``node_uuid`` must exist; its record, computed again exactly as a
-projection computes it (with the raw file only if the record has one), must have the record's content hash; and,
-unless ``check_raw`` is off, the raw input must read back with the committed size, sha256 and chunk count.
+Store → AiiDA, for each record (page by page): it must name an AiiDA node (``node_uuid``) that exists in this
+profile; its record, computed again exactly as a projection computes it (with the raw file only if the record has
+one), must have the record's content hash; and, unless ``check_raw`` is off, the raw input must read back with the
+committed size, sha256 and chunk count.
+
+AiiDA → store, for each node that remembers a projection into this target (its ``structstore_…`` extra): the store
+must hold a record under the remembered structure id. A record that is missing is reported
+even when the remembered projection was into an earlier instance of the store (its data was lost since): that is
+exactly the case a sync cannot see, since it trusts what the nodes remember.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from dataclasses import replace as dc_replace
 
 from aiida import orm
 
-from .exceptions import StructStoreError
+from .exceptions import InvalidInputError, StructStoreError
+from .models import validate_id
+from .projection.nodes import target_extra
 from .store.base import StructureStore
 from .sync import find_origins, prepare_node
 
@@ -21,16 +29,34 @@ __all__ = ('VerifyReport', 'verify_workspace')
 
 @dataclass
 class VerifyReport:
+    """What :func:`verify_workspace` found. ``ok`` is true only if every record matches its node and every node
+    remembered as projected has its record."""
+
     checked: int = 0
-    ok: int = 0
+    matching: int = 0
     without_node: int = 0
+    remembered: int = 0
+    missing: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def verify_workspace(
     store: StructureStore, tenant_id: str, workspace_id: str, *, check_raw: bool = True, page_size: int = 200
 ) -> VerifyReport:
     report = VerifyReport()
+    _records_against_nodes(store, tenant_id, workspace_id, report, check_raw=check_raw, page_size=page_size)
+    if store.persistent:
+        _nodes_against_records(store, tenant_id, workspace_id, report, page_size=page_size)
+    return report
+
+
+def _records_against_nodes(
+    store: StructureStore, tenant_id: str, workspace_id: str, report: VerifyReport, *, check_raw: bool, page_size: int
+) -> None:
     cursor = None
     while True:
         page = store.list(tenant_id, workspace_id, cursor=cursor, limit=page_size)
@@ -50,6 +76,7 @@ def verify_workspace(
                     store.get_raw(item.key)
                 if item.node_uuid is None:
                     report.without_node += 1
+                    problem = 'has no AiiDA node: it was not projected from AiiDA and cannot be verified'
                 elif item.node_uuid not in nodes:
                     problem = f'its AiiDA node {item.node_uuid} does not exist in this profile'
                 else:
@@ -65,7 +92,41 @@ def verify_workspace(
             if problem:
                 report.problems.append((item.key.structure_id, problem))
             else:
-                report.ok += 1
+                report.matching += 1
         if page.next_cursor is None:
-            return report
+            return
         cursor = page.next_cursor
+
+
+def _nodes_against_records(
+    store: StructureStore, tenant_id: str, workspace_id: str, report: VerifyReport, *, page_size: int
+) -> None:
+    extra = target_extra(store.store_id, tenant_id, workspace_id)
+    after_id = 0
+    while True:
+        query = orm.QueryBuilder().append(
+            orm.StructureData,
+            filters={'and': [{'extras': {'has_key': extra}}, {'id': {'>': after_id}}]},
+            project=['id', 'uuid', f'extras.{extra}'],
+            tag='structure',
+        )
+        query.order_by({'structure': {'id': 'asc'}}).limit(page_size)
+        rows = query.all()
+        if not rows:
+            return
+        after_id = rows[-1][0]
+        remembered = {}
+        for pk, uuid, entry in rows:
+            structure_id = entry.get('structure_id') if isinstance(entry, dict) else None
+            try:
+                remembered[validate_id(structure_id, 'structure_id')] = (pk, uuid)
+            except InvalidInputError:
+                report.problems.append((str(structure_id), f'node {pk} ({uuid}) remembers an invalid structure id'))
+        report.remembered += len(remembered)
+        found = store.content_hashes(tenant_id, workspace_id, list(remembered)) if remembered else {}
+        for structure_id, (pk, uuid) in remembered.items():
+            if structure_id not in found:
+                report.missing += 1
+                report.problems.append(
+                    (structure_id, f'missing from the store: node {pk} ({uuid}) was projected here (sync it again)')
+                )

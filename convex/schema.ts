@@ -103,4 +103,11 @@ export default defineSchema({
       "generation",
     ])
     .index("by_tenant_id_and_workspace_id_and_updated_at", ["tenant_id", "workspace_id", "updated_at"]),
+
+  // One document: a random id created with the first write. A store whose data was lost (a wiped deployment, a
+  // restarted in-memory test double) gets a new id, so projections remembered on AiiDA nodes are not trusted.
+  structstore_instance: defineTable({
+    instance_id: v.string(),
+    created_at: v.number(),
+  }),
 });

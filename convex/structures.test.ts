@@ -312,3 +312,123 @@ describe("removeStructure", () => {
     expect(await chunkCount(t)).toBe(2);
   });
 });
+
+describe("transaction limits", () => {
+  async function stageAndCommit(t: ReturnType<typeof setup>, id: string, megabytes: number) {
+    const text = "y".repeat(512 * 1024);
+    const count = Math.ceil((megabytes * 1024 * 1024) / text.length);
+    const r = record(id, { parts: [{ name: "raw", size: count * text.length, sha256: HASH_C, chunk_count: count }], chunks: null });
+    for (let i = 0; i < count; i += 6) {
+      const chunks = Array.from({ length: Math.min(6, count - i) }, (_, j) => ({ part: "raw" as Part, chunk_index: i + j, text }));
+      await t.mutation(internal.structures.stageChunks, { ...scope, structure_id: id, generation: r.generation, chunks });
+    }
+    await t.mutation(internal.structures.putBatch, { ...scope, records: [r] });
+    return count;
+  }
+
+  test("a deleted record of 8.1 MiB is collected within the read limit, page by page", async () => {
+    const t = setup();
+    const count = await stageAndCommit(t, "huge", 8.1);
+    expect(await t.mutation(internal.structures.removeStructure, { ...scope, structure_id: "huge" })).toEqual({ existed: true, garbage: true });
+    expect(await chunkCount(t)).toBe(count);
+    let calls = 0;
+    for (let done = false; !done; calls++) {
+      done = (await t.mutation(internal.structures.collectGarbage, { ...scope, older_than_ms: 1e15 })).done;
+    }
+    expect(calls).toBeGreaterThan(2);
+    expect(await chunkCount(t)).toBe(0);
+  });
+
+  test("replacing a large record never reads more than the mutation may", async () => {
+    const t = setup();
+    await stageAndCommit(t, "big", 6);
+    const [result] = await t.mutation(internal.structures.putBatch, { ...scope, records: [record("big", { content_hash: HASH_B })] });
+    expect(result).toMatchObject({ status: "updated", garbage: true });
+  });
+
+  test("inline payloads over 64 KiB are refused", async () => {
+    const t = setup();
+    await expectCode(
+      t.mutation(internal.structures.putBatch, { ...scope, records: [record("s", { cif: "c".repeat(65 * 1024) })] }),
+      "LIMIT_EXCEEDED",
+      /inline payloads/,
+    );
+  });
+
+  test("a page of large records stops at the byte budget instead of failing", async () => {
+    const t = setup();
+    const cif = "c".repeat(60 * 1024);
+    for (let i = 0; i < 200; i += 50) {
+      const records = Array.from({ length: 50 }, (_, j) => record(`r${i + j}`, { cif, parts: [], chunks: [] }));
+      await t.mutation(internal.structures.putBatch, { ...scope, records });
+    }
+    const seen = new Set<string>();
+    let cursor: string | null = null;
+    let pages = 0;
+    for (let done = false; !done; pages++) {
+      const page: { page: { structure_id: string }[]; isDone: boolean; continueCursor: string } = await t.query(
+        internal.structures.listStructures,
+        { ...scope, paginationOpts: { numItems: 200, cursor } },
+      );
+      page.page.forEach((r) => seen.add(r.structure_id));
+      done = page.isDone;
+      cursor = page.continueCursor;
+    }
+    expect(seen.size).toBe(200);
+    expect(pages).toBeGreaterThan(1);
+  });
+
+  test("contentHashes takes at most 100 ids", async () => {
+    const t = setup();
+    const ids = Array.from({ length: 101 }, (_, i) => `s${i}`);
+    await expectCode(t.query(internal.structures.contentHashes, { ...scope, structure_ids: ids }), "LIMIT_EXCEEDED");
+  });
+});
+
+describe("ownership", () => {
+  const A = "11111111-1111-4111-8111-111111111111";
+  const B = "22222222-2222-4222-8222-222222222222";
+
+  test("another node's record is reported as a conflict and kept; the rest of the batch commits", async () => {
+    const t = setup();
+    await t.mutation(internal.structures.putBatch, { ...scope, records: [record("s1", { node_uuid: A })] });
+    const results = await t.mutation(internal.structures.putBatch, {
+      ...scope,
+      records: [record("s1", { node_uuid: B, content_hash: HASH_B }), record("s2", { node_uuid: B })],
+    });
+    expect(results).toEqual([
+      { structure_id: "s1", status: "conflict", chunk_count: 2, garbage: false, owner: A },
+      { structure_id: "s2", status: "created", chunk_count: 2, garbage: false },
+    ]);
+    expect((await t.query(internal.structures.getStructure, { ...scope, structure_id: "s1" }))?.node_uuid).toBe(A);
+    expect(await chunkCount(t)).toBe(4);
+    const [replaced] = await t.mutation(internal.structures.putBatch, {
+      ...scope, replace_owner: true, records: [record("s1", { node_uuid: B, content_hash: HASH_B })],
+    });
+    expect(replaced.status).toBe("updated");
+  });
+
+  test("a staged upload refused for ownership becomes garbage", async () => {
+    const t = setup();
+    await t.mutation(internal.structures.putBatch, { ...scope, records: [record("s1", { node_uuid: A })] });
+    const staged = record("s1", { node_uuid: B, content_hash: HASH_B, chunks: null });
+    await t.mutation(internal.structures.stageChunks, {
+      ...scope, structure_id: "s1", generation: staged.generation,
+      chunks: [{ part: "raw", chunk_index: 0, text: "abc" }, { part: "raw", chunk_index: 1, text: "def" }],
+    });
+    const [result] = await t.mutation(internal.structures.putBatch, { ...scope, records: [staged] });
+    expect(result).toMatchObject({ status: "conflict", garbage: true, owner: A });
+    await t.mutation(internal.structures.collectGarbage, { ...scope, structure_id: "s1", older_than_ms: 1e15 });
+    expect(await chunkCount(t)).toBe(2);
+  });
+});
+
+describe("instance", () => {
+  test("created once, then stable", async () => {
+    const t = setup();
+    expect(await t.query(internal.structures.getInstance, {})).toBeNull();
+    expect(await t.mutation(internal.structures.ensureInstance, { candidate: "first" })).toBe("first");
+    expect(await t.mutation(internal.structures.ensureInstance, { candidate: "second" })).toBe("first");
+    expect(await t.query(internal.structures.getInstance, {})).toBe("first");
+  });
+});

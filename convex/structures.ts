@@ -15,13 +15,25 @@ const GENERATION_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 // A chunk's text may be at most this many UTF-8 bytes (the Python side uses 512 KiB).
 export const MAX_CHUNK_BYTES = 768 * 1024;
+// The inline payloads (CIF, structure JSON, parameters) of a record may be at most this many bytes together, so a
+// record document stays small and a page of them fits a query's read limit.
+export const MAX_INLINE_BYTES = 64 * 1024;
+// Convex allows a query or mutation to read 16 MiB and 32,000 documents and to write 16 MiB and 16,000 documents.
+// Every function here stays within half of that: loops that read or delete an unbounded number of documents stop
+// early (and say where to go on), and bounded ones are checked against these numbers by their argument limits.
+const READ_BUDGET_BYTES = 8 * 1024 * 1024;
+const DOCUMENT_BUDGET = 8000;
 // Old chunks of a replaced record are deleted in the same mutation up to this many bytes in total; beyond it
-// they become a `garbage` chunk set for collectGarbage, so a mutation stays within Convex's 16 MiB read limit.
-const INLINE_DELETE_BYTES = 4 * 1024 * 1024;
-// collectGarbage and readChunks stop after about this many bytes per call.
+// they become a `garbage` chunk set for collectGarbage. Deleting a document reads it once more.
+const INLINE_DELETE_BYTES = 2 * 1024 * 1024;
+// readChunks returns at most about this many bytes per call unless asked for less.
 const DEFAULT_PAGE_BYTES = 8 * 1024 * 1024;
+// collectGarbage deletes at most about this many bytes of chunks per call (each is read, then deleted).
+const GC_PAGE_BYTES = 3 * 1024 * 1024;
 // collectGarbage looks at this many chunk sets per call.
 const SETS_PER_CALL = 64;
+// contentHashes answers for at most this many ids per call (each reads one record document).
+const MAX_HASH_IDS = 100;
 
 type Code = "INVALID_ARGUMENT" | "NOT_FOUND" | "CONFLICT" | "INCOMPLETE_UPLOAD" | "LIMIT_EXCEEDED";
 
@@ -46,8 +58,32 @@ function checkCount(value: number, what: string, max = Number.MAX_SAFE_INTEGER) 
   }
 }
 
+const encoder = new TextEncoder();
+
 function utf8Length(text: string): number {
-  return new TextEncoder().encode(text).length;
+  return encoder.encode(text).length;
+}
+
+/** Approximate size of a document as Convex counts it (its JSON text): for staying within the budgets. */
+function documentSize(doc: object): number {
+  return JSON.stringify(doc).length;
+}
+
+/** What a function has read and deleted so far, against the read budget. */
+class Meter {
+  bytes = 0;
+  documents = 0;
+
+  read(doc: object | null, times = 1) {
+    if (doc === null) return;
+    this.bytes += documentSize(doc) * times;
+    this.documents += times;
+  }
+
+  /** Whether reading (and deleting) `bytes` more, in `documents` documents, stays within the budget. */
+  fits(bytes: number, documents = 1) {
+    return this.bytes + bytes <= READ_BUDGET_BYTES && this.documents + documents <= DOCUMENT_BUDGET;
+  }
 }
 
 type Scope = { tenant_id: string; workspace_id: string };
@@ -90,31 +126,37 @@ function partsBytes(record: Doc<"structures">): number {
   return record.parts.reduce((total, part) => total + part.size, 0);
 }
 
-// Make the chunks of `record`'s generation unreachable: delete them now if they are small, else hand them to
-// collectGarbage. Returns the bytes deleted now and whether garbage was left.
+// Make the chunks of `record`'s generation unreachable: delete them now if they fit `budget` (bytes read, counting
+// each chunk twice: read, then deleted), else hand them to collectGarbage as a `garbage` chunk set. Returns the
+// bytes deleted now and whether garbage was left.
 async function retireGeneration(ctx: MutationCtx, record: Doc<"structures">, budget: number) {
   const size = partsBytes(record);
+  const count = record.parts.reduce((n, part) => n + part.chunk_count, 0);
   if (record.parts.length === 0) return { deleted: 0, garbage: false };
-  if (size <= budget) {
+  if (2 * size <= budget && 2 * count <= DOCUMENT_BUDGET / 4) {
     const chunks = await chunksOf(ctx, record, record.structure_id, record.generation).collect();
     for (const chunk of chunks) await ctx.db.delete(chunk._id);
-    return { deleted: size, garbage: false };
+    return { deleted: 2 * size, garbage: false };
   }
-  const existing = await findChunkSet(ctx, record, record.structure_id, record.generation);
+  await markGarbage(ctx, record, record.structure_id, record.generation);
+  return { deleted: 0, garbage: true };
+}
+
+async function markGarbage(ctx: MutationCtx, scope: Scope, structure_id: string, generation: string) {
+  const existing = await findChunkSet(ctx, scope, structure_id, generation);
   if (existing) {
     await ctx.db.patch(existing._id, { state: "garbage", updated_at: Date.now() });
   } else {
     await ctx.db.insert("structure_chunk_sets", {
-      tenant_id: record.tenant_id,
-      workspace_id: record.workspace_id,
-      structure_id: record.structure_id,
-      generation: record.generation,
+      tenant_id: scope.tenant_id,
+      workspace_id: scope.workspace_id,
+      structure_id,
+      generation,
       state: "garbage",
       received: [],
       updated_at: Date.now(),
     });
   }
-  return { deleted: 0, garbage: true };
 }
 
 const chunkArg = v.object({ part: partName, chunk_index: v.number(), text: v.string() });
@@ -167,6 +209,10 @@ function checkRecord(record: RecordArg) {
   checkId(record.structure_id, "structure_id");
   if (!GENERATION_PATTERN.test(record.generation)) fail("INVALID_ARGUMENT", "generation is not valid");
   if (!SHA256_PATTERN.test(record.content_hash)) fail("INVALID_ARGUMENT", "content_hash is not a sha256 hex digest");
+  const inline = [record.cif, record.structure, record.params].reduce((n, text) => n + (text === null ? 0 : utf8Length(text)), 0);
+  if (inline > MAX_INLINE_BYTES) {
+    fail("LIMIT_EXCEEDED", `${record.structure_id}: inline payloads are ${inline} bytes; the limit is ${MAX_INLINE_BYTES} (send them as chunks)`);
+  }
   const parts = new Map<string, number>();
   for (const part of record.parts) {
     if (parts.has(part.name)) fail("INVALID_ARGUMENT", `part ${part.name} is declared twice`);
@@ -199,10 +245,19 @@ function checkRecord(record: RecordArg) {
  * alone (`unchanged`), so a retried call is a no-op. Chunks are either sent inline (`chunks`) or were staged under
  * the record's `generation` by stageChunks. The replaced version's chunks are deleted, or left as a garbage chunk
  * set (`garbage: true` in the result) when they are too large to delete in this mutation.
+ *
+ * A record belongs to the AiiDA node it was projected from (`node_uuid`): a record of another node (or of none) is
+ * not replaced unless `replace_owner` is true; it is reported as `conflict` with its `owner`, and the rest of the
+ * batch is committed.
  */
 export const putBatch = internalMutation({
-  args: { tenant_id: v.string(), workspace_id: v.string(), records: v.array(recordArg) },
-  handler: async (ctx, { tenant_id, workspace_id, records }) => {
+  args: {
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    records: v.array(recordArg),
+    replace_owner: v.optional(v.boolean()),
+  },
+  handler: async (ctx, { tenant_id, workspace_id, records, replace_owner }) => {
     checkScope(tenant_id, workspace_id);
     const scope = { tenant_id, workspace_id };
     const ids = new Set<string>();
@@ -212,14 +267,26 @@ export const putBatch = internalMutation({
       ids.add(record.structure_id);
     }
     let deleteBudget = INLINE_DELETE_BYTES;
+    const meter = new Meter();
     const results = [];
     for (const record of records) {
       const existing = await findRecord(ctx, scope, record.structure_id);
+      meter.read(existing);
       if (existing !== null && (existing.content_hash === record.content_hash || existing.generation === record.generation)) {
         results.push({ structure_id: record.structure_id, status: "unchanged", chunk_count: existing.chunk_count, garbage: false });
         continue;
       }
       const chunkSet = await findChunkSet(ctx, scope, record.structure_id, record.generation);
+      if (existing !== null && existing.node_uuid !== record.node_uuid && replace_owner !== true) {
+        // Never replace another node's record; a staged upload for it is garbage now.
+        let garbage = false;
+        if (record.chunks === null && chunkSet !== null && chunkSet.state === "staging") {
+          await ctx.db.patch(chunkSet._id, { state: "garbage", updated_at: Date.now() });
+          garbage = true;
+        }
+        results.push({ structure_id: record.structure_id, status: "conflict", chunk_count: existing.chunk_count, garbage, owner: existing.node_uuid });
+        continue;
+      }
       if (record.chunks === null) {
         // Staged: every declared chunk must have been received.
         if (chunkSet === null || chunkSet.state !== "staging") {
@@ -248,8 +315,9 @@ export const putBatch = internalMutation({
       }
       let garbage = false;
       if (existing !== null) {
-        const retired = await retireGeneration(ctx, existing, deleteBudget);
+        const retired = await retireGeneration(ctx, existing, Math.min(deleteBudget, READ_BUDGET_BYTES - meter.bytes));
         deleteBudget -= retired.deleted;
+        meter.bytes += retired.deleted;
         garbage = retired.garbage;
       }
       const raw = record.parts.find((part) => part.name === "raw");
@@ -389,7 +457,8 @@ export const readChunks = internalQuery({
     const chunks: { chunk_index: number; text: string }[] = [];
     let bytes = 0;
     for await (const chunk of query) {
-      const size = utf8Length(chunk.text);
+      // The reply's JSON text is what counts against the 16 MiB return limit (escapes can make it larger).
+      const size = Math.max(utf8Length(chunk.text), JSON.stringify(chunk.text).length);
       if (chunks.length > 0 && bytes + size > budget) {
         return { chunks, next_index: chunk.chunk_index };
       }
@@ -448,7 +517,7 @@ export const listStructures = internalQuery({
         return scoped;
       })
       .order("desc")
-      .paginate(paginationOpts);
+      .paginate({ ...paginationOpts, maximumBytesRead: READ_BUDGET_BYTES });
     return { page: page.page.map(toSummary), isDone: page.isDone, continueCursor: page.continueCursor };
   },
 });
@@ -458,7 +527,7 @@ export const contentHashes = internalQuery({
   args: { tenant_id: v.string(), workspace_id: v.string(), structure_ids: v.array(v.string()) },
   handler: async (ctx, { tenant_id, workspace_id, structure_ids }) => {
     checkScope(tenant_id, workspace_id);
-    if (structure_ids.length > 500) fail("LIMIT_EXCEEDED", "at most 500 structure_ids per call");
+    if (structure_ids.length > MAX_HASH_IDS) fail("LIMIT_EXCEEDED", `at most ${MAX_HASH_IDS} structure_ids per call`);
     const found = [];
     for (const structure_id of structure_ids) {
       checkId(structure_id, "structure_id");
@@ -485,8 +554,9 @@ export const removeStructure = internalMutation({
 
 /**
  * Delete chunks no committed record references: garbage chunk sets (any age) and staging uploads not touched for
- * `older_than_ms`. Works through at most about `max_bytes` of chunks per call; call again while `done` is false.
- * With `structure_id`, only that structure's chunk sets are considered.
+ * `older_than_ms`. Works through at most about `max_bytes` of chunks per call (every chunk is read, then deleted,
+ * which reads it again); call again while `done` is false. With `structure_id`, only that structure's chunk sets
+ * are considered.
  */
 export const collectGarbage = internalMutation({
   args: {
@@ -500,8 +570,8 @@ export const collectGarbage = internalMutation({
     checkScope(args.tenant_id, args.workspace_id);
     if (args.structure_id !== undefined) checkId(args.structure_id, "structure_id");
     if (!(args.older_than_ms >= 0)) fail("INVALID_ARGUMENT", "older_than_ms must be a non-negative number");
-    const budget = args.max_bytes ?? DEFAULT_PAGE_BYTES;
-    checkCount(budget, "max_bytes", 12 * 1024 * 1024);
+    const budget = args.max_bytes ?? GC_PAGE_BYTES;
+    checkCount(budget, "max_bytes", READ_BUDGET_BYTES / 2);
     const scope = { tenant_id: args.tenant_id, workspace_id: args.workspace_id };
     const cutoff = Date.now() - args.older_than_ms;
     const base =
@@ -523,25 +593,31 @@ export const collectGarbage = internalMutation({
     const sets = await base
       .filter((q) => q.or(q.eq(q.field("state"), "garbage"), q.lte(q.field("updated_at"), cutoff)))
       .take(SETS_PER_CALL + 1);
-    let bytes = 0;
+    const meter = new Meter();
+    sets.forEach((set) => meter.read(set));
     let deleted = 0;
-    // Collect first, delete afterwards: never delete from a range that is still being iterated.
+    let chunkBytes = 0;
     for (const set of sets.slice(0, SETS_PER_CALL)) {
-      if (set.state === "staging" && set.updated_at > cutoff) continue;
       const live = await findRecord(ctx, scope, set.structure_id);
+      meter.read(live);
       if (live !== null && live.generation === set.generation) {
         await ctx.db.delete(set._id); // committed after all: nothing to collect
         continue;
       }
+      // Collect first, delete afterwards: never delete from a range that is still being iterated. Each chunk
+      // counts twice against the budget (read, then deleted); the first chunk of a call is always taken, so
+      // every call makes progress.
       const doomed = [];
       let complete = true;
       for await (const chunk of chunksOf(ctx, scope, set.structure_id, set.generation)) {
-        const size = utf8Length(chunk.text);
-        if (bytes > 0 && bytes + size > budget) {
+        const size = documentSize(chunk);
+        const first = deleted === 0 && doomed.length === 0;
+        if (!first && (chunkBytes + size > budget || !meter.fits(2 * size, 2))) {
           complete = false;
           break;
         }
-        bytes += size;
+        chunkBytes += size;
+        meter.read(chunk, 2);
         doomed.push(chunk._id);
       }
       for (const id of doomed) await ctx.db.delete(id);
@@ -554,55 +630,74 @@ export const collectGarbage = internalMutation({
 });
 
 /**
- * Storage accounting of a workspace for `verify`, `gc --dry-run` and tests: committed records, chunk sets not
- * referenced by a record, and chunks. Counting chunks reads them, so the count stops after about `max_bytes`
- * (`complete: false`); pass `after_structure_id` to continue.
+ * Storage accounting of a workspace, one page at a time (for tests and diagnostics): committed records and the
+ * chunks they declare (`table: "structures"`), chunks (`"chunks"`), or chunk sets no record references
+ * (`"chunk_sets"`, listed). Call again with `continueCursor` while `isDone` is false.
  */
 export const storageStats = internalQuery({
-  args: { tenant_id: v.string(), workspace_id: v.string(), max_bytes: v.optional(v.number()) },
-  handler: async (ctx, { tenant_id, workspace_id, max_bytes }) => {
+  args: {
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    table: v.union(v.literal("structures"), v.literal("chunks"), v.literal("chunk_sets")),
+    paginationOpts: paginationOptsValidator,
+  },
+  handler: async (ctx, { tenant_id, workspace_id, table, paginationOpts }) => {
     checkScope(tenant_id, workspace_id);
-    const budget = max_bytes ?? DEFAULT_PAGE_BYTES;
-    checkCount(budget, "max_bytes", 12 * 1024 * 1024);
-    let records = 0;
-    let committedChunks = 0;
-    for await (const record of ctx.db
-      .query("structures")
-      .withIndex("by_tenant_id_and_workspace_id_and_structure_id", (q) =>
-        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
-      )) {
-      records += 1;
-      committedChunks += record.parts.reduce((n, part) => n + part.chunk_count, 0);
-    }
-    const chunkSets = (
-      await ctx.db
-        .query("structure_chunk_sets")
-        .withIndex("by_tenant_id_and_workspace_id_and_updated_at", (q) =>
+    checkCount(paginationOpts.numItems, "numItems", 4000);
+    const options = { ...paginationOpts, maximumBytesRead: READ_BUDGET_BYTES };
+    if (table === "structures") {
+      const page = await ctx.db
+        .query("structures")
+        .withIndex("by_tenant_id_and_workspace_id_and_structure_id", (q) =>
           q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
         )
-        .take(1000)
-    ).map((set) => ({
+        .paginate(options);
+      const committed = page.page.reduce((n, r) => n + r.parts.reduce((m, part) => m + part.chunk_count, 0), 0);
+      return { count: page.page.length, committed_chunks: committed, chunk_sets: [], isDone: page.isDone, continueCursor: page.continueCursor };
+    }
+    if (table === "chunks") {
+      const page = await ctx.db
+        .query("structure_raw_chunks")
+        .withIndex("by_tenant_workspace_structure_generation_part_index", (q) =>
+          q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
+        )
+        .paginate(options);
+      return { count: page.page.length, committed_chunks: 0, chunk_sets: [], isDone: page.isDone, continueCursor: page.continueCursor };
+    }
+    const page = await ctx.db
+      .query("structure_chunk_sets")
+      .withIndex("by_tenant_id_and_workspace_id_and_updated_at", (q) =>
+        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
+      )
+      .paginate(options);
+    const sets = page.page.map((set) => ({
       structure_id: set.structure_id,
       generation: set.generation,
       state: set.state,
       received: set.received.length,
       updated_at: set.updated_at,
     }));
-    let chunks = 0;
-    let bytes = 0;
-    let complete = true;
-    for await (const chunk of ctx.db
-      .query("structure_raw_chunks")
-      .withIndex("by_tenant_workspace_structure_generation_part_index", (q) =>
-        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
-      )) {
-      chunks += 1;
-      bytes += utf8Length(chunk.text);
-      if (bytes > budget) {
-        complete = false;
-        break;
-      }
-    }
-    return { records, committed_chunks: committedChunks, chunk_sets: chunkSets, chunks, complete };
+    return { count: sets.length, committed_chunks: 0, chunk_sets: sets, isDone: page.isDone, continueCursor: page.continueCursor };
+  },
+});
+
+/** The id of this deployment's projection data: created once, gone when the data is gone (a reset store). */
+export const getInstance = internalQuery({
+  args: {},
+  handler: async (ctx) => {
+    const first = await ctx.db.query("structstore_instance").first();
+    return first === null ? null : first.instance_id;
+  },
+});
+
+/** Create the instance id if there is none yet; return it. */
+export const ensureInstance = internalMutation({
+  args: { candidate: v.string() },
+  handler: async (ctx, { candidate }) => {
+    if (!GENERATION_PATTERN.test(candidate)) fail("INVALID_ARGUMENT", "candidate is not a valid instance id");
+    const first = await ctx.db.query("structstore_instance").first();
+    if (first !== null) return first.instance_id;
+    await ctx.db.insert("structstore_instance", { instance_id: candidate, created_at: Date.now() });
+    return candidate;
   },
 });

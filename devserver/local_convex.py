@@ -28,17 +28,18 @@ class LocalConvex:
 
 
 @contextlib.contextmanager
-def local_convex(timeout: float = 60.0) -> Iterator[LocalConvex]:
-    """Run the local Convex server on a free port; yield its URL and admin key; stop it afterwards."""
+def local_convex(timeout: float = 60.0, *, port: int = 0, deploy_key: str | None = None) -> Iterator[LocalConvex]:
+    """Run the local Convex server (on a free port unless ``port`` is given); yield its URL and admin key; stop it
+    afterwards. A server started again on the same port is a new, empty deployment at the same URL."""
     tsx = ROOT / 'node_modules' / '.bin' / 'tsx'
     if not tsx.exists():
         raise RuntimeError(f'{tsx} is missing: run `npm ci` in {ROOT} first (bash .ci/run does)')
     if shutil.which('node') is None:
         raise RuntimeError('node is not on PATH: the local Convex server needs Node.js 20')
-    key = f'local-test|{secrets.token_hex(16)}'
+    key = deploy_key or f'local-test|{secrets.token_hex(16)}'
     env = {**os.environ, 'CONVEX_DEPLOY_KEY': key}
     process = subprocess.Popen(
-        [str(tsx), str(ROOT / 'devserver' / 'server.ts'), '--port', '0'],
+        [str(tsx), str(ROOT / 'devserver' / 'server.ts'), '--port', str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -205,6 +205,28 @@ def convex_backend(monkeypatch, convex_server):
 
 
 @pytest.fixture
+def daemon_environment(daemon_client, monkeypatch):
+    """Make the next ``started_daemon_client`` (or ``submit_and_await``) start a fresh daemon in this test's
+    environment, as a user runs ``verdi daemon start``; request it after the fixtures that set the environment.
+    The daemon is stopped after the test."""
+    import sys
+
+    from aiida.manage import get_manager
+
+    if get_manager().get_profile().process_control_backend is None:
+        pytest.skip('the daemon needs RabbitMQ (bash scripts/services.sh rabbitmq)')
+    if daemon_client.is_daemon_running:
+        daemon_client.stop_daemon(wait=True)
+    # `verdi daemon start` needs the venv's bin/ on PATH (aiida looks for `verdi` when it is imported).
+    bin_dir = pathlib.Path(sys.executable).parent
+    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    monkeypatch.setattr('aiida.engine.daemon.client.VERDI_BIN', str(bin_dir / 'verdi'))
+    yield
+    if daemon_client.is_daemon_running:
+        daemon_client.stop_daemon(wait=True)
+
+
+@pytest.fixture
 def run_cli_command():
     """Run a ``verdi data structstore`` command in-process; return the click result (asserts the exit code)."""
     from aiida.common import AttributeDict

@@ -76,7 +76,10 @@ def test_content_hash_ignores_key_and_depends_on_everything_else():
     ('fields', 'match'),
     [
         ({'source': {'kind': 'CIF!'}}, 'source kind'),
-        ({'source': {'kind': 'cif', 'filename': 'a\nb'}}, 'control character'),
+        ({'source': {'kind': 'cif', 'filename': 'a\nb'}}, 'control or formatting character U\\+000A'),
+        ({'source': {'kind': 'cif', 'filename': 'a\tb.cif'}}, 'control or formatting character U\\+0009'),
+        ({'source': {'kind': 'cif', 'filename': 'evil\u202efic.exe'}}, 'formatting character U\\+202E'),
+        ({'source': {'kind': 'cif', 'filename': 'zero\u200bwidth'}}, 'formatting character U\\+200B'),
         ({'source': {'kind': 'cif'}, 'node_uuid': 'nope'}, 'not a UUID'),
         ({'source': {'kind': 'cif'}, 'cif': 'bad \ud800'}, 'surrogate'),
         ({'source': {'kind': 'cif'}, 'params': {'x': float('nan')}}, 'not a finite number'),
@@ -86,6 +89,18 @@ def test_content_hash_ignores_key_and_depends_on_everything_else():
 def test_content_validation(fields, match):
     with pytest.raises(InvalidInputError, match=match):
         StructureContent.build(key=StructureKey.of('t', 'w', 's'), **fields)
+
+
+@pytest.mark.parametrize(
+    'name', ['si.cif', 'quartz \u03b1.cif', 'ферум.in', '\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.cif']
+)
+def test_ordinary_file_names_are_kept(name):
+    assert Source.of('cif', name).filename == name
+
+
+def test_source_of_raises_the_package_error():
+    with pytest.raises(InvalidInputError, match='source kind'):
+        Source.of('CIF!', None)
 
 
 def test_cached_json_texts_follow_model_copy():

@@ -8,8 +8,9 @@ from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
+from aiida_structstore.exceptions import OwnershipError
 from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.nodes import EXTRA_KEY
+from aiida_structstore.projection.nodes import EXTRA_PREFIX, target_extra
 
 project_structure = CalculationFactory('structstore.project_structure')
 ProjectStructuresWorkChain = WorkflowFactory('structstore.project')
@@ -34,10 +35,35 @@ def test_projects_with_a_receipt(memory_backend, generate_structure):
     assert [s['name'] for s in record.structure['species']] == ['Fe1', 'Fe2', 'O']
     assert 'Fe1' in record.cif and 'Fe2' in record.cif
     assert node.base.caching.is_valid_cache is False
-    targets = structure.base.extras.get(EXTRA_KEY)
-    assert [(t['tenant_id'], t['workspace_id'], t['content_hash']) for t in targets] == [
-        ('tenant', 'ws', receipt['content_hash'])
-    ]
+    # The in-memory store is gone with the process: nothing is remembered on the node.
+    assert not [name for name in orm.load_node(structure.pk).base.extras.keys() if name.startswith(EXTRA_PREFIX)]
+
+
+def test_projection_into_convex_is_remembered_next_to_other_extras(convex_backend, generate_structure):
+    structure = generate_structure('fe2o3').store()
+    structure.base.extras.set('mine', 1)
+    results, _ = project_structure.run_get_node(**inputs(structure, 'remembered'))
+    entry = orm.load_node(structure.pk).base.extras.get(target_extra(convex_backend.store_id, 'tenant', 'remembered'))
+    assert (entry['tenant_id'], entry['workspace_id'], entry['content_hash']) == (
+        'tenant',
+        'remembered',
+        results['receipt']['content_hash'],
+    )
+    assert entry['instance'] == convex_backend.instance
+    assert orm.load_node(structure.pk).base.extras.get('mine') == 1
+
+
+def test_another_nodes_record_is_an_error_unless_replaced(memory_backend, generate_structure):
+    first, second = generate_structure().store(), generate_structure('alloy').store()
+    project_structure.run_get_node(**inputs(first, structure_id=orm.Str('latest')))
+    with pytest.raises(OwnershipError, match=f'{first.uuid}.*{second.uuid}'):
+        project_structure.run_get_node(**inputs(second, structure_id=orm.Str('latest')))
+    assert memory_backend.get(StructureKey.of('tenant', 'ws', 'latest')).node_uuid == first.uuid
+    results, _ = project_structure.run_get_node(
+        **inputs(second, structure_id=orm.Str('latest'), replace_owner=orm.Bool(True))
+    )
+    assert results['receipt']['status'] == 'updated'
+    assert memory_backend.get(StructureKey.of('tenant', 'ws', 'latest')).node_uuid == second.uuid
 
 
 def test_never_served_from_the_cache(memory_backend, generate_structure):

@@ -119,7 +119,7 @@ def cmd_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw
     for pk, note in report.notes:
         echo.echo_report(f'{pk}: {note}')
     for pk, message in report.failures:
-        echo.echo_error(f'{pk}: {message}')
+        echo.echo_error(f'node {pk}: {message}' if pk else message)
     verb = 'would be ' if dry_run else ''
     echo.echo(
         table(

@@ -101,9 +101,11 @@ def cmd_list(tenant_id, workspace_id, limit, all_pages):
 @decorators.with_dbenv()
 @store_errors
 def cmd_verify(tenant_id, workspace_id, no_raw):
-    """Check the store against AiiDA: each record's content hash against its node, and chunk integrity.
+    """Check the store against AiiDA, both ways: each record against its node (content hash, chunk integrity),
+    and each node remembered as projected here against the store.
 
-    Exit code 1 if any record is missing its node, differs from it, or fails the integrity check.
+    Exit code 1 if any record has no node or differs from it or fails the integrity check, or if a projected node's
+    record is missing from the store.
     """
     from ..verify import verify_workspace
 
@@ -113,10 +115,13 @@ def cmd_verify(tenant_id, workspace_id, no_raw):
         echo.echo_error(f'{structure_id}: {problem}')
     echo.echo(
         table(
-            [[report.checked, report.ok, len(report.problems), report.without_node]],
-            ['records', 'match', 'problems', 'without node'],
+            [[report.checked, report.matching, report.without_node, report.remembered, report.missing]],
+            ['records', 'match their node', 'without node', 'nodes projected here', 'missing from the store'],
         )
     )
-    if report.problems:
-        echo.echo_critical(f'{len(report.problems)} records do not match AiiDA')
-    echo.echo_success(f'{report.ok} records of {tenant_id}/{workspace_id} match their AiiDA nodes')
+    if not report.ok:
+        echo.echo_critical(f'{len(report.problems)} problems: the store and AiiDA do not match')
+    echo.echo_success(
+        f'{report.matching} records of {tenant_id}/{workspace_id} match their AiiDA nodes, and no projected node '
+        'is missing'
+    )

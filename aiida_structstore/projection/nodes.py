@@ -6,38 +6,53 @@ Origin
     ``source`` is ``cif`` or ``pw-input`` with the file name. Any other structure has source ``aiida``.
 
 Targets
-    Each projection is remembered on the node, in the extra ``structstore``: a list of
-    ``{store, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at}``.
-    ``store`` identifies the deployment (``convex:<sha256 of the URL, 16 hex digits>``; in-memory stores never
-    match another process), so a sync skips a node only if this very deployment already holds its current content.
-    Neither the URL nor the deploy key is ever stored.
+    Each projection into a persistent store is remembered on the node, in one extra per target named
+    ``structstore_<16 hex digits>`` (a digest of store, tenant and workspace; :func:`target_extra`), holding
+    ``{store, instance, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at}``.
+    ``store`` identifies the deployment (``convex:<sha256 of the URL, 16 hex digits>``) and ``instance`` its data
+    (a new id after the data was lost), so a sync skips a node only if this very store still holds its current
+    content. Neither the URL nor the deploy key is ever stored. Projections into the in-memory store are not
+    remembered: it is gone when the process ends.
+
+    The extra of one target is written by an atomic merge in the database (:func:`remember`), not by replacing the
+    node's extras: an extra set meanwhile by the user, or by a sync to another target, is kept. aiida-core has no
+    public call for that (``Node.base.extras.set`` and ``StorageBackend.bulk_update`` write the whole extras
+    column from a copy read earlier), so it is one SQL statement per batch on the profile's own session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiida import orm
 from aiida.common.links import LinkType
+from aiida.manage import get_manager
+from sqlalchemy import text
 
+from ..exceptions import ConfigurationError
 from ..models import Source
+from ..store.base import StructureStore
 
 __all__ = (
-    'EXTRA_KEY',
+    'EXTRA_PREFIX',
     'IMPORT_KINDS',
     'PROJECTION_VERSION',
     'Origin',
-    'find_target',
     'is_current',
     'origin_of',
+    'remember',
     'target_entry',
-    'with_target',
+    'target_extra',
 )
 
-EXTRA_KEY = 'structstore'
+#: Prefix of the extras that remember projections, one per target (:func:`target_extra`).
+EXTRA_PREFIX = 'structstore_'
 #: Version of the projection rules (record fields, CIF writer, OPTIMADE fields). A stored StructureData never
 #: changes, so a node remembered as projected with this version, id and raw option needs no new projection; bump
 #: the version whenever the projection of an unchanged node would change.
@@ -74,29 +89,21 @@ def origin_of(structure: orm.StructureData) -> Origin:
         outputs = creator.base.links.get_outgoing(link_type=LinkType.CREATE, link_label_filter='parameters').all()
         parameters = outputs[0].node if outputs else None
     filename = file.filename if isinstance(file, orm.SinglefileData) else None
-    return Origin(
-        Source(kind=kind, filename=filename), file if isinstance(file, orm.SinglefileData) else None, parameters
-    )
+    return Origin(Source.of(kind, filename), file if isinstance(file, orm.SinglefileData) else None, parameters)
 
 
-def find_target(extras: Mapping[str, Any], store_id: str, tenant_id: str, workspace_id: str) -> dict | None:
-    """The remembered projection of a node (from its extras) into one target, if any."""
-    for entry in extras.get(EXTRA_KEY) or []:
-        if (
-            isinstance(entry, dict)
-            and entry.get('store') == store_id
-            and entry.get('tenant_id') == tenant_id
-            and entry.get('workspace_id') == workspace_id
-        ):
-            return entry
-    return None
+def target_extra(store_id: str, tenant_id: str, workspace_id: str) -> str:
+    """The name of the extra that remembers projections into one target."""
+    digest = hashlib.sha256(f'{store_id}\n{tenant_id}\n{workspace_id}'.encode()).hexdigest()[:16]
+    return f'{EXTRA_PREFIX}{digest}'
 
 
 def target_entry(
-    store_id: str, tenant_id: str, workspace_id: str, structure_id: str, content_hash: str, *, with_raw: bool
+    store: StructureStore, tenant_id: str, workspace_id: str, structure_id: str, content_hash: str, *, with_raw: bool
 ) -> dict:
     return {
-        'store': store_id,
+        'store': store.store_id,
+        'instance': store.instance,
         'tenant_id': tenant_id,
         'workspace_id': workspace_id,
         'structure_id': structure_id,
@@ -107,26 +114,41 @@ def target_entry(
     }
 
 
-def is_current(target: Mapping[str, Any] | None, structure_id: str, *, with_raw: bool) -> bool:
-    """Whether a remembered projection is what projecting the (immutable) node again would give."""
+def is_current(entry: Mapping[str, Any] | None, structure_id: str, *, with_raw: bool, instance: str) -> bool:
+    """Whether a remembered projection is what projecting the (immutable) node again would give, in a store that
+    still holds it (same instance)."""
     return (
-        target is not None
-        and target.get('structure_id') == structure_id
-        and target.get('projection') == PROJECTION_VERSION
-        and target.get('with_raw') == with_raw
-        and isinstance(target.get('content_hash'), str)
+        isinstance(entry, Mapping)
+        and entry.get('structure_id') == structure_id
+        and entry.get('projection') == PROJECTION_VERSION
+        and entry.get('with_raw') == with_raw
+        and entry.get('instance') == instance
+        and isinstance(entry.get('content_hash'), str)
     )
 
 
-def with_target(extras: Mapping[str, Any], entry: dict) -> list[dict]:
-    """The node's target list with ``entry`` added or replacing the entry of the same target."""
-    keep = [
-        e
-        for e in (extras.get(EXTRA_KEY) or [])
-        if not (
-            isinstance(e, dict)
-            and (e.get('store'), e.get('tenant_id'), e.get('workspace_id'))
-            == (entry['store'], entry['tenant_id'], entry['workspace_id'])
+def remember(extra: str, entries: Mapping[int, dict]) -> None:
+    """Set the extra ``extra`` of each node ``pk`` to ``entries[pk]``, atomically per node, keeping its other extras
+    (see the module docstring). One statement for all nodes, in the current transaction if there is one."""
+    if not entries:
+        return
+    if not extra.startswith(EXTRA_PREFIX) or not extra[len(EXTRA_PREFIX) :].isalnum():
+        raise ValueError(f'not a target extra name: {extra!r}')
+    storage = get_manager().get_profile_storage()
+    get_session = getattr(storage, 'get_session', None)
+    if get_session is None:
+        raise ConfigurationError(
+            f'the storage backend {type(storage).__name__} cannot record projections (a read-only archive?)'
         )
-    ]
-    return [*keep, entry]
+    session = get_session()
+    if session.bind.dialect.name == 'postgresql':
+        statement = (
+            "UPDATE db_dbnode SET extras = COALESCE(extras, '{}'::jsonb) || jsonb_build_object(CAST(:name AS text), "
+            'CAST(:entry AS jsonb)) WHERE id = :id'
+        )
+    else:  # SQLite (core.sqlite_dos)
+        statement = "UPDATE db_dbnode SET extras = json_set(COALESCE(extras, '{}'), :path, json(:entry)) WHERE id = :id"
+    path = f'$."{extra}"'
+    rows = [{'id': pk, 'name': extra, 'path': path, 'entry': json.dumps(entry)} for pk, entry in entries.items()]
+    with contextlib.nullcontext() if storage.in_transaction else storage.transaction():
+        session.execute(text(statement), rows)

@@ -29,8 +29,11 @@ def render_structure_id(template: str, *, uuid: str, pk: int | None = None, labe
     """Render a structure id template with ``{uuid}``, ``{pk}`` and ``{label}``; raise if the result is invalid."""
     try:
         value = template.format(uuid=uuid, pk=pk, label=label or '')
-    except (KeyError, IndexError, ValueError) as exc:
-        raise InvalidInputError(f'invalid structure id template {template!r}: {exc}') from exc
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+        raise InvalidInputError(
+            f'invalid structure id template {template!r}: {type(exc).__name__}: {exc} '
+            '(use {uuid}, {pk} and {label})'
+        ) from None
     return validate_id(value, f'structure_id from template {template!r}')
 
 

@@ -6,7 +6,8 @@ computes the same content hash and the same chunks for the same input.
 
 Invariants every backend keeps (one contract test suite, ``tests/store/test_contract.py``, runs on all of them):
 
-1. one committed record per ``(tenant_id, workspace_id, structure_id)``;
+1. one committed record per ``(tenant_id, workspace_id, structure_id)``, belonging to the AiiDA node it came from
+   (a write from another node is a conflict, never an overwrite, unless asked for);
 2. writing the same content again is a no-op (``status == 'unchanged'``);
 3. raw text read back is byte-identical to what was written and matches the committed size and sha256, or the read
    raises :class:`~aiida_structstore.exceptions.IntegrityError`; a write that fails half-way leaves the previously
@@ -27,7 +28,7 @@ from types import TracebackType
 from typing import ClassVar
 
 from ..chunking import DEFAULT_CHUNK_BYTES, ChunkedText, split_text
-from ..exceptions import InvalidInputError, LimitExceededError, NotFoundError
+from ..exceptions import InvalidInputError, LimitExceededError, NotFoundError, OwnershipError
 from ..models import (
     Page,
     PutResult,
@@ -39,7 +40,15 @@ from ..models import (
     validate_id,
 )
 
-__all__ = ('MAX_PAGE_SIZE', 'MAX_PART_BYTES', 'MAX_RAW_BYTES', 'PreparedWrite', 'RawStream', 'StructureStore')
+__all__ = (
+    'MAX_PAGE_SIZE',
+    'MAX_PART_BYTES',
+    'MAX_RAW_BYTES',
+    'PreparedWrite',
+    'RawStream',
+    'StructureStore',
+    'ownership_message',
+)
 
 #: The largest raw input accepted (UTF-8 bytes). pw.x inputs with explicit k-points or large cells reach tens of MB.
 MAX_RAW_BYTES = 256 * 1024 * 1024
@@ -99,6 +108,18 @@ class RawStream:
         return self.chunks
 
 
+def ownership_message(key: StructureKey, writer: str | None, owner: str | None) -> str:
+    """Why a write was refused: the key holds the record of another node."""
+
+    def node(uuid: str | None) -> str:
+        return f'AiiDA node {uuid}' if uuid else 'no AiiDA node'
+
+    return (
+        f'{key} holds the record of {node(owner)}; the record of {node(writer)} was not written over it '
+        '(choose another structure id, or replace it explicitly)'
+    )
+
+
 class StructureStore(abc.ABC):
     """A structure store: records keyed by tenant, workspace and structure id, with chunked raw input.
 
@@ -107,15 +128,34 @@ class StructureStore(abc.ABC):
 
     #: The backend name used by ``STRUCTURE_STORE_BACKEND``.
     backend: ClassVar[str]
+    #: Whether the data outlives this process. Projections into a store that does not are not remembered on AiiDA
+    #: nodes (they would describe a store that no longer exists).
+    persistent: ClassVar[bool] = True
 
     def __init__(self, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         self.chunk_bytes = chunk_bytes
 
     @property
-    def identity(self) -> str:
-        """Identifies the deployment behind the store (never a secret): projections remembered on AiiDA nodes are
-        only trusted for the same identity."""
+    def store_id(self) -> str:
+        """Identifies the deployment behind the store, never a secret (for Convex a digest of the URL): projections
+        remembered on AiiDA nodes name the store they went to by it."""
         return f'{self.backend}:{id(self):x}'
+
+    @property
+    def instance(self) -> str:
+        """Identifies the data in the store: it changes when the data is lost (a wiped deployment), so projections
+        remembered on AiiDA nodes are only trusted for the same ``store_id`` and ``instance``. Read once per store
+        object; :meth:`current_instance` asks again."""
+        return self.store_id
+
+    def current_instance(self) -> str:
+        """The instance id as the store has it now (see :attr:`instance`)."""
+        return self.instance
+
+    @property
+    def identity(self) -> str:
+        """``store_id`` and ``instance`` together."""
+        return f'{self.store_id}/{self.instance}'
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -145,26 +185,39 @@ class StructureStore(abc.ABC):
         digest = content_hash(content, chunked.size if chunked else None, chunked.sha256 if chunked else None)
         return PreparedWrite(content=content, raw=chunked, content_hash=digest)
 
-    def put(self, content: StructureContent, raw: str | bytes | None = None) -> PutResult:
-        """Write one record (and its raw input). Writing the same content again changes nothing."""
-        return self._put_prepared([self.prepare(content, raw)])[0]
+    def put(
+        self, content: StructureContent, raw: str | bytes | None = None, *, replace_owner: bool = False
+    ) -> PutResult:
+        """Write one record (and its raw input). Writing the same content again changes nothing.
 
-    def put_many(self, items: Iterable[tuple[StructureContent, str | bytes | None]]) -> list[PutResult]:
-        """Write many records, batched as the backend sees fit. Every item is validated before anything is written."""
-        return self.put_prepared([self.prepare(content, raw) for content, raw in items])
+        A record belongs to the AiiDA node it came from (``node_uuid``, or none): writing content of another node
+        under its key raises :class:`OwnershipError` naming both, and changes nothing, unless ``replace_owner``.
+        """
+        result = self._put_prepared([self.prepare(content, raw)], replace_owner=replace_owner)[0]
+        if result.status == 'conflict':
+            raise OwnershipError(ownership_message(result.key, content.node_uuid, result.owner))
+        return result
 
-    def put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+    def put_many(
+        self, items: Iterable[tuple[StructureContent, str | bytes | None]], *, replace_owner: bool = False
+    ) -> list[PutResult]:
+        """Write many records, batched as the backend sees fit. Every item is validated before anything is written.
+        A record of another node is left alone and reported with status ``conflict`` (see :meth:`put`)."""
+        return self.put_prepared([self.prepare(content, raw) for content, raw in items], replace_owner=replace_owner)
+
+    def put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
         """Write records already validated by :meth:`prepare` (as :meth:`put_many` does)."""
         seen: set[StructureKey] = set()
         for write in writes:
             if write.key in seen:
                 raise InvalidInputError(f'{write.key}: the same key appears more than once in one batch')
             seen.add(write.key)
-        return self._put_prepared(writes) if writes else []
+        return self._put_prepared(writes, replace_owner=replace_owner) if writes else []
 
     @abc.abstractmethod
-    def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
-        """Commit validated writes; each one atomically (readers see the old or the new version, never a mix)."""
+    def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
+        """Commit validated writes; each one atomically (readers see the old or the new version, never a mix).
+        A write whose ``node_uuid`` differs from the committed record's is a ``conflict`` unless ``replace_owner``."""
 
     # -- reading -----------------------------------------------------------------------------------------------
 

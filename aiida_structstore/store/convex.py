@@ -39,6 +39,7 @@ import tenacity
 from convex.values import convex_to_json, json_to_convex
 from pydantic import SecretStr
 
+from .. import __version__
 from ..chunking import ChunkedText, iter_verified, join_chunks, split_text
 from ..exceptions import (
     BackendError,
@@ -59,8 +60,8 @@ from ..models import (
     StructureRecord,
     StructureSummary,
 )
-from .base import MAX_PAGE_SIZE, PreparedWrite, RawStream, StructureStore
-from .settings import StoreSettings
+from .base import PreparedWrite, RawStream, StructureStore
+from .settings import StoreSettings, check_deploy_key, check_url
 
 __all__ = ('ConvexStore',)
 
@@ -70,8 +71,10 @@ MODULE = 'structures'
 #: CIF, structure JSON and parameters JSON stay inline in the record while together they are at most this large; a
 #: page of 200 records then reads at most about 8 MiB, half of a Convex query's read limit.
 INLINE_BYTES = 32 * 1024
-#: Bytes of arguments per mutation the store aims for (Convex allows 16 MiB of arguments and of writes).
-BATCH_BYTES = 6 * 1024 * 1024
+#: Bytes of arguments per mutation the store aims for. Convex allows 16 MiB of arguments and of writes, and a
+#: replaced version's chunks are read and deleted in the same mutation; 4 MiB is also one second of a deployment's
+#: default write throughput.
+BATCH_BYTES = 4 * 1024 * 1024
 #: Records per putBatch mutation at most.
 BATCH_RECORDS = 250
 #: A record with more chunk bytes than this is staged over several mutations, then committed.
@@ -81,8 +84,12 @@ READ_PAGE_BYTES = 8 * 1024 * 1024
 #: Bytes of chunks per readChunks query when the raw input is streamed (:meth:`ConvexStore.open_raw`): what a
 #: streaming reader holds at once, against one round trip per page.
 STREAM_PAGE_BYTES = 2 * 1024 * 1024
-#: Structure ids per contentHashes query.
-HASH_QUERY_IDS = 200
+#: Structure ids per contentHashes query (the function's own limit).
+HASH_QUERY_IDS = 100
+#: Records per listStructures query (the function's own limit); longer pages are read in several queries.
+LIST_PAGE = 200
+#: Largest request body Convex accepts (16 MiB and a little); a larger batch is split before it is sent.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
 #: How often a read is retried when a concurrent commit replaced the version being read.
 READ_ATTEMPTS = 3
 
@@ -93,6 +100,33 @@ ERROR_CODES: dict[str, type[StructStoreError]] = {
     'CONFLICT': ConflictError,
     'INCOMPLETE_UPLOAD': ConflictError,
 }
+
+
+DEPLOY_HINT = 'deploy the functions in convex/ to this deployment (docs/convex-projection.md)'
+
+
+class _DeployKeyAuth(httpx.Auth):
+    """Adds ``Authorization: Convex <deploy key>`` to each request; the key is held as a :class:`SecretStr`."""
+
+    def __init__(self, key: SecretStr) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request):
+        request.headers['Authorization'] = f'Convex {self._key.get_secret_value()}'
+        yield request
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self._key.get_secret_value(), '<CONVEX_DEPLOY_KEY>')
+
+    def __repr__(self) -> str:
+        return '_DeployKeyAuth(**********)'
+
+
+class _RequestTooLargeError(LimitExceededError):
+    """A request body larger than Convex accepts; raised before anything is sent."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f'a request of {size} bytes is larger than Convex accepts ({MAX_REQUEST_BYTES} bytes)')
 
 
 class _TransientError(Exception):
@@ -140,6 +174,13 @@ class _Planned:
         self.record['generation'] = secrets.token_hex(12)
 
 
+def _generation(content_hash: str) -> str:
+    """The first generation a write tries: derived from the content, so a staged upload interrupted by a crash is
+    resumed (not repeated) by the next write of the same content. Equal generations mean equal chunks, so two
+    writers can never mix versions; a generation retired earlier is a conflict, and the write takes a random one."""
+    return f'h{content_hash[:40]}'
+
+
 def _ms_to_datetime(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
 
@@ -157,24 +198,24 @@ class ConvexStore(StructureStore):
         timeout: float = 30.0,
         retries: int = 6,
         backoff_max: float = 8.0,
+        allow_http: bool = False,
         transport: httpx.BaseTransport | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.url = url.rstrip('/')
-        key = deploy_key if isinstance(deploy_key, SecretStr) else SecretStr(deploy_key)
-        if not key.get_secret_value().strip():
-            raise ConfigurationError('CONVEX_DEPLOY_KEY is empty')
-        self._key = key
+        self.url = check_url(url, allow_http=allow_http)
+        self._auth = _DeployKeyAuth(check_deploy_key(deploy_key))
         self.retries = retries
         self.backoff_max = backoff_max
         self.calls = 0  # Convex function calls made (not counting retries), for benchmarks and tests
+        self._instance: str | None = None
         self._client = httpx.Client(
             base_url=self.url,
+            auth=self._auth,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30.0),
             transport=transport,
-            headers={'Content-Type': 'application/json', 'Convex-Client': 'aiida-structstore'},
+            headers={'Content-Type': 'application/json', 'Convex-Client': f'aiida-structstore-{__version__}'},
         )
 
     @classmethod
@@ -182,25 +223,42 @@ class ConvexStore(StructureStore):
         settings.check()
         assert settings.convex_url is not None and settings.convex_deploy_key is not None
         return cls(
-            settings.convex_url.strip(),
+            settings.convex_url,
             settings.convex_deploy_key,
             timeout=settings.timeout,
             retries=settings.retries,
+            allow_http=settings.allow_http,
         )
 
     def __repr__(self) -> str:
-        return f'ConvexStore(url={self.url!r})'
+        # Neither the URL nor the key: a repr can end up in a log or in AiiDA's database.
+        return f'ConvexStore({self.store_id})'
 
     @property
-    def identity(self) -> str:
+    def store_id(self) -> str:
         # A digest, not the URL: the deployment URL must not end up in AiiDA's database.
-        url = str(httpx.URL(self.url).copy_with(username=None, password=None, query=None, fragment=None))
-        return f'convex:{hashlib.sha256(url.encode()).hexdigest()[:16]}'
+        return f'convex:{hashlib.sha256(self.url.encode()).hexdigest()[:16]}'
+
+    @property
+    def instance(self) -> str:
+        if self._instance is None:
+            self._instance = self.current_instance()
+        return self._instance
+
+    def current_instance(self) -> str:
+        instance = self._call('query', 'getInstance', {})
+        if instance is None:
+            instance = self._call('mutation', 'ensureInstance', {'candidate': secrets.token_hex(8)})
+        return str(instance)
 
     def close(self) -> None:
         self._client.close()
 
     # -- transport ---------------------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        """``text`` (from the HTTP library or the server) without the deploy key or the deployment URL."""
+        return self._auth.scrub(text).replace(self.url, '<CONVEX_URL>')
 
     def _call(self, kind: str, name: str, args: dict[str, Any]) -> Any:
         """Call ``structures:<name>`` and return its decoded value, retrying transient failures."""
@@ -210,6 +268,8 @@ class ConvexStore(StructureStore):
             ensure_ascii=False,
             separators=(',', ':'),
         ).encode('utf-8')
+        if len(body) > MAX_REQUEST_BYTES:
+            raise _RequestTooLargeError(len(body))
         self.calls += 1
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_TransientError),
@@ -224,50 +284,79 @@ class ConvexStore(StructureStore):
                 self.retries,
             ),
         )
+        failure = None
         try:
             return retrying(self._post, kind, path, body)
         except _TransientError as exc:
-            raise BackendUnavailableError(
-                f'Convex at {self.url} failed for {path} after {self.retries} attempts: {exc}'
-            ) from None
+            failure = str(exc)
+        # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
+        raise BackendUnavailableError(
+            f'the Convex deployment (CONVEX_URL) failed for {path} after {self.retries} attempts: {failure}'
+        )
+
+    def _send(self, kind: str, body: bytes) -> tuple[int, bytes]:
+        """POST ``body`` to ``/api/<kind>``; return status and body. No request object (it holds the
+        ``Authorization`` header) outlives this call, and no HTTP library exception is chained to ours."""
+        failure = None
+        try:
+            # Not `response.content`: an httpx response and its stream refer to each other, so a body cached on the
+            # response lives until the cyclic garbage collector runs (tens of MB while a raw input is read).
+            with self._client.stream('POST', f'/api/{kind}', content=body) as response:
+                return response.status_code, b''.join(response.iter_bytes())
+        except httpx.LocalProtocolError:
+            # The request could not be formed (an invalid header): not transient, and httpx quotes the header.
+            failure = 'config'
+        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
+            failure = self._scrub(f'{type(exc).__name__}: {exc}')
+        if failure == 'config':
+            raise ConfigurationError(
+                'the HTTP request to Convex could not be formed: check CONVEX_URL and CONVEX_DEPLOY_KEY for spaces '
+                'or control characters'
+            )
+        raise _TransientError(failure)
 
     def _post(self, kind: str, path: str, body: bytes) -> Any:
-        headers = {'Authorization': f'Convex {self._key.get_secret_value()}'}
-        try:
-            with self._client.stream('POST', f'/api/{kind}', content=body, headers=headers) as response:
-                status = response.status_code
-                # Not `response.read()`: an httpx response and its stream refer to each other, so a body cached on
-                # the response lives until the cyclic garbage collector runs (tens of MB while a raw input is read).
-                data = b''.join(response.iter_bytes())
-        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
-            raise _TransientError(f'{type(exc).__name__}: {exc}') from None
+        status, content = self._send(kind, body)
         if status == 429 or (status >= 500 and status != 560):
             raise _TransientError(f'HTTP {status}')
         try:
-            reply = json.loads(data)
+            reply = json.loads(content)
         except ValueError:
-            raise BackendError(f'Convex returned HTTP {status} with a body that is not JSON for {path}') from None
-        if status == 200 and isinstance(reply, dict) and reply.get('status') == 'success':
+            reply = None
+        if status in (200, 560) and not (isinstance(reply, dict) and reply.get('status') in ('success', 'error')):
+            # A reply cut or garbled on the way (a proxy, a dropped connection): whether the function ran is
+            # unknown, and every call is idempotent, so it is repeated.
+            raise _TransientError(f'HTTP {status} with a malformed reply')
+        if status == 200 and reply['status'] == 'success':
+            if 'value' not in reply:
+                raise _TransientError(f'HTTP {status} with a malformed reply')
             return json_to_convex(reply['value'])
-        if status in (200, 560) and isinstance(reply, dict) and reply.get('status') == 'error':
-            data = reply.get('errorData')
-            if isinstance(data, dict) and 'code' in data:
-                error_class = ERROR_CODES.get(str(data['code']), BackendError)
-                message = str(data.get('message', reply.get('errorMessage', '')))
-                if error_class is BackendError:
-                    raise BackendError(f'{path}: {message}', code=str(data['code']))
-                raise error_class(message)
-            raise BackendError(f'{path} failed: {reply.get("errorMessage", "unknown error")}')
+        if status in (200, 560):
+            raise self._function_error(path, reply)
         code = reply.get('code') if isinstance(reply, dict) else None
-        message = reply.get('message') if isinstance(reply, dict) else None
+        message = self._scrub(str(reply.get('message'))) if isinstance(reply, dict) else None
         if status in (401, 403):
-            raise ConfigurationError(f'Convex at {self.url} rejected the deploy key ({code}): check CONVEX_DEPLOY_KEY')
+            raise ConfigurationError(f'the Convex deployment rejected the deploy key ({code}): check CONVEX_DEPLOY_KEY')
         if status == 404:
-            raise BackendError(
-                f'{path} is not deployed at {self.url} ({code}); deploy the functions in convex/ (see docs)',
-                code=code,
-            )
+            raise BackendError(f'{path} is not deployed ({code}); {DEPLOY_HINT}', code=code)
+        if status == 413:
+            raise LimitExceededError(f'the request to {path} is larger than Convex accepts (HTTP 413)')
         raise BackendError(f'Convex returned HTTP {status} for {path}: {code}: {message}', code=code)
+
+    def _function_error(self, path: str, reply: dict[str, Any]) -> StructStoreError:
+        """The error of a function that failed (HTTP 200 or 560 with ``status: error``)."""
+        data = reply.get('errorData')
+        message = self._scrub(str(reply.get('errorMessage', 'unknown error')))
+        if isinstance(data, dict) and 'code' in data:
+            error_class = ERROR_CODES.get(str(data['code']), BackendError)
+            detail = self._scrub(str(data.get('message', message)))
+            if error_class is BackendError:
+                return BackendError(f'{path}: {detail}', code=str(data['code']))
+            return error_class(detail)
+        if 'Could not find public function' in message or 'Could not find function' in message:
+            # A real deployment answers HTTP 200 for a function that is missing or of another kind.
+            return BackendError(f'{path} is not deployed: {message}; {DEPLOY_HINT}', code='FunctionNotFound')
+        return BackendError(f'{path} failed: {message}')
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -291,7 +380,7 @@ class ConvexStore(StructureStore):
             del sizes[name]
         record = {
             'structure_id': write.key.structure_id,
-            'generation': secrets.token_hex(12),
+            'generation': _generation(write.content_hash),
             'content_hash': write.content_hash,
             'source': {'kind': content.source.kind, 'filename': content.source.filename},
             'summary': content.summary,
@@ -302,7 +391,7 @@ class ConvexStore(StructureStore):
         chunk_bytes = sum(part.chunked.size for part in parts)
         return _Planned(write, record, parts, chunk_bytes, sum(sizes.values()) + 1024)
 
-    def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+    def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
         by_scope: dict[tuple[str, str], list[_Planned]] = {}
         planned = [self._plan(write) for write in writes]
         for plan in planned:
@@ -322,12 +411,12 @@ class ConvexStore(StructureStore):
             for plan in (p for p in plans if p.result is None):
                 size = plan.inline_bytes + (0 if plan.staged else plan.chunk_bytes)
                 if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_RECORDS):
-                    self._commit(scope, batch)
+                    self._commit(scope, batch, replace_owner)
                     batch, batch_bytes = [], 0
                 batch.append(plan)
                 batch_bytes += size
             if batch:
-                self._commit(scope, batch)
+                self._commit(scope, batch, replace_owner)
             for plan in plans:
                 if plan.garbage:
                     self._collect(
@@ -338,15 +427,29 @@ class ConvexStore(StructureStore):
                     )
         return [plan.result for plan in planned if plan.result is not None]
 
-    def _result(self, plan: _Planned, status: str, chunk_count: int | None = None) -> PutResult:
+    def _result(
+        self, plan: _Planned, status: str, chunk_count: int | None = None, owner: str | None = None
+    ) -> PutResult:
         return PutResult(
             key=plan.write.key,
             status=status,  # type: ignore[arg-type]
             content_hash=plan.write.content_hash,
             chunk_count=plan.write.chunk_count if chunk_count is None else chunk_count,
+            owner=owner,
         )
 
     def _stage(self, scope: dict[str, str], plan: _Planned) -> None:
+        """Stage the chunks of ``plan`` under its generation; under a new one if that generation was retired."""
+        for attempt in range(3):
+            try:
+                self._stage_chunks(scope, plan)
+                return
+            except ConflictError:
+                if attempt == 2:
+                    raise
+                plan.new_generation()
+
+    def _stage_chunks(self, scope: dict[str, str], plan: _Planned) -> None:
         chunks = [chunk for part in plan.parts for chunk in part.chunk_args()]
         group: list[dict[str, Any]] = []
         group_bytes = 0
@@ -372,14 +475,26 @@ class ConvexStore(StructureStore):
             },
         )
 
-    def _commit(self, scope: dict[str, str], batch: list[_Planned]) -> None:
+    def _commit(self, scope: dict[str, str], batch: list[_Planned], replace_owner: bool) -> None:
         for attempt in range(3):
             records = [
                 {**plan.record, 'chunks': None if plan.staged else [c for p in plan.parts for c in p.chunk_args()]}
                 for plan in batch
             ]
             try:
-                replies = self._call('mutation', 'putBatch', {**scope, 'records': records})
+                replies = self._call(
+                    'mutation', 'putBatch', {**scope, 'records': records, 'replace_owner': replace_owner}
+                )
+            except _RequestTooLargeError:
+                if len(batch) == 1:
+                    raise LimitExceededError(
+                        f'{batch[0].write.key}: the record is larger than one Convex request can carry'
+                    ) from None
+                # JSON escapes made the batch larger than estimated: send it in two halves.
+                half = len(batch) // 2
+                self._commit(scope, batch[:half], replace_owner)
+                self._commit(scope, batch[half:], replace_owner)
+                return
             except ConflictError:
                 # A generation in use (CONFLICT) or a staged upload that was collected (INCOMPLETE_UPLOAD):
                 # nothing was written; start those records over under new generations.
@@ -391,7 +506,7 @@ class ConvexStore(StructureStore):
                         self._stage(scope, plan)
                 continue
             for plan, reply in zip(batch, replies, strict=True):
-                plan.result = self._result(plan, reply['status'], int(reply['chunk_count']))
+                plan.result = self._result(plan, reply['status'], int(reply['chunk_count']), reply.get('owner'))
                 plan.garbage = bool(reply['garbage'])
             return
 
@@ -539,24 +654,38 @@ class ConvexStore(StructureStore):
         self._check_range(updated_from, updated_to)
         if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
             raise InvalidInputError('invalid page cursor')
-        args: dict[str, Any] = {
-            'tenant_id': tenant_id,
-            'workspace_id': workspace_id,
-            'paginationOpts': {'numItems': float(min(limit, MAX_PAGE_SIZE)), 'cursor': cursor},
-        }
         # Convex keeps milliseconds: widen the range to whole milliseconds (never narrower than asked).
+        bounds: dict[str, float] = {}
         if updated_from is not None:
-            args['updated_min'] = float(math.floor(updated_from.timestamp() * 1000))
+            bounds['updated_min'] = float(math.floor(updated_from.timestamp() * 1000))
         if updated_to is not None:
-            args['updated_max'] = float(math.ceil(updated_to.timestamp() * 1000))
-        try:
-            reply = self._call('query', 'listStructures', args)
-        except BackendError as exc:
-            if cursor is not None:
-                raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from exc
-            raise
-        items = tuple(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
-        return Page(items=items, next_cursor=None if reply['isDone'] else reply['continueCursor'])
+            bounds['updated_max'] = float(math.ceil(updated_to.timestamp() * 1000))
+        items: list[StructureSummary] = []
+        next_cursor = cursor
+        # One query reads at most LIST_PAGE records (and 8 MiB): a longer page takes several.
+        while True:
+            try:
+                reply = self._call(
+                    'query',
+                    'listStructures',
+                    {
+                        'tenant_id': tenant_id,
+                        'workspace_id': workspace_id,
+                        'paginationOpts': {
+                            'numItems': float(min(limit - len(items), LIST_PAGE)),
+                            'cursor': next_cursor,
+                        },
+                        **bounds,
+                    },
+                )
+            except BackendError as exc:
+                if cursor is not None:
+                    raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
+                raise
+            items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+            next_cursor = None if reply['isDone'] else reply['continueCursor']
+            if next_cursor is None or len(items) >= limit:
+                return Page(items=tuple(items), next_cursor=next_cursor)
 
     def _hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -605,16 +734,31 @@ class ConvexStore(StructureStore):
             if reply['done']:
                 return deleted
 
-    def storage_stats(self, tenant_id: str, workspace_id: str, *, max_bytes: int = READ_PAGE_BYTES) -> dict[str, Any]:
-        """Records, unreferenced chunk sets and chunks of a workspace (chunk counting stops after ``max_bytes``)."""
+    def storage_stats(self, tenant_id: str, workspace_id: str) -> dict[str, Any]:
+        """Records, the chunks they declare, chunk sets no record references, and chunks of a workspace (read page
+        by page: for tests and diagnostics, it reads every chunk)."""
         self._check_scope(tenant_id, workspace_id)
-        stats = self._call(
-            'query',
-            'storageStats',
-            {'tenant_id': tenant_id, 'workspace_id': workspace_id, 'max_bytes': float(max_bytes)},
-        )
-        for name in ('records', 'committed_chunks', 'chunks'):
-            stats[name] = int(stats[name])
+        stats: dict[str, Any] = {'records': 0, 'committed_chunks': 0, 'chunk_sets': [], 'chunks': 0}
+        for table, count_key in (('structures', 'records'), ('chunk_sets', None), ('chunks', 'chunks')):
+            cursor = None
+            while True:
+                page = self._call(
+                    'query',
+                    'storageStats',
+                    {
+                        'tenant_id': tenant_id,
+                        'workspace_id': workspace_id,
+                        'table': table,
+                        'paginationOpts': {'numItems': 1000.0, 'cursor': cursor},
+                    },
+                )
+                if count_key is not None:
+                    stats[count_key] += int(page['count'])
+                stats['committed_chunks'] += int(page['committed_chunks'])
+                stats['chunk_sets'].extend(page['chunk_sets'])
+                if page['isDone']:
+                    break
+                cursor = page['continueCursor']
         return stats
 
     def collect_garbage(self, tenant_id: str, workspace_id: str, *, older_than_seconds: float = 3600.0) -> int:

@@ -55,6 +55,7 @@ class MemoryStore(StructureStore):
     """A thread-safe, in-process store."""
 
     backend: ClassVar[str] = 'memory'
+    persistent: ClassVar[bool] = False
     _shared: ClassVar[MemoryStore | None] = None
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
@@ -76,7 +77,7 @@ class MemoryStore(StructureStore):
             count = sum(len(records) for records in self._data.values())
         return f'MemoryStore(records={count})'
 
-    def _put_prepared(self, writes: Sequence[PreparedWrite]) -> list[PutResult]:
+    def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
         results = []
         with self._lock:
             for write in writes:
@@ -90,6 +91,17 @@ class MemoryStore(StructureStore):
                             status='unchanged',
                             content_hash=write.content_hash,
                             chunk_count=previous.record.chunk_count,
+                        )
+                    )
+                    continue
+                if previous is not None and previous.record.node_uuid != write.content.node_uuid and not replace_owner:
+                    results.append(
+                        PutResult(
+                            key=key,
+                            status='conflict',
+                            content_hash=write.content_hash,
+                            chunk_count=previous.record.chunk_count,
+                            owner=previous.record.node_uuid,
                         )
                     )
                     continue

@@ -7,6 +7,7 @@
 | ``CONVEX_DEPLOY_KEY`` | (none) | deploy (admin) key, required for ``convex``; never logged or shown |
 | ``STRUCTURE_STORE_TIMEOUT`` | ``30`` | seconds per HTTP request to Convex |
 | ``STRUCTURE_STORE_RETRIES`` | ``6`` | attempts per Convex call on connection errors, 429 and 5xx |
+| ``STRUCTURE_STORE_ALLOW_HTTP`` | ``false`` | allow a plain ``http://`` URL to a host that is not this machine |
 | ``STRUCTURE_STORE_SETTINGS_FILE`` | ``~/.config/aiida-structstore/settings.env`` | dotenv file, see below |
 
 The settings file holds the variables above in dotenv form; it is read if it exists and must not be readable by
@@ -15,21 +16,30 @@ group or others.
 Variables set in the environment win over the settings file. The file is how AiiDA daemon workers get the Convex
 settings without them entering the AiiDA profile configuration or the database.
 
+Checks that keep the deploy key out of terminals, logs and the AiiDA database (:func:`check_deploy_key`,
+:func:`check_url`): whitespace around the key (a trailing newline from a secrets file) is removed, and a key with
+whitespace or control characters inside is refused; the URL must be ``http(s)://host[:port][/path]`` without user
+credentials, query or fragment, and a plain ``http://`` URL must point to this machine unless
+``STRUCTURE_STORE_ALLOW_HTTP`` is set (the deploy key would cross the network in clear text). No error message ever
+quotes either value: a swapped URL and key would otherwise print the key.
+
 This module imports no AiiDA module.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..exceptions import ConfigurationError
 
-__all__ = ('BACKENDS', 'DEFAULT_SETTINGS_FILE', 'StoreSettings', 'load_settings')
+__all__ = ('BACKENDS', 'DEFAULT_SETTINGS_FILE', 'StoreSettings', 'check_deploy_key', 'check_url', 'load_settings')
 
 BACKENDS = ('convex', 'memory')
 DEFAULT_SETTINGS_FILE = Path('~/.config/aiida-structstore/settings.env')
@@ -48,6 +58,7 @@ class StoreSettings(BaseSettings):
     )
     timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices('STRUCTURE_STORE_TIMEOUT', 'timeout'))
     retries: int = Field(6, ge=1, le=50, validation_alias=AliasChoices('STRUCTURE_STORE_RETRIES', 'retries'))
+    allow_http: bool = Field(False, validation_alias=AliasChoices('STRUCTURE_STORE_ALLOW_HTTP', 'allow_http'))
 
     def check(self) -> StoreSettings:
         """Raise :class:`ConfigurationError` if the settings cannot open a store; return ``self`` otherwise."""
@@ -69,10 +80,66 @@ class StoreSettings(BaseSettings):
                     f'(in the environment or in ${SETTINGS_FILE_VARIABLE}); '
                     'set STRUCTURE_STORE_BACKEND=memory for an in-memory store'
                 )
-            url = (self.convex_url or '').strip()
-            if not url.startswith(('http://', 'https://')):
-                raise ConfigurationError(f'CONVEX_URL must be an http:// or https:// URL, got {url!r}')
+            check_url(self.convex_url or '', allow_http=self.allow_http)
+            check_deploy_key(self.convex_deploy_key)  # type: ignore[arg-type]
         return self
+
+
+def check_deploy_key(key: SecretStr | str) -> SecretStr:
+    """The deploy key without surrounding whitespace; refuse one that cannot be sent in an HTTP header.
+
+    A key read from a file or a secret store often ends in a newline: sent as is, the HTTP library refuses the header
+    and quotes it in its error. The message never contains the key.
+    """
+    value = (key.get_secret_value() if isinstance(key, SecretStr) else str(key)).strip()
+    if not value:
+        raise ConfigurationError('CONVEX_DEPLOY_KEY is empty')
+    bad = next((i for i, c in enumerate(value) if not ('!' <= c <= '~')), None)
+    if bad is not None:
+        raise ConfigurationError(
+            f'CONVEX_DEPLOY_KEY has a space, control or non-ASCII character at position {bad + 1} of {len(value)}; '
+            'a deploy key is printable ASCII without spaces (copy it again from the Convex dashboard)'
+        )
+    if value.startswith(('http://', 'https://')):
+        raise ConfigurationError('CONVEX_DEPLOY_KEY looks like a URL: are CONVEX_URL and CONVEX_DEPLOY_KEY swapped?')
+    return SecretStr(value)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == 'localhost' or host.endswith('.localhost'):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, allow_http: bool = False) -> str:
+    """The deployment URL without surrounding whitespace and trailing ``/``; refuse anything else than
+    ``http(s)://host[:port][/path]``. The message never quotes the value (it might be the deploy key)."""
+    value = url.strip()
+    if not value.startswith(('http://', 'https://')):
+        hint = ' (it looks like a deploy key: are CONVEX_URL and CONVEX_DEPLOY_KEY swapped?)' if '|' in value else ''
+        raise ConfigurationError(f'CONVEX_URL must start with https:// or http://{hint}')
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigurationError('CONVEX_URL is not a valid URL (bad host or port)') from None
+    if parts.username is not None or parts.password is not None or '@' in parts.netloc:
+        raise ConfigurationError(
+            'CONVEX_URL must not contain a user name or password; the deploy key goes in CONVEX_DEPLOY_KEY'
+        )
+    if not parts.hostname or any(not ('!' <= c <= '~') for c in value):
+        raise ConfigurationError('CONVEX_URL is not a valid URL (no host, or spaces or control characters)')
+    if parts.query or parts.fragment:
+        raise ConfigurationError('CONVEX_URL must not have a query (?...) or fragment (#...)')
+    if parts.scheme == 'http' and not allow_http and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            'CONVEX_URL is a plain http:// URL to another machine: the deploy key would cross the network '
+            'unencrypted. Use https://, or set STRUCTURE_STORE_ALLOW_HTTP=true on a trusted network'
+        )
+    return value.rstrip('/')
 
 
 def _settings_file() -> Path | None:

@@ -76,7 +76,8 @@ def test_argument_validation(call):
 
 
 def test_document_size_limit(call):
-    reply = call('mutation', 'structures:putBatch', {**SCOPE, 'records': [record('big', cif='x' * (1024 * 1024 + 1))]})
+    summary = {'chemical_formula_descriptive': 'x' * (1024 * 1024 + 1)}  # functions bound inline payloads themselves
+    reply = call('mutation', 'structures:putBatch', {**SCOPE, 'records': [record('big', summary=summary)]})
     assert reply.status_code == 560
     assert 'Document is too large' in reply.json()['errorMessage']
     assert call('query', 'structures:getStructure', {**SCOPE, 'structure_id': 'big'}).json()['value'] is None
@@ -100,8 +101,8 @@ def test_request_size_limit(call):
     assert reply.status_code == 413
 
 
-def test_transaction_read_limit_is_enforced(call):
-    # Ten chunks of 700 KB per mutation are fine; reading 16 MiB+ in one query is not.
+def test_pages_stop_at_the_read_budget(call):
+    # Ten chunks of 700 KB per mutation are fine; a page of 30 of them would read more than the 8 MiB budget.
     for index in range(3):
         chunks = [{'part': 'raw', 'chunk_index': i, 'text': 'y' * 700_000} for i in range(10)]
         reply = call(
@@ -112,6 +113,8 @@ def test_transaction_read_limit_is_enforced(call):
             else {**SCOPE, 'structure_id': f'reads{index}', 'generation': 'g1', 'chunks': chunks},
         )
         assert reply.status_code == 200, reply.text
-    stats = call('query', 'structures:storageStats', {**SCOPE, 'max_bytes': 12 * 1024 * 1024})
-    assert stats.status_code == 200
-    assert stats.json()['value']['complete'] is False
+    page = {'numItems': 1000.0, 'cursor': None}
+    stats = call('query', 'structures:storageStats', {**SCOPE, 'table': 'chunks', 'paginationOpts': page})
+    assert stats.status_code == 200, stats.text
+    assert stats.json()['value']['isDone'] is False
+    assert 0 < stats.json()['value']['count'] < 30

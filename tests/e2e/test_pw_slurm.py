@@ -8,17 +8,14 @@ already running.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
-from aiida.engine import submit
 from aiida.plugins import DataFactory, WorkflowFactory
 
 from aiida_structstore.models import StructureKey
@@ -70,32 +67,12 @@ def pw_code(slurm, tmp_path_factory):
 
 
 @pytest.fixture
-def daemon(daemon_client, convex_backend, convex_server, monkeypatch):
+def daemon(convex_backend, daemon_environment, started_daemon_client):
     """The AiiDA daemon, started in an environment that has the store settings (as users start it)."""
-    if daemon_client.is_daemon_running:
-        daemon_client.stop_daemon(wait=True)
-    # `verdi daemon start` needs the venv's bin/ on PATH (aiida looks for `verdi` when it is imported).
-    bin_dir = pathlib.Path(sys.executable).parent
-    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
-    monkeypatch.setattr('aiida.engine.daemon.client.VERDI_BIN', str(bin_dir / 'verdi'))
-    daemon_client.start_daemon(number_workers=1)
-    try:
-        yield daemon_client
-    finally:
-        daemon_client.stop_daemon(wait=True)
+    return started_daemon_client
 
 
-def wait_for(node, timeout=300):
-    deadline = time.monotonic() + timeout
-    while not node.is_terminated:
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f'{node.process_label}<{node.pk}> did not finish within {timeout} s: {node.process_state}'
-            )
-        time.sleep(1)
-
-
-def test_relax_on_slurm_then_project(daemon, pw_code, convex_backend, convex_server):
+def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_backend, convex_server):
     UpfData = DataFactory('pseudo.upf')  # noqa: N806
     structure = orm.StructureData(cell=[[-2.7, 0, 2.7], [0, 2.7, 2.7], [-2.7, 2.7, 0]])
     structure.append_atom(position=(0, 0, 0), symbols='Si')
@@ -119,8 +96,7 @@ def test_relax_on_slurm_then_project(daemon, pw_code, convex_backend, convex_ser
     builder.workspace_id = orm.Str('slurm')
     builder.id_prefix = orm.Str('si-relax')
 
-    node = submit(builder)
-    wait_for(node)
+    node = submit_and_await(builder, timeout=300)
     assert node.is_finished_ok, f'{node.exit_status}: {node.exit_message}'
 
     # The calculation ran through Slurm.

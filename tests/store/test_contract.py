@@ -10,7 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import IntegrityError, InvalidInputError, LimitExceededError, NotFoundError
+from aiida_structstore.exceptions import (
+    IntegrityError,
+    InvalidInputError,
+    LimitExceededError,
+    NotFoundError,
+    OwnershipError,
+)
 from aiida_structstore.models import Source, StructureContent, StructureKey
 from aiida_structstore.store import base
 
@@ -152,6 +158,15 @@ class TestListDelete:
         with pytest.raises(InvalidInputError, match='timezone-aware'):
             store.list(tenant, 'ws', updated_from=dt.datetime(2020, 1, 1))
 
+    def test_list_pages_of_the_largest_size(self, store, make_content, tenant):
+        store.put_many([(make_content(f's{i:03d}'), None) for i in range(base.MAX_PAGE_SIZE + 20)])
+        first = store.list(tenant, 'ws', limit=base.MAX_PAGE_SIZE)
+        assert len(first.items) == base.MAX_PAGE_SIZE
+        rest = store.list(tenant, 'ws', cursor=first.next_cursor, limit=base.MAX_PAGE_SIZE)
+        assert len(rest.items) == 20 and rest.next_cursor is None
+        ids = [i.key.structure_id for i in first.items + rest.items]
+        assert sorted(ids) == [f's{i:03d}' for i in range(base.MAX_PAGE_SIZE + 20)]
+
     def test_list_of_empty_workspace(self, store, tenant):
         page = store.list(tenant, 'nothing-here')
         assert page.items == ()
@@ -179,6 +194,60 @@ class TestListDelete:
             store.get_raw(content.key)
         assert store.collect_garbage(content.key.tenant_id, 'ws', older_than_seconds=0) == 0
         assert store.put(content).status == 'created'
+
+
+class TestOwnership:
+    """A record belongs to the AiiDA node it came from: another node's content never silently replaces it."""
+
+    A, B = '11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222'
+
+    def test_another_nodes_record_is_not_replaced(self, store, make_content):
+        store.put(make_content(node_uuid=self.A), raw='from A')
+        with pytest.raises(OwnershipError) as info:
+            store.put(make_content(cif='data_other\n', node_uuid=self.B), raw='from B')
+        assert self.A in str(info.value) and self.B in str(info.value)
+        record = store.get(make_content().key)
+        assert record.node_uuid == self.A
+        assert store.get_raw(record.key) == 'from A'
+
+    @pytest.mark.parametrize(('first', 'second'), [(A, None), (None, A)])
+    def test_a_record_of_no_node_and_one_of_a_node_do_not_replace_each_other(self, store, make_content, first, second):
+        store.put(make_content(node_uuid=first))
+        with pytest.raises(OwnershipError, match='no AiiDA node'):
+            store.put(make_content(cif='data_other\n', node_uuid=second))
+        assert store.get(make_content().key).node_uuid == first
+
+    def test_the_same_node_updates_its_record(self, store, make_content):
+        store.put(make_content(node_uuid=self.A))
+        assert store.put(make_content(cif='data_new\n', node_uuid=self.A)).status == 'updated'
+
+    def test_replace_owner(self, store, make_content):
+        store.put(make_content(node_uuid=self.A), raw='from A')
+        result = store.put(make_content(cif='data_b\n', node_uuid=self.B), raw='from B', replace_owner=True)
+        assert result.status == 'updated'
+        record = store.get(make_content().key)
+        assert record.node_uuid == self.B
+        assert store.get_raw(record.key) == 'from B'
+
+    def test_a_batch_commits_the_rest_and_reports_the_conflict(self, store, make_content):
+        store.put(make_content('s1', node_uuid=self.A))
+        big = 'x' * (5 * 1024 * 1024)  # staged on Convex: its upload must not be left behind
+        results = store.put_many(
+            [
+                (make_content('s1', cif='data_b\n', node_uuid=self.B), big),
+                (make_content('s2', node_uuid=self.B), 'two'),
+            ]
+        )
+        assert [(r.key.structure_id, r.status, r.owner) for r in results] == [
+            ('s1', 'conflict', self.A),
+            ('s2', 'created', None),
+        ]
+        assert store.get(make_content('s1').key).node_uuid == self.A
+        assert store.get_raw(make_content('s1').key) is None
+        if hasattr(store, 'storage_stats'):
+            stats = store.storage_stats(make_content().key.tenant_id, 'ws')
+            assert stats['chunk_sets'] == []
+            assert stats['chunks'] == stats['committed_chunks']
 
 
 class TestIsolation:

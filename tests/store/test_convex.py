@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -11,7 +12,7 @@ import textwrap
 
 import pytest
 
-from aiida_structstore.exceptions import BackendUnavailableError, ConfigurationError
+from aiida_structstore.exceptions import BackendError, BackendUnavailableError, ConfigurationError
 from aiida_structstore.models import Source, StructureContent, StructureKey
 from aiida_structstore.store import open_store
 from aiida_structstore.store.convex import ConvexStore
@@ -33,8 +34,7 @@ def content_factory(tenant):
 
 
 def assert_no_orphans(store: ConvexStore, tenant: str, workspace: str = 'ws') -> None:
-    stats = store.storage_stats(tenant, workspace, max_bytes=12 * 1024 * 1024)
-    assert stats['complete']
+    stats = store.storage_stats(tenant, workspace)
     assert stats['chunk_sets'] == []
     assert stats['chunks'] == stats['committed_chunks']
 
@@ -186,4 +186,136 @@ def test_writer_killed_between_chunk_batches(server, content_factory, tenant):
         assert store.put(new, raw='newer').status == 'updated'
         assert store.collect_garbage(tenant, 'ws', older_than_seconds=0) > 0
         assert store.get_raw(new.key) == 'newer'
+        assert_no_orphans(store, tenant)
+
+
+# -- misconfigurations and secrets -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('suffix', ['\n', ' ', '\r\n', '\t'])
+def test_whitespace_around_the_key_is_removed(server, content_factory, suffix):
+    with ConvexStore(server.url, server.deploy_key + suffix) as store:
+        assert store.put(content_factory()).status == 'created'
+
+
+@pytest.mark.parametrize('bad', ['in side', 'new\nline', 'tab\there', 'caf\u00e9', 'nul\x00'])
+def test_a_key_that_cannot_be_a_header_is_refused_without_showing_it(bad):
+    key = f'prod:secret-{bad}-value'
+    with pytest.raises(ConfigurationError, match='CONVEX_DEPLOY_KEY has a space, control or non-ASCII') as info:
+        ConvexStore('https://happy-otter-123.convex.cloud', key)
+    assert 'secret' not in str(info.value)
+
+
+def test_swapped_url_and_key_never_show_the_key(server):
+    with pytest.raises(ConfigurationError, match='swapped') as info:
+        ConvexStore(server.deploy_key, server.url)
+    assert server.deploy_key not in str(info.value)
+    assert server.url not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    'url',
+    ['http://user:hunter2secret@127.0.0.1:9', 'https://:hunter2secret@x.convex.cloud', 'https://hunter2secret@x.cloud'],
+)
+def test_credentials_in_the_url_are_refused_without_showing_them(url):
+    with pytest.raises(ConfigurationError, match='must not contain a user name or password') as info:
+        ConvexStore(url, 'some-key')
+    assert 'hunter2secret' not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ('url', 'message'),
+    [
+        ('https://x.convex.cloud?key=1', 'query'),
+        ('https://x.convex.cloud#frag', 'fragment'),
+        ('https:///nohost', 'no host'),
+        ('https://x.convex.cloud:99999', 'bad host or port'),
+        ('https://x .convex.cloud', 'spaces or control'),
+    ],
+)
+def test_malformed_urls_are_refused(url, message):
+    with pytest.raises(ConfigurationError, match=message):
+        ConvexStore(url, 'some-key')
+
+
+def test_plain_http_only_to_this_machine_unless_allowed():
+    for url in ('http://127.0.0.1:3210', 'http://localhost:3210', 'http://[::1]:3210'):
+        ConvexStore(url, 'key').close()
+    with pytest.raises(ConfigurationError, match='unencrypted'):
+        ConvexStore('http://convex.internal.example:3210', 'key')
+    ConvexStore('http://convex.internal.example:3210', 'key', allow_http=True).close()
+
+
+@pytest.mark.parametrize(
+    'faults',
+    [
+        ['status:503'] * 2,
+        ['reset'] * 2,
+        ['reply:401:{"code":"BadAdminKey","message":"bad key"}'],
+        ['reply:404:{"code":"NotFound","message":"no"}'],
+        ['reply:200:{"status":"error","errorMessage":"[Request ID: 1] Server Error"}'],
+    ],
+)
+def test_failures_show_neither_key_nor_url_and_keep_no_frame_with_them(server, content_factory, caplog, faults):
+    from ..leaks import leaks
+
+    with (
+        FaultProxy(server.url) as proxy,
+        ConvexStore(proxy.url, server.deploy_key, retries=2, backoff_max=0.01) as store,
+        caplog.at_level(logging.DEBUG),
+    ):
+        proxy.faults.extend(faults)
+        with pytest.raises(Exception) as info:
+            store.put(content_factory())
+        assert leaks(info.value, server.deploy_key, proxy.url) == []
+        assert server.deploy_key not in caplog.text  # not even in the HTTP libraries' debug logs
+        # The URL may appear in httpx's own INFO/DEBUG lines (off unless the root logger is set lower than WARNING).
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING and proxy.url in r.getMessage()]
+        assert proxy.url.split('//')[1] not in str(info.value)
+
+
+def test_unreachable_deployment_keeps_no_frame_with_the_key(content_factory, caplog):
+    from ..leaks import leaks
+
+    key = 'prod:this-is-the-secret-deploy-key'
+    with (
+        ConvexStore('http://127.0.0.1:9', key, retries=2, backoff_max=0.01) as store,
+        caplog.at_level(logging.DEBUG),
+    ):
+        with pytest.raises(BackendUnavailableError) as info:
+            store.put(content_factory())
+    assert leaks(info.value, key, '127.0.0.1:9') == []
+    assert key not in caplog.text
+
+
+def test_malformed_replies_are_retried(server, content_factory, tenant):
+    with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key, backoff_max=0.01) as store:
+        proxy.faults.extend(['garble', 'reply:200:{"status":"success"}', 'reply:560:not json', 'garble'])
+        content = content_factory()
+        assert store.put(content, raw='r' * 1000).status in ('created', 'unchanged')
+        assert store.get_raw(content.key) == 'r' * 1000
+        assert not proxy.faults
+        assert_no_orphans(store, tenant)
+
+
+def test_a_missing_function_answered_as_a_real_deployment_does(server, content_factory):
+    message = "[Request ID: 7f3a] Could not find public function for 'structures:putBatch'"
+    reply = json.dumps({'status': 'error', 'errorMessage': message})
+    with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key) as store:
+        proxy.faults.append(f'reply:200:{reply}')
+        with pytest.raises(BackendError, match=r'is not deployed.*deploy the functions in convex/'):
+            store.put(content_factory())
+
+
+@pytest.mark.parametrize('megabytes', [8.1, 20])
+def test_deleting_and_replacing_large_records_leaves_nothing_behind(server, content_factory, tenant, megabytes):
+    raw = 'K_POINTS \u00e9\n' * int(megabytes * 1024 * 1024 / 12)
+    with ConvexStore(server.url, server.deploy_key) as store:
+        first = content_factory('big')
+        store.put(first, raw=raw)
+        assert store.put(content_factory('big', cif='data_new\n'), raw=raw[::-1]).status == 'updated'
+        assert store.get_raw(first.key) == raw[::-1]
+        assert store.delete(first.key)
+        store.put(content_factory('other'), raw=raw)
+        assert store.collect_garbage(tenant, 'ws', older_than_seconds=0) == 0  # nothing was left to collect
         assert_no_orphans(store, tenant)

@@ -67,7 +67,7 @@ def test_unknown_backend_lists_the_valid_ones(monkeypatch):
 def test_bad_url_is_named_without_the_key(monkeypatch):
     monkeypatch.setenv('CONVEX_URL', 'ftp://nope')
     monkeypatch.setenv('CONVEX_DEPLOY_KEY', SECRET)
-    with pytest.raises(ConfigurationError, match='CONVEX_URL must be an http') as info:
+    with pytest.raises(ConfigurationError, match='CONVEX_URL must start with https:// or http://') as info:
         open_store()
     assert SECRET not in str(info.value)
 

@@ -1,9 +1,10 @@
 """``structstore.project_structure``: write one ``StructureData`` into the structure store, with provenance.
 
 Inputs: ``structure``; ``tenant_id`` and ``workspace_id`` (``Str``); optionally ``structure_id`` (``Str``, default
-the node's UUID), ``raw`` (``SinglefileData``, the raw input to keep in chunks), ``parameters`` (``Dict``) and
+the node's UUID), ``raw`` (``SinglefileData``, the raw input to keep in chunks), ``parameters`` (``Dict``),
 ``source_kind`` (``Str``; default ``cif``/``pw-input`` for structures our import calcfunctions created, else
-``aiida``). Output: ``receipt`` (``Dict``: key, content hash, chunk count, status, backend, time).
+``aiida``) and ``replace_owner`` (``Bool``, default false: a record of another node under the same id is an error,
+never overwritten). Output: ``receipt`` (``Dict``: key, content hash, chunk count, status, backend, time).
 
 The store comes from the environment (``STRUCTURE_STORE_BACKEND``, ``CONVEX_URL``, ``CONVEX_DEPLOY_KEY`` or the
 settings file): the URL and the deploy key are never inputs, attributes, extras or log messages of the node.
@@ -21,7 +22,7 @@ from aiida import orm
 from aiida.engine import Process, calcfunction
 
 from ...models import Source, StructureKey
-from ...projection.nodes import EXTRA_KEY, import_kind, target_entry, with_target
+from ...projection.nodes import import_kind, remember, target_entry, target_extra
 from ...projection.record import default_structure_id, structure_content
 from ...store import open_store
 from ._files import read_text
@@ -36,6 +37,7 @@ def project_structure(
     raw: orm.SinglefileData | None = None,
     parameters: orm.Dict | None = None,
     source_kind: orm.Str | None = None,
+    replace_owner: orm.Bool | None = None,
 ) -> dict:
     """Project a structure into the store and return a receipt."""
     process = Process.current()
@@ -48,7 +50,7 @@ def project_structure(
     kind = source_kind.value if source_kind is not None else None
     if kind is None:
         kind = (import_kind(creator.process_type) if creator is not None else None) or 'aiida'
-    source = Source(kind=kind, filename=raw.filename if raw is not None else None)
+    source = Source.of(kind, raw.filename if raw is not None else None)
     content = structure_content(
         structure.base.attributes.all,
         key=key,
@@ -58,13 +60,13 @@ def project_structure(
     )
     raw_text = read_text(raw) if raw is not None else None
     with open_store() as store:
-        result = store.put(content, raw=raw_text)
-        backend, identity = store.backend, store.identity
-
-    entry = target_entry(
-        identity, key.tenant_id, key.workspace_id, key.structure_id, result.content_hash, with_raw=raw is not None
-    )
-    structure.base.extras.set(EXTRA_KEY, with_target(structure.base.extras.all, entry))
+        result = store.put(content, raw=raw_text, replace_owner=bool(replace_owner and replace_owner.value))
+        backend = store.backend
+        if store.persistent:
+            entry = target_entry(
+                store, key.tenant_id, key.workspace_id, key.structure_id, result.content_hash, with_raw=raw is not None
+            )
+            remember(target_extra(store.store_id, key.tenant_id, key.workspace_id), {structure.pk: entry})
     return {
         'receipt': orm.Dict(
             {
