@@ -137,6 +137,7 @@ def test_sync_killed_at_chosen_points_ends_in_the_exact_state(aiida_profile, con
             trial += 1
             assert trial < 80, f'kills did not accumulate: {kills}'
     assert sum(kills.values()) >= 20
+    print(f'kills: {kills} in {trial} trials over {len(workspaces)} workspaces')
 
     store = convex_backend
     for workspace in workspaces:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import click
-from aiida.cmdline.params import arguments
-from aiida.cmdline.params import options as aiida_options
 from aiida.cmdline.utils import decorators, echo
 
 from . import cmd_structstore
@@ -13,23 +11,35 @@ from .params.types import IdentifierType, JsonType
 from .utils import store_errors, table
 
 
-def project_nodes(structures, tenant_id, workspace_id, structure_id, *, include_raw: bool) -> None:
+def project_nodes(
+    structures, tenant_id, workspace_id, structure_id, *, include_raw: bool, replace_owner: bool = False
+) -> None:
     """Run the ``structstore.project_structure`` calcfunction for each structure and print the receipts."""
-    from aiida import orm
+    from ..calculations.functions.project_structure import project_structure, projection_inputs
+    from ..exceptions import OwnershipError
+    from ..models import StructureKey
+    from ..projection.record import default_structure_id
+    from ..store.base import ownership_message
+    from .utils import opened_store
 
-    from ..calculations.functions.project_structure import project_structure
-    from ..projection.nodes import origin_of
-
+    if not replace_owner:
+        # Refuse before any provenance is created; the calcfunction checks again when it writes.
+        with opened_store() as store:
+            for structure in structures:
+                key = StructureKey.of(tenant_id, workspace_id, structure_id or default_structure_id(structure.uuid))
+                existing = store.find(key)
+                if existing is not None and existing.node_uuid != structure.uuid:
+                    raise OwnershipError(ownership_message(key, structure.uuid, existing.node_uuid))
     rows = []
     for structure in structures:
-        inputs = {'structure': structure, 'tenant_id': orm.Str(tenant_id), 'workspace_id': orm.Str(workspace_id)}
-        if structure_id:
-            inputs['structure_id'] = orm.Str(structure_id)
-        origin = origin_of(structure)
-        if include_raw and origin.file is not None:
-            inputs['raw'] = origin.file
-        if origin.parameters is not None:
-            inputs['parameters'] = origin.parameters
+        inputs = projection_inputs(
+            structure,
+            tenant_id,
+            workspace_id,
+            structure_id=structure_id,
+            include_raw=include_raw,
+            replace_owner=replace_owner,
+        )
         results, process = project_structure.run_get_node(**inputs)
         receipt = results['receipt'].get_dict()
         rows.append(
@@ -46,7 +56,7 @@ def project_nodes(structures, tenant_id, workspace_id, structure_id, *, include_
 
 
 @cmd_structstore.command('project')
-@arguments.NODES()
+@options.STRUCTURES()
 @options.TENANT()
 @options.WORKSPACE()
 @click.option(
@@ -55,24 +65,23 @@ def project_nodes(structures, tenant_id, workspace_id, structure_id, *, include_
     help='Structure id (only with one node; default: the node UUID).',
 )
 @options.NO_RAW()
+@click.option(
+    '--replace',
+    is_flag=True,
+    help='Replace a record of another node under the same structure id (default: refuse, naming both nodes).',
+)
 @decorators.with_dbenv()
 @store_errors
-def cmd_project(nodes, tenant_id, workspace_id, structure_id, no_raw):
-    """Project StructureData NODES into the store, each with a provenance record (receipt)."""
-    from aiida import orm
-
-    loaded = list(nodes)
-    wrong = [f'{node.pk} ({type(node).__name__})' for node in loaded if not isinstance(node, orm.StructureData)]
-    if wrong:
-        echo.echo_critical(f'not StructureData: {", ".join(wrong)}')
-    if structure_id and len(loaded) > 1:
-        raise click.UsageError('--structure-id can only be used with a single node')
-    project_nodes(loaded, tenant_id, workspace_id, structure_id, include_raw=not no_raw)
+def cmd_project(structures, tenant_id, workspace_id, structure_id, no_raw, replace):
+    """Project STRUCTURES (pks, UUIDs or labels of StructureData) into the store, each with a provenance record."""
+    if structure_id and len(structures) > 1:
+        raise click.UsageError('--structure-id can only be used with a single structure')
+    project_nodes(structures, tenant_id, workspace_id, structure_id, include_raw=not no_raw, replace_owner=replace)
 
 
 @cmd_structstore.command('sync')
-@aiida_options.GROUP(help='Sync the structures of this group.')
-@aiida_options.NODES(help='Sync these structures (pks or UUIDs).')
+@options.GROUP(help='Sync the structures of this group.')
+@options.STRUCTURE_NODES(help='Sync these structures (pks, UUIDs or labels).')
 @click.option('--filters', type=JsonType(), help='QueryBuilder filters on the StructureData, as JSON.')
 @options.TENANT()
 @options.WORKSPACE()
@@ -116,6 +125,8 @@ def cmd_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw
             check_store=check_store,
             dry_run=dry_run,
         )
+    if report.selected == 0:
+        echo.echo_critical('no structures selected: nothing to sync (check -G, -N and --filters)')
     for pk, note in report.notes:
         echo.echo_report(f'{pk}: {note}')
     for pk, message in report.failures:

@@ -7,6 +7,7 @@ can derive ids from ``{uuid}``, ``{pk}`` or ``{label}`` instead.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,14 +26,21 @@ def default_structure_id(uuid: str) -> str:
     return validate_id(str(uuid), 'structure_id')
 
 
+TEMPLATE_FIELDS = ('uuid', 'pk', 'label')
+
+
 def render_structure_id(template: str, *, uuid: str, pk: int | None = None, label: str | None = None) -> str:
-    """Render a structure id template with ``{uuid}``, ``{pk}`` and ``{label}``; raise if the result is invalid."""
+    """Render a structure id template with ``{uuid}``, ``{pk}`` and ``{label}`` (with an optional format spec such
+    as ``{pk:06d}``); raise if the template uses anything else, or if the result is not a valid id."""
     try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        unknown = [name for name in fields if name not in TEMPLATE_FIELDS]
+        if unknown:
+            raise ValueError(f'unknown field {{{unknown[0]}}}')
         value = template.format(uuid=uuid, pk=pk, label=label or '')
     except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise InvalidInputError(
-            f'invalid structure id template {template!r}: {type(exc).__name__}: {exc} '
-            '(use {uuid}, {pk} and {label})'
+            f'invalid structure id template {template!r}: {exc} (use {{uuid}}, {{pk}} and {{label}})'
         ) from None
     return validate_id(value, f'structure_id from template {template!r}')
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import WorkChain
 
-from ..calculations.functions.project_structure import project_structure
+from ..calculations.functions.project_structure import project_structure, projection_inputs
 from ..exceptions import StructStoreError
-from ..projection.nodes import origin_of
 
 
 class ProjectStructuresWorkChain(WorkChain):
@@ -52,6 +51,12 @@ class ProjectStructuresWorkChain(WorkChain):
             default=lambda: orm.Bool(True),
             help='Project the raw file of imported structures too.',
         )
+        spec.input(
+            'replace_owner',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            help='Replace a record of another node under the same structure id (default: fail instead).',
+        )
         spec.output_namespace('receipts', valid_type=orm.Dict, dynamic=True, help='One receipt per structure.')
         spec.outline(cls.project)
         spec.exit_code(300, 'ERROR_PROJECTION_FAILED', message='Projecting {names} failed: {error}')
@@ -64,18 +69,14 @@ class ProjectStructuresWorkChain(WorkChain):
             return self.exit_codes.ERROR_NO_STRUCTURES
         ids = dict(self.inputs.get('structure_ids', {}))
         for name, structure in sorted(structures.items()):
-            inputs = {
-                'structure': structure,
-                'tenant_id': self.inputs.tenant_id,
-                'workspace_id': self.inputs.workspace_id,
-            }
-            if name in ids:
-                inputs['structure_id'] = ids[name]
-            origin = origin_of(structure)
-            if self.inputs.include_raw.value and origin.file is not None:
-                inputs['raw'] = origin.file
-            if origin.parameters is not None:
-                inputs['parameters'] = origin.parameters
+            inputs = projection_inputs(
+                structure,
+                self.inputs.tenant_id,
+                self.inputs.workspace_id,
+                structure_id=ids.get(name),
+                include_raw=self.inputs.include_raw.value,
+                replace_owner=self.inputs.replace_owner.value,
+            )
             try:
                 outputs = project_structure(**inputs, metadata={'call_link_label': f'project_{name}'})
             except StructStoreError as exc:

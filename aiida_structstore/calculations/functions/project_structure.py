@@ -22,10 +22,38 @@ from aiida import orm
 from aiida.engine import Process, calcfunction
 
 from ...models import Source, StructureKey
-from ...projection.nodes import import_kind, remember, target_entry, target_extra
+from ...projection.nodes import import_kind, origin_of, remember, target_entry, target_extra
 from ...projection.record import default_structure_id, structure_content
 from ...store import open_store
 from ._files import read_text
+
+
+def projection_inputs(
+    structure: orm.StructureData,
+    tenant_id: str | orm.Str,
+    workspace_id: str | orm.Str,
+    *,
+    structure_id: str | orm.Str | None = None,
+    include_raw: bool = True,
+    replace_owner: bool = False,
+) -> dict:
+    """The inputs of :func:`project_structure` for ``structure``: the raw file and parameters of the import that
+    created it (the raw file only with ``include_raw``). The one place that builds them (CLI and work chain)."""
+
+    def node(value: str | orm.Str) -> orm.Str:
+        return value if isinstance(value, orm.Str) else orm.Str(value)
+
+    origin = origin_of(structure)
+    inputs: dict = {'structure': structure, 'tenant_id': node(tenant_id), 'workspace_id': node(workspace_id)}
+    if structure_id is not None:
+        inputs['structure_id'] = node(structure_id)
+    if include_raw and origin.file is not None:
+        inputs['raw'] = origin.file
+    if origin.parameters is not None:
+        inputs['parameters'] = origin.parameters
+    if replace_owner:
+        inputs['replace_owner'] = orm.Bool(True)
+    return inputs
 
 
 @calcfunction

@@ -1,9 +1,26 @@
-"""Reusable options, defined once (``OverridableOption``) and shared by the commands."""
+"""Reusable options and arguments, defined once and shared by the commands.
+
+Where aiida-core has the option users know (``-G/--group``, ``-N/--nodes``, ``-n/--dry-run``, ``-f/--force``), it is
+reused, restricted to structures where nodes are meant.
+"""
 
 import click
+from aiida.cmdline.params import options as aiida_options
+from aiida.cmdline.params import types as aiida_types
+from aiida.cmdline.params.arguments.overridable import OverridableArgument
 from aiida.cmdline.params.options.overridable import OverridableOption
 
+from ...projection.record import DEFAULT_ID_TEMPLATE
 from .types import IdentifierType
+
+#: StructureData nodes by pk, UUID or label (aiida's DataParamType restricted to structures).
+STRUCTURE_TYPE = aiida_types.DataParamType(sub_classes=('aiida.data:core.structure',))
+
+STRUCTURES = OverridableArgument('structures', nargs=-1, required=True, type=STRUCTURE_TYPE)
+STRUCTURE_NODES = aiida_options.NODES.clone(type=STRUCTURE_TYPE, help='Structures by pk, UUID or label.')
+GROUP = aiida_options.GROUP
+DRY_RUN = aiida_options.DRY_RUN
+FORCE = aiida_options.FORCE
 
 TENANT = OverridableOption(
     '-t',
@@ -27,12 +44,10 @@ WORKSPACE = OverridableOption(
 )
 ID_TEMPLATE = OverridableOption(
     '--id-template',
-    default='{uuid}',
+    default=DEFAULT_ID_TEMPLATE,
     show_default=True,
     help='Structure id of each node, from {uuid}, {pk} and {label}.',
 )
-DRY_RUN = OverridableOption('-n', '--dry-run', is_flag=True, help='Report what would be written; write nothing.')
-FORCE = OverridableOption('-f', '--force', is_flag=True, help='Do not ask for confirmation.')
 NO_RAW = OverridableOption('--no-raw', is_flag=True, help='Do not project the raw input file of imported structures.')
 FORMAT = OverridableOption(
     '-F',

@@ -1,0 +1,164 @@
+"""A corpus of hostile and mistaken inputs, run through ``verdi data structstore``.
+
+Each case must end with exactly one clear error line that names the problem, a non-zero exit code, no traceback, and
+nothing changed: the same records in the store, the same nodes and groups in the AiiDA database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+from aiida import orm
+from click.testing import CliRunner
+
+from aiida_structstore.cli import cmd_structstore
+from aiida_structstore.models import Source, StructureContent, StructureKey
+
+T = 'hostile'
+SCOPE = ['-t', T, '-w', 'w']
+
+
+@pytest.fixture(scope='module')
+def world(aiida_profile):
+    """Nodes the cases refer to: structures A and B, a Dict, a group of A and B, an empty group."""
+    a = orm.StructureData(cell=[[3, 0, 0], [0, 3, 0], [0, 0, 3]])
+    a.append_atom(position=(0, 0, 0), symbols='Si')
+    a.label = 'with space'
+    a.store()
+    b = orm.StructureData(cell=[[4, 0, 0], [0, 4, 0], [0, 0, 4]])
+    b.append_atom(position=(0, 0, 0), symbols='Fe')
+    b.label = 'with space'
+    b.store()
+    group = orm.Group(label=f'hostile-{secrets.token_hex(3)}').store()
+    group.add_nodes([a, b])
+    empty = orm.Group(label=f'hostile-empty-{secrets.token_hex(3)}').store()
+    return {'a': a, 'b': b, 'dict': orm.Dict({'x': 1}).store(), 'group': group, 'empty': empty}
+
+
+@pytest.fixture
+def store(convex_backend, world):
+    """The local Convex server, holding A's record under the id ``owned``."""
+    key = StructureKey.of(T, 'w', 'owned')
+    if convex_backend.find(key) is None:
+        content = StructureContent(key=key, source=Source.of('aiida'), cif='data_a\n', node_uuid=world['a'].uuid)
+        convex_backend.put(content)
+    return convex_backend
+
+
+def counts(store) -> tuple:
+    records = sum(1 for _ in store.iter_workspace(T, 'w')) + sum(1 for _ in store.iter_workspace(T, 'other'))
+    return records, orm.QueryBuilder().append(orm.Node).count(), orm.QueryBuilder().append(orm.Group).count()
+
+
+def settings_file(tmp_path, mode: int, text: str) -> str:
+    path = tmp_path / 'settings.env'
+    path.write_text(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
+# (case id, arguments (callables get the world), environment, expected text in the one error line)
+CASES = [
+    # identifiers
+    ('id-path', ['show', '../etc/passwd', *SCOPE], {}, "character '/' is not allowed"),
+    ('id-space', ['show', 'a b', *SCOPE], {}, "character ' ' is not allowed"),
+    ('id-dot-first', ['show', '.hidden', *SCOPE], {}, 'must start with an ASCII letter or digit'),
+    ('id-too-long', ['show', 'x' * 129, *SCOPE], {}, 'is 129 characters long; the limit is 128'),
+    ('id-non-ascii', ['show', 'caf\u00e9', *SCOPE], {}, "character 'é' is not allowed"),
+    ('id-nul', ['show', 'a\x00b', *SCOPE], {}, "character '\\x00' is not allowed"),
+    ('id-bidi', ['show', 'ab\u202ecd', *SCOPE], {}, "character '\\u202e' is not allowed"),
+    ('id-newline', ['show', 'a\nb', *SCOPE], {}, "character '\\n' is not allowed"),
+    ('id-dash-option', ['show', '--', '-rf', *SCOPE], {}, 'must start with an ASCII letter or digit'),
+    ('tenant-empty', ['list', '-t', '', '-w', 'w'], {}, 'tenant_id must not be empty'),
+    ('tenant-slash', ['list', '-t', 'a/b', '-w', 'w'], {}, "character '/' is not allowed"),
+    ('tenant-long', ['list', '-t', 't' * 200, '-w', 'w'], {}, 'is 200 characters long'),
+    ('tenant-sql', ['list', '-t', "x' OR '1'='1", '-w', 'w'], {}, 'character "\'" is not allowed'),
+    ('workspace-bidi', ['list', '-t', T, '-w', 'w\u202e'], {}, "character '\\u202e' is not allowed"),
+    ('workspace-missing', ['list', '-t', T], {}, "Missing option '-w' / '--workspace'"),
+    ('delete-one-bad-of-two', ['delete', 'owned', 'a/b', *SCOPE, '--force'], {}, "character '/' is not allowed"),
+    ('missing-record', ['show', 'nope', *SCOPE], {}, f'no structure {T}/w/nope'),
+    ('no-raw', ['show', 'owned', *SCOPE, '-F', 'raw'], {}, f'{T}/w/owned has no raw input'),
+    # options
+    ('format-unknown', ['show', 'owned', *SCOPE, '-F', 'xml'], {}, "'xml' is not one of"),
+    ('limit-zero', ['list', *SCOPE, '--limit', '0'], {}, '0 is not in the range 1<=x<=200'),
+    ('limit-huge', ['list', *SCOPE, '--limit', '100000'], {}, 'is not in the range 1<=x<=200'),
+    ('limit-text', ['list', *SCOPE, '--limit', 'many'], {}, "'many' is not a valid integer"),
+    ('gc-negative', ['gc', *SCOPE, '--older-than', '-1'], {}, '-1.0 is not in the range x>=0'),
+    ('gc-nan', ['gc', *SCOPE, '--older-than', 'nan'], {}, 'older_than_seconds must be >= 0, got nan'),
+    ('batch-zero', ['sync', *SCOPE, '--batch-size', '0'], {}, '0 is not in the range 1<=x<=5000'),
+    ('batch-huge', ['sync', *SCOPE, '--batch-size', '99999'], {}, 'is not in the range 1<=x<=5000'),
+    ('template-unknown', ['sync', *SCOPE, '--id-template', '{nope}'], {}, "invalid structure id template '{nope}'"),
+    ('template-attr', ['sync', *SCOPE, '--id-template', '{uuid.__class__}'], {}, 'unknown field {uuid.__class__}'),
+    ('template-index', ['sync', *SCOPE, '--id-template', '{label[0]}'], {}, 'unknown field {label[0]}'),
+    ('template-format', ['sync', *SCOPE, '--id-template', '{pk:x<500}'], {}, 'is 500 characters long'),
+    ('template-brace', ['sync', *SCOPE, '--id-template', '{uuid'], {}, 'invalid structure id template'),
+    # JSON filters
+    ('filters-not-json', ['sync', *SCOPE, '--filters', '{nope'], {}, 'not valid JSON'),
+    ('filters-list', ['sync', *SCOPE, '--filters', '[1, 2]'], {}, 'must be a JSON object'),
+    ('filters-string', ['sync', *SCOPE, '--filters', '"id"'], {}, 'must be a JSON object'),
+    ('filters-operator', ['sync', *SCOPE, '--filters', '{"id": {"nope": 1}}'], {}, 'invalid filters'),
+    ('filters-column', ['sync', *SCOPE, '--filters', '{"no_such_column": 1}'], {}, 'invalid filters'),
+    ('filters-type', ['sync', *SCOPE, '--filters', '{"uuid": {"like": 5}}'], {}, 'invalid filters'),
+    ('filters-nothing', ['sync', *SCOPE, '--filters', '{"id": -1}'], {}, 'no structures selected'),
+    # nodes and groups
+    ('sync-dict-node', lambda w: ['sync', *SCOPE, '-N', w['dict'].pk], {}, 'no StructureData found'),
+    ('sync-missing-pk', ['sync', *SCOPE, '-N', '99999999'], {}, 'no StructureData found'),
+    ('sync-missing-group', ['sync', *SCOPE, '-G', 'no-such-group-anywhere'], {}, 'no Group found with LABEL'),
+    ('sync-empty-group', lambda w: ['sync', *SCOPE, '-G', w['empty'].label], {}, 'no structures selected'),
+    ('project-dict', lambda w: ['project', w['dict'].pk, *SCOPE], {}, 'no StructureData found'),
+    ('project-nothing', ['project', *SCOPE], {}, "Missing argument 'STRUCTURES...'"),
+    ('project-two-one-id', lambda w: ['project', w['a'].pk, w['b'].pk, *SCOPE, '--structure-id', 'x'], {}, 'single'),
+    ('project-bad-id', lambda w: ['project', w['a'].pk, *SCOPE, '--structure-id', 'a b'], {}, 'is not allowed'),
+    ('project-owned', lambda w: ['project', w['b'].pk, *SCOPE, '--structure-id', 'owned'], {}, 'holds the record'),
+    (
+        'sync-bad-labels',
+        lambda w: ['sync', '-t', T, '-w', 'other', '-G', w['group'].label, '--id-template', '{label}'],
+        {},
+        None,
+    ),
+    # settings
+    ('backend-unknown', ['list', *SCOPE], {'STRUCTURE_STORE_BACKEND': 'sqlite'}, "'sqlite' is not a known backend"),
+    ('url-missing', ['list', *SCOPE], {'CONVEX_URL': None}, 'requires CONVEX_URL to be set'),
+    ('key-missing', ['list', *SCOPE], {'CONVEX_DEPLOY_KEY': None}, 'requires CONVEX_DEPLOY_KEY to be set'),
+    ('key-space', ['list', *SCOPE], {'CONVEX_DEPLOY_KEY': 'prod:abc def'}, 'has a space, control or non-ASCII'),
+    ('swapped', ['list', *SCOPE], {'CONVEX_URL': 'prod:key|abc', 'CONVEX_DEPLOY_KEY': 'http://127.0.0.1:1'}, 'swapped'),
+    ('url-credentials', ['list', *SCOPE], {'CONVEX_URL': 'http://u:p@127.0.0.1:1'}, 'must not contain a user name'),
+    ('url-remote-http', ['list', *SCOPE], {'CONVEX_URL': 'http://convex.example.org'}, 'unencrypted'),
+    ('url-ftp', ['list', *SCOPE], {'CONVEX_URL': 'ftp://x'}, 'must start with https:// or http://'),
+    ('timeout-text', ['list', *SCOPE], {'STRUCTURE_STORE_TIMEOUT': 'soon'}, 'STRUCTURE_STORE_TIMEOUT'),
+    ('retries-zero', ['list', *SCOPE], {'STRUCTURE_STORE_RETRIES': '0'}, 'STRUCTURE_STORE_RETRIES'),
+    ('settings-missing', ['list', *SCOPE], {'STRUCTURE_STORE_SETTINGS_FILE': '/nonexistent/x.env'}, 'does not exist'),
+    ('settings-readable', ['list', *SCOPE], {'STRUCTURE_STORE_SETTINGS_FILE': ('file', 0o644)}, 'chmod 600'),
+    ('key-wrong', ['list', *SCOPE], {'CONVEX_DEPLOY_KEY': 'wrong-key-000'}, 'rejected the deploy key'),
+]
+
+
+@pytest.mark.parametrize(('args', 'environment', 'expected'), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_hostile_input(store, world, monkeypatch, tmp_path, args, environment, expected):
+    from aiida.common import AttributeDict
+    from aiida.manage.configuration import get_config, get_profile
+
+    arguments = [str(a) for a in (args(world) if callable(args) else args)]
+    for name, value in environment.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        elif isinstance(value, tuple):
+            monkeypatch.setenv(name, settings_file(tmp_path, value[1], 'STRUCTURE_STORE_BACKEND=memory\n'))
+        else:
+            monkeypatch.setenv(name, value)
+    before = counts(store)
+    obj = AttributeDict({'config': get_config(), 'profile': get_profile()})
+    result = CliRunner().invoke(cmd_structstore, arguments, obj=obj)
+
+    assert result.exit_code not in (0, None), result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert 'Traceback' not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith(('Error:', 'Critical:'))]
+    if expected is None:  # per-node failures: one line per failed node, and the summary
+        assert errors[-1].startswith('Critical:') and 'failed' in errors[-1]
+    else:
+        assert len(errors) == 1, result.output
+        assert expected in errors[0], result.output
+    assert counts(store) == before
