@@ -28,18 +28,21 @@ class LocalConvex:
 
 
 @contextlib.contextmanager
-def local_convex(timeout: float = 60.0, *, port: int = 0, deploy_key: str | None = None) -> Iterator[LocalConvex]:
+def local_convex(
+    timeout: float = 60.0, *, port: int = 0, deploy_key: str | None = None, verify_indexes: bool = False
+) -> Iterator[LocalConvex]:
     """Run the local Convex server (on a free port unless ``port`` is given); yield its URL and admin key; stop it
-    afterwards. A server started again on the same port is a new, empty deployment at the same URL."""
+    afterwards. A server started again on the same port is a new, empty deployment at the same URL. With
+    ``verify_indexes`` every index lookup is checked against a full table scan (slower; for tests)."""
     tsx = ROOT / 'node_modules' / '.bin' / 'tsx'
     if not tsx.exists():
         raise RuntimeError(f'{tsx} is missing: run `npm ci` in {ROOT} first (bash .ci/run does)')
     if shutil.which('node') is None:
         raise RuntimeError('node is not on PATH: the local Convex server needs Node.js 20')
     key = deploy_key or f'local-test|{secrets.token_hex(16)}'
-    env = {**os.environ, 'CONVEX_DEPLOY_KEY': key}
+    env = {**os.environ, 'CONVEX_DEPLOY_KEY': key, 'STRUCTSTORE_VERIFY_INDEXES': '1' if verify_indexes else '0'}
     process = subprocess.Popen(
-        [str(tsx), str(ROOT / 'devserver' / 'server.ts'), '--port', str(port)],
+        [str(tsx), str(ROOT / 'devserver' / 'start.mjs'), '--port', str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -5,16 +5,18 @@
 // public vs internal visibility, argument and return value limits, and the 1 MiB document size. It keeps nothing
 // on disk, runs one function at a time, and says nothing about the speed of a real Convex deployment.
 //
-// Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/server.ts [--port N] [--host H]
+// Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/start.mjs [--port N] [--host H]
 // It prints one JSON line on stdout when it listens: {"url": "...", "kind": "local-convex-test-double"}.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 import { timingSafeEqual } from "node:crypto";
-import { convexTest } from "convex-test";
+// `__DatabaseFake` is exported by the loader hook in open-convex-test.mjs (start the server with start.mjs).
+import { convexTest, __DatabaseFake as DatabaseFake } from "convex-test";
 import { TransactionMetricsTracker } from "convex-test/dist/transactionMetrics.js";
 import { convexToJson, jsonToConvex, type Value } from "convex/values";
 import { makeFunctionReference } from "convex/server";
 import schema from "../convex/schema";
+import { installIndexes } from "./indexes";
 import { LIMITS, checkValue, stringifyConvexJson } from "./limits";
 
 const modules: Record<string, () => Promise<any>> = {
@@ -45,9 +47,15 @@ class HttpError extends Error {
   }
 }
 
-export function startServer(options: { adminKey: string; port?: number; host?: string }) {
+export async function startServer(options: {
+  adminKey: string;
+  port?: number;
+  host?: string;
+  verifyIndexes?: boolean;
+}) {
   const t = convexTest({ schema, modules, transactionLimits: true });
   installDocumentChecks();
+  installIndexes(DatabaseFake, { verify: options.verifyIndexes });
   const adminKey = Buffer.from(options.adminKey);
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -194,7 +202,7 @@ function installDocumentChecks() {
   });
 }
 
-async function main() {
+export async function main() {
   const { values } = parseArgs({
     options: { port: { type: "string", default: "0" }, host: { type: "string", default: "127.0.0.1" } },
   });
@@ -203,13 +211,16 @@ async function main() {
     console.error("error: set CONVEX_DEPLOY_KEY to the admin key clients must present");
     process.exit(2);
   }
-  const { url, close } = await startServer({ adminKey, port: Number(values.port), host: values.host });
+  const { url, close } = await startServer({
+    adminKey,
+    port: Number(values.port),
+    host: values.host,
+    verifyIndexes: process.env.STRUCTSTORE_VERIFY_INDEXES === "1",
+  });
   console.log(JSON.stringify({ url, kind: "local-convex-test-double", note: "in-memory test double of Convex; data is lost on exit" }));
   const stop = () => close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  main();
-}
+

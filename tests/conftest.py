@@ -105,10 +105,11 @@ class RunningServerCluster:
 
 @pytest.fixture(scope='session')
 def convex_server():
-    """The local Convex server (an in-memory test double of Convex), started once per session on a free port."""
+    """The local Convex server (an in-memory test double of Convex), started once per session on a free port. Every
+    index lookup it makes is checked against a full table scan."""
     from devserver.local_convex import local_convex
 
-    with local_convex() as server:
+    with local_convex(verify_indexes=True) as server:
         yield server
 
 
