@@ -16,13 +16,21 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .exceptions import IntegrityError, InvalidInputError
 from .models import ensure_text
 
-__all__ = ('DEFAULT_CHUNK_BYTES', 'MIN_CHUNK_BYTES', 'ChunkedText', 'join_chunks', 'sha256_text', 'split_text')
+__all__ = (
+    'DEFAULT_CHUNK_BYTES',
+    'MIN_CHUNK_BYTES',
+    'ChunkedText',
+    'iter_verified',
+    'join_chunks',
+    'sha256_text',
+    'split_text',
+)
 
 DEFAULT_CHUNK_BYTES = 512 * 1024
 #: The longest UTF-8 encoding of one code point: a smaller budget could not make progress.
@@ -68,6 +76,48 @@ def split_text(text: str | bytes, max_bytes: int = DEFAULT_CHUNK_BYTES) -> Chunk
     return ChunkedText(chunks=tuple(chunks), size=size, sha256=hashlib.sha256(data).hexdigest())
 
 
+def iter_verified(
+    chunks: Iterable[tuple[int, str]] | Sequence[str],
+    *,
+    expected_count: int,
+    expected_size: int,
+    expected_sha256: str,
+    what: str = 'raw input',
+) -> Iterator[str]:
+    """Yield the texts of ``chunks`` in order while verifying index, count, size and sha256 as they pass.
+
+    ``chunks`` is either a sequence of strings (already in order) or an iterable of ``(index, text)`` pairs, which
+    must be exactly ``0 .. expected_count - 1`` in that order. A wrong index, or more bytes or chunks than committed,
+    raises :class:`IntegrityError` before the offending chunk is yielded; a short read or a sha256 mismatch raises
+    after the last chunk. A consumer that streams the texts must therefore treat that final error as "abort".
+    """
+    digest = hashlib.sha256()
+    size = 0
+    count = 0
+    for position, item in enumerate(chunks):
+        if isinstance(item, str):
+            index, text = position, item
+        else:
+            index, text = item
+        if index != position:
+            raise IntegrityError(f'{what}: chunk {index} found where chunk {position} was expected')
+        if position >= expected_count:
+            raise IntegrityError(f'{what}: more than the {expected_count} committed chunks read')
+        encoded = text.encode('utf-8')
+        size += len(encoded)
+        if size > expected_size:
+            raise IntegrityError(f'{what}: more than the {expected_size} committed bytes read')
+        digest.update(encoded)
+        count += 1
+        yield text
+    if count != expected_count:
+        raise IntegrityError(f'{what}: {count} chunks read, {expected_count} committed')
+    if size != expected_size:
+        raise IntegrityError(f'{what}: {size} bytes read, {expected_size} committed')
+    if digest.hexdigest() != expected_sha256:
+        raise IntegrityError(f'{what}: sha256 of the data read does not match the committed sha256')
+
+
 def join_chunks(
     chunks: Iterable[tuple[int, str]] | Sequence[str],
     *,
@@ -81,26 +131,12 @@ def join_chunks(
     ``chunks`` is either a sequence of strings (already in order) or an iterable of ``(index, text)`` pairs, which
     must be exactly ``0 .. expected_count - 1`` in that order.
     """
-    digest = hashlib.sha256()
-    size = 0
-    parts: list[str] = []
-    count = 0
-    for position, item in enumerate(chunks):
-        if isinstance(item, str):
-            index, text = position, item
-        else:
-            index, text = item
-        if index != position:
-            raise IntegrityError(f'{what}: chunk {index} found where chunk {position} was expected')
-        encoded = text.encode('utf-8')
-        digest.update(encoded)
-        size += len(encoded)
-        parts.append(text)
-        count += 1
-    if count != expected_count:
-        raise IntegrityError(f'{what}: {count} chunks read, {expected_count} committed')
-    if size != expected_size:
-        raise IntegrityError(f'{what}: {size} bytes read, {expected_size} committed')
-    if digest.hexdigest() != expected_sha256:
-        raise IntegrityError(f'{what}: sha256 of the data read does not match the committed sha256')
-    return ''.join(parts)
+    return ''.join(
+        iter_verified(
+            chunks,
+            expected_count=expected_count,
+            expected_size=expected_size,
+            expected_sha256=expected_sha256,
+            what=what,
+        )
+    )

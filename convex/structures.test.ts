@@ -259,6 +259,27 @@ describe("reading", () => {
     await expectCode(t.query(internal.structures.listStructures, { ...scope, paginationOpts: { numItems: 1000, cursor: null } }), "INVALID_ARGUMENT");
   });
 
+  test("listStructures restricts updated_at to a range within the index", async () => {
+    const t = setup();
+    const stamps: number[] = [];
+    for (const id of ["a", "b", "c"]) {
+      await t.mutation(internal.structures.putBatch, { ...scope, records: [record(id)] });
+      stamps.push((await t.query(internal.structures.getStructure, { ...scope, structure_id: id }))!.updated_at);
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    const list = async (range: { updated_min?: number; updated_max?: number }) =>
+      (await t.query(internal.structures.listStructures, { ...scope, ...range, paginationOpts: { numItems: 10, cursor: null } }))
+        .page.map((r) => r.structure_id);
+    expect(await list({ updated_min: stamps[1] })).toEqual(["c", "b"]);
+    expect(await list({ updated_max: stamps[1] })).toEqual(["b", "a"]);
+    expect(await list({ updated_min: stamps[1], updated_max: stamps[1] })).toEqual(["b"]);
+    expect(await list({ updated_min: stamps[2] + 1 })).toEqual([]);
+    await expectCode(
+      t.query(internal.structures.listStructures, { ...scope, updated_min: Number.NaN, paginationOpts: { numItems: 1, cursor: null } }),
+      "INVALID_ARGUMENT",
+    );
+  });
+
   test("contentHashes returns only committed records of the scope", async () => {
     const t = setup();
     await t.mutation(internal.structures.putBatch, { ...scope, records: [record("a"), record("b", { content_hash: HASH_B })] });

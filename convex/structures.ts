@@ -486,18 +486,36 @@ function toSummary(record: Doc<"structures">) {
   };
 }
 
-/** One page of a workspace's record summaries, most recently updated first. */
+/**
+ * One page of a workspace's record summaries, most recently updated first; `updated_min`/`updated_max` (inclusive,
+ * milliseconds) restrict it to a range of `updated_at` within the index (the same range with every page's cursor).
+ */
 export const listStructures = internalQuery({
-  args: { tenant_id: v.string(), workspace_id: v.string(), paginationOpts: paginationOptsValidator },
-  handler: async (ctx, { tenant_id, workspace_id, paginationOpts }) => {
+  args: {
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    paginationOpts: paginationOptsValidator,
+    updated_min: v.optional(v.number()),
+    updated_max: v.optional(v.number()),
+  },
+  handler: async (ctx, { tenant_id, workspace_id, paginationOpts, updated_min, updated_max }) => {
     checkScope(tenant_id, workspace_id);
     checkCount(paginationOpts.numItems, "numItems", 200);
     if (paginationOpts.numItems < 1) fail("INVALID_ARGUMENT", "numItems must be at least 1");
+    for (const [name, value] of [["updated_min", updated_min], ["updated_max", updated_max]] as const) {
+      if (value !== undefined && !Number.isFinite(value)) fail("INVALID_ARGUMENT", `${name} must be a finite number`);
+    }
     const page = await ctx.db
       .query("structures")
-      .withIndex("by_tenant_id_and_workspace_id_and_updated_at", (q) =>
-        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
-      )
+      .withIndex("by_tenant_id_and_workspace_id_and_updated_at", (q) => {
+        const scoped = q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id);
+        if (updated_min !== undefined && updated_max !== undefined) {
+          return scoped.gte("updated_at", updated_min).lte("updated_at", updated_max);
+        }
+        if (updated_min !== undefined) return scoped.gte("updated_at", updated_min);
+        if (updated_max !== undefined) return scoped.lte("updated_at", updated_max);
+        return scoped;
+      })
       .order("desc")
       .paginate({ ...paginationOpts, maximumBytesRead: READ_BUDGET_BYTES });
     return { page: page.page.map(toSummary), isDone: page.isDone, continueCursor: page.continueCursor };

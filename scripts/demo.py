@@ -137,6 +137,11 @@ def main() -> None:
 
         say('6. Sync again: nothing has changed, nothing is written')
         verdi('data', 'structstore', 'sync', '-G', group, '-t', TENANT, '-w', WORKSPACE, env=env)
+        if '--serve' in sys.argv[1:]:
+            say('7. The read API and the viewer on these records (bash scripts/demo.sh --serve)')
+            from api_demo import serve_viewer
+
+            serve_viewer(server, TENANT, WORKSPACE, records)
     say(f'Done in {time.perf_counter() - started:.1f} s; the local Convex server is stopped.')
     print(
         'To use a real Convex deployment instead: deploy convex/ into your Convex app (docs/convex-projection.md),\n'

@@ -4,6 +4,6 @@
 # through the store, print a summary, and stop the server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh
+case " $* " in *' --serve '*) bash scripts/setup.sh api ;; *) bash scripts/setup.sh ;; esac  # --serve: the read API too
 echo '== demo'
 exec .venv/bin/python scripts/demo.py "$@"

@@ -24,3 +24,6 @@ if [ -n "$extra" ]; then .venv/bin/pip install -q -e ".[$extra]"; else .venv/bin
 
 echo '== Node environment (npm ci)'
 npm ci --no-audit --no-fund --loglevel=error
+
+echo '== Viewer bundle (3Dmol.js from node_modules into aiida_structstore/api/static/viewer.js)'
+npm run --silent build:viewer

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+import pkgutil
 import subprocess
 import sys
 
@@ -15,7 +17,11 @@ AIIDA_FREE = [
     'aiida_structstore.store.settings',
     'aiida_structstore.store.convex',
     'aiida_structstore.exceptions',
+    'aiida_structstore.api',
 ]
+# Every module of the read API (found, not listed, so that a new module is checked too).
+API_DIR = pathlib.Path(__file__).resolve().parent.parent / 'aiida_structstore' / 'api'
+AIIDA_FREE += sorted(module.name for module in pkgutil.walk_packages([str(API_DIR)], 'aiida_structstore.api.'))
 
 
 @pytest.mark.parametrize('module', AIIDA_FREE)

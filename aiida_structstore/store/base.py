@@ -21,6 +21,7 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +45,7 @@ __all__ = (
     'MAX_PART_BYTES',
     'MAX_RAW_BYTES',
     'PreparedWrite',
+    'RawStream',
     'StructureStore',
     'ownership_message',
 )
@@ -71,6 +73,39 @@ class PreparedWrite:
     @property
     def chunk_count(self) -> int:
         return 0 if self.raw is None else self.raw.count
+
+
+@dataclass(frozen=True)
+class RawStream:
+    """The raw input of one committed record, read chunk by chunk: for streaming it without holding it whole.
+
+    ``size``, ``sha256`` and ``content_hash`` describe the committed version the chunks belong to. Iterating yields
+    the texts in order, verified as they pass (:func:`~aiida_structstore.chunking.iter_verified`): a torn or
+    corrupted read raises :class:`~aiida_structstore.exceptions.IntegrityError`, at the latest after the last chunk,
+    so a consumer that has already sent earlier chunks must abort its response rather than finish it.
+    """
+
+    key: StructureKey
+    size: int
+    sha256: str
+    chunk_count: int
+    content_hash: str
+    chunks: Iterator[str]
+
+    @classmethod
+    def of_record(cls, record: StructureRecord, chunks: Iterator[str]) -> RawStream:
+        """The stream of ``record``'s raw input, read as ``chunks``."""
+        return cls(
+            key=record.key,
+            size=record.raw_size or 0,
+            sha256=record.raw_sha256 or '',
+            chunk_count=record.chunk_count,
+            content_hash=record.content_hash,
+            chunks=chunks,
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return self.chunks
 
 
 def ownership_message(key: StructureKey, writer: str | None, owner: str | None) -> str:
@@ -205,15 +240,57 @@ class StructureStore(abc.ABC):
         match the committed size, sha256 or chunk count.
         """
 
-    @abc.abstractmethod
-    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
-        """Return one page of a workspace's records, newest (most recently updated) first."""
+    def open_raw(self, key: StructureKey) -> RawStream | None:
+        """Return the raw input of the record under ``key`` as a :class:`RawStream` (``None`` if it has none).
 
-    def iter_workspace(self, tenant_id: str, workspace_id: str, *, page_size: int = 100) -> Iterator:
-        """Iterate over every record summary of a workspace, page by page."""
+        Raises :class:`NotFoundError` if there is no record. This default reads the text whole; backends override
+        it to read chunk by chunk.
+        """
+        record = self.get(key)
+        if record.raw_sha256 is None:
+            return None
+        text = self.get_raw(key)
+        if text is None:  # replaced by a version without raw input in between
+            raise NotFoundError(f'{key} has no raw input any more')
+        return RawStream.of_record(record, iter((text,)))
+
+    @abc.abstractmethod
+    def list(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Page:
+        """Return one page of a workspace's records, newest (most recently updated) first.
+
+        ``updated_from`` and ``updated_to`` (inclusive, timezone-aware) restrict the listing to records last
+        updated in that range; pass the same range with each page's cursor.
+        """
+
+    def iter_workspace(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        page_size: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Iterator:
+        """Iterate over every record summary of a workspace (updated in the range, if given), page by page."""
         cursor = None
         while True:
-            page = self.list(tenant_id, workspace_id, cursor=cursor, limit=page_size)
+            page = self.list(
+                tenant_id,
+                workspace_id,
+                cursor=cursor,
+                limit=page_size,
+                updated_from=updated_from,
+                updated_to=updated_to,
+            )
             yield from page.items
             if page.next_cursor is None:
                 return
@@ -255,6 +332,12 @@ class StructureStore(abc.ABC):
     def _check_scope(tenant_id: str, workspace_id: str) -> None:
         validate_id(tenant_id, 'tenant_id')
         validate_id(workspace_id, 'workspace_id')
+
+    @staticmethod
+    def _check_range(updated_from: dt.datetime | None, updated_to: dt.datetime | None) -> None:
+        for name, value in (('updated_from', updated_from), ('updated_to', updated_to)):
+            if value is not None and (not isinstance(value, dt.datetime) or value.tzinfo is None):
+                raise InvalidInputError(f'{name} must be a timezone-aware datetime, got {value!r}')
 
     @staticmethod
     def _check_limit(limit: int) -> int:

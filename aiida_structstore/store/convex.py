@@ -28,6 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -40,7 +41,7 @@ from convex.values import convex_to_json, json_to_convex
 from pydantic import SecretStr
 
 from .. import __version__
-from ..chunking import ChunkedText, join_chunks, split_text
+from ..chunking import ChunkedText, iter_verified, join_chunks, split_text
 from ..exceptions import (
     BackendError,
     BackendUnavailableError,
@@ -60,7 +61,7 @@ from ..models import (
     StructureRecord,
     StructureSummary,
 )
-from .base import PreparedWrite, StructureStore
+from .base import PreparedWrite, RawStream, StructureStore
 from .settings import StoreSettings, check_deploy_key, check_url
 
 __all__ = ('ConvexStore',)
@@ -83,6 +84,9 @@ BATCH_RECORDS = 250
 STAGE_THRESHOLD_BYTES = 4 * 1024 * 1024
 #: Bytes of chunks per readChunks query (its reply stays well below the 16 MiB return limit).
 READ_PAGE_BYTES = 8 * 1024 * 1024
+#: Bytes of chunks per readChunks query when the raw input is streamed (:meth:`ConvexStore.open_raw`): what a
+#: streaming reader holds at once, against one round trip per page.
+STREAM_PAGE_BYTES = 2 * 1024 * 1024
 #: Structure ids per contentHashes query (the function's own limit).
 HASH_QUERY_IDS = 100
 #: Records per listStructures query (the function's own limit); longer pages are read in several queries.
@@ -361,8 +365,10 @@ class ConvexStore(StructureStore):
         ``Authorization`` header) outlives this call, and no HTTP library exception is chained to ours."""
         failure = None
         try:
-            response = self._client.post(f'/api/{kind}', content=body)
-            return response.status_code, response.content
+            # Not `response.content`: an httpx response and its stream refer to each other, so a body cached on the
+            # response lives until the cyclic garbage collector runs (tens of MB while a raw input is read).
+            with self._client.stream('POST', f'/api/{kind}', content=body) as response:
+                return response.status_code, b''.join(response.iter_bytes())
         except httpx.LocalProtocolError:
             # The request could not be formed (an invalid header): not transient, and httpx quotes the header.
             failure = 'config'
@@ -591,7 +597,7 @@ class ConvexStore(StructureStore):
         return document
 
     def _read_chunk_page(
-        self, key: StructureKey, generation: str, part: str, from_index: int
+        self, key: StructureKey, generation: str, part: str, from_index: int, max_bytes: int = READ_PAGE_BYTES
     ) -> tuple[list[tuple[int, str]], int | None]:
         page = self._call(
             'query',
@@ -601,17 +607,19 @@ class ConvexStore(StructureStore):
                 'generation': generation,
                 'part': part,
                 'from_index': from_index,
-                'max_bytes': READ_PAGE_BYTES,
+                'max_bytes': max_bytes,
             },
         )
         pairs = [(int(chunk['chunk_index']), chunk['text']) for chunk in page['chunks']]
         next_index = page['next_index']
         return pairs, None if next_index is None else int(next_index)
 
-    def _iter_chunks(self, key: StructureKey, generation: str, part: str) -> Iterator[tuple[int, str]]:
+    def _iter_chunks(
+        self, key: StructureKey, generation: str, part: str, max_bytes: int = READ_PAGE_BYTES
+    ) -> Iterator[tuple[int, str]]:
         from_index: int | None = 0
         while from_index is not None:
-            pairs, from_index = self._read_chunk_page(key, generation, part, from_index)
+            pairs, from_index = self._read_chunk_page(key, generation, part, from_index, max_bytes)
             yield from pairs
 
     def _read_part(self, key: StructureKey, document: dict[str, Any], name: str) -> str | None:
@@ -658,6 +666,33 @@ class ConvexStore(StructureStore):
     def get_raw(self, key: StructureKey) -> str | None:
         return self._consistent_read(key, lambda document: self._read_part(key, document, 'raw'))
 
+    def open_raw(self, key: StructureKey) -> RawStream | None:
+        """Stream the raw input page by page (:data:`STREAM_PAGE_BYTES`), verified as it passes.
+
+        The chunks read are those of the version committed when this is called. If a new version is committed and
+        the old chunks are collected while the stream is read, iterating raises :class:`IntegrityError`: a stream
+        cannot be restarted the way :meth:`get_raw` retries.
+        """
+        document = self._document(key)
+        meta = next((part for part in document['parts'] if part['name'] == 'raw'), None)
+        if meta is None:
+            return None
+        chunks = iter_verified(
+            self._iter_chunks(key, document['generation'], 'raw', STREAM_PAGE_BYTES),
+            expected_count=int(meta['chunk_count']),
+            expected_size=int(meta['size']),
+            expected_sha256=meta['sha256'],
+            what=f'{key}: raw input',
+        )
+        return RawStream(
+            key=key,
+            size=int(meta['size']),
+            sha256=meta['sha256'],
+            chunk_count=int(meta['chunk_count']),
+            content_hash=document['content_hash'],
+            chunks=chunks,
+        )
+
     @staticmethod
     def _summary_fields(document: dict[str, Any]) -> dict[str, Any]:
         raw_size = document['raw_size']
@@ -677,11 +712,27 @@ class ConvexStore(StructureStore):
     def _record(self, document: dict[str, Any], **payload: Any) -> StructureRecord:
         return StructureRecord(**self._summary_fields(document), **payload)
 
-    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+    def list(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Page:
         self._check_scope(tenant_id, workspace_id)
         self._check_limit(limit)
+        self._check_range(updated_from, updated_to)
         if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
             raise InvalidInputError('invalid page cursor')
+        # Convex keeps milliseconds: widen the range to whole milliseconds (never narrower than asked).
+        bounds: dict[str, float] = {}
+        if updated_from is not None:
+            bounds['updated_min'] = float(math.floor(updated_from.timestamp() * 1000))
+        if updated_to is not None:
+            bounds['updated_max'] = float(math.ceil(updated_to.timestamp() * 1000))
         items: list[StructureSummary] = []
         next_cursor = cursor
         # One query reads at most LIST_PAGE records (and 8 MiB): a longer page takes several.
@@ -697,6 +748,7 @@ class ConvexStore(StructureStore):
                             'numItems': float(min(limit - len(items), LIST_PAGE)),
                             'cursor': next_cursor,
                         },
+                        **bounds,
                     },
                 )
             except BackendError as exc:

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..chunking import join_chunks
+from ..chunking import iter_verified, join_chunks
 from ..exceptions import InvalidInputError, NotFoundError
 from ..models import Page, PutResult, StructureKey, StructureRecord, StructureSummary
-from .base import PreparedWrite, StructureStore
+from .base import PreparedWrite, RawStream, StructureStore
 
 __all__ = ('MemoryStore',)
 
@@ -156,15 +156,44 @@ class MemoryStore(StructureStore):
             what=f'{key}: raw input',
         )
 
+    def open_raw(self, key: StructureKey) -> RawStream | None:
+        entry = self._entry(key)
+        record = entry.record
+        if record.raw_sha256 is None:
+            return None
+        chunks = iter_verified(
+            self._chunks_of(entry),
+            expected_count=record.chunk_count,
+            expected_size=record.raw_size or 0,
+            expected_sha256=record.raw_sha256,
+            what=f'{key}: raw input',
+        )
+        return RawStream.of_record(record, chunks)
+
     @staticmethod
     def _chunks_of(entry: _Entry) -> Iterable[tuple[int, str]]:
         return enumerate(entry.chunks)
 
-    def list(self, tenant_id: str, workspace_id: str, *, cursor: str | None = None, limit: int = 100) -> Page:
+    def list(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        updated_from: dt.datetime | None = None,
+        updated_to: dt.datetime | None = None,
+    ) -> Page:
         self._check_scope(tenant_id, workspace_id)
         self._check_limit(limit)
+        self._check_range(updated_from, updated_to)
         with self._lock:
-            records = [entry.record for entry in self._data.get((tenant_id, workspace_id), {}).values()]
+            records = [
+                entry.record
+                for entry in self._data.get((tenant_id, workspace_id), {}).values()
+                if (updated_from is None or entry.record.updated_at >= updated_from)
+                and (updated_to is None or entry.record.updated_at <= updated_to)
+            ]
         records.sort(key=lambda r: (r.updated_at, r.key.structure_id), reverse=True)
         if cursor is not None:
             after = decode_cursor(cursor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 
@@ -84,6 +85,22 @@ class TestWriteRead:
         assert record.raw_size == len(text.encode('utf-8'))
         assert record.chunk_count == (len(text.encode()) + store.chunk_bytes - 1) // store.chunk_bytes
 
+    @pytest.mark.parametrize('name', ['empty', 'astral', 'multi-chunk'])
+    def test_open_raw_streams_the_committed_version(self, store, make_content, name):
+        text = RAW_SAMPLES[name]
+        content = make_content(f'stream-{name}')
+        result = store.put(content, raw=text)
+        stream = store.open_raw(content.key)
+        assert (stream.size, stream.chunk_count, stream.content_hash) == (
+            len(text.encode()),
+            result.chunk_count,
+            result.content_hash,
+        )
+        assert ''.join(stream) == text
+        assert store.open_raw(store.put(make_content('stream-none')).key) is None
+        with pytest.raises(NotFoundError):
+            store.open_raw(StructureKey.of(content.key.tenant_id, 'ws', 'missing'))
+
     def test_raw_bytes_are_decoded_as_utf8(self, store, make_content):
         content = make_content()
         store.put(content, raw='Å\r\n'.encode())
@@ -123,6 +140,23 @@ class TestListDelete:
         stamps = [s.updated_at for s in seen]
         assert stamps == sorted(stamps, reverse=True)
         assert [s.key for s in store.iter_workspace(tenant, 'ws', page_size=2)] == [s.key for s in seen]
+
+    def test_list_restricted_to_an_updated_at_range(self, store, make_content, tenant):
+        for structure_id in ('a', 'b', 'c'):
+            store.put(make_content(structure_id))
+        stamps = {sid: store.get(StructureKey.of(tenant, 'ws', sid)).updated_at for sid in 'abc'}
+
+        def ids(**bounds):
+            return [item.key.structure_id for item in store.iter_workspace(tenant, 'ws', page_size=1, **bounds)]
+
+        newest_first = ids()
+        assert ids(updated_from=stamps['b']) == [sid for sid in newest_first if stamps[sid] >= stamps['b']]
+        assert ids(updated_to=stamps['b']) == [sid for sid in newest_first if stamps[sid] <= stamps['b']]
+        same = [sid for sid in newest_first if stamps[sid] == stamps['b']]
+        assert ids(updated_from=stamps['b'], updated_to=stamps['b']) == same
+        assert ids(updated_from=max(stamps.values()) + dt.timedelta(milliseconds=1)) == []
+        with pytest.raises(InvalidInputError, match='timezone-aware'):
+            store.list(tenant, 'ws', updated_from=dt.datetime(2020, 1, 1))
 
     def test_list_pages_of_the_largest_size(self, store, make_content, tenant):
         store.put_many([(make_content(f's{i:03d}'), None) for i in range(base.MAX_PAGE_SIZE + 20)])
@@ -329,6 +363,8 @@ class TestInvalidInputWritesNothing:
         corrupt_chunks(store, lambda text: text[:-1] + 'd')
         with pytest.raises(IntegrityError, match='sha256'):
             store.get_raw(content.key)
+        with pytest.raises(IntegrityError, match='sha256'):
+            ''.join(store.open_raw(content.key))
 
 
 def _nested(depth: int) -> dict:

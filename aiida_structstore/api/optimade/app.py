@@ -1,0 +1,365 @@
+"""Each workspace's projection as an OPTIMADE API (specification 1.2), under the read API and behind its tokens.
+
+Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app`:
+
+* ``/optimade/versions`` and ``/optimade/v1/{info, info/structures, structures, structures/{id}, links}``: the
+  workspace of the token (which must grant exactly one);
+* ``/optimade/workspaces/{workspace}/versions`` and ``/optimade/workspaces/{workspace}/v1/...``: any workspace the
+  token grants (a workspace it does not grant is 404, like a missing one).
+
+Responses are built from the ``optimade`` package's models; errors are OPTIMADE error documents with the status
+the specification prescribes (400 bad filter or parameter, 401 no or bad token, 403 page limit over the maximum,
+404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve).
+
+This module imports no AiiDA module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import optimade
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from optimade.models import (
+    AvailableApiVersion,
+    BaseInfoAttributes,
+    BaseInfoResource,
+    EntryInfoResource,
+    EntryInfoResponse,
+    ErrorResponse,
+    Implementation,
+    InfoResponse,
+    LinksResponse,
+    OptimadeError,
+    Provider,
+    ResponseMeta,
+    ResponseMetaQuery,
+    StructureResource,
+    StructureResponseMany,
+    StructureResponseOne,
+    ToplevelLinks,
+    Warnings,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ... import __version__
+from ...models import StructureRecord
+from ...store import StructureStore
+from ..auth import Principal
+from ..context import ReadContext, Scope, http_errors
+from ..structures import CACHE_HEADERS
+from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, document, entry_properties, sortable_fields
+from .filters import FilterError, compile_filter
+from .query import select
+
+__all__ = ('API_VERSION', 'MAX_PAGE_LIMIT', 'create_optimade_app')
+
+API_VERSION = optimade.__api_version__
+MAJOR = f'v{API_VERSION.split(".")[0]}'
+DEFAULT_PAGE_LIMIT = 20
+MAX_PAGE_LIMIT = 100
+MEDIA_TYPE = 'application/vnd.api+json'
+#: The JSON schema of the responses, reported in ``meta.schema``.
+SCHEMA_URL = f'https://schemas.optimade.org/openapi/v{API_VERSION.rsplit(".", 1)[0]}/optimade.json'
+PROVIDER = Provider(
+    name='aiida-structstore',
+    description='Structures projected from AiiDA provenance graphs into an application store',
+    prefix=PREFIX,
+    homepage='https://github.com/aiida-structstore/aiida-structstore',
+)
+IMPLEMENTATION = Implementation(
+    name='aiida-structstore',
+    version=__version__,
+    homepage='https://github.com/aiida-structstore/aiida-structstore',
+    source_url='https://github.com/aiida-structstore/aiida-structstore',
+)
+#: Standard structure properties (of the specification) that the records do not hold: returned as null when asked.
+_ALL_STANDARD = frozenset(StructureResource.model_fields['attributes'].annotation.model_fields)
+
+
+class OptimadeHTTPError(HTTPException):
+    """An error with an OPTIMADE title."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(status, detail)
+        self.title = title
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _versioned_base(request: Request) -> str:
+    """The versioned base URL of the request (``.../optimade[/workspaces/<id>]/v1``)."""
+    url = str(request.url.replace(query='', fragment=''))
+    return url[: url.rindex(f'/{MAJOR}/') + len(MAJOR) + 1]
+
+
+def _meta(request: Request, *, warnings_: tuple[str, ...] = (), **values: Any) -> ResponseMeta:
+    base = _versioned_base(request)
+    url = str(request.url)
+    return ResponseMeta(
+        query=ResponseMetaQuery(representation=url[len(base) :]),
+        api_version=API_VERSION,
+        time_stamp=_now(),
+        provider=PROVIDER,
+        implementation=IMPLEMENTATION,
+        warnings=[Warnings(title='Filter warning', detail=text) for text in warnings_] or None,
+        schema=SCHEMA_URL,
+        **{'more_data_available': False, **values},
+    )
+
+
+def _json(model: Any, status: int = 200) -> Response:
+    body = model.model_dump(mode='json', exclude_unset=True, by_alias=True)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=CACHE_HEADERS)
+
+
+def _error(request: Request, status: int, title: str, detail: str, headers: dict | None = None) -> Response:
+    meta = ResponseMeta(
+        query=ResponseMetaQuery(
+            representation=request.url.path + (f'?{request.url.query}' if request.url.query else '')
+        ),
+        api_version=API_VERSION,
+        more_data_available=False,
+        time_stamp=_now(),
+        provider=PROVIDER,
+        implementation=IMPLEMENTATION,
+        schema=SCHEMA_URL,
+    )
+    body = ErrorResponse(meta=meta, errors=[OptimadeError(status=str(status), title=title, detail=detail)])
+    response = _json(body, status)
+    response.headers.update(headers or {})
+    return response
+
+
+_VERSIONED = re.compile(r'(?:workspaces/[^/]+/)?(?P<version>v[0-9]+)(?:/|$)')
+_TITLES = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 422: 'Bad Request'}
+
+
+def _response_fields(value: str | None) -> tuple[list[str] | None, list[str]]:
+    """The attributes to return (``None``: all served ones) and warnings for other providers' fields."""
+    if value is None:
+        return None, []
+    names, notes = [], []
+    for name in (part.strip() for part in value.split(',')):
+        if not name or name in ('id', 'type'):
+            continue
+        if name in SERVED_FIELDS or name in _ALL_STANDARD:
+            names.append(name)
+        elif name.startswith('_') and not name.startswith(f'_{PREFIX}_'):
+            notes.append(f"response field '{name}' belongs to another provider; it was ignored")
+        else:
+            raise OptimadeHTTPError(400, 'Bad Request', f"unknown response field '{name}'")
+    return names, notes
+
+
+def _sort(documents: list[dict[str, Any]], value: str | None) -> list[dict[str, Any]]:
+    ordered = sorted(documents, key=lambda doc: doc['id'])
+    if not value:
+        return ordered
+    keys = [part.strip() for part in value.split(',') if part.strip()]
+    for key in reversed(keys):
+        name, descending = key.removeprefix('-'), key.startswith('-')
+        if name not in sortable_fields():
+            known = name in SERVED_FIELDS or name in _ALL_STANDARD
+            raise OptimadeHTTPError(
+                400,
+                'Bad Request',
+                f"'{name}' is {'not sortable' if known else 'not a known property'}; "
+                f'sortable: {", ".join(sorted(sortable_fields()))}',
+            )
+        present = [doc for doc in ordered if doc.get(name) is not None]
+        missing = [doc for doc in ordered if doc.get(name) is None]
+        present.sort(key=lambda doc: doc[name], reverse=descending)
+        ordered = present + missing  # entries without the value last, either way
+    return ordered
+
+
+def _resource(record: StructureRecord, fields: list[str] | None) -> dict[str, Any]:
+    doc = document(record)
+    attributes = {name: doc.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
+    resource = StructureResource(id=doc['id'], type='structures', attributes=attributes)
+    body = resource.model_dump(mode='json', exclude_unset=True)
+    if fields is not None:
+        body['attributes'] = {name: body['attributes'].get(name) for name in fields}
+    return body
+
+
+def _needs_payload(fields: list[str] | None) -> bool:
+    return fields is None or bool(PAYLOAD_FIELDS & set(fields))
+
+
+def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
+    base = f'{prefix}/{MAJOR}'
+
+    @app.get(f'{prefix}/versions', response_class=PlainTextResponse, include_in_schema=prefix == '')
+    def versions() -> Response:
+        return Response(f'version\n{MAJOR[1:]}\n', media_type='text/csv; header=present')
+
+    @app.get(f'{base}/info', include_in_schema=prefix == '')
+    def info(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        attributes = BaseInfoAttributes(
+            api_version=API_VERSION,
+            available_api_versions=[AvailableApiVersion(url=_versioned_base(request), version=API_VERSION)],
+            formats=['json'],
+            available_endpoints=['info', 'links', 'structures'],
+            entry_types_by_format={'json': ['structures']},
+            is_index=False,
+        )
+        return _json(
+            InfoResponse(meta=_meta(request), data=BaseInfoResource(id='/', type='info', attributes=attributes))
+        )
+
+    @app.get(f'{base}/info/structures', include_in_schema=prefix == '')
+    def info_structures(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        data = EntryInfoResource(
+            id='structures',
+            type='info',
+            formats=['json'],
+            description=f'Structures of workspace {scope.workspace_id}, projected from AiiDA. Provider fields: '
+            + '; '.join(f'{name}: {field["description"]}' for name, field in PROVIDER_FIELDS.items()),
+            properties=entry_properties(),
+            output_fields_by_format={'json': list(SERVED_FIELDS)},
+        )
+        return _json(EntryInfoResponse(meta=_meta(request), data=data))
+
+    @app.get(f'{base}/links', include_in_schema=prefix == '')
+    def links(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        return _json(LinksResponse(meta=_meta(request, data_returned=0, data_available=0), data=[]))
+
+    @app.get(f'{base}/structures', include_in_schema=prefix == '')
+    def structures(
+        request: Request,
+        scope: Scope = Depends(scope_of),  # noqa: B008
+        store: StructureStore = Depends(store_of),  # noqa: B008
+        filter: str | None = Query(None, description='an OPTIMADE filter'),
+        response_format: str = Query('json'),
+        response_fields: str | None = Query(None),
+        sort: str | None = Query(None),
+        page_limit: int = Query(DEFAULT_PAGE_LIMIT, ge=1),
+        page_offset: int = Query(0, ge=0),
+        page_number: int | None = Query(None, ge=1),
+        email_address: str | None = Query(None),
+        include: str | None = Query(None),
+        api_hint: str | None = Query(None),
+    ) -> Response:
+        if response_format != 'json':
+            raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
+        if page_limit > MAX_PAGE_LIMIT:
+            raise OptimadeHTTPError(
+                403, 'Forbidden', f'page_limit {page_limit} is over the maximum of {MAX_PAGE_LIMIT}'
+            )
+        if page_number is not None:
+            page_offset = (page_number - 1) * page_limit
+        compiled = compile_filter(filter)
+        fields, notes = _response_fields(response_fields)
+        with http_errors('entries'):
+            selection = select(store, scope, compiled)
+            ordered = _sort(selection.documents, sort)
+            page = ordered[page_offset : page_offset + page_limit]
+            records = []
+            for doc in page:
+                record = selection.records.get(doc['id'])
+                if record is None and _needs_payload(fields):
+                    record = store.find(scope.key(doc['id']))
+                records.append(record)
+        data = [
+            _resource(record, fields) if record is not None else _summary_resource(doc, fields)
+            for doc, record in zip(page, records, strict=True)
+        ]
+        more = page_offset + len(page) < len(ordered)
+        next_link = str(request.url.include_query_params(page_offset=page_offset + len(page))) if more else None
+        if more and 'page_number' in request.query_params:
+            next_link = str(
+                request.url.remove_query_params('page_number').include_query_params(page_offset=page_offset + len(page))
+            )
+        meta = _meta(
+            request,
+            warnings_=compiled.warnings + tuple(notes),
+            data_returned=len(ordered),
+            data_available=selection.available if selection.available is not None else None,
+            more_data_available=more,
+        )
+        body = StructureResponseMany(meta=meta, data=data, links=ToplevelLinks(next=next_link))
+        return _json(body)
+
+    @app.get(f'{base}/structures/{{entry_id}}', include_in_schema=prefix == '')
+    def structure(
+        request: Request,
+        entry_id: str = Path(min_length=1, max_length=128),
+        scope: Scope = Depends(scope_of),  # noqa: B008
+        store: StructureStore = Depends(store_of),  # noqa: B008
+        response_format: str = Query('json'),
+        response_fields: str | None = Query(None),
+    ) -> Response:
+        if response_format != 'json':
+            raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
+        fields, notes = _response_fields(response_fields)
+        key = scope.key(entry_id)
+        with http_errors('entry'):
+            record = store.get(key)
+        meta = _meta(request, warnings_=tuple(notes), data_returned=1)
+        return _json(StructureResponseOne(meta=meta, data=_resource(record, fields), links=ToplevelLinks(next=None)))
+
+
+def _summary_resource(doc: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
+    attributes = {name: doc.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
+    body = StructureResource(id=doc['id'], type='structures', attributes=attributes).model_dump(
+        mode='json', exclude_unset=True
+    )
+    body['attributes'] = {name: body['attributes'].get(name) for name in (fields or [])}
+    return body
+
+
+def create_optimade_app(context: ReadContext) -> FastAPI:
+    """The OPTIMADE sub-application (mount it at ``/optimade``), reading through ``context``."""
+    app = FastAPI(title='aiida-structstore OPTIMADE API', version=__version__, docs_url=None, redoc_url=None)
+
+    def token_scope(principal: Principal = Depends(context.principal)) -> Scope:  # noqa: B008
+        if len(principal.workspaces) != 1:
+            raise OptimadeHTTPError(
+                400,
+                'Bad Request',
+                'this token grants several workspaces: use the base URL /optimade/workspaces/<workspace>/'
+                f'{MAJOR} ({", ".join(principal.workspaces)})',
+            )
+        return context.scope(principal, None)
+
+    def path_scope(
+        workspace: str = Path(min_length=1, max_length=128),
+        principal: Principal = Depends(context.principal),  # noqa: B008
+    ) -> Scope:
+        return context.scope(principal, workspace)
+
+    _routes(app, '', token_scope, context.store)
+    _routes(app, '/workspaces/{workspace}', path_scope, context.store)
+
+    @app.get('/{path:path}', include_in_schema=False)
+    def unknown(request: Request, path: str) -> Response:
+        match = _VERSIONED.match(path)
+        if match is not None and match.group('version') != MAJOR:
+            raise OptimadeHTTPError(
+                553, 'Version Not Supported', f'API version {match.group("version")} is not served; use {MAJOR}'
+            )
+        raise OptimadeHTTPError(404, 'Not Found', f'no such endpoint: {request.url.path}')
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        title = getattr(exc, 'title', None) or _TITLES.get(exc.status_code, 'Error')
+        return _error(request, exc.status_code if exc.status_code != 422 else 400, title, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = '; '.join(f'{".".join(map(str, e["loc"][1:]))}: {e["msg"]}' for e in exc.errors())
+        return _error(request, 400, 'Bad Request', f'invalid query parameter: {problems}')
+
+    @app.exception_handler(FilterError)
+    async def filter_error(request: Request, exc: FilterError) -> Response:
+        return _error(request, exc.status, exc.title, exc.detail)
+
+    return app

@@ -1,0 +1,103 @@
+"""The OPTIMADE structure properties this database serves, their definitions, and the documents built from records.
+
+Standard properties come from each record: the summary (elements, formulas, ``nsites``, lattice, ...) is always
+inline and cheap to read; ``cartesian_site_positions``, ``species_at_sites`` and ``species`` live in the structure
+payload, which may be chunked, so they are read only when a response or a filter needs them. Two provider-specific
+properties carry where a structure came from: ``_structstore_source`` (``{kind, filename}``) and
+``_structstore_aiida_node`` (the AiiDA node UUID).
+
+Definitions (description, type, unit) are taken from the ``optimade`` package's models, so they match the
+specification version the package implements.
+
+This module imports no AiiDA module.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from optimade.models import DataType, StructureResource
+from optimade.server.schemas import retrieve_queryable_properties
+
+from ...models import SUMMARY_FIELDS, StructureRecord, StructureSummary
+
+__all__ = (
+    'PAYLOAD_FIELDS',
+    'PREFIX',
+    'PROVIDER_FIELDS',
+    'SERVED_FIELDS',
+    'document',
+    'entry_properties',
+    'sortable_fields',
+)
+
+PREFIX = 'structstore'
+PROVIDER_FIELDS: dict[str, dict[str, Any]] = {
+    f'_{PREFIX}_source': {
+        'description': 'Where the structure came from: the kind of input (`cif`, `pw-input` or `aiida`) and the '
+        'name of the imported file (null for structures projected straight from AiiDA).',
+        'type': DataType.DICTIONARY,
+        'sortable': False,
+    },
+    f'_{PREFIX}_aiida_node': {
+        'description': 'The UUID of the AiiDA StructureData node this entry was projected from (its provenance).',
+        'type': DataType.STRING,
+        'sortable': True,
+    },
+}
+#: Properties that need the structure payload (not in the always-inline summary).
+PAYLOAD_FIELDS = frozenset({'cartesian_site_positions', 'species_at_sites', 'species'})
+TOP_LEVEL_FIELDS = ('id', 'type', 'last_modified')
+#: Every property an entry has, in the order /info/structures lists them.
+SERVED_FIELDS: tuple[str, ...] = (
+    *TOP_LEVEL_FIELDS,
+    *SUMMARY_FIELDS,
+    *sorted(PAYLOAD_FIELDS),
+    *PROVIDER_FIELDS,
+)
+_SCALAR_TYPES = (DataType.STRING, DataType.INTEGER, DataType.FLOAT, DataType.TIMESTAMP, DataType.BOOLEAN)
+
+
+@functools.cache
+def _standard_properties() -> dict[str, dict[str, Any]]:
+    return retrieve_queryable_properties(StructureResource, ('id', 'type', 'attributes'))
+
+
+@functools.cache
+def entry_properties() -> dict[str, dict[str, Any]]:
+    """The ``properties`` of ``/info/structures``: description, type, unit and sortability of each served field."""
+    standard = _standard_properties()
+    properties = {}
+    for name in SERVED_FIELDS:
+        definition = standard.get(name) or PROVIDER_FIELDS[name]
+        entry = {'description': definition['description'], 'type': definition['type']}
+        if definition.get('unit'):
+            entry['unit'] = definition['unit']
+        entry['sortable'] = definition['type'] in _SCALAR_TYPES
+        properties[name] = entry
+    return properties
+
+
+@functools.cache
+def sortable_fields() -> frozenset[str]:
+    """The served properties ``sort`` accepts: the scalar ones."""
+    return frozenset(name for name, entry in entry_properties().items() if entry['sortable'])
+
+
+def document(item: StructureSummary) -> dict[str, Any]:
+    """The flat document of an entry (what filters are evaluated on), from a summary or a full record.
+
+    Payload properties are present only when ``item`` is a :class:`StructureRecord` with a structure payload.
+    """
+    doc: dict[str, Any] = {
+        'id': item.key.structure_id,
+        'type': 'structures',
+        'last_modified': item.updated_at,
+        f'_{PREFIX}_source': {'kind': item.source.kind, 'filename': item.source.filename},
+        f'_{PREFIX}_aiida_node': item.node_uuid,
+    }
+    doc.update({name: item.summary.get(name) for name in SUMMARY_FIELDS})
+    if isinstance(item, StructureRecord) and item.structure is not None:
+        doc.update({name: item.structure.get(name) for name in PAYLOAD_FIELDS})
+    return doc

@@ -1,0 +1,82 @@
+"""The console scripts, run as a user runs them: ``structstore-api`` serves, ``structstore-dev-token`` mints."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import queue
+import socket
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+
+from aiida_structstore.api import ApiSettings, TokenVerifier
+
+from .conftest import SECRET, bearer
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(('STRUCTURE_API_', 'STRUCTURE_STORE_', 'CONVEX_'))}
+    return clean | {'HOME': str(tmp_path), 'STRUCTURE_STORE_BACKEND': 'memory', 'STRUCTURE_API_JWT_SECRET': SECRET}
+
+
+def run(command: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / command), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_dev_token_prints_a_token_the_api_accepts(env):
+    result = run('structstore-dev-token', '-t', 'acme', '-w', 'lab', '-w', 'hematite', '--minutes', '5', env=env)
+    assert result.returncode == 0, result.stderr
+    principal = TokenVerifier(ApiSettings(jwt_secret=SECRET)).verify(result.stdout.strip())
+    assert principal.tenant_id == 'acme' and principal.workspaces == ('lab', 'hematite')
+
+
+def test_dev_token_errors_name_the_problem(env):
+    del env['STRUCTURE_API_JWT_SECRET']
+    result = run('structstore-dev-token', '-t', 'acme', '-w', 'lab', env=env)
+    assert result.returncode == 2 and 'STRUCTURE_API_JWT_SECRET' in result.stderr
+    env['STRUCTURE_API_JWT_SECRET'] = SECRET
+    result = run('structstore-dev-token', '-t', 'acme', '-w', 'no/slash', env=env)
+    assert result.returncode == 2 and "character '/' is not allowed" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_api_refuses_to_start_without_a_way_to_verify_tokens(env):
+    del env['STRUCTURE_API_JWT_SECRET']
+    result = run('structstore-api', '--port', '1', env=env)
+    assert result.returncode == 2 and 'STRUCTURE_API_JWKS_URL' in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_api_command_serves_the_app(env):
+    token = run('structstore-dev-token', '-t', 'acme', '-w', 'lab', env=env).stdout.strip()
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(BIN / 'structstore-api'), '--port', str(port)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    try:
+        seen = []
+        while not any('Application startup complete' in line for line in seen):
+            seen.append(lines.get(timeout=60))  # raises queue.Empty if the server never starts
+        url = f'http://127.0.0.1:{port}'
+        assert httpx.get(f'{url}/api/structures').status_code == 401
+        response = httpx.get(f'{url}/api/structures', headers=bearer(token))
+        assert response.status_code == 200 and response.json() == {'workspace': 'lab', 'items': [], 'next_cursor': None}
+        assert httpx.get(f'{url}/viewer/').status_code == 200
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert SECRET not in ''.join(seen)

@@ -1,0 +1,334 @@
+"""OPTIMADE over the projection, judged by the official validator and by real clients, on every backend."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from aiida_structstore.api import create_app
+
+from .conftest import bearer, make_token, serve
+
+BIN = pathlib.Path(sys.executable).parent
+
+
+@pytest.fixture
+def workspace(seeded):
+    """The example structures in ``tenant``/``lab``; other tenants and workspaces hold look-alikes."""
+    return seeded
+
+
+@pytest.fixture
+def server(backend, api_settings):
+    yield from serve(create_app(api_settings))
+
+
+def test_the_official_validator_passes(server, workspace, tenant):
+    """``optimade-validator`` (optional tests included) against the live app, with the token header."""
+    headers = json.dumps(bearer(make_token(tenant, ['lab'])))
+    result = subprocess.run(
+        [str(BIN / 'optimade-validator'), f'{server.url}/optimade/v1', '--headers', headers, '--json'],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    summary = json.loads(result.stdout)
+    failures = {
+        name: summary[name]
+        for name in ('failure_count', 'internal_failure_count', 'optional_failure_count')
+        if summary[name]
+    }
+    print(f'\nvalidator: {summary["success_count"]} passed, {summary["optional_success_count"]} optional passed')
+    assert not failures, json.dumps(summary, indent=1)[:20000]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary['success_count'] > 30
+
+
+def _structure_of(content) -> tuple[list[str], list[list[float]], list[list[float]]]:
+    """Element per site, Cartesian positions and cell of a projected content (what the store holds)."""
+    structure = content.structure
+    element = {s['name']: s['chemical_symbols'][0] for s in structure['species']}
+    return (
+        [element[kind] for kind in structure['species_at_sites']],
+        structure['cartesian_site_positions'],
+        structure['lattice_vectors'],
+    )
+
+
+def _expected(workspace, predicate) -> set[str]:
+    return {sid for sid, content in workspace.items() if predicate(content.structure)}
+
+
+class TestClients:
+    def test_pymatgen_optimade_rester_reads_back_what_was_projected(self, server, workspace, tenant):
+        from pymatgen.ext.optimade import OptimadeRester
+
+        token = make_token(tenant, ['lab'])
+
+        class TokenRester(OptimadeRester):
+            """OptimadeRester with the bearer token on its requests session from the first request on."""
+
+            @property
+            def session(self):
+                return self._session
+
+            @session.setter
+            def session(self, value):
+                value.headers['Authorization'] = f'Bearer {token}'
+                self._session = value
+
+        base = f'{server.url}/optimade/'
+        rester = TokenRester(base, timeout=60)
+        assert list(rester.resources.values()) == [base]
+        by_elements = rester.get_structures(elements=['Fe', 'O'])[base]
+        assert set(by_elements) == _expected(workspace, lambda s: {'Fe', 'O'} <= set(s['elements']))
+        nsites = workspace['si-scf'].structure['nsites']
+        by_nsites = rester.get_structures(nsites=nsites)[base]
+        assert set(by_nsites) == _expected(workspace, lambda s: s['nsites'] == nsites)
+        for structure_id, structure in {**by_elements, **by_nsites}.items():
+            species, positions, cell = _structure_of(workspace[structure_id])
+            # pymatgen builds sites from species_at_sites and reads a kind name such as Fe1 as Fe with oxidation
+            # state +1 (species_string 'Fe+'): compare the elements.
+            assert [site.specie.symbol for site in structure] == species
+            np.testing.assert_allclose(structure.cart_coords, positions, atol=1e-9)
+            np.testing.assert_allclose(structure.lattice.matrix, cell, atol=1e-12)
+
+    def test_the_optimade_client_reads_back_what_was_projected(self, server, workspace, tenant):
+        from optimade.client import OptimadeClient
+
+        base = f'{server.url}/optimade'
+        client = OptimadeClient(
+            base_urls=[base], headers=bearer(make_token(tenant, ['lab'])), use_async=False, silent=True
+        )
+        for query, predicate in (
+            ('elements HAS ALL "Fe","O"', lambda s: {'Fe', 'O'} <= set(s['elements'])),
+            (f'nsites = {workspace["fe2o3"].structure["nsites"]}', lambda s: s['nsites'] == 30),
+        ):
+            result = client.get(filter=query)['structures'][query][base]
+            assert not result['errors'], result['errors']
+            entries = {entry['id']: entry for entry in result['data']}
+            assert set(entries) == _expected(workspace, predicate)
+            for structure_id, entry in entries.items():
+                content = workspace[structure_id]
+                attributes = entry['attributes']
+                assert attributes['species_at_sites'] == content.structure['species_at_sites']
+                assert attributes['species'] == content.structure['species']
+                assert attributes['cartesian_site_positions'] == content.structure['cartesian_site_positions']
+                assert attributes['lattice_vectors'] == content.structure['lattice_vectors']
+                assert attributes['_structstore_source'] == content.source.model_dump()
+                assert attributes['_structstore_aiida_node'] == content.node_uuid
+
+
+FILTERS = [
+    ('elements HAS ALL "Fe","O"', lambda s: {'Fe', 'O'} <= set(s['elements'])),
+    ('elements HAS ANY "Si","Fe"', lambda s: bool({'Si', 'Fe'} & set(s['elements']))),
+    ('elements HAS ONLY "Si"', lambda s: set(s['elements']) == {'Si'}),
+    ('NOT elements HAS "Fe"', lambda s: 'Fe' not in s['elements']),
+    ('nelements = 2', lambda s: s['nelements'] == 2),
+    ('elements LENGTH 1', lambda s: len(s['elements']) == 1),
+    ('2 < nsites AND nsites <= 30', lambda s: 2 < s['nsites'] <= 30),
+    (
+        'nsites > 8 OR chemical_formula_reduced = "Si"',
+        lambda s: s['nsites'] > 8 or s['chemical_formula_reduced'] == 'Si',
+    ),
+    ('"Fe2O3" = chemical_formula_reduced', lambda s: s['chemical_formula_reduced'] == 'Fe2O3'),
+    ('chemical_formula_anonymous = "A2B3"', lambda s: s['chemical_formula_anonymous'] == 'A2B3'),
+    ('chemical_formula_descriptive STARTS WITH "Fe"', lambda s: s['chemical_formula_descriptive'].startswith('Fe')),
+    ('chemical_formula_hill CONTAINS "O"', lambda s: 'O' in (s['chemical_formula_hill'] or '')),
+    ('id = "si" OR id = "fe2o3"', None),
+    ('id ENDS "scf"', None),
+    ('species_at_sites HAS "Fe2"', lambda s: 'Fe2' in s['species_at_sites']),
+    ('species_at_sites LENGTH 2', lambda s: len(s['species_at_sites']) == 2),
+    ('structure_features LENGTH 0', lambda s: s['structure_features'] == []),
+    ('nperiodic_dimensions = 3 AND dimension_types HAS ALL 1', lambda s: s['nperiodic_dimensions'] == 3),
+    ('last_modified >= "2000-01-01T00:00:00Z"', lambda s: True),
+    ('last_modified < "2000-01-01T00:00:00Z"', lambda s: False),
+    ('_structstore_source.kind = "pw-input"', None),
+    ('_structstore_aiida_node IS KNOWN', lambda s: True),
+]
+
+
+class TestFilters:
+    @pytest.fixture
+    def get(self, backend, api_settings, workspace, tenant):
+        headers = bearer(make_token(tenant, ['lab']))
+        with TestClient(create_app(api_settings)) as client:
+            # No `params` when there are none: the test client would replace a query string already in `url`.
+            yield lambda url, **params: client.get(url, params=params or None, headers=headers)
+
+    @pytest.mark.parametrize(('query', 'predicate'), FILTERS, ids=[query for query, _ in FILTERS])
+    def test_filter(self, get, workspace, query, predicate):
+        if query.startswith('id'):
+            expected = {'si', 'fe2o3'} if 'OR' in query else {'si-scf'}
+        elif query.startswith('_structstore_source'):
+            expected = {sid for sid, content in workspace.items() if content.source.kind == 'pw-input'}
+        else:
+            expected = _expected(workspace, predicate)
+        response = get('/optimade/v1/structures', filter=query, response_fields='nsites')
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert {entry['id'] for entry in body['data']} == expected
+        assert body['meta']['data_returned'] == len(expected)
+
+    def test_sort_and_pagination_follow_next_links(self, get, workspace):
+        ordered = sorted(workspace, key=lambda sid: (-workspace[sid].structure['nsites'], sid))
+        seen, response = [], get('/optimade/v1/structures', sort='-nsites,id', page_limit=3)
+        while True:
+            body = response.json()
+            assert body['meta']['data_returned'] == body['meta']['data_available'] == len(workspace)
+            seen += [entry['id'] for entry in body['data']]
+            if not body['meta']['more_data_available']:
+                break
+            response = get(body['links']['next'].split('testserver', 1)[1])
+        assert seen == ordered
+
+    @pytest.mark.parametrize(
+        ('url', 'params', 'status', 'detail'),
+        [
+            ('/optimade/v1/structures', {'filter': 'crazyfield = 2'}, 400, "'crazyfield' is not a known"),
+            ('/optimade/v1/structures', {'filter': '_structstore_bogus = 2'}, 400, 'not a known'),
+            ('/optimade/v1/structures', {'filter': 'space_group_it_number = 225'}, 501, 'does not hold'),
+            ('/optimade/v1/structures', {'filter': 'nsites = '}, 400, 'could not be parsed'),
+            ('/optimade/v1/structures', {'filter': 'elements:elements_ratios HAS "Fe":>0.3'}, 501, 'Correlated'),
+            ('/optimade/v1/structures', {'page_limit': 1000}, 403, 'over the maximum of 100'),
+            ('/optimade/v1/structures', {'page_limit': 'many'}, 400, 'page_limit'),
+            ('/optimade/v1/structures', {'sort': 'elements'}, 400, "'elements' is not sortable"),
+            ('/optimade/v1/structures', {'sort': 'colour'}, 400, "'colour' is not a known property"),
+            ('/optimade/v1/structures', {'response_format': 'xml'}, 400, 'json'),
+            ('/optimade/v1/structures', {'response_fields': 'nsites,colour'}, 400, "unknown response field 'colour'"),
+            ('/optimade/v1/structures/missing', {}, 404, 'no structure'),
+            ('/optimade/v2/info', {}, 553, 'v2 is not served'),
+            ('/optimade/workspaces/lab/v3/structures', {}, 553, 'v3 is not served'),
+            ('/optimade/v1/nothing', {}, 404, 'no such endpoint'),
+        ],
+    )
+    def test_errors_are_optimade_error_documents(self, get, url, params, status, detail):
+        response = get(url, **params)
+        assert response.status_code == status, response.text
+        body = response.json()
+        assert body['errors'][0]['status'] == str(status) and detail in body['errors'][0]['detail']
+        assert body['meta']['api_version'] == '1.2.0'
+
+    def test_other_providers_fields_are_unknown_with_a_warning(self, get, workspace):
+        body = get('/optimade/v1/structures', filter='_otherprovider_x = 1').json()
+        assert body['data'] == [] and 'unrecognised prefix' in body['meta']['warnings'][0]['detail']
+        body = get('/optimade/v1/structures', filter='_otherprovider_x IS UNKNOWN').json()
+        assert len(body['data']) == len(workspace)
+
+    def test_unknown_standard_fields_in_response_fields_are_null(self, get):
+        body = get('/optimade/v1/structures/si', response_fields='nsites,space_group_it_number').json()
+        assert body['data']['attributes'] == {
+            'nsites': body['data']['attributes']['nsites'],
+            'space_group_it_number': None,
+        }
+
+
+class TestIsolation:
+    @pytest.fixture
+    def secrets_elsewhere(self, backend, workspace, tenant):
+        """Records other scopes hold, with ids the caller's workspace does not have."""
+        from aiida_structstore.models import StructureKey
+
+        for tenant_id, workspace_id, structure_id in (
+            (f'{tenant}-other', 'lab', 'x-secret-1'),
+            (tenant, 'private', 'x-secret-2'),
+        ):
+            key = StructureKey.of(tenant_id, workspace_id, structure_id)
+            backend.put(workspace['fe2o3'].model_copy(update={'key': key}))
+
+    @pytest.mark.parametrize(
+        'query',
+        [
+            '',
+            'id = "x-secret-1" OR id = "x-secret-2"',
+            'id STARTS "x-"',
+            'elements HAS "Fe"',
+            'NOT id = "si"',
+            'species_at_sites HAS "Fe1"',
+            'last_modified >= "2000-01-01T00:00:00Z"',
+            '_structstore_aiida_node IS KNOWN OR _structstore_aiida_node IS UNKNOWN',
+        ],
+    )
+    def test_a_token_never_sees_another_workspace_through_any_filter(
+        self, backend, api_settings, workspace, secrets_elsewhere, tenant, query
+    ):
+        with TestClient(create_app(api_settings)) as client:
+            for token, base in (
+                (make_token(tenant, ['lab']), '/optimade/v1'),
+                (make_token(tenant, ['lab', 'other']), '/optimade/workspaces/lab/v1'),
+            ):
+                response = client.get(f'{base}/structures', params={'filter': query}, headers=bearer(token))
+                assert response.status_code == 200
+                ids = {entry['id'] for entry in response.json()['data']}
+                assert ids <= set(workspace) and not any(i.startswith('x-secret') for i in ids)
+
+    def test_single_entries_and_workspaces_of_others_are_404(self, backend, api_settings, secrets_elsewhere, tenant):
+        with TestClient(create_app(api_settings)) as client:
+            lab = bearer(make_token(tenant, ['lab']))
+            for url in (
+                '/optimade/v1/structures/x-secret-1',
+                '/optimade/v1/structures/x-secret-2',
+                '/optimade/workspaces/private/v1/structures',
+                '/optimade/workspaces/private/v1/info',
+            ):
+                assert client.get(url, headers=lab).status_code == 404, url
+            both = bearer(make_token(tenant, ['lab', 'private']))
+            response = client.get('/optimade/v1/structures', headers=both)
+            assert response.status_code == 400 and '/optimade/workspaces/' in response.json()['errors'][0]['detail']
+            theirs = client.get('/optimade/workspaces/private/v1/structures', headers=both).json()
+            assert [entry['id'] for entry in theirs['data']] == ['si', 'x-secret-2']
+
+    def test_no_token_is_401_with_an_optimade_error(self, backend, api_settings):
+        with TestClient(create_app(api_settings)) as client:
+            for url in ('/optimade/v1/info', '/optimade/v1/structures', '/optimade/v1/structures/si'):
+                response = client.get(url)
+                assert response.status_code == 401 and response.headers['www-authenticate'] == 'Bearer'
+                assert response.json()['errors'][0]['title'] == 'Unauthorized'
+            assert client.get('/optimade/versions').status_code == 200  # no data: public, as OPTIMADE expects
+
+
+class TestPushDown:
+    """What the store's indexes answer: fewer records read, the same entries selected."""
+
+    def test_id_equality_is_point_lookups(self, backend, workspace, tenant):
+        from aiida_structstore.api.context import Scope
+        from aiida_structstore.api.optimade.filters import compile_filter
+        from aiida_structstore.api.optimade.query import select
+
+        scope = Scope(tenant, 'lab')
+        selection = select(backend, scope, compile_filter('id = "si" OR id = "nope" OR id = "bad id!"'))
+        assert [doc['id'] for doc in selection.documents] == ['si']
+        assert selection.read == 2 and selection.available is None  # the invalid id is never looked up
+        everything = select(backend, scope, compile_filter('nsites > 0'))
+        assert everything.read == everything.available == len(workspace)
+
+    def test_last_modified_is_a_range_of_the_index(self, backend, workspace, tenant):
+        from aiida_structstore.api.context import Scope
+        from aiida_structstore.api.optimade.filters import compile_filter
+        from aiida_structstore.api.optimade.query import select
+        from aiida_structstore.models import StructureKey
+
+        def updated(sid):
+            return backend.get(StructureKey.of(tenant, 'lab', sid)).updated_at
+
+        # Make `si` strictly the newest record: rewrite it until the store's clock (milliseconds) has moved on.
+        before = max(updated(sid) for sid in workspace)
+        for attempt in range(100_000):
+            backend.put(workspace['si'].model_copy(update={'params': {'touched': attempt}}))
+            if updated('si') > before:
+                break
+        stamp = updated('si').isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+        scope = Scope(tenant, 'lab')
+        recent = select(backend, scope, compile_filter(f'last_modified >= "{stamp}" AND nsites > 0'))
+        assert [doc['id'] for doc in recent.documents] == ['si']
+        assert recent.read == 1 and recent.available is None  # only the range was read
+        older = select(backend, scope, compile_filter(f'NOT last_modified >= "{stamp}"'))
+        assert {doc['id'] for doc in older.documents} == set(workspace) - {'si'}
+        assert older.read == len(workspace)  # the range is inclusive: the boundary record is read, then filtered out

@@ -1,0 +1,164 @@
+"""The viewer in a real browser: Debian's Chromium (headless, software WebGL) driven by Playwright.
+
+Every test records the page's requests and fails if one to ``/api/`` left without an ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from aiida_structstore.api.app import STATIC
+from aiida_structstore.models import StructureKey
+
+from .conftest import make_token
+
+CHROMIUM = pathlib.Path('/usr/bin/chromium')
+#: The machine's usual headless flags. Software WebGL (SwiftShader) still works with them, which 3Dmol.js needs;
+#: --enable-unsafe-swiftshader keeps it working on Chromium versions that no longer fall back to it by themselves.
+CHROMIUM_ARGS = [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--enable-unsafe-swiftshader',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope='module')
+def browser():
+    if not CHROMIUM.exists():
+        message = f'{CHROMIUM} is missing: apt-get install chromium (bash .ci/run does)'
+        pytest.fail(message) if os.environ.get('CI') else pytest.skip(message)
+    if not (STATIC / 'viewer.js').exists():
+        pytest.fail(f'the viewer bundle {STATIC / "viewer.js"} is missing: run `npm run build:viewer`')
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+class Page:
+    """A browser page that records its requests and uncaught errors."""
+
+    def __init__(self, browser, base_url: str) -> None:
+        self.context = browser.new_context(viewport={'width': 1100, 'height': 900})
+        self.page = self.context.new_page()
+        self.base_url = base_url
+        self.requests = []
+        self.errors = []
+        self.page.on('request', lambda request: self.requests.append(request))
+        self.page.on('pageerror', lambda error: self.errors.append(str(error)))
+        self.page.set_default_timeout(TIMEOUT_MS)
+
+    def open(self, query: str, token: str | None = None) -> None:
+        self.page.goto(f'{self.base_url}/viewer/?{query}' + (f'#token={token}' if token else ''))
+
+    def wait_for_state(self, state: str) -> None:
+        self.page.wait_for_selector(f'body[data-state="{state}"]')
+
+    def text(self, selector: str) -> str:
+        return self.page.inner_text(selector)
+
+    def api_requests(self) -> list:
+        return [r for r in self.requests if r.url.startswith(f'{self.base_url}/api/')]
+
+    def check_requests(self) -> None:
+        bare = [r.url for r in self.api_requests() if 'authorization' not in r.all_headers()]
+        assert not bare, f'requests to /api/ without an Authorization header: {bare}'
+        assert not self.errors, f'uncaught errors on the page: {self.errors}'
+
+
+@pytest.fixture
+def page(browser, live_server) -> Iterator[Page]:
+    opened = Page(browser, live_server.url)
+    yield opened
+    try:
+        opened.check_requests()
+    finally:
+        opened.context.close()
+
+
+@pytest.fixture
+def theirs(backend, seeded, tenant):
+    """A structure only another tenant has."""
+    backend.put(seeded['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')}))
+
+
+def _not_blank(png: bytes) -> tuple[float, int]:
+    """The fraction of pixels that are not the white background, and the number of distinct colours."""
+    image = Image.open(io.BytesIO(png)).convert('RGB')
+    pixels = list(image.getdata())
+    drawn = sum(1 for pixel in pixels if pixel != (255, 255, 255))
+    return drawn / len(pixels), len(set(pixels))
+
+
+@pytest.mark.parametrize('structure_id', ['fe2o3', 'si-scf'])
+def test_with_a_token_the_page_draws_the_structure(page, seeded, tenant, structure_id, tmp_path):
+    record = seeded[structure_id]
+    page.open(f'workspace=lab&id={structure_id}', make_token(tenant, ['lab']))
+    page.wait_for_state('drawn')
+    canvas = page.page.wait_for_selector('#canvas-box canvas')
+    nsites = record.structure['nsites']
+    assert page.text('#site-count') == str(nsites)
+    assert page.page.get_attribute('body', 'data-atoms') == str(nsites)
+    assert page.text('#formula') == record.structure['chemical_formula_reduced']
+    assert page.text('#source') == f'{record.source.filename} ({record.source.kind})'
+    assert page.text('#node') == record.node_uuid
+    drawn, colours = _not_blank(canvas.screenshot())
+    assert drawn > 0.01 and colours > 20, f'the canvas looks blank: {drawn:.2%} drawn, {colours} colours'
+    page.page.screenshot(path=str(tmp_path / f'viewer-{structure_id}.png'))
+    assert 'token=' not in page.page.url  # the token left the address bar
+    views = [r.url for r in page.api_requests() if '/view' in r.url]
+    assert len(views) == 1 and views[0].endswith(f'/api/structures/{structure_id}/view?workspace=lab&format=cif')
+
+
+def test_without_a_token_it_asks_to_sign_in_and_sends_nothing(page, seeded):
+    page.open('workspace=lab&id=fe2o3')
+    page.wait_for_state('signin')
+    assert page.text('#message').startswith('Sign in to view structures')
+    assert page.page.is_visible('#token-input')
+    assert page.api_requests() == []
+
+
+def test_signing_in_with_the_form(page, seeded, tenant):
+    page.open('workspace=lab&id=si')
+    page.wait_for_state('signin')
+    page.page.fill('#token-input', make_token(tenant, ['lab']))
+    page.page.click('#signin button')
+    page.wait_for_state('drawn')
+    assert page.text('#site-count') == str(seeded['si'].structure['nsites'])
+
+
+def test_a_refused_token_asks_to_sign_in_again(page, seeded, tenant):
+    page.open('workspace=lab&id=si', make_token(tenant, ['lab'], expires_in=-300))
+    page.wait_for_state('signin')
+    assert 'Your sign-in was refused (the token has expired)' in page.text('#message')
+
+
+def test_another_tenants_structure_is_not_found(page, theirs, tenant):
+    page.open('workspace=lab&id=their-secret', make_token(tenant, ['lab']))
+    page.wait_for_state('notfound')
+    assert page.text('#message').startswith('Not found: no structure')
+    assert page.page.is_hidden('#canvas-box')
+
+
+def test_the_workspace_list_links_to_each_structure(page, seeded, tenant):
+    page.open('workspace=lab', make_token(tenant, ['lab']))
+    page.wait_for_state('listed')
+    rows = page.page.query_selector_all('#list-rows tr')
+    assert sorted(row.query_selector('a').inner_text() for row in rows) == sorted(seeded)
+    page.page.click('#list-rows a:text-is("si")')
+    page.wait_for_state('drawn')
+    assert page.text('#title') == 'si'
