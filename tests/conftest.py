@@ -218,6 +218,11 @@ def daemon_environment(daemon_client, monkeypatch):
         pytest.skip('the daemon needs RabbitMQ (bash scripts/services.sh rabbitmq)')
     if daemon_client.is_daemon_running:
         daemon_client.stop_daemon(wait=True)
+    # The workers' task queue goes away with the last worker; this process's broker connection still believes it
+    # exists, and a submit before the new worker declares it again would be unroutable (NO_ROUTE). A new
+    # connection declares the queue itself.
+    get_manager().reset_runner()
+    get_manager().reset_broker()
     # `verdi daemon start` needs the venv's bin/ on PATH (aiida looks for `verdi` when it is imported).
     bin_dir = pathlib.Path(sys.executable).parent
     monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')

@@ -49,7 +49,8 @@ def examples(aiida_profile) -> dict[str, Example]:
     for structure_id, path in EXAMPLE_FILES.items():
         kind = 'cif' if path.suffix == '.cif' else 'pw-input'
         function = CalculationFactory('structstore.import_cif' if kind == 'cif' else 'structstore.import_pw_input')
-        results = function(file=orm.SinglefileData(path).store())
+        file = orm.CifData(file=str(path)) if kind == 'cif' else orm.SinglefileData(path)
+        results = function(file=file.store())
         structure = results['structure']
         params = results['parameters'].get_dict() if 'parameters' in results else None
         found[structure_id] = Example(
