@@ -1,23 +1,13 @@
-"""The Convex backend: talks to any Convex deployment (cloud, ``npx convex dev``, the local test double) over HTTP.
+"""The Convex store: records and chunks in a Convex deployment (cloud, ``npx convex dev``, the local test double).
 
-Transport
-    One keep-alive ``httpx.Client`` per store; every call is ``POST {CONVEX_URL}/api/query|mutation`` with the
-    function path, ``convex_encoded_json`` arguments (encoded by the ``convex`` package) and the header
-    ``Authorization: Convex <deploy key>``. All functions of ``convex/structures.ts`` are internal, so only the deploy
-    key can call them.
-
-Retries
-    Connection errors, timeouts, HTTP 429 and 5xx (except 560, a function that failed) are retried with exponential
-    backoff and jitter (tenacity). Every mutation the store sends is idempotent (see docs/convex-projection.md), so
-    a retried mutation that had already run changes nothing.
+The calls themselves (HTTP, retries, pacing, secrets) are :mod:`.transport`'s. All functions of
+``convex/structures.ts`` are internal, so only the deploy key can call them.
 
 Batching
     Records are sent many per ``putBatch`` mutation, within a byte budget well inside Convex's 16 MiB argument and
     write limits. Payloads that do not fit a Convex document are stored as chunks: the raw input always, and the CIF
     text, structure payload JSON and parameters JSON when together they exceed :data:`INLINE_BYTES`. A record whose
     chunks exceed :data:`STAGE_THRESHOLD_BYTES` is staged with ``stageChunks`` and committed atomically afterwards.
-
-The deploy key is held in a :class:`pydantic.SecretStr` and is never part of ``repr``, logs or error messages.
 
 This module imports no AiiDA module.
 """
@@ -27,33 +17,25 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import math
 import secrets
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
-import tenacity
-from convex.values import convex_to_json, json_to_convex
 from pydantic import SecretStr
 
-from .. import __version__
-from ..chunking import ChunkedText, iter_verified, join_chunks, split_text
-from ..exceptions import (
+from ...chunking import ChunkedText, iter_verified, join_chunks, split_text
+from ...exceptions import (
     BackendError,
-    BackendUnavailableError,
-    ConfigurationError,
     ConflictError,
     IntegrityError,
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
-    StructStoreError,
 )
-from ..models import (
+from ...models import (
     Page,
     PutResult,
     Source,
@@ -61,13 +43,12 @@ from ..models import (
     StructureRecord,
     StructureSummary,
 )
-from .base import PreparedWrite, RawStream, StructureStore
-from .settings import StoreSettings, check_deploy_key, check_url
+from ..base import PreparedWrite, RawStream, StructureStore
+from ..settings import StoreSettings
+from .transport import DEFAULT_WRITE_RATE, ConvexTransport, RequestTooLargeError
 
 __all__ = ('ConvexStore',)
 
-LOGGER = logging.getLogger(__name__)
-MODULE = 'structures'
 
 #: CIF, structure JSON and parameters JSON stay inline in the record while together they are at most this large; a
 #: page of 200 records then reads at most about 8 MiB, half of a Convex query's read limit.
@@ -76,8 +57,6 @@ INLINE_BYTES = 32 * 1024
 #: replaced version's chunks are read and deleted in the same mutation; it also stays below one second of the write
 #: rate (a deployment refuses a write larger than its throughput budget).
 BATCH_BYTES = 3 * 1024 * 1024
-#: A deployment's default write throughput (bytes per second); the client paces its mutations to it.
-DEFAULT_WRITE_RATE = 4 * 1024 * 1024
 #: Records per putBatch mutation at most.
 BATCH_RECORDS = 250
 #: A record with more chunk bytes than this is staged over several mutations, then committed.
@@ -91,94 +70,8 @@ STREAM_PAGE_BYTES = 2 * 1024 * 1024
 HASH_QUERY_IDS = 100
 #: Records per listStructures query (the function's own limit); longer pages are read in several queries.
 LIST_PAGE = 200
-#: Largest request body Convex accepts (16 MiB and a little); a larger batch is split before it is sent.
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
 #: How often a read is retried when a concurrent commit replaced the version being read.
 READ_ATTEMPTS = 3
-
-ERROR_CODES: dict[str, type[StructStoreError]] = {
-    'INVALID_ARGUMENT': InvalidInputError,
-    'LIMIT_EXCEEDED': LimitExceededError,
-    'NOT_FOUND': NotFoundError,
-    'CONFLICT': ConflictError,
-    'INCOMPLETE_UPLOAD': ConflictError,
-}
-
-
-DEPLOY_HINT = 'deploy the functions in convex/ to this deployment (docs/convex-projection.md)'
-
-
-class _DeployKeyAuth(httpx.Auth):
-    """Adds ``Authorization: Convex <deploy key>`` to each request; the key is held as a :class:`SecretStr`."""
-
-    def __init__(self, key: SecretStr) -> None:
-        self._key = key
-
-    def auth_flow(self, request: httpx.Request):
-        request.headers['Authorization'] = f'Convex {self._key.get_secret_value()}'
-        yield request
-
-    def scrub(self, text: str) -> str:
-        return text.replace(self._key.get_secret_value(), '<CONVEX_DEPLOY_KEY>')
-
-    def __repr__(self) -> str:
-        return '_DeployKeyAuth(**********)'
-
-
-class _RequestTooLargeError(LimitExceededError):
-    """A request body larger than Convex accepts; raised before anything is sent."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f'a request of {size} bytes is larger than Convex accepts ({MAX_REQUEST_BYTES} bytes)')
-
-
-class _WritePacer:
-    """A client-side write budget: ``limit`` bytes per second on average, with a one-second burst. A write larger
-    than the budget at hand waits until the budget is full, then overdraws it (the next write waits longer). A 429
-    from the deployment halves the rate (down to a sixteenth of the limit); each successful write wins back a
-    sixteenth of the limit."""
-
-    def __init__(self, limit: float) -> None:
-        self.limit = limit
-        self.rate = limit
-        self.tokens = limit
-        self.last = time.monotonic()
-        self.waited = 0.0  # seconds spent waiting, for benchmarks
-
-    def wait(self, size: int) -> None:
-        if not self.limit:
-            return
-        while True:
-            now = time.monotonic()
-            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
-            self.last = now
-            need = min(size, self.rate)
-            if self.tokens >= need:
-                self.tokens -= size
-                return
-            pause = (need - self.tokens) / self.rate
-            self.waited += pause
-            time.sleep(pause)
-
-    def throttled(self) -> None:
-        if self.limit:
-            self.rate = max(self.limit / 16, self.rate / 2)
-            self.tokens = min(self.tokens, 0.0)
-
-    def succeeded(self) -> None:
-        if self.limit:
-            self.rate = min(self.limit, self.rate + self.limit / 16)
-
-
-class _TransientError(Exception):
-    """A transient failure (transport error, 429, 5xx): the call may be repeated."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-
-
-class _ThrottledError(_TransientError):
-    """HTTP 429: the deployment is over its write throughput. Repeated, slower, for up to ``throttle_patience``."""
 
 
 @dataclass
@@ -190,13 +83,13 @@ class _Part:
     def meta(self) -> dict[str, Any]:
         return {
             'name': self.name,
-            'size': self.chunked.size,
+            'size': float(self.chunked.size),
             'sha256': self.chunked.sha256,
-            'chunk_count': self.chunked.count,
+            'chunk_count': float(self.chunked.count),
         }
 
     def chunk_args(self) -> list[dict[str, Any]]:
-        return [{'part': self.name, 'chunk_index': i, 'text': t} for i, t in enumerate(self.chunked.chunks)]
+        return [{'part': self.name, 'chunk_index': float(i), 'text': t} for i, t in enumerate(self.chunked.chunks)]
 
 
 @dataclass
@@ -230,7 +123,7 @@ def _ms_to_datetime(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
 
 
-class ConvexStore(StructureStore):
+class ConvexStore(ConvexTransport, StructureStore):
     """A structure store in a Convex deployment (see the module docstring)."""
 
     backend: ClassVar[str] = 'convex'
@@ -249,24 +142,21 @@ class ConvexStore(StructureStore):
         transport: httpx.BaseTransport | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.url = check_url(url, allow_http=allow_http)
-        self._auth = _DeployKeyAuth(check_deploy_key(deploy_key))
-        self.retries = retries
-        self.backoff_max = backoff_max
-        self.calls = 0  # Convex function calls made (not counting retries), for benchmarks and tests
-        self.pacer = _WritePacer(write_rate)
-        self.throttle_patience = throttle_patience
+        StructureStore.__init__(self, **kwargs)
+        ConvexTransport.__init__(
+            self,
+            url,
+            deploy_key,
+            timeout=timeout,
+            retries=retries,
+            backoff_max=backoff_max,
+            allow_http=allow_http,
+            write_rate=write_rate,
+            throttle_patience=throttle_patience,
+            transport=transport,
+        )
         self.batch_bytes = min(BATCH_BYTES, int(0.75 * write_rate)) if write_rate else BATCH_BYTES
         self._instance: str | None = None
-        self._client = httpx.Client(
-            base_url=self.url,
-            auth=self._auth,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30.0),
-            transport=transport,
-            headers={'Content-Type': 'application/json', 'Convex-Client': f'aiida-structstore-{__version__}'},
-        )
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> ConvexStore:
@@ -302,135 +192,6 @@ class ConvexStore(StructureStore):
             instance = self._call('mutation', 'ensureInstance', {'candidate': secrets.token_hex(8)})
         return str(instance)
 
-    def close(self) -> None:
-        self._client.close()
-
-    # -- transport ---------------------------------------------------------------------------------------------
-
-    def _scrub(self, text: str) -> str:
-        """``text`` (from the HTTP library or the server) without the deploy key or the deployment URL."""
-        return self._auth.scrub(text).replace(self.url, '<CONVEX_URL>')
-
-    def _call(self, kind: str, name: str, args: dict[str, Any]) -> Any:
-        """Call ``structures:<name>`` and return its decoded value, retrying transient failures."""
-        path = f'{MODULE}:{name}'
-        body = json.dumps(
-            {'path': path, 'args': convex_to_json(args), 'format': 'convex_encoded_json'},
-            ensure_ascii=False,
-            separators=(',', ':'),
-        ).encode('utf-8')
-        if len(body) > MAX_REQUEST_BYTES:
-            raise _RequestTooLargeError(len(body))
-        self.calls += 1
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_TransientError),
-            stop=self._stop,
-            wait=tenacity.wait_random_exponential(multiplier=0.1, max=self.backoff_max),
-            reraise=True,
-            before_sleep=lambda state: self._log_retry(path, state),
-        )
-        failure = None
-        try:
-            return retrying(self._post, kind, path, body)
-        except _TransientError as exc:
-            failure = str(exc)
-        # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
-        attempts = retrying.statistics.get('attempt_number', self.retries)
-        raise BackendUnavailableError(
-            f'the Convex deployment (CONVEX_URL) failed for {path} after {attempts} attempts: {failure}'
-        )
-
-    def _log_retry(self, path: str, state: tenacity.RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _ThrottledError):
-            LOGGER.info('Convex call %s: %s (now %.1f MiB/s)', path, error, self.pacer.rate / 2**20)
-            return
-        LOGGER.warning(
-            'Convex call %s failed (%s); retrying (attempt %d of %d)',
-            path,
-            error,
-            state.attempt_number + 1,
-            self.retries,
-        )
-
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        """Give up after ``retries`` attempts; while the deployment only says it is over its write throughput (the
-        pacer slows down each time), after ``throttle_patience`` seconds instead."""
-        if state.outcome is not None and isinstance(state.outcome.exception(), _ThrottledError):
-            return state.seconds_since_start > self.throttle_patience
-        return state.attempt_number >= self.retries
-
-    def _send(self, kind: str, body: bytes) -> tuple[int, bytes]:
-        """POST ``body`` to ``/api/<kind>``; return status and body. No request object (it holds the
-        ``Authorization`` header) outlives this call, and no HTTP library exception is chained to ours."""
-        failure = None
-        try:
-            # Not `response.content`: an httpx response and its stream refer to each other, so a body cached on the
-            # response lives until the cyclic garbage collector runs (tens of MB while a raw input is read).
-            with self._client.stream('POST', f'/api/{kind}', content=body) as response:
-                return response.status_code, b''.join(response.iter_bytes())
-        except httpx.LocalProtocolError:
-            # The request could not be formed (an invalid header): not transient, and httpx quotes the header.
-            failure = 'config'
-        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
-            failure = self._scrub(f'{type(exc).__name__}: {exc}')
-        if failure == 'config':
-            raise ConfigurationError(
-                'the HTTP request to Convex could not be formed: check CONVEX_URL and CONVEX_DEPLOY_KEY for spaces '
-                'or control characters'
-            )
-        raise _TransientError(failure)
-
-    def _post(self, kind: str, path: str, body: bytes) -> Any:
-        if kind == 'mutation':
-            self.pacer.wait(len(body))
-        status, content = self._send(kind, body)
-        if status == 429:
-            self.pacer.throttled()
-            raise _ThrottledError('HTTP 429 (the deployment is over its write throughput; writing slower)')
-        if status >= 500 and status != 560:
-            raise _TransientError(f'HTTP {status}')
-        if kind == 'mutation':
-            self.pacer.succeeded()
-        try:
-            reply = json.loads(content)
-        except ValueError:
-            reply = None
-        if status in (200, 560) and not (isinstance(reply, dict) and reply.get('status') in ('success', 'error')):
-            # A reply cut or garbled on the way (a proxy, a dropped connection): whether the function ran is
-            # unknown, and every call is idempotent, so it is repeated.
-            raise _TransientError(f'HTTP {status} with a malformed reply')
-        if status == 200 and reply['status'] == 'success':
-            if 'value' not in reply:
-                raise _TransientError(f'HTTP {status} with a malformed reply')
-            return json_to_convex(reply['value'])
-        if status in (200, 560):
-            raise self._function_error(path, reply)
-        code = reply.get('code') if isinstance(reply, dict) else None
-        message = self._scrub(str(reply.get('message'))) if isinstance(reply, dict) else None
-        if status in (401, 403):
-            raise ConfigurationError(f'the Convex deployment rejected the deploy key ({code}): check CONVEX_DEPLOY_KEY')
-        if status == 404:
-            raise BackendError(f'{path} is not deployed ({code}); {DEPLOY_HINT}', code=code)
-        if status == 413:
-            raise LimitExceededError(f'the request to {path} is larger than Convex accepts (HTTP 413)')
-        raise BackendError(f'Convex returned HTTP {status} for {path}: {code}: {message}', code=code)
-
-    def _function_error(self, path: str, reply: dict[str, Any]) -> StructStoreError:
-        """The error of a function that failed (HTTP 200 or 560 with ``status: error``)."""
-        data = reply.get('errorData')
-        message = self._scrub(str(reply.get('errorMessage', 'unknown error')))
-        if isinstance(data, dict) and 'code' in data:
-            error_class = ERROR_CODES.get(str(data['code']), BackendError)
-            detail = self._scrub(str(data.get('message', message)))
-            if error_class is BackendError:
-                return BackendError(f'{path}: {detail}', code=str(data['code']))
-            return error_class(detail)
-        if 'Could not find public function' in message or 'Could not find function' in message:
-            # A real deployment answers HTTP 200 for a function that is missing or of another kind.
-            return BackendError(f'{path} is not deployed: {message}; {DEPLOY_HINT}', code='FunctionNotFound')
-        return BackendError(f'{path} failed: {message}')
-
     # -- writing -----------------------------------------------------------------------------------------------
 
     def _plan(self, write: PreparedWrite) -> _Planned:
@@ -456,7 +217,7 @@ class ConvexStore(StructureStore):
             'generation': _generation(write.content_hash),
             'content_hash': write.content_hash,
             'source': {'kind': content.source.kind, 'filename': content.source.filename},
-            'summary': content.summary,
+            'summary': _floats(content.summary),
             'node_uuid': content.node_uuid,
             **inline,
             'parts': [part.meta for part in parts],
@@ -558,7 +319,7 @@ class ConvexStore(StructureStore):
                 replies = self._call(
                     'mutation', 'putBatch', {**scope, 'records': records, 'replace_owner': replace_owner}
                 )
-            except _RequestTooLargeError:
+            except RequestTooLargeError:
                 if len(batch) == 1:
                     raise LimitExceededError(
                         f'{batch[0].write.key}: the record is larger than one Convex request can carry'
@@ -606,8 +367,8 @@ class ConvexStore(StructureStore):
                 **self._key_args(key),
                 'generation': generation,
                 'part': part,
-                'from_index': from_index,
-                'max_bytes': max_bytes,
+                'from_index': float(from_index),
+                'max_bytes': float(max_bytes),
             },
         )
         pairs = [(int(chunk['chunk_index']), chunk['text']) for chunk in page['chunks']]
@@ -839,6 +600,17 @@ class ConvexStore(StructureStore):
         if not older_than_seconds >= 0:
             raise InvalidInputError(f'older_than_seconds must be >= 0, got {older_than_seconds!r}')
         return self._collect(tenant_id, workspace_id, older_than_seconds=older_than_seconds)
+
+
+def _floats(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with its integers as floats: Convex numbers are float64, and the wire format writes them so."""
+    converted = dict(summary)
+    for name in ('nelements', 'nperiodic_dimensions', 'nsites'):
+        if type(converted.get(name)) is int:
+            converted[name] = float(converted[name])
+    if isinstance(converted.get('dimension_types'), list):
+        converted['dimension_types'] = [float(x) for x in converted['dimension_types']]
+    return converted
 
 
 def _restore_ints(summary: dict[str, Any]) -> dict[str, Any]:
