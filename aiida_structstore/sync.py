@@ -35,6 +35,7 @@ import gc
 import time
 import uuid as uuid_lib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,7 +294,12 @@ def sync_structures(
     dry_run: bool = False,
     progress: bool = True,
 ) -> SyncReport:
-    """Project the selected structures into ``tenant_id``/``workspace_id`` of ``store``, skipping unchanged ones."""
+    """Project the selected structures into ``tenant_id``/``workspace_id`` of ``store``, skipping unchanged ones.
+
+    The writes of one batch go to the store in a background thread while the next batch is read and projected
+    (the store's round trips overlap the work on the AiiDA side); the nodes of a batch are remembered, in this
+    thread, once its writes are committed.
+    """
     StructureKey.of(tenant_id, workspace_id, 'x')  # validates the scope before any work
     if not 1 <= batch_size <= 5000:
         raise InvalidInputError(f'batch_size must be from 1 to 5000, got {batch_size}')
@@ -301,137 +307,199 @@ def sync_structures(
         raise InvalidInputError(f'filters must be a JSON object (a dict), got {type(filters).__name__}')
     render_structure_id(id_template, uuid='00000000-0000-0000-0000-000000000000', pk=1, label='label')
     started = time.perf_counter()
-    report = SyncReport(tenant_id=tenant_id, workspace_id=workspace_id, dry_run=dry_run)
-    tracked = store.persistent
-    extra = target_extra(store.store_id, tenant_id, workspace_id) if tracked else None
-    selection = {'group': group, 'nodes': nodes, 'filters': filters, 'extra': extra}
+    sync = _Sync(store, tenant_id, workspace_id, id_template, include_raw, check_store, dry_run)
+    selection = {'group': group, 'nodes': nodes, 'filters': filters, 'extra': sync.extra}
     total = count_selected(**selection)
-    report.selected = total
-    instance = store.instance if tracked else ''
-
+    sync.report.selected = total
+    pending: tuple[Future[_Written], list[tuple[int, PreparedWrite]], int] | None = None
     with (
         _fewer_collections(),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix='structstore-write') as writer,
         get_progress_reporter()(total=total, desc=f'sync → {tenant_id}/{workspace_id}', disable=not progress) as bar,
     ):
         for batch in _pages(batch_size, **selection):
-            # Phase 1, from ids and the target's extra alone: a stored StructureData never changes, so a node
-            # remembered as projected into this store instance with the current rules is unchanged.
-            todo: dict[int, tuple[str, str, dict | None]] = {}
-            seen_ids: dict[str, tuple[int, str]] = {}
-            for pk, uuid, label, entry in batch:
-                try:
-                    structure_id = render_structure_id(id_template, uuid=uuid, pk=pk, label=label)
-                except StructStoreError as exc:
-                    report.fail(pk, str(exc))
-                    continue
-                if structure_id in seen_ids:
-                    other_pk, other_uuid = seen_ids[structure_id]
-                    report.fail(
-                        pk,
-                        f'structure id {structure_id!r} of node {uuid} is also the id of node {other_pk} '
-                        f'({other_uuid}); it was not projected',
-                    )
-                    continue
-                seen_ids[structure_id] = (pk, uuid)
-                entry = entry if isinstance(entry, dict) else None
-                if (
-                    tracked
-                    and not check_store
-                    and is_current(entry, structure_id, with_raw=include_raw, instance=instance)
-                ):
-                    report.unchanged += 1
-                    continue
-                todo[pk] = (uuid, structure_id, entry)
-
-            # Phase 2, for the rest: load attributes and origins, project, diff against the known hash.
-            prepared: list[tuple[int, PreparedWrite]] = []
-            if todo:
-                attributes_of = _attributes(list(todo))
-                origins = find_origins(list(todo)) if include_raw else {}
-                for pk, (uuid, structure_id, _) in todo.items():
-                    try:
-                        key = StructureKey.of(tenant_id, workspace_id, structure_id)
-                        prepared.append((pk, prepare_node(store, key, uuid, attributes_of[pk], origins.get(pk))))
-                    except Exception as exc:  # one bad node never stops the others
-                        report.fail(pk, _reason(exc))
-            if check_store or not tracked:
-                known = store.content_hashes(tenant_id, workspace_id, [w.key.structure_id for _, w in prepared])
-            else:
-                known = {}
-                for pk, write in prepared:
-                    entry = todo[pk][2]
-                    if is_current(entry, write.key.structure_id, with_raw=include_raw, instance=instance):
-                        known[write.key.structure_id] = entry['content_hash']  # type: ignore[index]
-            changed = [(pk, w) for pk, w in prepared if known.get(w.key.structure_id) != w.content_hash]
-            same = [(pk, w) for pk, w in prepared if known.get(w.key.structure_id) == w.content_hash]
-            report.unchanged += len(same)
-
+            changed, same = sync.project(batch)
             if dry_run:
-                for pk, write in changed:
-                    if known.get(write.key.structure_id) is None:
-                        report.new += 1
-                    else:
-                        report.updated += 1
-                    _note_chunking(report, pk, write)
+                sync.count_dry_run(changed)
                 bar.update(len(batch))
                 continue
-            results = _write(store, changed, report)
-            if tracked and store.current_instance() != instance:
-                report.fail_all(
-                    'the store lost its data during this sync (its instance id changed): what was written before '
-                    'may be gone; run the sync again'
-                )
+            if pending is not None and not sync.finish(*pending, bar):
+                pending = None
                 break
-            # Remember the projection (also for unchanged nodes whose remembered entry was out of date).
-            if tracked:
-                remembered = {
-                    pk: target_entry(
-                        store, tenant_id, workspace_id, write.key.structure_id, write.content_hash, with_raw=include_raw
-                    )
-                    for pk, write in [*results, *same]
-                }
-                remember(extra, remembered)  # type: ignore[arg-type]
-            bar.update(len(batch))
-    report.seconds = time.perf_counter() - started
-    return report
+            pending = (writer.submit(_write, store, changed, sync.tracked), same, len(batch))
+        if pending is not None:
+            sync.finish(*pending, bar)
+    sync.report.seconds = time.perf_counter() - started
+    return sync.report
 
 
-def _write(
-    store: StructureStore, changed: list[tuple[int, PreparedWrite]], report: SyncReport
-) -> list[tuple[int, PreparedWrite]]:
-    """Write ``changed``; count what happened; return the nodes now in the store. A record the store refuses
-    (invalid for it, or owned by another node) fails its node only."""
-    if not changed:
-        return []
-    try:
-        results = store.put_prepared([w for _, w in changed])
-    except InvalidInputError:
-        if len(changed) == 1:
-            raise
-        # One record the store refuses fails the batch: write them one by one to find it.
-        results = []
-        for pk, write in changed:
+#: A node's pk with its prepared write.
+_Node = tuple[int, PreparedWrite]
+
+
+@dataclass
+class _Written:
+    """What writing one batch did (computed in the writer thread, applied to the report in the sync's thread)."""
+
+    written: list[tuple[int, PreparedWrite]] = field(default_factory=list)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    instance: str | None = None
+
+
+class _Sync:
+    """The state of one sync: its target, its report, and the steps of each batch."""
+
+    def __init__(
+        self,
+        store: StructureStore,
+        tenant_id: str,
+        workspace_id: str,
+        id_template: str,
+        include_raw: bool,
+        check_store: bool,
+        dry_run: bool,
+    ) -> None:
+        self.store = store
+        self.tenant_id, self.workspace_id = tenant_id, workspace_id
+        self.id_template = id_template
+        self.include_raw, self.check_store = include_raw, check_store
+        self.report = SyncReport(tenant_id=tenant_id, workspace_id=workspace_id, dry_run=dry_run)
+        self.tracked = store.persistent
+        self.extra = target_extra(store.store_id, tenant_id, workspace_id) if self.tracked else None
+        self.instance = store.instance if self.tracked else ''
+        self.known: dict[str, str | None] = {}
+
+    def project(
+        self, batch: list[list[Any]]
+    ) -> tuple[list[tuple[int, PreparedWrite]], list[tuple[int, PreparedWrite]]]:
+        """The changed and the unchanged-but-not-remembered writes of a batch; failures go to the report."""
+        report = self.report
+        # Phase 1, from ids and the target's extra alone: a stored StructureData never changes, so a node
+        # remembered as projected into this store instance with the current rules is unchanged.
+        todo: dict[int, tuple[str, str, dict | None]] = {}
+        seen_ids: dict[str, tuple[int, str]] = {}
+        for pk, uuid, label, entry in batch:
             try:
-                results.extend(store.put_prepared([write]))
-            except InvalidInputError as exc:
+                structure_id = render_structure_id(self.id_template, uuid=uuid, pk=pk, label=label)
+            except StructStoreError as exc:
                 report.fail(pk, str(exc))
-                results.append(None)
-        pairs = [(c, r) for c, r in zip(changed, results, strict=True) if r is not None]
-    else:
-        pairs = list(zip(changed, results, strict=True))
-    written = []
-    for (pk, write), result in pairs:
-        if result.status == 'conflict':
-            report.fail(pk, ownership_message(write.key, write.content.node_uuid, result.owner))
-            continue
-        if result.status == 'created':
-            report.new += 1
-        elif result.status == 'updated':
-            report.updated += 1
+                continue
+            if structure_id in seen_ids:
+                other_pk, other_uuid = seen_ids[structure_id]
+                report.fail(
+                    pk,
+                    f'structure id {structure_id!r} of node {uuid} is also the id of node {other_pk} '
+                    f'({other_uuid}); it was not projected',
+                )
+                continue
+            seen_ids[structure_id] = (pk, uuid)
+            entry = entry if isinstance(entry, dict) else None
+            if self.tracked and not self.check_store and self._current(entry, structure_id):
+                report.unchanged += 1
+                continue
+            todo[pk] = (uuid, structure_id, entry)
+
+        # Phase 2, for the rest: load attributes and origins, project, diff against the known hash.
+        prepared: list[tuple[int, PreparedWrite]] = []
+        if todo:
+            attributes_of = _attributes(list(todo))
+            origins = find_origins(list(todo)) if self.include_raw else {}
+            for pk, (uuid, structure_id, _) in todo.items():
+                try:
+                    key = StructureKey.of(self.tenant_id, self.workspace_id, structure_id)
+                    prepared.append((pk, prepare_node(self.store, key, uuid, attributes_of[pk], origins.get(pk))))
+                except Exception as exc:  # one bad node never stops the others
+                    report.fail(pk, _reason(exc))
+        if self.check_store or not self.tracked:
+            ids = [w.key.structure_id for _, w in prepared]
+            known: dict[str, str | None] = dict(self.store.content_hashes(self.tenant_id, self.workspace_id, ids))
         else:
-            report.unchanged += 1
-        written.append((pk, write))
-    return written
+            known = {}
+            for pk, write in prepared:
+                entry = todo[pk][2]
+                if self._current(entry, write.key.structure_id):
+                    known[write.key.structure_id] = entry['content_hash']  # type: ignore[index]
+        self.known = known
+        changed = [(pk, w) for pk, w in prepared if known.get(w.key.structure_id) != w.content_hash]
+        same = [(pk, w) for pk, w in prepared if known.get(w.key.structure_id) == w.content_hash]
+        report.unchanged += len(same)
+        return changed, same
+
+    def _current(self, entry: dict | None, structure_id: str) -> bool:
+        return is_current(entry, structure_id, with_raw=self.include_raw, instance=self.instance)
+
+    def count_dry_run(self, changed: list[tuple[int, PreparedWrite]]) -> None:
+        for pk, write in changed:
+            if self.known.get(write.key.structure_id) is None:
+                self.report.new += 1
+            else:
+                self.report.updated += 1
+            _note_chunking(self.report, pk, write)
+
+    def finish(self, future: Future[_Written], same: list[tuple[int, PreparedWrite]], size: int, bar: Any) -> bool:
+        """Wait for a batch's writes, count them, and remember the batch on its nodes; false if the sync must stop
+        (the store lost its data meanwhile)."""
+        result = future.result()  # the store's failure (after its retries) stops the sync here
+        report = self.report
+        for pk, message in result.failures:
+            report.fail(pk, message)
+        report.new += result.statuses.get('created', 0)
+        report.updated += result.statuses.get('updated', 0)
+        report.unchanged += result.statuses.get('unchanged', 0)
+        if self.tracked and result.instance != self.instance:
+            report.fail_all(
+                'the store lost its data during this sync (its instance id changed): what was written before '
+                'may be gone; run the sync again'
+            )
+            return False
+        if self.tracked:
+            # Remember the projection (also for unchanged nodes whose remembered entry was out of date).
+            entries = {
+                pk: target_entry(
+                    self.store,
+                    self.tenant_id,
+                    self.workspace_id,
+                    write.key.structure_id,
+                    write.content_hash,
+                    with_raw=self.include_raw,
+                )
+                for pk, write in [*result.written, *same]
+            }
+            remember(self.extra, entries)  # type: ignore[arg-type]
+        bar.update(size)
+        return True
+
+
+def _write(store: StructureStore, changed: list[tuple[int, PreparedWrite]], tracked: bool) -> _Written:
+    """Write ``changed`` (in the writer thread). A record the store refuses (invalid for it, or owned by another
+    node) fails its node only. Then read the store's instance id again, to notice a store that lost its data."""
+    result = _Written()
+    if changed:
+        try:
+            results = store.put_prepared([w for _, w in changed])
+        except InvalidInputError:
+            if len(changed) == 1:
+                raise
+            # One record the store refuses fails the batch: write them one by one to find it.
+            results = []
+            for pk, write in changed:
+                try:
+                    results.extend(store.put_prepared([write]))
+                except InvalidInputError as exc:
+                    result.failures.append((pk, str(exc)))
+                    results.append(None)
+        for (pk, write), put in zip(changed, results, strict=True):
+            if put is None:
+                continue
+            if put.status == 'conflict':
+                result.failures.append((pk, ownership_message(write.key, write.content.node_uuid, put.owner)))
+                continue
+            result.statuses[put.status] = result.statuses.get(put.status, 0) + 1
+            result.written.append((pk, write))
+    if tracked:
+        result.instance = store.current_instance()
+    return result
 
 
 def _note_chunking(report: SyncReport, pk: int, write: PreparedWrite) -> None:

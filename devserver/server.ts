@@ -103,7 +103,8 @@ export async function startServer(options: ServerOptions) {
   installDocumentChecks();
   installIndexes(DatabaseFake, { verify: options.verifyIndexes });
   const adminKey = Buffer.from(options.adminKey);
-  const writeRate = options.writeBytesPerSecond ?? LIMITS.writeBytesPerSecond;
+  // The counting sink measures the client: no write limit unless asked for.
+  const writeRate = options.writeBytesPerSecond ?? (options.sink ? 0 : LIMITS.writeBytesPerSecond);
   const budget = writeRate > 0 ? new WriteBudget(writeRate) : null;
   const stats = newStats();
   let queue: Promise<unknown> = Promise.resolve();
