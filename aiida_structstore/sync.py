@@ -144,18 +144,18 @@ def select_structures(
 
 def count_selected(**selection: Any) -> int:
     """The number of selected structures; invalid ``filters`` raise :class:`InvalidInputError` naming the problem."""
+    storage = get_manager().get_profile_storage()
     try:
-        return select_structures(**selection).count()
+        # In a savepoint: a statement the database refuses then rolls back only itself, never the session's
+        # transaction (inside a daemon worker, that holds other processes' nodes).
+        with storage.transaction():
+            return select_structures(**selection).count()
     except InvalidInputError:
         raise
     except Exception as exc:  # QueryBuilder and the database report bad filters in many ways
-        storage = get_manager().get_profile_storage()
-        if hasattr(storage, 'get_session'):
-            storage.get_session().rollback()  # a failed statement leaves the session unusable until rolled back
         message = ' '.join(str(exc).split())[:300]
-        raise InvalidInputError(
-            f'invalid filters {selection.get("filters")!r}: {type(exc).__name__}: {message}'
-        ) from None
+        filters = selection.get('filters')
+        raise InvalidInputError(f'invalid filters {filters!r}: {type(exc).__name__}: {message}') from None
 
 
 def _rows(query: orm.QueryBuilder) -> list[list[Any]]:
