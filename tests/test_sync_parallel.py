@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import pytest
@@ -25,7 +26,7 @@ def two_workers(convex_backend, daemon_environment, started_daemon_client):
 
 
 def test_slices_run_by_two_workers_sync_everything_once(
-    two_workers, submit_and_await, convex_backend, generate_structure
+    two_workers, submit_and_await, convex_backend, generate_structure, run_cli_command
 ):
     tenant = f'par-{secrets.token_hex(3)}'
     group = orm.Group(label=f'parallel-{tenant}').store()
@@ -52,6 +53,15 @@ def test_slices_run_by_two_workers_sync_everything_once(
 
     again = submit_and_await(SyncWorkChain, timeout=300, **inputs)
     assert again.outputs.report['unchanged'] == 60 and again.outputs.report['new'] == 0
+
+    # The same through the CLI: it submits and returns the work chain's pk.
+    from aiida_structstore.cli import cmd_structstore
+
+    result = run_cli_command(cmd_structstore, ['sync', '-G', group.label, '-t', tenant, '-w', 'cli', '--parts', '3'])
+    pk = int(re.search(r'SyncWorkChain<(\d+)>', result.output).group(1))
+    node = submit_and_await(orm.load_node(pk), timeout=300)
+    assert node.outputs.report['new'] == 60
+    assert len(list(convex_backend.iter_workspace(tenant, 'cli', page_size=100))) == 60
 
 
 def test_invalid_inputs_are_refused_before_anything_runs(convex_backend):

@@ -79,6 +79,34 @@ def cmd_project(structures, tenant_id, workspace_id, structure_id, no_raw, repla
     project_nodes(structures, tenant_id, workspace_id, structure_id, include_raw=not no_raw, replace_owner=replace)
 
 
+def _submit_parallel_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw, batch_size, parts):
+    """Submit the work chain ``structstore.sync`` (see :mod:`aiida_structstore.workflows.sync`)."""
+    from aiida import orm
+    from aiida.engine import submit
+    from aiida.engine.daemon.client import get_daemon_client
+
+    from ..workflows.sync import SyncWorkChain
+
+    if nodes:
+        raise click.UsageError('--parts works on a group or on filters, not on a list of nodes')
+    if not get_daemon_client().is_daemon_running:
+        echo.echo_critical('--parts needs the daemon: start it with `verdi daemon start N` (N workers)')
+    inputs = {
+        'tenant_id': orm.Str(tenant_id),
+        'workspace_id': orm.Str(workspace_id),
+        'parts': orm.Int(parts),
+        'id_template': orm.Str(id_template),
+        'include_raw': orm.Bool(not no_raw),
+        'batch_size': orm.Int(batch_size),
+    }
+    if group is not None:
+        inputs['group'] = orm.Str(group.label)
+    if filters:
+        inputs['filters'] = orm.Dict(filters)
+    node = submit(SyncWorkChain, **inputs)
+    echo.echo_success(f'submitted SyncWorkChain<{node.pk}> in {parts} slices; follow it: verdi process show {node.pk}')
+
+
 @cmd_structstore.command('sync')
 @options.GROUP(help='Sync the structures of this group.')
 @options.STRUCTURE_NODES(help='Sync these structures (pks, UUIDs or labels).')
@@ -98,14 +126,28 @@ def cmd_project(structures, tenant_id, workspace_id, structure_id, no_raw, repla
     show_default=True,
     help='Nodes per batch (one page of the query, one extras update).',
 )
+@click.option(
+    '--parts',
+    type=click.IntRange(1, 1000),
+    help='Submit the sync to the daemon as this many slices that the daemon workers run in parallel '
+    '(work chain structstore.sync); prints its pk and returns.',
+)
 @decorators.with_dbenv()
 @store_errors
-def cmd_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw, dry_run, check_store, batch_size):
+def cmd_sync(
+    group, nodes, filters, tenant_id, workspace_id, id_template, no_raw, dry_run, check_store, batch_size, parts
+):
     """Project every selected StructureData (all, a group, nodes, filters), skipping unchanged ones.
 
     Resumable: run it again after an interruption. Exit code 1 if any structure failed.
     """
     from aiida.common.progress_reporter import set_progress_bar_tqdm
+
+    if parts is not None:
+        if dry_run or check_store:
+            raise click.UsageError('--dry-run and --check-store cannot be combined with --parts')
+        _submit_parallel_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw, batch_size, parts)
+        return
 
     from ..sync import sync_structures
     from .utils import opened_store

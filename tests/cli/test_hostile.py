@@ -102,6 +102,10 @@ CASES = [
     ('filters-column', ['sync', *SCOPE, '--filters', '{"no_such_column": 1}'], {}, 'invalid filters'),
     ('filters-type', ['sync', *SCOPE, '--filters', '{"uuid": {"like": 5}}'], {}, 'invalid filters'),
     ('filters-nothing', ['sync', *SCOPE, '--filters', '{"id": -1}'], {}, 'no structures selected'),
+    ('parts-zero', ['sync', *SCOPE, '--parts', '0'], {}, '0 is not in the range 1<=x<=1000'),
+    ('parts-dry-run', ['sync', *SCOPE, '--parts', '2', '--dry-run'], {}, 'cannot be combined with --parts'),
+    ('parts-nodes', lambda w: ['sync', *SCOPE, '--parts', '2', '-N', w['a'].pk], {}, 'not on a list of nodes'),
+    ('parts-no-daemon', ['sync', *SCOPE, '--parts', '2'], {}, '--parts needs the daemon'),
     # nodes and groups
     ('sync-dict-node', lambda w: ['sync', *SCOPE, '-N', w['dict'].pk], {}, 'no StructureData found'),
     ('sync-missing-pk', ['sync', *SCOPE, '-N', '99999999'], {}, 'no StructureData found'),
