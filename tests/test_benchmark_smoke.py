@@ -1,0 +1,26 @@
+"""The benchmark suite runs end to end at a small size (its figures are in docs/performance.md, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_the_benchmark_suite_runs(tmp_path):
+    out = tmp_path / 'bench.json'
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_sync.py'), '--sizes', '300', '--repeat', '1']
+    command += ['--quick', '--rss-sizes', '300', '--json', str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = {row['run']: row for row in json.loads(out.read_text())['rows']}
+    assert rows['first sync → counting sink (unpaced)']['calls_per_1000'] > 0
+    assert rows['peak RSS of `verdi data structstore sync`, N=300']['peak_rss_mib'] > 0
+    assert any(run.startswith('parallel sync') for run in rows)
