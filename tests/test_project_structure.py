@@ -127,11 +127,55 @@ def test_work_chain_projects_a_namespace_and_is_idempotent(memory_backend, gener
     assert len(list(memory_backend.iter_workspace('tenant', 'wf'))) == 2
 
 
-def test_work_chain_reports_a_failure(memory_backend, generate_structure):
+@pytest.mark.parametrize(
+    ('inputs', 'match'),
+    [
+        (lambda: {'workspace_id': orm.Str('bad workspace')}, "character ' ' is not allowed"),
+        (lambda: {'structures': {}}, 'namespace is empty'),
+        (lambda: {'structure_ids': {'b': orm.Str('x')}}, 'names structures that are not in `structures`: b'),
+        (lambda: {'structure_ids': {'a': orm.Str('x/y')}}, "structure_ids.a 'x/y' is invalid"),
+    ],
+)
+def test_work_chain_refuses_invalid_inputs_before_running(memory_backend, generate_structure, inputs, match):
+    arguments = {
+        'structures': {'a': generate_structure().store()},
+        'tenant_id': orm.Str('tenant'),
+        'workspace_id': orm.Str('w'),
+        **inputs(),
+    }
+    with pytest.raises(ValueError, match=match):
+        run_get_node(ProjectStructuresWorkChain, **arguments)
+    assert not list(memory_backend.iter_workspace('tenant', 'w'))
+
+
+def test_work_chain_exit_code_for_a_taken_id(memory_backend, generate_structure):
+    first, second = generate_structure().store(), generate_structure('alloy').store()
+    common = {'tenant_id': orm.Str('tenant'), 'workspace_id': orm.Str('taken')}
+    run_get_node(ProjectStructuresWorkChain, structures={'a': first}, structure_ids={'a': orm.Str('x')}, **common)
+    _, node = run_get_node(
+        ProjectStructuresWorkChain, structures={'a': second}, structure_ids={'a': orm.Str('x')}, **common
+    )
+    assert node.exit_status == ProjectStructuresWorkChain.exit_codes.ERROR_STRUCTURE_ID_TAKEN.status
+    assert first.uuid in node.exit_message
+    _, node = run_get_node(
+        ProjectStructuresWorkChain,
+        structures={'a': second},
+        structure_ids={'a': orm.Str('x')},
+        replace_owner=orm.Bool(True),
+        **common,
+    )
+    assert node.is_finished_ok
+
+
+def test_work_chain_exit_code_when_the_store_fails(monkeypatch, generate_structure):
+    monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
+    monkeypatch.setenv('CONVEX_URL', 'http://127.0.0.1:9')
+    monkeypatch.setenv('CONVEX_DEPLOY_KEY', 'key')
+    monkeypatch.setenv('STRUCTURE_STORE_RETRIES', '1')
     _, node = run_get_node(
         ProjectStructuresWorkChain,
         structures={'a': generate_structure().store()},
         tenant_id=orm.Str('tenant'),
-        workspace_id=orm.Str('bad workspace'),
+        workspace_id=orm.Str('w'),
     )
     assert node.exit_status == ProjectStructuresWorkChain.exit_codes.ERROR_PROJECTION_FAILED.status

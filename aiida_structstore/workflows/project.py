@@ -24,7 +24,26 @@ from aiida import orm
 from aiida.engine import WorkChain
 
 from ..calculations.functions.project_structure import project_structure, projection_inputs
-from ..exceptions import StructStoreError
+from ..exceptions import InvalidInputError, OwnershipError, StructStoreError
+from ..models import validate_id
+
+
+def _validate(inputs, _):
+    """Refuse an empty namespace, ids for names that are not structures, and invalid ids, before anything runs."""
+    structures = inputs.get('structures', {})
+    if 'structures' in inputs and not structures:
+        return 'the `structures` namespace is empty'
+    unknown = sorted(set(inputs.get('structure_ids', {})) - set(structures))
+    if unknown:
+        return f'`structure_ids` names structures that are not in `structures`: {", ".join(unknown)}'
+    values = [(name, inputs[name].value) for name in ('tenant_id', 'workspace_id') if name in inputs]
+    values += [(f'structure_ids.{name}', node.value) for name, node in inputs.get('structure_ids', {}).items()]
+    for what, value in values:
+        try:
+            validate_id(value, what)
+        except InvalidInputError as exc:
+            return str(exc)
+    return None
 
 
 class ProjectStructuresWorkChain(WorkChain):
@@ -57,16 +76,19 @@ class ProjectStructuresWorkChain(WorkChain):
             default=lambda: orm.Bool(False),
             help='Replace a record of another node under the same structure id (default: fail instead).',
         )
+        spec.inputs.validator = _validate
         spec.output_namespace('receipts', valid_type=orm.Dict, dynamic=True, help='One receipt per structure.')
         spec.outline(cls.project)
+        spec.exit_code(201, 'ERROR_INVALID_STRUCTURE', message='The store refused the record of {names}: {error}')
+        spec.exit_code(
+            202, 'ERROR_STRUCTURE_ID_TAKEN', message="The structure id of {names} holds another node's record: {error}"
+        )
         spec.exit_code(300, 'ERROR_PROJECTION_FAILED', message='Projecting {names} failed: {error}')
-        spec.exit_code(301, 'ERROR_NO_STRUCTURES', message='The `structures` namespace is empty.')
 
     def project(self):
-        """Project each structure; report and stop at the first failure."""
+        """Project each structure with the ``structstore.project_structure`` calcfunction; report and stop at the
+        first failure (2xx: the input cannot be projected; 300: the store failed)."""
         structures = dict(self.inputs.structures)
-        if not structures:
-            return self.exit_codes.ERROR_NO_STRUCTURES
         ids = dict(self.inputs.get('structure_ids', {}))
         for name, structure in sorted(structures.items()):
             inputs = projection_inputs(
@@ -81,6 +103,10 @@ class ProjectStructuresWorkChain(WorkChain):
                 outputs = project_structure(**inputs, metadata={'call_link_label': f'project_{name}'})
             except StructStoreError as exc:
                 self.report(f'projection of {name}<{structure.pk}> failed: {exc}')
+                if isinstance(exc, OwnershipError):
+                    return self.exit_codes.ERROR_STRUCTURE_ID_TAKEN.format(names=name, error=str(exc))
+                if isinstance(exc, InvalidInputError):
+                    return self.exit_codes.ERROR_INVALID_STRUCTURE.format(names=name, error=str(exc))
                 return self.exit_codes.ERROR_PROJECTION_FAILED.format(names=name, error=str(exc))
             receipt = outputs['receipt']
             self.out(f'receipts.{name}', receipt)

@@ -12,9 +12,27 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain
 from aiida.plugins import WorkflowFactory
 
+from ..exceptions import InvalidInputError
+from ..models import validate_id
 from .project import ProjectStructuresWorkChain
 
 PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
+
+
+def _validate(inputs, _):
+    """Refuse invalid ids before the calculation runs (the projection is the last step)."""
+    for name in ('tenant_id', 'workspace_id'):
+        if name in inputs:
+            try:
+                validate_id(inputs[name].value, name)
+            except InvalidInputError as exc:
+                return str(exc)
+    if 'id_prefix' in inputs:
+        try:
+            validate_id(f'{inputs["id_prefix"].value}-relaxed', 'id_prefix')
+        except InvalidInputError as exc:
+            return str(exc)
+    return None
 
 
 class PwBaseProjectWorkChain(WorkChain):
@@ -24,30 +42,34 @@ class PwBaseProjectWorkChain(WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.expose_inputs(PwBaseWorkChain, namespace='base', exclude=('clean_workdir',))
-        spec.input('tenant_id', valid_type=orm.Str)
-        spec.input('workspace_id', valid_type=orm.Str)
+        spec.input('tenant_id', valid_type=orm.Str, help='Tenant id of the target.')
+        spec.input('workspace_id', valid_type=orm.Str, help='Workspace id of the target.')
         spec.input(
             'id_prefix',
             valid_type=orm.Str,
             required=False,
             help='Prefix of the structure ids (default: the UUID of this work chain).',
         )
+        spec.inputs.validator = _validate
         spec.expose_outputs(PwBaseWorkChain, namespace='base')
-        spec.output_namespace('receipts', valid_type=orm.Dict, dynamic=True)
+        spec.output_namespace('receipts', valid_type=orm.Dict, dynamic=True, help='One receipt per structure.')
         spec.outline(cls.run_base, cls.inspect_base, cls.project, cls.results)
         spec.exit_code(401, 'ERROR_BASE_FAILED', message='The PwBaseWorkChain failed with exit status {status}.')
         spec.exit_code(402, 'ERROR_PROJECTION_FAILED', message='The projection failed with exit status {status}.')
 
     def run_base(self):
+        """Submit the ``PwBaseWorkChain``."""
         inputs = self.exposed_inputs(PwBaseWorkChain, namespace='base')
         return ToContext(base=self.submit(PwBaseWorkChain, **inputs))
 
     def inspect_base(self):
+        """Stop if the calculation failed; expose its outputs."""
         if not self.ctx.base.is_finished_ok:
             return self.exit_codes.ERROR_BASE_FAILED.format(status=self.ctx.base.exit_status)
         self.out_many(self.exposed_outputs(self.ctx.base, PwBaseWorkChain, namespace='base'))
 
     def project(self):
+        """Submit ``structstore.project`` for the input structure and, if there is one, the relaxed structure."""
         prefix = self.inputs.id_prefix.value if 'id_prefix' in self.inputs else self.node.uuid
         structures = {'input': self.inputs.base.pw.structure}
         if 'output_structure' in self.ctx.base.outputs:
@@ -61,6 +83,7 @@ class PwBaseProjectWorkChain(WorkChain):
         return ToContext(projection=self.submit(ProjectStructuresWorkChain, **inputs))
 
     def results(self):
+        """Pass the receipts on; fail if the projection failed."""
         if not self.ctx.projection.is_finished_ok:
             return self.exit_codes.ERROR_PROJECTION_FAILED.format(status=self.ctx.projection.exit_status)
         self.out_many({f'receipts.{k}': v for k, v in self.ctx.projection.outputs.receipts.items()})
