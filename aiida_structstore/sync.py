@@ -40,13 +40,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiida import orm
-from aiida.common.links import LinkType
 from aiida.common.progress_reporter import get_progress_reporter
 from aiida.manage import get_manager
 
 from .exceptions import InvalidInputError, StructStoreError
 from .models import Source, StructureKey
-from .projection.nodes import import_kind, is_current, remember, target_entry, target_extra
+from .projection.nodes import Origin, find_origins, is_current, remember, target_entry, target_extra
 from .projection.record import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
 from .store.base import PreparedWrite, StructureStore, ownership_message
 from .store.convex import INLINE_BYTES
@@ -177,61 +176,6 @@ def _pages(batch_size: int, **selection: Any) -> Iterator[list[list[Any]]]:
         after_id = rows[-1][0]
 
 
-@dataclass
-class _Origin:
-    kind: str
-    file_pk: int | None = None
-    filename: str | None = None
-    parameters: dict | None = None
-
-
-def find_origins(pks: list[int]) -> dict[int, _Origin]:
-    """Origins of the structures among ``pks`` that an import calcfunction created (three queries per batch)."""
-    query = orm.QueryBuilder()
-    query.append(orm.StructureData, filters={'id': {'in': pks}}, tag='structure', project=['id'])
-    query.append(
-        orm.CalcFunctionNode,
-        with_outgoing='structure',
-        tag='creator',
-        project=['id', 'process_type'],
-        edge_filters={'type': LinkType.CREATE.value},
-        filters={'process_type': {'like': '%structstore%'}},
-    )
-    creators: dict[int, int] = {}
-    kinds: dict[int, str] = {}
-    for structure_pk, creator_pk, process_type in _rows(query):
-        kind = import_kind(process_type)
-        if kind:
-            creators[structure_pk] = creator_pk
-            kinds[creator_pk] = kind
-    if not creators:
-        return {}
-    files: dict[int, tuple[int, str]] = {}
-    query = orm.QueryBuilder()
-    query.append(orm.CalcFunctionNode, filters={'id': {'in': list(kinds)}}, tag='creator', project=['id'])
-    query.append(
-        (orm.SinglefileData, orm.CifData),  # CifData is a SinglefileData, but not by node type for a query
-        with_outgoing='creator',
-        edge_filters={'label': 'file'},
-        project=['id', 'attributes.filename'],
-    )
-    for creator_pk, file_pk, filename in _rows(query):
-        files[creator_pk] = (file_pk, filename)
-    parameters: dict[int, dict] = {}
-    pw_creators = [pk for pk, kind in kinds.items() if kind == 'pw-input']
-    if pw_creators:
-        query = orm.QueryBuilder()
-        query.append(orm.CalcFunctionNode, filters={'id': {'in': pw_creators}}, tag='creator', project=['id'])
-        query.append(orm.Dict, with_incoming='creator', edge_filters={'label': 'parameters'}, project=['attributes'])
-        for creator_pk, attributes in _rows(query):
-            parameters[creator_pk] = attributes
-    origins = {}
-    for structure_pk, creator_pk in creators.items():
-        file_pk, filename = files.get(creator_pk, (None, None))
-        origins[structure_pk] = _Origin(kinds[creator_pk], file_pk, filename, parameters.get(creator_pk))
-    return origins
-
-
 @contextlib.contextmanager
 def _fewer_collections() -> Iterator[None]:
     """Raise the garbage collector's first threshold for the duration of a sync.
@@ -261,10 +205,10 @@ def _raw_text(file_pk: int) -> str:
 
 
 def prepare_node(
-    store: StructureStore, key: StructureKey, uuid: str, attributes: dict, origin: _Origin | None
+    store: StructureStore, key: StructureKey, uuid: str, attributes: dict, origin: Origin | None
 ) -> PreparedWrite:
     """The validated write of one node's record (raw file and parameters from its origin, if any)."""
-    source = Source.of(origin.kind, origin.filename) if origin else Source.of('aiida')
+    source = origin.source if origin else Source.of('aiida')
     content = structure_content(
         attributes, key=key, node_uuid=uuid, source=source, params=origin.parameters if origin else None
     )

@@ -20,9 +20,9 @@ from aiida import orm
 
 from .exceptions import InvalidInputError, StructStoreError
 from .models import validate_id
-from .projection.nodes import target_extra
+from .projection.nodes import find_origins, target_extra
 from .store.base import StructureStore
-from .sync import find_origins, prepare_node
+from .sync import prepare_node
 
 __all__ = ('VerifyReport', 'verify_workspace')
 

@@ -44,6 +44,8 @@ __all__ = (
     'IMPORT_KINDS',
     'PROJECTION_VERSION',
     'Origin',
+    'find_origins',
+    'import_kind',
     'is_current',
     'origin_of',
     'remember',
@@ -63,9 +65,20 @@ IMPORT_KINDS = {'import_cif': 'cif', 'import_pw_input': 'pw-input'}
 
 @dataclass(frozen=True)
 class Origin:
-    source: Source
-    file: orm.SinglefileData | None = None
-    parameters: orm.Dict | None = None
+    """Where a structure came from: the source of its record, and for structures that an import calcfunction
+    created, the pk of the imported file and the parsed parameters (pw.x inputs)."""
+
+    kind: str
+    filename: str | None = None
+    file_pk: int | None = None
+    parameters_pk: int | None = None
+    parameters: dict | None = None
+
+    @property
+    def source(self) -> Source:
+        """The record's source; raises :class:`InvalidInputError` for a file name a record cannot carry (checked
+        per structure, so one such node fails alone)."""
+        return Source.of(self.kind, self.filename)
 
 
 def import_kind(process_type: str | None) -> str | None:
@@ -76,20 +89,60 @@ def import_kind(process_type: str | None) -> str | None:
     return IMPORT_KINDS.get(process_type.rsplit('.', 1)[-1]) if 'structstore' in process_type else None
 
 
+def find_origins(pks: list[int]) -> dict[int, Origin]:
+    """The origins of the structures among ``pks`` that an import calcfunction created, in three queries (the one
+    place that knows how an import is linked); structures not listed have source ``aiida``."""
+    query = orm.QueryBuilder()
+    query.append(orm.StructureData, filters={'id': {'in': pks}}, tag='structure', project=['id'])
+    query.append(
+        orm.CalcFunctionNode,
+        with_outgoing='structure',
+        tag='creator',
+        project=['id', 'process_type'],
+        edge_filters={'type': LinkType.CREATE.value},
+        filters={'process_type': {'like': '%structstore%'}},
+    )
+    creators: dict[int, int] = {}
+    kinds: dict[int, str] = {}
+    for structure_pk, creator_pk, process_type in query.iterall():
+        kind = import_kind(process_type)
+        if kind:
+            creators[structure_pk] = creator_pk
+            kinds[creator_pk] = kind
+    if not creators:
+        return {}
+    files: dict[int, tuple[int, str]] = {}
+    query = orm.QueryBuilder()
+    query.append(orm.CalcFunctionNode, filters={'id': {'in': list(kinds)}}, tag='creator', project=['id'])
+    query.append(
+        (orm.SinglefileData, orm.CifData),  # CifData is a SinglefileData, but not by node type for a query
+        with_outgoing='creator',
+        edge_filters={'label': 'file'},
+        project=['id', 'attributes.filename'],
+    )
+    for creator_pk, file_pk, filename in query.iterall():
+        files[creator_pk] = (file_pk, filename)
+    parameters: dict[int, tuple[int, dict]] = {}
+    pw_creators = [pk for pk, kind in kinds.items() if kind == 'pw-input']
+    if pw_creators:
+        query = orm.QueryBuilder()
+        query.append(orm.CalcFunctionNode, filters={'id': {'in': pw_creators}}, tag='creator', project=['id'])
+        query.append(
+            orm.Dict, with_incoming='creator', edge_filters={'label': 'parameters'}, project=['id', 'attributes']
+        )
+        for creator_pk, parameters_pk, attributes in query.iterall():
+            parameters[creator_pk] = (parameters_pk, attributes)
+    origins = {}
+    for structure_pk, creator_pk in creators.items():
+        file_pk, filename = files.get(creator_pk, (None, None))
+        parameters_pk, values = parameters.get(creator_pk, (None, None))
+        origins[structure_pk] = Origin(kinds[creator_pk], filename, file_pk, parameters_pk, values)
+    return origins
+
+
 def origin_of(structure: orm.StructureData) -> Origin:
-    """Find the import calcfunction that created ``structure``, with its file and parameters."""
-    creator = structure.creator
-    kind = import_kind(creator.process_type) if creator is not None else None
-    if creator is None or kind is None:
-        return Origin(Source(kind='aiida'))
-    inputs = {link.link_label: link.node for link in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC)}
-    file = inputs.get('file')
-    parameters = None
-    if kind == 'pw-input':
-        outputs = creator.base.links.get_outgoing(link_type=LinkType.CREATE, link_label_filter='parameters').all()
-        parameters = outputs[0].node if outputs else None
-    filename = file.filename if isinstance(file, orm.SinglefileData) else None
-    return Origin(Source.of(kind, filename), file if isinstance(file, orm.SinglefileData) else None, parameters)
+    """The origin of one stored structure (see :func:`find_origins`)."""
+    return find_origins([structure.pk]).get(structure.pk) or Origin('aiida')
 
 
 def target_extra(store_id: str, tenant_id: str, workspace_id: str) -> str:

@@ -22,7 +22,7 @@ from aiida import orm
 from aiida.engine import Process, calcfunction
 
 from ...models import Source, StructureKey
-from ...projection.nodes import import_kind, origin_of, remember, target_entry, target_extra
+from ...projection.nodes import origin_of, remember, target_entry, target_extra
 from ...projection.record import default_structure_id, structure_content
 from ...store import open_store
 from ._files import read_text
@@ -47,10 +47,10 @@ def projection_inputs(
     inputs: dict = {'structure': structure, 'tenant_id': node(tenant_id), 'workspace_id': node(workspace_id)}
     if structure_id is not None:
         inputs['structure_id'] = node(structure_id)
-    if include_raw and origin.file is not None:
-        inputs['raw'] = origin.file
-    if origin.parameters is not None:
-        inputs['parameters'] = origin.parameters
+    if include_raw and origin.file_pk is not None:
+        inputs['raw'] = orm.load_node(origin.file_pk)
+    if origin.parameters_pk is not None:
+        inputs['parameters'] = orm.load_node(origin.parameters_pk)
     if replace_owner:
         inputs['replace_owner'] = orm.Bool(True)
     return inputs
@@ -74,10 +74,7 @@ def project_structure(
 
     sid = structure_id.value if structure_id is not None else default_structure_id(structure.uuid)
     key = StructureKey.of(tenant_id.value, workspace_id.value, sid)
-    creator = structure.creator
-    kind = source_kind.value if source_kind is not None else None
-    if kind is None:
-        kind = (import_kind(creator.process_type) if creator is not None else None) or 'aiida'
+    kind = source_kind.value if source_kind is not None else origin_of(structure).kind
     source = Source.of(kind, raw.filename if raw is not None else None)
     content = structure_content(
         structure.base.attributes.all,
