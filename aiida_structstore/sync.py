@@ -49,6 +49,7 @@ from .projection.nodes import Origin, find_origins, is_current, remember, target
 from .projection.record import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
 from .store.base import PreparedWrite, StructureStore, ownership_message
 from .store.convex import INLINE_BYTES
+from .store.limits import CONVEX
 
 __all__ = ('SyncReport', 'count_selected', 'find_origins', 'prepare_node', 'select_structures', 'sync_structures')
 
@@ -454,13 +455,13 @@ def _note_chunking(report: SyncReport, pk: int, write: PreparedWrite) -> None:
         if text is None:
             continue
         size = len(text.encode('utf-8'))
-        if size > 1024 * 1024:
-            notes.append(f'{name} is {size / 2**20:.1f} MiB, over the 1 MiB Convex document limit: stored in chunks')
+        if size > CONVEX['documentBytes']:
+            notes.append(f'{name} is {size / 2**20:.1f} MiB, over the Convex document limit: stored in chunks')
         elif size > INLINE_BYTES:  # the Convex backend's inline budget
             notes.append(f'{name} is {size / 1024:.0f} KiB: stored in chunks')
-    if content.structure and len(content.structure.get('cartesian_site_positions', [])) > 8192:
+    if content.structure and len(content.structure.get('cartesian_site_positions', [])) > CONVEX['arrayElements']:
         notes.append(
-            f'{content.structure["nsites"]} sites, over the 8192-element Convex array limit: '
+            f'{content.structure["nsites"]} sites, over the {CONVEX["arrayElements"]}-element Convex array limit: '
             'the structure payload is stored as JSON text'
         )
     if write.raw is not None and write.raw.count:

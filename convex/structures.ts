@@ -9,20 +9,23 @@ import { paginationOptsValidator } from "convex/server";
 import type { Doc } from "./_generated/dataModel";
 import { internalMutation, internalQuery, type MutationCtx, type QueryCtx } from "./_generated/server";
 import { partName, structureFields } from "./schema";
+import limits from "./limits.json";
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const GENERATION_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
-// A chunk's text may be at most this many UTF-8 bytes (the Python side uses 512 KiB).
-export const MAX_CHUNK_BYTES = 768 * 1024;
+// A chunk's text may be at most this many UTF-8 bytes (the Python side uses 512 KiB). The limits shared with the
+// client and the local server are in limits.json.
+export const MAX_CHUNK_BYTES = limits.protocol.maxChunkBytes;
+const MAX_CHUNKS_PER_PART = limits.protocol.maxChunksPerPart;
 // The inline payloads (CIF, structure JSON, parameters) of a record may be at most this many bytes together, so a
 // record document stays small and a page of them fits a query's read limit.
-export const MAX_INLINE_BYTES = 64 * 1024;
+export const MAX_INLINE_BYTES = limits.protocol.maxInlineBytes;
 // Convex allows a query or mutation to read 16 MiB and 32,000 documents and to write 16 MiB and 16,000 documents.
 // Every function here stays within half of that: loops that read or delete an unbounded number of documents stop
 // early (and say where to go on), and bounded ones are checked against these numbers by their argument limits.
-const READ_BUDGET_BYTES = 8 * 1024 * 1024;
-const DOCUMENT_BUDGET = 8000;
+const READ_BUDGET_BYTES = limits.convex.transactionReadBytes / 2;
+const DOCUMENT_BUDGET = limits.convex.transactionWriteDocuments / 2;
 // Old chunks of a replaced record are deleted in the same mutation up to this many bytes in total; beyond it
 // they become a `garbage` chunk set for collectGarbage. Deleting a document reads it once more.
 const INLINE_DELETE_BYTES = 2 * 1024 * 1024;
@@ -33,7 +36,7 @@ const GC_PAGE_BYTES = 3 * 1024 * 1024;
 // collectGarbage looks at this many chunk sets per call.
 const SETS_PER_CALL = 64;
 // contentHashes answers for at most this many ids per call (each reads one record document).
-const MAX_HASH_IDS = 100;
+const MAX_HASH_IDS = limits.protocol.maxHashIds;
 
 type Code = "INVALID_ARGUMENT" | "NOT_FOUND" | "CONFLICT" | "INCOMPLETE_UPLOAD" | "LIMIT_EXCEEDED";
 
@@ -217,7 +220,7 @@ function checkRecord(record: RecordArg) {
   for (const part of record.parts) {
     if (parts.has(part.name)) fail("INVALID_ARGUMENT", `part ${part.name} is declared twice`);
     checkCount(part.size, `size of ${part.name}`);
-    checkCount(part.chunk_count, `chunk_count of ${part.name}`, 8192);
+    checkCount(part.chunk_count, `chunk_count of ${part.name}`, MAX_CHUNKS_PER_PART);
     if (!SHA256_PATTERN.test(part.sha256)) fail("INVALID_ARGUMENT", `sha256 of ${part.name} is not a hex digest`);
     if (part.name !== "raw" && record[part.name] !== null) {
       fail("INVALID_ARGUMENT", `${part.name} is both inline and chunked`);
@@ -404,7 +407,7 @@ export const stageChunks = internalMutation({
       received.add(id);
       await insertChunk(ctx, scope, structure_id, generation, chunk);
     }
-    if (received.size > 8192) fail("LIMIT_EXCEEDED", "an upload may have at most 8192 chunks");
+    if (received.size > MAX_CHUNKS_PER_PART) fail("LIMIT_EXCEEDED", `an upload may have at most ${MAX_CHUNKS_PER_PART} chunks`);
     await ctx.db.patch(chunkSet._id, { received: [...received], updated_at: Date.now() });
     return { received: received.size, committed: false };
   },
@@ -442,7 +445,7 @@ export const readChunks = internalQuery({
     checkId(args.structure_id, "structure_id");
     checkCount(args.from_index, "from_index");
     const budget = args.max_bytes ?? DEFAULT_PAGE_BYTES;
-    checkCount(budget, "max_bytes", 12 * 1024 * 1024);
+    checkCount(budget, "max_bytes", limits.protocol.maxReadPageBytes);
     const query = ctx.db
       .query("structure_raw_chunks")
       .withIndex("by_tenant_workspace_structure_generation_part_index", (q) =>
@@ -500,7 +503,7 @@ export const listStructures = internalQuery({
   },
   handler: async (ctx, { tenant_id, workspace_id, paginationOpts, updated_min, updated_max }) => {
     checkScope(tenant_id, workspace_id);
-    checkCount(paginationOpts.numItems, "numItems", 200);
+    checkCount(paginationOpts.numItems, "numItems", limits.protocol.maxListPage);
     if (paginationOpts.numItems < 1) fail("INVALID_ARGUMENT", "numItems must be at least 1");
     for (const [name, value] of [["updated_min", updated_min], ["updated_max", updated_max]] as const) {
       if (value !== undefined && !Number.isFinite(value)) fail("INVALID_ARGUMENT", `${name} must be a finite number`);

@@ -1,17 +1,19 @@
 // Convex limits that convex-test does not enforce (docs.convex.dev/production/state/limits), and the JSON writer
 // that formats numbers the way a real deployment does.
 import type { JSONValue, Value } from "convex/values";
+import limits from "../convex/limits.json";
 
+// Convex's limits as the project records them once, in convex/limits.json.
 export const LIMITS = {
-  documentBytes: 1024 * 1024,
-  arrayElements: 8192,
-  fieldsPerObject: 1024,
-  documentDepth: 16,
-  valueDepth: 64,
-  requestBytes: 16 * 1024 * 1024 + 64 * 1024,
-  returnBytes: 16 * 1024 * 1024,
+  documentBytes: limits.convex.documentBytes,
+  arrayElements: limits.convex.arrayElements,
+  fieldsPerObject: limits.convex.fieldsPerObject,
+  documentDepth: limits.convex.documentDepth,
+  valueDepth: limits.convex.valueDepth,
+  requestBytes: limits.convex.requestBytes,
+  returnBytes: limits.convex.returnBytes,
   // A deployment's default write throughput; above it writes wait, then fail with HTTP 429 (TooManyWrites).
-  writeBytesPerSecond: 4 * 1024 * 1024,
+  writeBytesPerSecond: limits.convex.writeBytesPerSecond,
 };
 
 const FIELD_NAME = /^[\x20-\x7e]+$/;

@@ -39,6 +39,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..exceptions import ConfigurationError
+from .limits import CONVEX
 
 __all__ = ('BACKENDS', 'DEFAULT_SETTINGS_FILE', 'StoreSettings', 'check_deploy_key', 'check_url', 'load_settings')
 
@@ -61,7 +62,7 @@ class StoreSettings(BaseSettings):
     retries: int = Field(6, ge=1, le=50, validation_alias=AliasChoices('STRUCTURE_STORE_RETRIES', 'retries'))
     allow_http: bool = Field(False, validation_alias=AliasChoices('STRUCTURE_STORE_ALLOW_HTTP', 'allow_http'))
     write_rate: float = Field(
-        4 * 1024 * 1024, ge=0, validation_alias=AliasChoices('STRUCTURE_STORE_WRITE_RATE', 'write_rate')
+        CONVEX['writeBytesPerSecond'], ge=0, validation_alias=AliasChoices('STRUCTURE_STORE_WRITE_RATE', 'write_rate')
     )
 
     def check(self) -> StoreSettings:

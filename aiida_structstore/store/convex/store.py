@@ -44,6 +44,7 @@ from ...models import (
     StructureSummary,
 )
 from ..base import PreparedWrite, RawStream, StructureStore
+from ..limits import PROTOCOL
 from ..settings import StoreSettings
 from .transport import DEFAULT_WRITE_RATE, ConvexTransport, RequestTooLargeError
 
@@ -52,7 +53,7 @@ __all__ = ('ConvexStore',)
 
 #: CIF, structure JSON and parameters JSON stay inline in the record while together they are at most this large; a
 #: page of 200 records then reads at most about 8 MiB, half of a Convex query's read limit.
-INLINE_BYTES = 32 * 1024
+INLINE_BYTES = PROTOCOL['maxInlineBytes'] // 2
 #: Bytes of arguments per mutation the store aims for. Convex allows 16 MiB of arguments and of writes, and a
 #: replaced version's chunks are read and deleted in the same mutation; it also stays below one second of the write
 #: rate (a deployment refuses a write larger than its throughput budget).
@@ -67,9 +68,9 @@ READ_PAGE_BYTES = 8 * 1024 * 1024
 #: streaming reader holds at once, against one round trip per page.
 STREAM_PAGE_BYTES = 2 * 1024 * 1024
 #: Structure ids per contentHashes query (the function's own limit).
-HASH_QUERY_IDS = 100
+HASH_QUERY_IDS = PROTOCOL['maxHashIds']
 #: Records per listStructures query (the function's own limit); longer pages are read in several queries.
-LIST_PAGE = 200
+LIST_PAGE = PROTOCOL['maxListPage']
 #: How often a read is retried when a concurrent commit replaced the version being read.
 READ_ATTEMPTS = 3
 

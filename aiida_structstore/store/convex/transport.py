@@ -44,6 +44,7 @@ from ...exceptions import (
     NotFoundError,
     StructStoreError,
 )
+from ..limits import CONVEX
 from ..settings import check_deploy_key, check_url
 
 __all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError')
@@ -51,9 +52,9 @@ __all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'Reques
 LOGGER = logging.getLogger('aiida_structstore.store.convex')
 MODULE = 'structures'
 #: A deployment's default write throughput (bytes per second); the client paces its mutations to it.
-DEFAULT_WRITE_RATE = 4 * 1024 * 1024
-#: Largest request body Convex accepts (16 MiB and a little); a larger batch is split before it is sent.
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_WRITE_RATE = CONVEX['writeBytesPerSecond']
+#: Largest arguments Convex accepts; a larger batch is split before it is sent.
+MAX_REQUEST_BYTES = CONVEX['argumentBytes']
 
 ERROR_CODES: dict[str, type[StructStoreError]] = {
     'INVALID_ARGUMENT': InvalidInputError,
