@@ -8,6 +8,7 @@ already running.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -36,7 +37,10 @@ def _slurm_up() -> bool:
 def slurm():
     missing = [tool for tool in ('sinfo', 'slurmctld', 'slurmd', 'munged', 'pw.x') if shutil.which(tool) is None]
     if missing or not PSEUDO.exists():
-        pytest.fail(f'the real stack is not installed ({", ".join(missing) or PSEUDO}): run bash .ci/run')
+        reason = f'the real stack is not installed ({", ".join(missing) or PSEUDO}): bash .ci/run installs it'
+        if os.environ.get('CI') == 'true':
+            pytest.fail(reason)  # in CI the stack must be there: a skip would hide a broken install
+        pytest.skip(reason)
     started = not _slurm_up()
     if started:
         subprocess.run(['bash', str(ROOT / 'scripts' / 'services.sh'), 'slurm'], check=True)
