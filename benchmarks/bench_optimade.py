@@ -8,7 +8,7 @@ It projects N synthetic structures (1 to 8 sites, 4 compositions; no AiiDA neede
 attribute dictionaries) into the in-memory store and into the local Convex server, then times requests to
 ``/optimade/v1/structures`` through the app (FastAPI test client, page_limit 20) and prints, per filter and backend:
 records read by the selection, Convex function calls per request, and the median wall time. The local Convex server
-is an in-memory test double whose index queries scan, so its milliseconds say nothing about a real deployment; its
+is an in-memory test double, not a deployment, so its milliseconds say nothing about a real deployment; its
 calls are what a deployment would receive.
 """
 

@@ -152,10 +152,6 @@ class StructureStore(abc.ABC):
         """The instance id as the store has it now (see :attr:`instance`)."""
         return self.instance
 
-    @property
-    def identity(self) -> str:
-        """``store_id`` and ``instance`` together."""
-        return f'{self.store_id}/{self.instance}'
 
     # -- writing -----------------------------------------------------------------------------------------------
 
