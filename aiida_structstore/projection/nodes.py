@@ -8,7 +8,9 @@ Origin
 Targets
     Each projection into a persistent store is remembered on the node, in one extra per target named
     ``structstore_<16 hex digits>`` (a digest of store, tenant and workspace; :func:`target_extra`), holding
-    ``{store, instance, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at}``.
+    ``{store, instance, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at,
+    projected_ms}`` (``projected_ms``, the time in milliseconds, lets the execution sync find processes whose
+    structures were projected since a given time with a numeric filter).
     ``store`` identifies the deployment (``convex:<sha256 of the URL, 16 hex digits>``) and ``instance`` its data
     (a new id after the data was lost), so a sync skips a node only if this very store still holds its current
     content. Neither the URL nor the deploy key is ever stored. Projections into the in-memory store are not
@@ -154,6 +156,7 @@ def target_extra(store_id: str, tenant_id: str, workspace_id: str) -> str:
 def target_entry(
     store: StructureStore, tenant_id: str, workspace_id: str, structure_id: str, content_hash: str, *, with_raw: bool
 ) -> dict:
+    now = dt.datetime.now(dt.timezone.utc)
     return {
         'store': store.store_id,
         'instance': store.instance,
@@ -163,7 +166,8 @@ def target_entry(
         'content_hash': content_hash,
         'projection': PROJECTION_VERSION,
         'with_raw': with_raw,
-        'projected_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+        'projected_at': now.isoformat(timespec='seconds'),
+        'projected_ms': int(now.timestamp() * 1000),
     }
 
 

@@ -64,6 +64,10 @@ class StoreSettings(BaseSettings):
     write_rate: float = Field(
         CONVEX['writeBytesPerSecond'], ge=0, validation_alias=AliasChoices('STRUCTURE_STORE_WRITE_RATE', 'write_rate')
     )
+    #: Whether execution records carry the computer's host name (off: host names stay out of the application).
+    execution_hostnames: bool = Field(
+        False, validation_alias=AliasChoices('STRUCTURE_STORE_EXECUTION_HOSTNAMES', 'execution_hostnames')
+    )
 
     def check(self) -> StoreSettings:
         """Raise :class:`ConfigurationError` if the settings cannot open a store; return ``self`` otherwise."""

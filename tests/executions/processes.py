@@ -1,0 +1,44 @@
+"""Small real processes for the execution tests: they run in the test process (``run_get_node``) or, through the
+daemon, by their module path (the daemon imports this module as ``tests.executions.processes``)."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import ExitCode, WorkChain, calcfunction
+
+
+@calcfunction
+def strain(structure: orm.StructureData) -> orm.StructureData:
+    """A new structure: the cell stretched by 1 %."""
+    strained = orm.StructureData(cell=[[x * 1.01 for x in row] for row in structure.cell], pbc=structure.pbc)
+    for site in structure.sites:
+        strained.append_atom(
+            position=[x * 1.01 for x in site.position], symbols=structure.get_kind(site.kind_name).symbol
+        )
+    return strained
+
+
+@calcfunction
+def fail_reading(structure: orm.StructureData) -> ExitCode:
+    """Finishes with exit status 400 and a message naming a remote path (which the record must not show)."""
+    return ExitCode(400, 'could not read /scratch/alice/aiida/ab/cd/aiida.out on the cluster')
+
+
+@calcfunction
+def crash(structure: orm.StructureData) -> orm.StructureData:
+    """Raises: the process is excepted."""
+    raise RuntimeError('the cluster went away')
+
+
+class StrainWorkChain(WorkChain):
+    """Strains a structure through ``strain`` and returns the result."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData)
+        spec.output('strained', valid_type=orm.StructureData)
+        spec.outline(cls.run_strain)
+
+    def run_strain(self):
+        self.out('strained', strain(self.inputs.structure))
