@@ -35,7 +35,7 @@ from ..exceptions import InvalidInputError
 from ..models import validate_id
 from ..projection.nodes import remember
 from ..store.base import StructureStore
-from ..store.settings import load_settings
+from ..store.settings import read_settings
 from .models import ExecutionContent, execution_hash
 from .projection import ProjectionTarget, chunks, project_processes
 from .selection import Selection, check_processes
@@ -66,6 +66,10 @@ class ExecutionSyncReport:
     failures: list[tuple[int, str]] = field(default_factory=list)
     since: dt.datetime | None = None
     seconds: float = 0.0
+    #: The contents a push projected, and those it wrote (created or updated): kept by :func:`push_processes` for
+    #: the live path, not summed by :meth:`add`.
+    contents: list[ExecutionContent] = field(default_factory=list, repr=False)
+    written_contents: list[ExecutionContent] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -165,10 +169,13 @@ def push_processes(target: ProjectionTarget, pks: Sequence[int]) -> ExecutionSyn
         known = {pk: stored.get(c.key.process_uuid) for pk, c in projected.contents.items()}
     changed = [(pk, content) for pk, content in projected.contents.items() if known.get(pk) != hashes[pk]]
     report.unchanged += len(projected.contents) - len(changed)
+    report.contents = list(projected.contents.values())
     statuses = _write(store, changed, report) if changed else []
-    for _, status in statuses:
+    for pk, status in statuses:
         name = {'created': 'new'}.get(status, status)
         setattr(report, name, getattr(report, name) + 1)
+        if status in ('created', 'updated'):
+            report.written_contents.append(projected.contents[pk])
     if tracked and statuses:
         if store.current_instance() != instance:
             report.fail(0, 'the store lost its data during this sync (its instance id changed): run it again')
@@ -206,7 +213,7 @@ def sync_executions(
         raise InvalidInputError(f"since must be a timezone-aware datetime or 'auto', got {since!r}")
     started = time.perf_counter()
     if hostnames is None:
-        hostnames = load_settings().execution_hostnames
+        hostnames = read_settings().execution_hostnames
     target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=hostnames)
     selection = Selection(target.extra, group=group, processes=check_processes(processes or ()), linked=linked)
     report = ExecutionSyncReport(tenant_id=tenant_id, workspace_id=workspace_id)

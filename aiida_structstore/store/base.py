@@ -157,6 +157,10 @@ class StructureStore(ExecutionStore):
         """The instance id as the store has it now (see :attr:`instance`)."""
         return self.instance
 
+    def forget_instance(self) -> None:
+        """Read the instance id from the store again on next use of :attr:`instance` (after it changed: the data was
+        lost, and a long-running writer goes on with the new instance)."""
+
     # -- writing -----------------------------------------------------------------------------------------------
 
     def prepare(self, content: StructureContent, raw: str | bytes | None = None) -> PreparedWrite:

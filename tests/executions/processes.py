@@ -42,3 +42,26 @@ class StrainWorkChain(WorkChain):
 
     def run_strain(self):
         self.out('strained', strain(self.inputs.structure))
+
+
+class FailingWorkChain(WorkChain):
+    """Finishes with exit status 400 and a message naming a remote path (which the record must not show)."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData)
+        spec.exit_code(400, 'ERROR_READING', message='could not read {path} on the cluster')
+        spec.outline(cls.fail)
+
+    def fail(self):
+        return self.exit_codes.ERROR_READING.format(path='/scratch/alice/aiida/ab/cd/aiida.out')
+
+
+def run_broadcasting(process, **inputs):
+    """Run ``process`` (a process class) in this interpreter on the runner that has the profile's communicator, so
+    that its state changes are broadcast as a daemon worker's are. (``aiida.engine.run`` uses a runner without a
+    communicator since aiida-core 2.8: locally run processes broadcast nothing.)"""
+    from aiida.manage import get_manager
+
+    return get_manager().get_runner().run_get_node(process, **inputs)

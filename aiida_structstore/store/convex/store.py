@@ -189,6 +189,9 @@ class ConvexStore(ConvexTransport, ConvexExecutions, StructureStore):
             self._instance = self.current_instance()
         return self._instance
 
+    def forget_instance(self) -> None:
+        self._instance = None
+
     def current_instance(self) -> str:
         instance = self._call('query', 'getInstance', {})
         if instance is None:
