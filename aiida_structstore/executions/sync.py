@@ -40,7 +40,14 @@ from .models import ExecutionContent, execution_hash
 from .projection import ProjectionTarget, chunks, project_processes
 from .selection import Selection, check_processes
 
-__all__ = ('EXECUTION_PROJECTION_VERSION', 'MARGIN', 'ExecutionSyncReport', 'push_processes', 'sync_executions')
+__all__ = (
+    'EXECUTION_PROJECTION_VERSION',
+    'MARGIN',
+    'ExecutionSyncReport',
+    'push_processes',
+    'record_processes',
+    'sync_executions',
+)
 
 #: Version of the execution projection rules; a remembered entry of another version is projected again.
 EXECUTION_PROJECTION_VERSION = 1
@@ -232,3 +239,13 @@ def sync_executions(
             break  # the store lost its data: stop, nothing more is remembered
     report.seconds = time.perf_counter() - started
     return report
+
+
+def record_processes(tenant_id: str, workspace_id: str, pks: Sequence[int]) -> ExecutionSyncReport:
+    """Push the records of the processes ``pks`` into the store of the environment (``open_store()``), whatever
+    selection they belong to: what a workflow step does to record itself and its caller."""
+    from ..store import open_store
+
+    with open_store() as store:
+        target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=read_settings().execution_hostnames)
+        return push_processes(target, pks)

@@ -65,3 +65,37 @@ def run_broadcasting(process, **inputs):
     from aiida.manage import get_manager
 
     return get_manager().get_runner().run_get_node(process, **inputs)
+
+
+class StrainAndProjectWorkChain(WorkChain):
+    """Strains a structure, then projects the input and the strained structure with ``structstore.project``."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData)
+        spec.input('tenant_id', valid_type=orm.Str)
+        spec.input('workspace_id', valid_type=orm.Str)
+        spec.input('record_executions', valid_type=orm.Bool, default=lambda: orm.Bool(True))
+        spec.outline(cls.run_strain, cls.project, cls.check)
+        spec.exit_code(401, 'ERROR_PROJECTION', message='the projection failed')
+
+    def run_strain(self):
+        self.ctx.strained = strain(self.inputs.structure)
+
+    def project(self):
+        from aiida.engine import ToContext
+
+        from aiida_structstore.workflows.project import ProjectStructuresWorkChain
+
+        inputs = {
+            'structures': {'input': self.inputs.structure, 'strained': self.ctx.strained},
+            'tenant_id': self.inputs.tenant_id,
+            'workspace_id': self.inputs.workspace_id,
+            'record_executions': self.inputs.record_executions,
+        }
+        return ToContext(projection=self.submit(ProjectStructuresWorkChain, **inputs))
+
+    def check(self):
+        if not self.ctx.projection.is_finished_ok:
+            return self.exit_codes.ERROR_PROJECTION
