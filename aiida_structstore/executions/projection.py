@@ -72,9 +72,15 @@ def kind_of(node_type: str) -> str:
     return next((kind for prefix, kind in _KINDS.items() if node_type.startswith(prefix)), 'process')
 
 
-def remembered_structure_id(entry: Any, instance: str) -> str | None:
-    """The structure id of a remembered projection, if it went to this very store instance."""
-    if isinstance(entry, Mapping) and entry.get('instance') == instance and isinstance(entry.get('structure_id'), str):
+def remembered_structure_id(entry: Any, instance: str, node_uuid: str) -> str | None:
+    """The structure id of a remembered projection, if it went to this very store instance and was written on the
+    node ``node_uuid`` itself (``clone()`` copies extras: see :mod:`aiida_structstore.projection.nodes`)."""
+    if (
+        isinstance(entry, Mapping)
+        and entry.get('instance') == instance
+        and entry.get('node_uuid') == node_uuid
+        and isinstance(entry.get('structure_id'), str)
+    ):
         return entry['structure_id']
     return None
 
@@ -135,12 +141,12 @@ def _structures(pks: list[int], extra: str, instance: str, *, produced: bool) ->
         orm.StructureData,
         edge_filters={'type': {'in': OUTPUT_LINKS if produced else INPUT_LINKS}},
         filters={'extras': {'has_key': extra}},
-        project=[f'extras.{extra}'],
+        project=['uuid', f'extras.{extra}'],
         **relation,
     )
     found: dict[int, set[str]] = {}
-    for pk, entry in query.iterall():
-        structure_id = remembered_structure_id(entry, instance)
+    for pk, uuid, entry in query.iterall():
+        structure_id = remembered_structure_id(entry, instance, uuid)
         if structure_id is not None:
             found.setdefault(pk, set()).add(structure_id)
     return found

@@ -33,7 +33,8 @@ def _ids(query: orm.QueryBuilder) -> set[int]:
 
 
 def _linked(extra: str, among: Iterable[int] | None = None, projected_since_ms: int | None = None) -> set[int]:
-    """Processes that took or produced a structure carrying ``extra`` (projected since the time, if given)."""
+    """Processes that took or produced a structure projected into the target (since the time, if given); an extra
+    copied from another node by ``clone()`` does not count."""
     structure_filters: dict = {'extras': {'has_key': extra}}
     if projected_since_ms is not None:
         structure_filters = {f'extras.{extra}.projected_ms': {'>=': projected_since_ms}}
@@ -42,7 +43,12 @@ def _linked(extra: str, among: Iterable[int] | None = None, projected_since_ms: 
     for pks in groups:
         for links, relation in ((INPUT_LINKS, 'with_incoming'), (OUTPUT_LINKS, 'with_outgoing')):
             query = orm.QueryBuilder()
-            query.append(orm.StructureData, filters=structure_filters, tag='structure')
+            query.append(
+                orm.StructureData,
+                filters=structure_filters,
+                tag='structure',
+                project=['uuid', f'extras.{extra}.node_uuid'],
+            )
             query.append(
                 orm.ProcessNode,
                 edge_filters={'type': {'in': links}},
@@ -50,7 +56,7 @@ def _linked(extra: str, among: Iterable[int] | None = None, projected_since_ms: 
                 project=['id'],
                 **{relation: 'structure'},
             )
-            found |= _ids(query)
+            found |= {pk for uuid, owner, pk in query.iterall() if owner == uuid}
     return found
 
 

@@ -164,3 +164,18 @@ def test_bad_selections_are_refused(convex_backend, generate_structure, tenant):
         sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True, since=dt.datetime(2025, 1, 1))
     with pytest.raises(InvalidInputError, match='workspace_id'):
         sync_executions(convex_backend, tenant_id=tenant, workspace_id='../w', linked=True)
+
+
+def test_a_copied_projection_does_not_count(convex_backend, workflow, tenant):
+    """``clone()`` copies extras (aiida-quantumespresso makes output structures so): the clone's copy of the
+    original's remembered projection links nothing and selects nothing."""
+    structure, *_ = workflow
+    sync_structs(convex_backend, tenant, [structure])
+    clone = structure.clone().store()
+    assert target_extra(convex_backend.store_id, tenant, 'w') in clone.base.extras.all
+    _, on_clone = run_get_node(StrainWorkChain, structure=clone)
+    report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True)
+    assert report.selected == 2  # the work chain on the original and what it called; nothing on the clone
+    assert convex_backend.find_execution(ExecutionKey.of(tenant, 'w', on_clone.uuid)) is None
+    report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', processes=[on_clone.pk])
+    assert record_of(convex_backend, tenant, on_clone).structures_in == ()
