@@ -12,6 +12,7 @@ from aiida.engine.processes import control
 from aiida.plugins import CalculationFactory
 
 from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.executions.sync import sync_executions
 from aiida_structstore.executions.watch import ExecutionWatcher
 from aiida_structstore.store.convex import ConvexStore
 
@@ -66,7 +67,21 @@ def test_a_failed_calculation_on_slurm(watched, add_code):
     assert (result.state, result.exit_status) == ('finished', 410)
     assert result.exit_message == ArithmeticAdd.exit_codes.ERROR_NEGATIVE_NUMBER.message
     assert result.scheduler.type == 'core.slurm' and result.scheduler.job_id == orm.load_node(node.pk).get_job_id()
+    assert result.computer == add_code.computer.label and result.hostname is None
     assert 'waiting' in pushes.states(node.uuid)
+
+
+def test_host_names_only_when_configured(watched, add_code, convex_backend, monkeypatch):
+    submit_into_group, record, pushes, _ = watched
+    node = submit_into_group(add_builder(add_code, 1, 1))
+    pushes.wait_for(lambda: (r := record(node)) is not None and r.state == 'finished', 'the finished record')
+    assert record(node).hostname is None
+    monkeypatch.setenv('STRUCTURE_STORE_EXECUTION_HOSTNAMES', 'true')
+    tenant = record(node).key.tenant_id
+    report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='hosts', processes=[node.pk])
+    assert report.new == 1
+    shown = convex_backend.get_execution(ExecutionKey.of(tenant, 'hosts', node.uuid))
+    assert shown.hostname == add_code.computer.hostname == 'localhost'
 
 
 def test_a_killed_calculation_on_slurm(watched, add_code):
