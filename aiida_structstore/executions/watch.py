@@ -22,7 +22,7 @@ It survives what can go away:
 * **the store**: a push that fails after the store's own retries is kept and tried again (every
   ``retry_interval`` seconds, each failure doubling it up to :data:`MAX_RETRY_INTERVAL`), then a catch-up covers
   what changed meanwhile; a store whose instance id changed (its data was lost, as when the local test server
-  restarts) gets every selected process again;
+  restarts), noticed after a write or at any catch-up, gets every selected process again;
 * anything missed otherwise: a catch-up also runs every ``catch_up_interval`` seconds.
 
 On start it catches up from the newest record the workspace holds (``since='auto'``), so a watcher started after a
@@ -235,9 +235,11 @@ class ExecutionWatcher:
                 continue
             delay = self.retry_interval
             if catch_up:
+                # Catch-ups cover what changed since shortly before the previous one started: contiguous, whatever
+                # the events in between did.
                 self.stats.catch_ups += 1
                 next_catch_up = time.monotonic() + self.catch_up_interval
-            self._since = started - MARGIN
+                self._since = started - MARGIN
             self._notify(reports)
 
     def _notify(self, reports: list[ExecutionSyncReport | None]) -> None:
@@ -255,6 +257,11 @@ class ExecutionWatcher:
     def _push(self, pks: set[int], catch_up: bool | str) -> list[ExecutionSyncReport]:
         store = self.target.store
         candidates = set(pks)
+        if catch_up and store.persistent and store.current_instance() != store.instance:
+            # The store lost its data since this watcher last wrote (what the nodes remember is of the old instance,
+            # so nothing would look changed): write every selected process into the new instance.
+            store.forget_instance()
+            catch_up = 'all'
         if catch_up == 'auto':
             latest = store.latest_execution_modified(self.target.tenant_id, self.target.workspace_id)
             self._since = None if latest is None else latest - MARGIN
@@ -270,7 +277,7 @@ class ExecutionWatcher:
             # The store lost its data (a new instance): write every selected process into the new one.
             store.forget_instance()
             reports.append(self._push_selected(sorted(self.selection.all())))
-        contents = reports[-1].contents
+        contents = [content for report in reports for content in report.contents]
         projecting = [c for c in contents if c.process_type and any(p in c.process_type for p in PROJECTING)]
         if projecting:
             since = min(c.modified_at for c in projecting) - MARGIN

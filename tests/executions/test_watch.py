@@ -164,6 +164,16 @@ def test_survives_a_restart_of_the_deployment_that_lost_its_data(broker, generat
             )
             # The structure's projection went to the lost instance: the records name no structure now.
             assert find(fresh, tenant, first).structures_in == ()
+            fresh.close()
+        # Restarted once more, and nothing changed meanwhile: nothing looks changed to the watcher, but the next
+        # catch-up notices the new instance and writes everything again.
+        with local_convex(port=int(port), deploy_key=key) as server:
+            fresh = ConvexStore(server.url, key)
+            watcher.request_catch_up()
+            pushes.wait_for(
+                lambda: finished(fresh, tenant, first) and finished(fresh, tenant, during), 'both records, once more'
+            )
+            fresh.close()
     finally:
         watcher.stop()
         store.close()
