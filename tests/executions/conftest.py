@@ -65,8 +65,9 @@ def pushes() -> Pushes:
     return Pushes()
 
 
-def proxied_communicator(broker, port: int):
-    """A communicator of the profile's broker (same exchanges) that connects through ``127.0.0.1:port``."""
+def communicator_at(broker, port: int):
+    """A communicator like the profile's (same exchanges, same messages) that connects to ``127.0.0.1:port``: a proxy
+    in front of the profile's broker, or a broker of its own."""
     from aiida.brokers.rabbitmq.utils import get_launch_queue_name, get_message_exchange_name, get_task_exchange_name
     from aiida.manage import get_manager
     from aiida.orm.utils import serialize
@@ -85,3 +86,17 @@ def proxied_communicator(broker, port: int):
         task_queue=get_launch_queue_name(prefix),
         testing_mode=get_manager().get_profile().is_test_profile,
     )
+
+
+@pytest.fixture
+def rabbitmq_node():
+    """A RabbitMQ node of the test's own (see ``tests/rabbitmq_node.py``), stopped and removed afterwards."""
+    from ..rabbitmq_node import RabbitMQNode
+
+    try:
+        node = RabbitMQNode()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    node.start()
+    yield node
+    node.close()

@@ -15,7 +15,7 @@ from aiida_structstore.sync import sync_structures
 
 from ..faults import FaultProxy
 from ..tcp_proxy import TcpProxy
-from .conftest import proxied_communicator
+from .conftest import communicator_at
 from .processes import FailingWorkChain, StrainWorkChain, run_broadcasting
 
 pytestmark = pytest.mark.timeout(600)
@@ -83,7 +83,7 @@ def test_a_watcher_started_later_catches_up(broker, watch_store, convex_backend,
 
 def test_survives_a_broker_outage_and_catches_up(broker, watch_store, convex_backend, structure, tenant, pushes):
     proxy = TcpProxy('127.0.0.1', int(broker.get_url().split('@')[-1].split('/')[0].split(':')[1].split('?')[0]))
-    communicator = proxied_communicator(broker, proxy.port)
+    communicator = communicator_at(broker, proxy.port)
     try:
         with ExecutionWatcher(
             watch_store,
@@ -112,6 +112,49 @@ def test_survives_a_broker_outage_and_catches_up(broker, watch_store, convex_bac
     finally:
         communicator.close()
         proxy.close()
+
+
+def test_survives_a_restart_of_the_broker(
+    broker, rabbitmq_node, watch_store, convex_backend, structure, tenant, pushes
+):
+    """A real restart of a broker of the test's own (the whole node stopped, then started again): the watcher's
+    connection comes back by itself, the broadcast queue and its binding are declared again, what changed meanwhile is
+    caught up, and later broadcasts arrive again."""
+    from aiida.engine import run_get_node
+    from aiida.manage import get_manager
+
+    watcher_communicator = communicator_at(broker, rabbitmq_node.port)
+    runner_communicator = communicator_at(broker, rabbitmq_node.port)
+    runner = get_manager().create_runner(communicator=runner_communicator, with_persistence=False)
+    try:
+        with ExecutionWatcher(
+            watch_store,
+            tenant_id=tenant,
+            workspace_id='w',
+            linked=True,
+            communicator=watcher_communicator,
+            catch_up_interval=3600,
+            on_push=pushes,
+        ) as watcher:
+            pushes.wait_for(lambda: watcher.stats.catch_ups >= 1, 'the first catch-up')
+            _, first = runner.run_get_node(StrainWorkChain, structure=structure)
+            pushes.wait_for(lambda: finished(convex_backend, tenant, first), 'a record from the own broker')
+            events = watcher.stats.events
+
+            rabbitmq_node.stop()
+            # While the broker is down, processes go on (this one broadcasts nothing, as its broadcasts would be lost).
+            _, during = run_get_node(StrainWorkChain, structure=structure)
+            rabbitmq_node.start()
+            pushes.wait_for(lambda: finished(convex_backend, tenant, during), 'the catch-up after the restart')
+            assert watcher.stats.reconnects >= 1 and watcher.stats.events == events
+
+            _, after = runner.run_get_node(StrainWorkChain, structure=structure)
+            pushes.wait_for(lambda: finished(convex_backend, tenant, after), 'a broadcast after the restart')
+            assert watcher.stats.events > events
+    finally:
+        # Not runner.close(): it would close the event loop it shares with every runner of this interpreter.
+        runner_communicator.close()
+        watcher_communicator.close()
 
 
 def test_survives_a_store_outage(broker, convex_server, generate_structure, tenant, pushes):
