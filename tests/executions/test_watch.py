@@ -4,6 +4,7 @@ modification times. Every wait is on the watcher's pushes (a condition), never o
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 import pytest
@@ -28,6 +29,23 @@ def find(store, tenant, node, workspace='w'):
 def finished(store, tenant, node, workspace='w'):
     record = find(store, tenant, node, workspace)
     return record is not None and record.state == 'finished'
+
+
+@contextlib.contextmanager
+def events_only_watcher(store, tenant, pushes, communicator):
+    """A watcher on ``communicator`` that catches up only when it starts and when the broker comes back (no periodic
+    catch-up), yielded once that first catch-up is done."""
+    with ExecutionWatcher(
+        store,
+        tenant_id=tenant,
+        workspace_id='w',
+        linked=True,
+        communicator=communicator,
+        catch_up_interval=3600,
+        on_push=pushes,
+    ) as watcher:
+        pushes.wait_for(lambda: watcher.stats.catch_ups >= 1, 'the first catch-up')
+        yield watcher
 
 
 @pytest.fixture
@@ -85,16 +103,7 @@ def test_survives_a_broker_outage_and_catches_up(broker, watch_store, convex_bac
     proxy = TcpProxy('127.0.0.1', int(broker.get_url().split('@')[-1].split('/')[0].split(':')[1].split('?')[0]))
     communicator = communicator_at(broker, proxy.port)
     try:
-        with ExecutionWatcher(
-            watch_store,
-            tenant_id=tenant,
-            workspace_id='w',
-            linked=True,
-            communicator=communicator,
-            catch_up_interval=3600,
-            on_push=pushes,
-        ) as watcher:
-            pushes.wait_for(lambda: watcher.stats.catch_ups >= 1, 'the first catch-up')
+        with events_only_watcher(watch_store, tenant, pushes, communicator) as watcher:
             _, first = run_broadcasting(StrainWorkChain, structure=structure)
             pushes.wait_for(lambda: finished(convex_backend, tenant, first), 'a record through the proxy')
             events = watcher.stats.events
@@ -127,16 +136,7 @@ def test_survives_a_restart_of_the_broker(
     runner_communicator = communicator_at(broker, rabbitmq_node.port)
     runner = get_manager().create_runner(communicator=runner_communicator, with_persistence=False)
     try:
-        with ExecutionWatcher(
-            watch_store,
-            tenant_id=tenant,
-            workspace_id='w',
-            linked=True,
-            communicator=watcher_communicator,
-            catch_up_interval=3600,
-            on_push=pushes,
-        ) as watcher:
-            pushes.wait_for(lambda: watcher.stats.catch_ups >= 1, 'the first catch-up')
+        with events_only_watcher(watch_store, tenant, pushes, watcher_communicator) as watcher:
             _, first = runner.run_get_node(StrainWorkChain, structure=structure)
             pushes.wait_for(lambda: finished(convex_backend, tenant, first), 'a record from the own broker')
             events = watcher.stats.events
