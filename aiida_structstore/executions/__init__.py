@@ -3,6 +3,8 @@
 * :mod:`.models`: the records (key, content, record, content hash); imports no AiiDA module, like the store;
 * :mod:`.projection`: ``ProcessNode`` rows → records, the structure ids a process took and produced found from the
   remembered projections of its structures;
+* :mod:`.selection`: which processes belong to a target (a group, given processes, or those that used its
+  structures, with all they called);
 * :mod:`.sync`: incremental, batched, idempotent projection of many processes (``verdi data structstore executions
   sync``);
 * :mod:`.watch`: the live path, following AiiDA's state-change broadcasts over RabbitMQ.
