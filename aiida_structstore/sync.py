@@ -340,7 +340,7 @@ class _Sync:
                 continue
             seen_ids[structure_id] = (pk, uuid)
             entry = entry if isinstance(entry, dict) else None
-            if self.tracked and not self.check_store and self._current(entry, structure_id):
+            if self.tracked and not self.check_store and self._current(entry, structure_id, uuid):
                 report.unchanged += 1
                 continue
             todo[pk] = (uuid, structure_id, entry)
@@ -362,8 +362,8 @@ class _Sync:
         else:
             known = {}
             for pk, write in prepared:
-                entry = todo[pk][2]
-                if self._current(entry, write.key.structure_id):
+                uuid, _, entry = todo[pk]
+                if self._current(entry, write.key.structure_id, uuid):
                     known[write.key.structure_id] = entry['content_hash']  # type: ignore[index]
         self.known = known
         changed = [(pk, w) for pk, w in prepared if known.get(w.key.structure_id) != w.content_hash]
@@ -371,8 +371,8 @@ class _Sync:
         report.unchanged += len(same)
         return changed, same
 
-    def _current(self, entry: dict | None, structure_id: str) -> bool:
-        return is_current(entry, structure_id, with_raw=self.include_raw, instance=self.instance)
+    def _current(self, entry: dict | None, structure_id: str, uuid: str) -> bool:
+        return is_current(entry, structure_id, with_raw=self.include_raw, instance=self.instance, node_uuid=uuid)
 
     def count_dry_run(self, changed: list[tuple[int, PreparedWrite]]) -> None:
         for pk, write in changed:
@@ -408,6 +408,7 @@ class _Sync:
                     write.key.structure_id,
                     write.content_hash,
                     with_raw=self.include_raw,
+                    node_uuid=write.content.node_uuid,
                 )
                 for pk, write in [*result.written, *same]
             }

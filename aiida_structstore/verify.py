@@ -117,6 +117,8 @@ def _nodes_against_records(
         after_id = rows[-1][0]
         remembered = {}
         for pk, uuid, entry in rows:
+            if isinstance(entry, dict) and entry.get('node_uuid', uuid) != uuid:
+                continue  # copied from another node by clone(): not a projection of this one
             structure_id = entry.get('structure_id') if isinstance(entry, dict) else None
             try:
                 remembered[validate_id(structure_id, 'structure_id')] = (pk, uuid)

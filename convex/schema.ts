@@ -63,6 +63,48 @@ export const structureFields = {
   updated_at: v.number(),
 };
 
+// An AiiDA process as the application sees it (convex/executions.ts). `structures_in`/`structures_out` are the ids
+// of the structures of the same workspace it took and produced; `execution_structures` indexes them.
+export const executionFields = {
+  tenant_id: v.string(),
+  workspace_id: v.string(),
+  process_uuid: v.string(),
+  process_label: v.string(),
+  process_type: v.union(v.string(), v.null()),
+  kind: v.union(
+    v.literal("calcjob"),
+    v.literal("calcfunction"),
+    v.literal("workchain"),
+    v.literal("workfunction"),
+    v.literal("process"),
+  ),
+  state: v.union(
+    v.literal("created"),
+    v.literal("waiting"),
+    v.literal("running"),
+    v.literal("finished"),
+    v.literal("excepted"),
+    v.literal("killed"),
+  ),
+  exit_status: v.union(v.number(), v.null()),
+  exit_message: v.union(v.string(), v.null()),
+  computer: v.union(v.string(), v.null()),
+  hostname: v.union(v.string(), v.null()),
+  scheduler: v.union(
+    v.object({ type: v.string(), job_id: v.union(v.string(), v.null()), state: v.union(v.string(), v.null()) }),
+    v.null(),
+  ),
+  parent_uuid: v.union(v.string(), v.null()),
+  structures_in: v.array(v.string()),
+  structures_out: v.array(v.string()),
+  structures_truncated: v.boolean(),
+  // AiiDA's ctime and mtime of the process node (milliseconds); `updated_at`: when this document last changed.
+  created_at: v.number(),
+  modified_at: v.number(),
+  content_hash: v.string(),
+  updated_at: v.number(),
+};
+
 export default defineSchema({
   structures: defineTable(structureFields)
     .index("by_tenant_id_and_workspace_id_and_structure_id", ["tenant_id", "workspace_id", "structure_id"])
@@ -103,6 +145,28 @@ export default defineSchema({
       "generation",
     ])
     .index("by_tenant_id_and_workspace_id_and_updated_at", ["tenant_id", "workspace_id", "updated_at"]),
+
+  executions: defineTable(executionFields)
+    .index("by_tenant_id_and_workspace_id_and_process_uuid", ["tenant_id", "workspace_id", "process_uuid"])
+    .index("by_tenant_id_and_workspace_id_and_modified_at", ["tenant_id", "workspace_id", "modified_at"]),
+
+  // One document per (structure, process) pair of an execution record: "executions of this structure", most
+  // recently modified first. `modified_at` is the execution's, kept equal to it on every update.
+  execution_structures: defineTable({
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    structure_id: v.string(),
+    process_uuid: v.string(),
+    role: v.union(v.literal("input"), v.literal("output"), v.literal("both")),
+    modified_at: v.number(),
+  })
+    .index("by_tenant_id_and_workspace_id_and_structure_id_and_modified_at", [
+      "tenant_id",
+      "workspace_id",
+      "structure_id",
+      "modified_at",
+    ])
+    .index("by_tenant_id_and_workspace_id_and_process_uuid", ["tenant_id", "workspace_id", "process_uuid"]),
 
   // One document: a random id created with the first write. A store whose data was lost (a wiped deployment, a
   // restarted in-memory test double) gets a new id, so projections remembered on AiiDA nodes are not trusted.

@@ -25,6 +25,7 @@ const modules: Record<string, () => Promise<any>> = {
   "../convex/_generated/server.js": () => import("../convex/_generated/server.js"),
   "../convex/schema.ts": () => import("../convex/schema"),
   "../convex/structures.ts": () => import("../convex/structures"),
+  "../convex/executions.ts": () => import("../convex/executions"),
 };
 
 // Convex rejects a document over 1 MiB; convex-test measures each written document but does not enforce it.

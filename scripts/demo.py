@@ -5,7 +5,8 @@
 2. The local Convex server (``devserver/``, an in-memory test double of Convex) on a free port, with a random key.
 3. ``verdi data structstore import --project`` of the bundled files in ``examples/`` (CIF and pw.x inputs, one
    with a large raw part), then ``list`` and ``show`` reading back **from the store**, and a byte-for-byte check
-   of each raw input against its file.
+   of each raw input against its file; then the execution records of the processes behind the structures (the
+   import and projection calcfunctions), ``executions sync`` and ``executions list`` of one structure.
 4. The server is stopped; the profile stays in ``.structstore-demo/`` (delete the folder to start over).
 """
 
@@ -137,8 +138,15 @@ def main() -> None:
 
         say('6. Sync again: nothing has changed, nothing is written')
         verdi('data', 'structstore', 'sync', '-G', group, '-t', TENANT, '-w', WORKSPACE, env=env)
+
+        say('7. The processes behind the structures: execution records beside them (docs/executions.md)')
+        verdi('data', 'structstore', 'executions', 'sync', '-t', TENANT, '-w', WORKSPACE, env=env)
+        verdi(
+            'data', 'structstore', 'executions', 'list', '-t', TENANT, '-w', WORKSPACE,
+            '-s', first.key.structure_id, env=env,
+        )  # fmt: skip
         if '--serve' in sys.argv[1:]:
-            say('7. The read API and the viewer on these records (bash scripts/demo.sh --serve)')
+            say('8. The read API and the viewer on these records (bash scripts/demo.sh --serve)')
             from api_demo import serve_viewer
 
             serve_viewer(server, TENANT, WORKSPACE, records)

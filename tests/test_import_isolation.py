@@ -16,6 +16,11 @@ AIIDA_FREE = [
     'aiida_structstore.store.memory',
     'aiida_structstore.store.settings',
     'aiida_structstore.store.convex',
+    'aiida_structstore.store.convex.executions',
+    'aiida_structstore.store.executions',
+    'aiida_structstore.executions',
+    'aiida_structstore.executions.models',
+    'aiida_structstore.limits',
     'aiida_structstore.exceptions',
     'aiida_structstore.api',
 ]

@@ -330,3 +330,16 @@ def test_a_store_that_lost_its_data_is_noticed(structures, tenant):
         report = sync(store, tenant, group=group)
         assert (report.new, report.unchanged, report.failed) == (12, 0, 0)
         assert entry_of(nodes[0], store, tenant, 'w')['instance'] == store.instance
+
+
+def test_a_clone_is_projected_although_it_carries_the_originals_extra(convex_backend, structures, tenant):
+    """``clone()`` copies extras: with an id template that gives the clone the original's id, the clone's copy of the
+    remembered projection must not make it look projected (its record would silently be the original's)."""
+    _, nodes = structures
+    original = nodes[0]
+    first = sync(convex_backend, tenant, 'clones', nodes=[original.pk], id_template='{label}')
+    assert first.new == 1
+    clone = original.clone().store()
+    report = sync(convex_backend, tenant, 'clones', nodes=[clone.pk], id_template='{label}')
+    assert report.unchanged == 0 and report.failed == 1  # the id belongs to the original: refused, not skipped
+    assert original.uuid in report.failures[0][1] and clone.uuid in report.failures[0][1]

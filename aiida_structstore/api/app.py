@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from ..store import StructureStore
 from .context import ReadContext
+from .executions import create_executions_router
 from .settings import ApiSettings
 from .structures import create_structures_router
 
@@ -39,6 +40,7 @@ def create_router(context: ReadContext) -> APIRouter:
     """Every route of the read API (``/api/...``), reading through ``context``."""
     router = APIRouter()
     router.include_router(create_structures_router(context))
+    router.include_router(create_executions_router(context))
     return router
 
 

@@ -1,4 +1,4 @@
-"""Response bodies of the structures API (pydantic models; they are also the OpenAPI schema).
+"""Response bodies of the structures and executions API (pydantic models; they are also the OpenAPI schema).
 
 This module imports no AiiDA module.
 """
@@ -10,9 +10,19 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ..executions.models import ExecutionRecord
 from ..models import StructureRecord, StructureSummary
 
-__all__ = ('RawInfo', 'SourceInfo', 'StructureDetail', 'StructureItem', 'StructurePage')
+__all__ = (
+    'ExecutionDetail',
+    'ExecutionPageBody',
+    'RawInfo',
+    'SchedulerInfo',
+    'SourceInfo',
+    'StructureDetail',
+    'StructureItem',
+    'StructurePage',
+)
 
 
 class SourceInfo(BaseModel):
@@ -95,3 +105,71 @@ class StructureDetail(BaseModel):
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
+
+
+class SchedulerInfo(BaseModel):
+    """Where a calculation job ran: the scheduler plugin, its job id and the last job state AiiDA saw."""
+
+    type: str
+    job_id: str | None = None
+    state: str | None = None
+
+
+class ExecutionDetail(BaseModel):
+    """An AiiDA process as the application sees it: what it is, its state, how it ended, where it ran, and the
+    structures of the workspace it took and produced. ``roles`` (in a structure's listing) says how it relates to
+    that structure: ``input``, ``output`` or both."""
+
+    uuid: str
+    workspace: str
+    process_label: str
+    process_type: str | None = None
+    kind: str
+    state: str
+    exit_status: int | None = None
+    exit_message: str | None = None
+    computer: str | None = None
+    hostname: str | None = None
+    scheduler: SchedulerInfo | None = None
+    parent_uuid: str | None = None
+    structures_in: list[str]
+    structures_out: list[str]
+    structures_truncated: bool = False
+    roles: list[str] | None = None
+    created_at: dt.datetime
+    modified_at: dt.datetime
+    content_hash: str
+
+    @classmethod
+    def of(cls, record: ExecutionRecord, structure_id: str | None = None) -> ExecutionDetail:
+        scheduler = record.scheduler
+        return cls(
+            uuid=record.key.process_uuid,
+            workspace=record.key.workspace_id,
+            process_label=record.process_label,
+            process_type=record.process_type,
+            kind=record.kind,
+            state=record.state,
+            exit_status=record.exit_status,
+            exit_message=record.exit_message,
+            computer=record.computer,
+            hostname=record.hostname,
+            scheduler=None if scheduler is None else SchedulerInfo(**scheduler.model_dump()),
+            parent_uuid=record.parent_uuid,
+            structures_in=list(record.structures_in),
+            structures_out=list(record.structures_out),
+            structures_truncated=record.structures_truncated,
+            roles=None if structure_id is None else record.roles(structure_id),
+            created_at=record.created_at,
+            modified_at=record.modified_at,
+            content_hash=record.content_hash,
+        )
+
+
+class ExecutionPageBody(BaseModel):
+    """The executions of one structure, most recently modified first; pass ``next_cursor`` as ``cursor`` for more."""
+
+    workspace: str
+    structure_id: str
+    items: list[ExecutionDetail]
+    next_cursor: str | None = None

@@ -25,7 +25,7 @@ from .context import ReadContext, Scope, http_errors
 from .formats import write_xyz
 from .schemas import StructureDetail, StructureItem, StructurePage
 
-__all__ = ('CACHE_HEADERS', 'MEDIA_TYPES', 'create_structures_router', 'etag_matches')
+__all__ = ('CACHE_HEADERS', 'ID_PATH', 'MEDIA_TYPES', 'conditional', 'create_structures_router', 'etag_matches')
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def _etag(content_hash: str, variant: str) -> str:
     return f'"{content_hash[:32]}-{variant}"'
 
 
-def _conditional(request: Request, etag: str) -> Response | None:
+def conditional(request: Request, etag: str) -> Response | None:
+    """A 304 answer if the request's ``If-None-Match`` matches ``etag``, else ``None``."""
     if etag_matches(request.headers.get('if-none-match'), etag):
         return Response(status_code=304, headers={**CACHE_HEADERS, 'ETag': etag})
     return None
@@ -118,7 +119,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
     ) -> Response:
         record = record_of(structure_id, scope, store)
         etag = _etag(record.content_hash, 'record')
-        if (not_modified := _conditional(request, etag)) is not None:
+        if (not_modified := conditional(request, etag)) is not None:
             return not_modified
         body = StructureDetail.of(record).model_dump_json()
         return Response(body, media_type='application/json', headers={**CACHE_HEADERS, 'ETag': etag})
@@ -141,7 +142,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
     ) -> Response:
         record = record_of(structure_id, scope, store)
         etag = _etag(record.content_hash, format)
-        if (not_modified := _conditional(request, etag)) is not None:
+        if (not_modified := conditional(request, etag)) is not None:
             return not_modified
         if format == 'cif':
             if record.cif is None:
@@ -180,7 +181,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         if stream is None:
             raise HTTPException(404, f'structure {structure_id!r} has no raw input')
         etag = _etag(stream.content_hash, 'raw')
-        if (not_modified := _conditional(request, etag)) is not None:
+        if (not_modified := conditional(request, etag)) is not None:
             return not_modified
         headers = {
             **CACHE_HEADERS,

@@ -1,7 +1,8 @@
 """``verdi data structstore``: import structure files, project structures into the store, read them back.
 
-One module per concern (:mod:`.imports`, :mod:`.project`, :mod:`.read`, :mod:`.manage`); importing them here
-registers their commands on :data:`cmd_structstore`. Reusable options live in :mod:`.params.options`.
+One module per concern (:mod:`.imports`, :mod:`.project`, :mod:`.read`, :mod:`.manage`, :mod:`.executions`);
+importing them here registers their commands on :data:`cmd_structstore`. Reusable options live in
+:mod:`.params.options`.
 
 Exit codes: 0 success; 1 an error (printed through AiiDA's ``echo_critical``) or, for ``import``, ``sync`` and
 ``verify``, at least one item failed; 2 a usage error (click).
@@ -19,4 +20,4 @@ def cmd_structstore():
     """
 
 
-from . import imports, manage, project, read  # noqa: E402, F401 - registers the commands
+from . import executions, imports, manage, project, read  # noqa: E402, F401 - registers the commands

@@ -8,7 +8,11 @@ Origin
 Targets
     Each projection into a persistent store is remembered on the node, in one extra per target named
     ``structstore_<16 hex digits>`` (a digest of store, tenant and workspace; :func:`target_extra`), holding
-    ``{store, instance, tenant_id, workspace_id, structure_id, content_hash, projection, with_raw, projected_at}``.
+    ``{store, instance, tenant_id, workspace_id, structure_id, node_uuid, content_hash, projection, with_raw,
+    projected_at, projected_ms}`` (``projected_ms``, the time in milliseconds, lets the execution sync find processes
+    whose structures were projected since a given time with a numeric filter). ``node_uuid`` is the node the entry
+    was written on: ``Node.clone()`` copies extras, and aiida-quantumespresso's parser makes its output structure
+    as a clone of the input, so an entry whose ``node_uuid`` is not the node's own was copied, and is not trusted.
     ``store`` identifies the deployment (``convex:<sha256 of the URL, 16 hex digits>``) and ``instance`` its data
     (a new id after the data was lost), so a sync skips a node only if this very store still holds its current
     content. Neither the URL nor the deploy key is ever stored. Projections into the in-memory store are not
@@ -152,26 +156,39 @@ def target_extra(store_id: str, tenant_id: str, workspace_id: str) -> str:
 
 
 def target_entry(
-    store: StructureStore, tenant_id: str, workspace_id: str, structure_id: str, content_hash: str, *, with_raw: bool
+    store: StructureStore,
+    tenant_id: str,
+    workspace_id: str,
+    structure_id: str,
+    content_hash: str,
+    *,
+    with_raw: bool,
+    node_uuid: str,
 ) -> dict:
+    now = dt.datetime.now(dt.timezone.utc)
     return {
         'store': store.store_id,
         'instance': store.instance,
         'tenant_id': tenant_id,
         'workspace_id': workspace_id,
         'structure_id': structure_id,
+        'node_uuid': node_uuid,
         'content_hash': content_hash,
         'projection': PROJECTION_VERSION,
         'with_raw': with_raw,
-        'projected_at': dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'),
+        'projected_at': now.isoformat(timespec='seconds'),
+        'projected_ms': int(now.timestamp() * 1000),
     }
 
 
-def is_current(entry: Mapping[str, Any] | None, structure_id: str, *, with_raw: bool, instance: str) -> bool:
-    """Whether a remembered projection is what projecting the (immutable) node again would give, in a store that
-    still holds it (same instance)."""
+def is_current(
+    entry: Mapping[str, Any] | None, structure_id: str, *, with_raw: bool, instance: str, node_uuid: str
+) -> bool:
+    """Whether a remembered projection is what projecting the (immutable) node ``node_uuid`` again would give, in a
+    store that still holds it (same instance), and was written on this node (not copied by ``clone()``)."""
     return (
         isinstance(entry, Mapping)
+        and entry.get('node_uuid') == node_uuid
         and entry.get('structure_id') == structure_id
         and entry.get('projection') == PROJECTION_VERSION
         and entry.get('with_raw') == with_raw

@@ -15,6 +15,9 @@ Invariants every backend keeps (one contract test suite, ``tests/store/test_cont
 4. no call returns another tenant's or workspace's data;
 5. invalid input raises :class:`~aiida_structstore.exceptions.InvalidInputError` and writes nothing.
 
+The store holds execution records beside the structures too: :class:`StructureStore` is an
+:class:`~aiida_structstore.store.executions.ExecutionStore` (its contract is in that module).
+
 This module imports no AiiDA module.
 """
 
@@ -39,6 +42,7 @@ from ..models import (
     ensure_text,
     validate_id,
 )
+from .executions import ExecutionStore
 
 __all__ = (
     'MAX_PAGE_SIZE',
@@ -120,8 +124,9 @@ def ownership_message(key: StructureKey, writer: str | None, owner: str | None) 
     )
 
 
-class StructureStore(abc.ABC):
-    """A structure store: records keyed by tenant, workspace and structure id, with chunked raw input.
+class StructureStore(ExecutionStore):
+    """A structure store: records keyed by tenant, workspace and structure id, with chunked raw input, and beside
+    them the execution records of the processes that took or produced them (:class:`ExecutionStore`).
 
     Use it as a context manager, or call :meth:`close` when done.
     """
@@ -152,6 +157,9 @@ class StructureStore(abc.ABC):
         """The instance id as the store has it now (see :attr:`instance`)."""
         return self.instance
 
+    def forget_instance(self) -> None:
+        """Read the instance id from the store again on next use of :attr:`instance` (after it changed: the data was
+        lost, and a long-running writer goes on with the new instance)."""
 
     # -- writing -----------------------------------------------------------------------------------------------
 
@@ -311,7 +319,7 @@ class StructureStore(abc.ABC):
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
-    def close(self) -> None:  # noqa: B027 - a no-op default is right for backends without resources
+    def close(self) -> None:
         """Release resources (connections). The store is not usable afterwards."""
 
     def __enter__(self) -> StructureStore:

@@ -21,8 +21,10 @@ from typing import ClassVar
 
 from ..chunking import iter_verified, join_chunks
 from ..exceptions import InvalidInputError, NotFoundError
+from ..executions.models import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
 from ..models import Page, PutResult, StructureKey, StructureRecord, StructureSummary
 from .base import PreparedWrite, RawStream, StructureStore
+from .executions import PreparedExecution
 
 __all__ = ('MemoryStore',)
 
@@ -39,6 +41,7 @@ def _now() -> dt.datetime:
 
 
 def encode_cursor(updated_at: dt.datetime, structure_id: str) -> str:
+    """A page cursor: the position (time, id) of the last item of a page (structures and executions alike)."""
     payload = json.dumps([updated_at.isoformat(), structure_id]).encode()
     return base64.urlsafe_b64encode(payload).decode()
 
@@ -63,6 +66,7 @@ class MemoryStore(StructureStore):
         super().__init__(**kwargs)
         self._lock = threading.RLock()
         self._data: dict[tuple[str, str], dict[str, _Entry]] = {}
+        self._executions: dict[tuple[str, str], dict[str, ExecutionRecord]] = {}
 
     @classmethod
     def shared(cls) -> MemoryStore:
@@ -224,7 +228,76 @@ class MemoryStore(StructureStore):
         self._check_scope(tenant_id, workspace_id)
         return 0
 
+    # -- executions --------------------------------------------------------------------------------------------
+
+    def _put_executions(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
+        results = []
+        with self._lock:
+            for write in writes:
+                key = write.key
+                scope = self._executions.setdefault((key.tenant_id, key.workspace_id), {})
+                previous = scope.get(key.process_uuid)
+                if previous is not None and previous.content_hash == write.content_hash:
+                    status = 'unchanged'
+                elif previous is not None and previous.modified_at > write.content.modified_at:
+                    status = 'stale'
+                else:
+                    scope[key.process_uuid] = ExecutionRecord(
+                        **dict(write.content), content_hash=write.content_hash, updated_at=_now()
+                    )
+                    status = 'updated' if previous is not None else 'created'
+                results.append(ExecutionPutResult(key=key, status=status, content_hash=write.content_hash))
+        return results
+
+    def get_execution(self, key: ExecutionKey) -> ExecutionRecord:
+        self._check_key(key)
+        with self._lock:
+            record = self._executions.get((key.tenant_id, key.workspace_id), {}).get(key.process_uuid)
+        if record is None:
+            raise NotFoundError(f'no execution {key}')
+        return record
+
+    def list_executions(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        structure_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        modified_from: dt.datetime | None = None,
+    ) -> ExecutionPage:
+        self._check_execution_list(tenant_id, workspace_id, structure_id, limit, modified_from)
+        with self._lock:
+            records = [
+                record
+                for record in self._executions.get((tenant_id, workspace_id), {}).values()
+                if (structure_id is None or record.roles(structure_id))
+                and (modified_from is None or record.modified_at >= modified_from)
+            ]
+        records.sort(key=lambda r: (r.modified_at, r.key.process_uuid), reverse=True)
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            records = [r for r in records if (r.modified_at, r.key.process_uuid) < after]
+        page = records[:limit]
+        next_cursor = None
+        if len(records) > limit:
+            next_cursor = encode_cursor(page[-1].modified_at, page[-1].key.process_uuid)
+        return ExecutionPage(items=tuple(page), next_cursor=next_cursor)
+
+    def execution_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
+        uuids = self._check_uuids(tenant_id, workspace_id, process_uuids)
+        with self._lock:
+            scope = self._executions.get((tenant_id, workspace_id), {})
+            return {uuid: scope[uuid].content_hash for uuid in uuids if uuid in scope}
+
+    def delete_execution(self, key: ExecutionKey) -> bool:
+        self._check_key(key)
+        with self._lock:
+            return self._executions.get((key.tenant_id, key.workspace_id), {}).pop(key.process_uuid, None) is not None
+
     def clear(self) -> None:
         """Remove every record (for tests)."""
         with self._lock:
             self._data.clear()
+            self._executions.clear()

@@ -64,6 +64,10 @@ class StoreSettings(BaseSettings):
     write_rate: float = Field(
         CONVEX['writeBytesPerSecond'], ge=0, validation_alias=AliasChoices('STRUCTURE_STORE_WRITE_RATE', 'write_rate')
     )
+    #: Whether execution records carry the computer's host name (off: host names stay out of the application).
+    execution_hostnames: bool = Field(
+        False, validation_alias=AliasChoices('STRUCTURE_STORE_EXECUTION_HOSTNAMES', 'execution_hostnames')
+    )
 
     def check(self) -> StoreSettings:
         """Raise :class:`ConfigurationError` if the settings cannot open a store; return ``self`` otherwise."""
@@ -165,10 +169,16 @@ def _settings_file() -> Path | None:
 
 def load_settings(**overrides: object) -> StoreSettings:
     """Read the settings from the settings file and the environment (and ``overrides``), and check them."""
+    return read_settings(**overrides).check()
+
+
+def read_settings(**overrides: object) -> StoreSettings:
+    """Read the settings as :func:`load_settings` does, without checking that they can open a store (for the
+    settings that do not concern opening it, such as ``execution_hostnames``)."""
     try:
         settings = StoreSettings(_env_file=_settings_file(), **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         # Name the variables, never echo input values: one of them may be the deploy key.
         problems = '; '.join(f'{".".join(str(p) for p in e["loc"])}: {e["msg"]}' for e in exc.errors())
         raise ConfigurationError(f'invalid structure store settings: {problems}') from None
-    return settings.check()
+    return settings

@@ -1,7 +1,10 @@
 """``structstore.project``: project a namespace of structures into the store, as a step of any workflow.
 
 Each structure is projected by the ``structstore.project_structure`` calcfunction (so every write has its own
-provenance node and receipt). Structures created by the import calcfunctions are projected with their raw file and
+provenance node and receipt). The work chain also records its own execution and its caller's (the workflow it is a
+step of) in the same tenant and workspace, once the structures are projected and again when it terminates, so the
+application shows which workflow produced the structures and how it is doing (``record_executions``, default on;
+docs/executions.md). Structures created by the import calcfunctions are projected with their raw file and
 parameters. The work chain checkpoints after the step: if a daemon worker dies, the step runs again, and since every
 write is idempotent the store ends in the same state (records already written report ``unchanged``).
 
@@ -76,6 +79,12 @@ class ProjectStructuresWorkChain(WorkChain):
             default=lambda: orm.Bool(False),
             help='Replace a record of another node under the same structure id (default: fail instead).',
         )
+        spec.input(
+            'record_executions',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(True),
+            help='Record the execution of this work chain and of its caller in the same tenant and workspace.',
+        )
         spec.inputs.validator = _validate
         spec.output_namespace('receipts', valid_type=orm.Dict, dynamic=True, help='One receipt per structure.')
         spec.outline(cls.project)
@@ -114,3 +123,25 @@ class ProjectStructuresWorkChain(WorkChain):
                 f'{name}<{structure.pk}> → {receipt["tenant_id"]}/{receipt["workspace_id"]}/'
                 f'{receipt["structure_id"]}: {receipt["status"]}'
             )
+        self._record_executions()
+
+    def on_terminated(self):
+        """Record the final state of this work chain (and its caller's current one)."""
+        super().on_terminated()
+        self._record_executions()
+
+    def _record_executions(self) -> None:
+        """Push the execution records of this work chain and its caller. A failure is logged, never raised: the
+        structures are what this step is for, and the next sync or the watcher records the executions anyway."""
+        try:
+            if not self.inputs.record_executions.value:
+                return
+            from ..executions.sync import record_processes
+
+            caller = self.node.caller
+            pks = [self.node.pk] + ([caller.pk] if caller is not None else [])
+            report = record_processes(self.inputs.tenant_id.value, self.inputs.workspace_id.value, pks)
+            for pk, message in report.failures:
+                self.logger.warning('execution record of process %s not written: %s', pk, message)
+        except Exception as exc:
+            self.logger.warning('execution records not written: %s: %s', type(exc).__name__, exc)

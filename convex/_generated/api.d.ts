@@ -13,6 +13,7 @@ import type {
   FilterApi,
   FunctionReference,
 } from "convex/server";
+import type * as executions from "../executions.js";
 import type * as structures from "../structures.js";
 
 /**
@@ -24,6 +25,7 @@ import type * as structures from "../structures.js";
  * ```
  */
 declare const fullApi: ApiFromModules<{
+  executions: typeof executions;
   structures: typeof structures;
 }>;
 export declare const api: FilterApi<

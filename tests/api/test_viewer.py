@@ -162,3 +162,63 @@ def test_the_workspace_list_links_to_each_structure(page, seeded, tenant):
     page.page.click('#list-rows a:text-is("si")')
     page.wait_for_state('drawn')
     assert page.text('#title') == 'si'
+
+
+def test_the_structure_lists_its_executions_and_follows_their_state(page, backend, seeded, tenant):
+    import datetime as dt
+    import uuid as uuid_lib
+
+    from aiida_structstore.executions.models import ExecutionContent, ExecutionKey
+
+    start = dt.datetime(2025, 5, 1, 9, 30, tzinfo=dt.timezone.utc)
+
+    def execution(n, seconds, tenant_id=tenant, **fields):
+        return ExecutionContent.build(
+            key=ExecutionKey.of(tenant_id, 'lab', str(uuid_lib.UUID(int=n))),
+            created_at=start,
+            modified_at=start + dt.timedelta(seconds=seconds),
+            structures_in=['si'],
+            **fields,
+        )
+
+    relax = execution(1, 1, process_label='PwBaseWorkChain', kind='workchain', state='waiting')
+    calc = dict(process_label='PwCalculation', kind='calcjob', computer='slurm', parent_uuid=relax.key.process_uuid)
+    job = {'type': 'core.slurm', 'job_id': '4711', 'state': 'running'}
+    backend.put_executions(
+        [
+            relax,
+            execution(2, 2, **calc, state='waiting', scheduler=job),
+            execution(
+                3,
+                0,
+                process_label='FailingWorkChain',
+                kind='workchain',
+                state='finished',
+                exit_status=400,
+                exit_message='could not read <path>',
+            ),
+        ]
+    )
+    backend.put_execution(
+        execution(9, 5, tenant_id=f'{tenant}-other', process_label='TheirSecret', kind='workchain', state='running')
+    )
+    page.open('workspace=lab&id=si', make_token(tenant, ['lab']))
+    page.wait_for_state('drawn')
+    page.page.wait_for_selector('body[data-executions="3"]')
+    rows = page.page.query_selector_all('#executions-rows tr')
+    table = [[cell.inner_text() for cell in row.query_selector_all('td')] for row in rows]
+    assert [row[:2] for row in table] == [
+        ['PwCalculation', 'waiting'],
+        ['PwBaseWorkChain', 'waiting'],
+        ['FailingWorkChain', 'finished'],
+    ]
+    assert table[0][3] == 'slurm, job 4711 (running)' and table[0][4] == 'input'
+    assert table[2][2] == '400: could not read <path>'
+    assert 'TheirSecret' not in page.page.content()
+    assert page.text('#executions-title') == 'Executions: 3, 2 active'
+
+    # The calculation finishes in the store: the page shows it without a reload.
+    backend.put_execution(execution(2, 30, **calc, state='finished', exit_status=0, scheduler={**job, 'state': 'done'}))
+    page.page.wait_for_selector(f'#executions-rows tr[data-uuid="{uuid_lib.UUID(int=2)}"][data-state="finished"]')
+    assert page.text('#executions-title') == 'Executions: 3, 1 active'
+    assert len([r for r in page.api_requests() if r.url.endswith('/executions?workspace=lab&limit=100')]) >= 2

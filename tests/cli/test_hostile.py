@@ -49,7 +49,9 @@ def store(convex_backend, world):
 
 def counts(store) -> tuple:
     records = sum(1 for _ in store.iter_workspace(T, 'w')) + sum(1 for _ in store.iter_workspace(T, 'other'))
-    return records, orm.QueryBuilder().append(orm.Node).count(), orm.QueryBuilder().append(orm.Group).count()
+    executions = sum(1 for _ in store.iter_executions(T, 'w'))
+    nodes, groups = orm.QueryBuilder().append(orm.Node).count(), orm.QueryBuilder().append(orm.Group).count()
+    return records, executions, nodes, groups
 
 
 def settings_file(tmp_path, mode: int, text: str) -> str:
@@ -122,6 +124,16 @@ CASES = [
         {},
         None,
     ),
+    # execution records
+    ('exec-show-not-uuid', ['executions', 'show', 'not-a-uuid', *SCOPE], {}, "process_uuid 'not-a-uuid' is not a UUID"),
+    ('exec-show-missing', ['executions', 'show', '00000000-0000-4000-8000-000000000000', *SCOPE], {}, 'no execution'),
+    ('exec-list-bad-structure', ['executions', 'list', *SCOPE, '-s', 'a/b'], {}, "character '/' is not allowed"),
+    ('exec-list-limit', ['executions', 'list', *SCOPE, '-l', '0'], {}, '0 is not in the range 1<=x<=200'),
+    ('exec-sync-nothing', ['executions', 'sync', *SCOPE, '--no-linked'], {}, 'select processes'),
+    ('exec-sync-structure', lambda w: ['executions', 'sync', *SCOPE, '-N', w['a'].pk], {}, 'no ProcessNode found'),
+    ('exec-sync-group', ['executions', 'sync', *SCOPE, '-G', 'no-such-group-anywhere'], {}, 'no Group found'),
+    ('exec-sync-batch', ['executions', 'sync', *SCOPE, '--batch-size', '0'], {}, '0 is not in the range 1<=x<=5000'),
+    ('exec-watch-tenant', ['executions', 'watch', '-t', '../x', '-w', 'w'], {}, "character '/' is not allowed"),
     # settings
     ('backend-unknown', ['list', *SCOPE], {'STRUCTURE_STORE_BACKEND': 'sqlite'}, "'sqlite' is not a known backend"),
     ('url-missing', ['list', *SCOPE], {'CONVEX_URL': None}, 'requires CONVEX_URL to be set'),

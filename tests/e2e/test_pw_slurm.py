@@ -1,79 +1,31 @@
 """End to end on the real stack: AiiDA on PostgreSQL with the daemon and RabbitMQ, pw.x on a one-node Slurm cluster,
-the structures projected into Convex (the local Convex server) by the ``structstore.project`` step.
+the structures projected into Convex (the local Convex server) by the ``structstore.project`` step, and the execution
+records of the whole workflow followed live by the watcher from the daemon's broadcasts.
 
-Needs: RabbitMQ, slurm-wlm + munge and quantum-espresso (Debian packages), all installed by ``.ci/run``. The Slurm
-cluster is started by the ``slurm`` fixture (``scripts/services.sh slurm``) and stopped afterwards if it was not
-already running.
+Needs: RabbitMQ, slurm-wlm + munge and quantum-espresso (Debian packages), all installed by ``.ci/run``; the fixtures
+are in ``conftest.py``.
 """
 
 from __future__ import annotations
 
-import os
-import pathlib
-import shutil
-import subprocess
-import time
+import statistics
 
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.plugins import DataFactory, WorkflowFactory
 
+from aiida_structstore.calculations.functions.project_structure import project_structure, projection_inputs
+from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.executions.watch import ExecutionWatcher
 from aiida_structstore.models import StructureKey
 from aiida_structstore.projection.optimade import optimade_fields
+from aiida_structstore.store.convex import ConvexStore
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-PSEUDO = pathlib.Path('/usr/share/espresso/pseudo/Si.pz-vbc.UPF')
+from ..executions.conftest import Pushes
+from .conftest import PSEUDO
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def _slurm_up() -> bool:
-    result = subprocess.run(['sinfo', '-h', '-o', '%T'], capture_output=True, text=True, check=False)
-    return result.returncode == 0 and any(s in result.stdout for s in ('idle', 'mixed', 'alloc'))
-
-
-@pytest.fixture(scope='module')
-def slurm():
-    missing = [tool for tool in ('sinfo', 'slurmctld', 'slurmd', 'munged', 'pw.x') if shutil.which(tool) is None]
-    if missing or not PSEUDO.exists():
-        reason = f'the real stack is not installed ({", ".join(missing) or PSEUDO}): bash .ci/run installs it'
-        if os.environ.get('CI') == 'true':
-            pytest.fail(reason)  # in CI the stack must be there: a skip would hide a broken install
-        pytest.skip(reason)
-    started = not _slurm_up()
-    if started:
-        subprocess.run(['bash', str(ROOT / 'scripts' / 'services.sh'), 'slurm'], check=True)
-    yield
-    if started:
-        subprocess.run(['bash', str(ROOT / 'scripts' / 'services.sh'), 'stop-slurm'], check=True)
-
-
-@pytest.fixture
-def pw_code(slurm, tmp_path_factory):
-    computer = orm.Computer(
-        label=f'slurm-{time.time_ns()}',
-        hostname='localhost',
-        transport_type='core.local',
-        scheduler_type='core.slurm',
-        workdir=str(tmp_path_factory.mktemp('slurm-work')),
-    ).store()
-    computer.set_minimum_job_poll_interval(1.0)
-    computer.set_default_mpiprocs_per_machine(1)
-    computer.set_prepend_text('export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1')
-    computer.configure(safe_interval=0.1)
-    return orm.InstalledCode(
-        label='pw',
-        computer=computer,
-        filepath_executable=shutil.which('pw.x'),
-        default_calc_job_plugin='quantumespresso.pw',
-    ).store()
-
-
-@pytest.fixture
-def daemon(convex_backend, daemon_environment, started_daemon_client):
-    """The AiiDA daemon, started in an environment that has the store settings (as users start it)."""
-    return started_daemon_client
 
 
 def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_backend, convex_server):
@@ -100,11 +52,58 @@ def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_b
     builder.workspace_id = orm.Str('slurm')
     builder.id_prefix = orm.Str('si-relax')
 
-    node = submit_and_await(builder, timeout=300)
-    assert node.is_finished_ok, f'{node.exit_status}: {node.exit_message}'
+    # The user's structure is in the application before the relaxation starts, under the id the workflow gives it,
+    # so the watcher follows every process that uses it from the start.
+    project_structure(**projection_inputs(structure.store(), 'e2e', 'slurm', structure_id='si-relax-input'))
+    pushes = Pushes()
+    with (
+        ConvexStore(convex_server.url, convex_server.deploy_key) as watch_store,
+        ExecutionWatcher(
+            watch_store, tenant_id='e2e', workspace_id='slurm', linked=True, catch_up_interval=3600, on_push=pushes
+        ) as watcher,
+    ):
+        node = submit_and_await(builder, timeout=300)
+        assert node.is_finished_ok, f'{node.exit_status}: {node.exit_message}'
+        base = next(n for n in node.called if n.process_label == 'PwBaseWorkChain')
+        # A relax may take more than one pw.x run: the last one made the relaxed structure.
+        calcjob = base.outputs.output_structure.creator
+
+        def record(process):
+            return convex_backend.find_execution(ExecutionKey.of('e2e', 'slurm', process.uuid))
+
+        def done() -> bool:
+            records = [record(process) for process in (node, base, calcjob)]
+            return all(r is not None and r.state == 'finished' for r in records) and records[1].structures_out == (
+                'si-relax-relaxed',
+            )
+
+        pushes.wait_for(done, 'the workflow, the PwBaseWorkChain and the PwCalculation finished, relaxed linked')
+        stats = watcher.stats
+
+    # The PwBaseWorkChain went through waiting/running to finished, each state pushed from a broadcast.
+    states = pushes.states(base.uuid)
+    assert states[-1] == 'finished' and {'waiting', 'running'} & set(states[:-1]), states
+    assert stats.catch_ups == 1 and stats.events >= 10  # the first catch-up only: the rest came from broadcasts
+    base_record = record(base)
+    assert (base_record.exit_status, base_record.parent_uuid) == (0, node.uuid)
+    assert base_record.structures_in == ('si-relax-input',) and base_record.structures_out == ('si-relax-relaxed',)
+    # The calculation ran on Slurm: its record carries the job id and scheduler state, the computer but no host name.
+    calc_record = record(calcjob)
+    assert calc_record.scheduler.type == 'core.slurm'
+    assert calc_record.scheduler.job_id == calcjob.get_job_id()
+    assert calc_record.computer == calcjob.computer.label and calc_record.hostname is None
+    assert 'waiting' in pushes.states(calcjob.uuid)
+    assert record(node).structures_out == ('si-relax-relaxed',)  # exposed from the PwBaseWorkChain
+    of_relaxed = convex_backend.list_executions('e2e', 'slurm', structure_id='si-relax-relaxed').items
+    assert {base.uuid, calcjob.uuid} <= {r.key.process_uuid for r in of_relaxed}
+    latencies = sorted(stats.latencies)
+    print(
+        f'\nexecution records: {stats.events} broadcasts, {stats.pushes} pushes, {stats.written} records written, '
+        f'{watch_store.calls} Convex calls; state change → record committed: median '
+        f'{statistics.median(latencies):.3f} s, max {latencies[-1]:.3f} s over {len(latencies)} writes'
+    )
 
     # The calculation ran through Slurm.
-    calcjob = next(n for n in node.called_descendants if isinstance(n, orm.CalcJobNode))
     assert calcjob.get_job_id()
     assert calcjob.computer.scheduler_type == 'core.slurm'
     relaxed = node.outputs.base.output_structure

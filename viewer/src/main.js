@@ -1,6 +1,8 @@
-// The structure viewer: shows one structure of a workspace (?id=...&workspace=...) drawn with 3Dmol.js, or the list
-// of a workspace's structures without ?id. It reads only through requestApi (bearer token on every request).
+// The structure viewer: shows one structure of a workspace (?id=...&workspace=...) drawn with 3Dmol.js, with the
+// executions that took or produced it, or the list of a workspace's structures without ?id. It reads only through
+// requestApi (bearer token on every request).
 import $3Dmol from '3dmol';
+import { showExecutions } from './executions.js';
 import { NotFound, SignInRequired, requestApi, tokenStore } from './request-api.js';
 
 const $ = (id) => document.getElementById(id);
@@ -58,6 +60,7 @@ async function showStructure(id, workspace) {
     as: 'text',
   });
   draw(text, format);
+  await showExecutions(id, workspace);
 }
 
 async function showList(workspace) {

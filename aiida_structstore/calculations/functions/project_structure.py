@@ -89,7 +89,13 @@ def project_structure(
         backend = store.backend
         if store.persistent:
             entry = target_entry(
-                store, key.tenant_id, key.workspace_id, key.structure_id, result.content_hash, with_raw=raw is not None
+                store,
+                key.tenant_id,
+                key.workspace_id,
+                key.structure_id,
+                result.content_hash,
+                with_raw=raw is not None,
+                node_uuid=structure.uuid,
             )
             remember(target_extra(store.store_id, key.tenant_id, key.workspace_id), {structure.pk: entry})
     return {

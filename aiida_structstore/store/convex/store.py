@@ -1,7 +1,8 @@
 """The Convex store: records and chunks in a Convex deployment (cloud, ``npx convex dev``, the local test double).
 
-The calls themselves (HTTP, retries, pacing, secrets) are :mod:`.transport`'s. All functions of
-``convex/structures.ts`` are internal, so only the deploy key can call them.
+The calls themselves (HTTP, retries, pacing, secrets) are :mod:`.transport`'s; the execution records are
+:mod:`.executions`'. All functions of ``convex/structures.ts`` and ``convex/executions.ts`` are internal, so only the
+deploy key can call them.
 
 Batching
     Records are sent many per ``putBatch`` mutation, within a byte budget well inside Convex's 16 MiB argument and
@@ -46,6 +47,7 @@ from ...models import (
 from ..base import PreparedWrite, RawStream, StructureStore
 from ..limits import PROTOCOL
 from ..settings import StoreSettings
+from .executions import ConvexExecutions
 from .transport import DEFAULT_WRITE_RATE, ConvexTransport, RequestTooLargeError
 
 __all__ = ('ConvexStore',)
@@ -124,7 +126,7 @@ def _ms_to_datetime(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000, tz=dt.timezone.utc)
 
 
-class ConvexStore(ConvexTransport, StructureStore):
+class ConvexStore(ConvexTransport, ConvexExecutions, StructureStore):
     """A structure store in a Convex deployment (see the module docstring)."""
 
     backend: ClassVar[str] = 'convex'
@@ -186,6 +188,9 @@ class ConvexStore(ConvexTransport, StructureStore):
         if self._instance is None:
             self._instance = self.current_instance()
         return self._instance
+
+    def forget_instance(self) -> None:
+        self._instance = None
 
     def current_instance(self) -> str:
         instance = self._call('query', 'getInstance', {})

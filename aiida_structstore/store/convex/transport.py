@@ -142,7 +142,8 @@ class _ThrottledError(_TransientError):
 
 
 class ConvexTransport:
-    """Calls the functions of ``convex/structures.ts`` on one deployment (see the module docstring)."""
+    """Calls the functions of ``convex/structures.ts`` and ``convex/executions.ts`` on one deployment (see the module
+    docstring)."""
 
     def __init__(
         self,
@@ -180,9 +181,10 @@ class ConvexTransport:
         """``text`` (from the HTTP library or the server) without the deploy key or the deployment URL."""
         return self._auth.scrub(text).replace(self.url, '<CONVEX_URL>')
 
-    def _call(self, kind: str, name: str, args: dict[str, Any]) -> Any:
-        """Call ``structures:<name>`` and return its decoded value, retrying transient failures."""
-        path = f'{MODULE}:{name}'
+    def _call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE) -> Any:
+        """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
+        failures."""
+        path = f'{module}:{name}'
         # The arguments this package builds are JSON values whose numbers are already floats and whose keys are
         # plain names, which is their convex_encoded_json form: they are written as they are (the convex package's
         # encoder, which checks every value again, was a fifth of a sync's time).

@@ -1,0 +1,164 @@
+"""The execution part of the store contract: records of AiiDA processes beside the structures.
+
+:class:`ExecutionStore` is a base of :class:`~aiida_structstore.store.base.StructureStore`, so every store holds
+both, and the application reads both through one ``open_store()``. Backends implement the primitives
+(``_put_executions``, ``get_execution``, ``list_executions``, ``execution_hashes``, ``delete_execution``);
+validation and hashing happen once, here.
+
+Invariants every backend keeps (``tests/store/test_contract_executions.py`` runs on all of them):
+
+1. one record per ``(tenant_id, workspace_id, process_uuid)``;
+2. writing the same content again is a no-op (``unchanged``);
+3. a write never replaces a record of a later state: a content whose ``modified_at`` is older than the committed
+   one's is ``stale`` and changes nothing, so events that arrive out of order, or a sync that read a process before
+   the live path pushed its next state, never move a record backwards;
+4. no call returns another tenant's or workspace's records; listing by structure returns only records that name
+   that structure id among those they took or produced;
+5. invalid input raises :class:`~aiida_structstore.exceptions.InvalidInputError` and writes nothing.
+
+This module imports no AiiDA module.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from ..exceptions import InvalidInputError, NotFoundError
+from ..executions.models import ExecutionContent, ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
+from ..executions.models import execution_hash as compute_hash
+from ..models import validate_id
+
+__all__ = ('MAX_EXECUTION_PAGE', 'ExecutionStore', 'PreparedExecution')
+
+#: The largest page of executions a listing returns.
+MAX_EXECUTION_PAGE = 200
+
+
+@dataclass(frozen=True)
+class PreparedExecution:
+    """A validated execution write: the content and its hash."""
+
+    content: ExecutionContent
+    content_hash: str
+
+    @property
+    def key(self) -> ExecutionKey:
+        return self.content.key
+
+
+class ExecutionStore(abc.ABC):
+    """Execution records keyed by tenant, workspace and process UUID (see the module docstring)."""
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def prepare_execution(self, content: ExecutionContent) -> PreparedExecution:
+        """Validate ``content`` and compute its hash, without writing anything."""
+        if not isinstance(content, ExecutionContent):
+            raise InvalidInputError(f'content must be an ExecutionContent, got {type(content).__name__}')
+        return PreparedExecution(content, compute_hash(content))
+
+    def put_executions(self, contents: Iterable[ExecutionContent]) -> list[ExecutionPutResult]:
+        """Write many execution records, batched as the backend sees fit; every item is validated first, and a
+        key that appears twice is refused (nothing is written)."""
+        prepared = [self.prepare_execution(content) for content in contents]
+        seen: set[ExecutionKey] = set()
+        for write in prepared:
+            if write.key in seen:
+                raise InvalidInputError(f'execution {write.key} appears more than once in one batch')
+            seen.add(write.key)
+        return self._put_executions(prepared) if prepared else []
+
+    def put_execution(self, content: ExecutionContent) -> ExecutionPutResult:
+        """Write one execution record (see :meth:`put_executions`)."""
+        return self.put_executions([content])[0]
+
+    @abc.abstractmethod
+    def _put_executions(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
+        """Commit validated writes, each atomically: ``unchanged`` for the same hash, ``stale`` for a content older
+        (by ``modified_at``) than the committed one, else ``created``/``updated``."""
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_execution(self, key: ExecutionKey) -> ExecutionRecord:
+        """The committed record under ``key``; :class:`NotFoundError` if there is none."""
+
+    def find_execution(self, key: ExecutionKey) -> ExecutionRecord | None:
+        """The committed record under ``key``, or ``None``."""
+        try:
+            return self.get_execution(key)
+        except NotFoundError:
+            return None
+
+    @abc.abstractmethod
+    def list_executions(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        structure_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        modified_from: dt.datetime | None = None,
+    ) -> ExecutionPage:
+        """One page of a workspace's execution records, most recently modified (in AiiDA) first.
+
+        With ``structure_id``, only the records of processes that took or produced that structure ("executions of
+        this structure"); with ``modified_from`` (timezone-aware, inclusive), only those modified since then
+        ("recently changed"). Pass the same arguments with each page's cursor.
+        """
+
+    def iter_executions(self, tenant_id: str, workspace_id: str, **options) -> Iterator[ExecutionRecord]:
+        """Every record :meth:`list_executions` selects, page by page."""
+        cursor = None
+        while True:
+            page = self.list_executions(tenant_id, workspace_id, cursor=cursor, limit=MAX_EXECUTION_PAGE, **options)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def latest_execution_modified(self, tenant_id: str, workspace_id: str) -> dt.datetime | None:
+        """``modified_at`` of the most recently modified record of the workspace (``None`` if it has none): where
+        an incremental projection catches up from."""
+        page = self.list_executions(tenant_id, workspace_id, limit=1)
+        return page.items[0].modified_at if page.items else None
+
+    @abc.abstractmethod
+    def execution_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
+        """``{process_uuid: content_hash}`` for those of ``process_uuids`` that have a record."""
+
+    # -- deleting ----------------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def delete_execution(self, key: ExecutionKey) -> bool:
+        """Delete the record under ``key`` (and its structure links); return whether there was one."""
+
+    # -- helpers for backends ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_execution_list(
+        tenant_id: str, workspace_id: str, structure_id: str | None, limit: int, modified_from: dt.datetime | None
+    ) -> None:
+        validate_id(tenant_id, 'tenant_id')
+        validate_id(workspace_id, 'workspace_id')
+        if structure_id is not None:
+            validate_id(structure_id, 'structure_id')
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_EXECUTION_PAGE:
+            raise InvalidInputError(f'page limit must be an integer from 1 to {MAX_EXECUTION_PAGE}, got {limit!r}')
+        if modified_from is not None and (not isinstance(modified_from, dt.datetime) or modified_from.tzinfo is None):
+            raise InvalidInputError(f'modified_from must be a timezone-aware datetime, got {modified_from!r}')
+
+    @staticmethod
+    def _check_key(key: object) -> ExecutionKey:
+        if not isinstance(key, ExecutionKey):
+            raise InvalidInputError(f'key must be an ExecutionKey, got {type(key).__name__}')
+        return key
+
+    @staticmethod
+    def _check_uuids(tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> list[str]:
+        """The UUIDs in canonical form (validating scope and every UUID)."""
+        return [ExecutionKey.of(tenant_id, workspace_id, uuid).process_uuid for uuid in process_uuids]

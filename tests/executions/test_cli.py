@@ -1,0 +1,115 @@
+"""``verdi data structstore executions``: sync, list and show in-process against the local Convex server; watch as a
+real ``verdi`` process, stopped with SIGINT."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from aiida_structstore.cli import cmd_structstore
+from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.sync import sync_structures
+
+from ..cli.test_commands import rows
+from .processes import FailingWorkChain, StrainWorkChain, run_broadcasting
+
+
+@pytest.fixture
+def scope(convex_backend, tenant):
+    return ['--tenant', tenant, '--workspace', 'w']
+
+
+@pytest.fixture
+def ran(convex_backend, generate_structure, tenant):
+    """A structure synced into the workspace, a StrainWorkChain and a FailingWorkChain on it."""
+    structure = generate_structure('silicon').store()
+    assert sync_structures(convex_backend, tenant_id=tenant, workspace_id='w', nodes=[structure.pk], progress=False).ok
+    _, chain = run_broadcasting(StrainWorkChain, structure=structure)
+    _, failed = run_broadcasting(FailingWorkChain, structure=structure)
+    return structure, chain, failed
+
+
+def test_sync_list_show(run_cli_command, convex_backend, ran, scope, tenant):
+    structure, chain, failed = ran
+    result = run_cli_command(cmd_structstore, ['executions', 'sync', *scope])
+    (summary,) = rows(result.output)
+    assert (summary['selected'], summary['new'], summary['failed']) == ('3', '3', '0')
+    again = rows(run_cli_command(cmd_structstore, ['executions', 'sync', *scope]).output)[0]
+    assert (again['new'], again['updated']) == ('0', '0')
+
+    listed = rows(run_cli_command(cmd_structstore, ['executions', 'list', *scope, '-s', structure.uuid]).output)
+    by_uuid = {row['process']: row for row in listed}
+    assert set(by_uuid) == {chain.uuid, chain.called[0].uuid, failed.uuid}
+    assert (by_uuid[failed.uuid]['state'], by_uuid[failed.uuid]['exit']) == ('finished', '400')
+    assert by_uuid[chain.uuid]['role'] == 'input'
+
+    shown = {
+        row['field']: row['value']
+        for row in rows(run_cli_command(cmd_structstore, ['executions', 'show', failed.uuid, *scope]).output)
+    }
+    assert shown['state'] == 'finished' and shown['exit status'] == '400'
+    assert shown['exit message'] == 'could not read <path> on the cluster'
+    assert shown['took'] == structure.uuid
+
+
+def test_a_group_and_bad_input(run_cli_command, convex_backend, ran, scope, tenant):
+    from aiida import orm
+
+    _, chain, _ = ran
+    group = orm.Group(label=f'cli-exec-{tenant}').store()
+    group.add_nodes(chain)
+    result = run_cli_command(cmd_structstore, ['executions', 'sync', '-G', group.label, '--all', *scope[:2], '-w', 'g'])
+    assert rows(result.output)[0]['new'] == '2'
+    result = run_cli_command(cmd_structstore, ['executions', 'sync', '--no-linked', *scope], raises=True)
+    assert 'select processes' in result.output
+    result = run_cli_command(cmd_structstore, ['executions', 'show', 'not-a-uuid', *scope], raises=True)
+    assert 'not a UUID' in result.output and 'Traceback' not in result.output
+    missing = '00000000-0000-4000-8000-000000000000'
+    result = run_cli_command(cmd_structstore, ['executions', 'show', missing, *scope], raises=True)
+    assert 'no execution' in result.output
+    result = run_cli_command(cmd_structstore, ['executions', 'list', '--tenant', '../x', '-w', 'w'], raises=True)
+    assert 'tenant_id' in result.output
+
+
+def test_watch_runs_until_interrupted(broker, convex_backend, convex_server, generate_structure, tenant, aiida_profile):
+    """``verdi data structstore executions watch`` as a user runs it: it catches up on start, follows broadcasts,
+    and stops cleanly on SIGINT."""
+    structure = generate_structure('silicon').store()
+    assert sync_structures(convex_backend, tenant_id=tenant, workspace_id='w', nodes=[structure.pk], progress=False).ok
+    _, before = run_broadcasting(StrainWorkChain, structure=structure)
+    env = {
+        **os.environ,
+        'AIIDA_PROFILE': aiida_profile.name,
+        'STRUCTURE_STORE_BACKEND': 'convex',
+        'CONVEX_URL': convex_server.url,
+        'CONVEX_DEPLOY_KEY': convex_server.deploy_key,
+    }
+    verdi = pathlib.Path(sys.executable).parent / 'verdi'
+    process = subprocess.Popen(
+        [str(verdi), 'data', 'structstore', 'executions', 'watch', '-t', tenant, '-w', 'w'],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in process.stdout:  # reading the output is the wait: each push prints a report line
+            lines.append(line)
+            if 'new' in line and 'updated' in line:
+                break
+        key = ExecutionKey.of(tenant, 'w', before.uuid)
+        assert convex_backend.get_execution(key).state == 'finished', ''.join(lines)
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, ''.join(lines) + rest
+    assert 'stopped:' in rest
+    assert convex_server.deploy_key not in ''.join(lines) + rest
