@@ -271,6 +271,10 @@ def sync_structures(
             if pending is not None and not sync.finish(*pending, bar):
                 pending = None
                 break
+            if not changed and not same:  # all unchanged and remembered: nothing to write or remember
+                bar.update(len(batch))
+                pending = None
+                continue
             pending = (writer.submit(_write, store, changed, sync.tracked), same, len(batch))
         if pending is not None:
             sync.finish(*pending, bar)
