@@ -7,6 +7,8 @@ nothing changed: the same records in the store, the same nodes and groups in the
 from __future__ import annotations
 
 import os
+import pathlib
+import re
 import secrets
 
 import pytest
@@ -16,13 +18,46 @@ from click.testing import CliRunner
 from aiida_structstore.cli import cmd_structstore
 from aiida_structstore.models import Source, StructureContent, StructureKey
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 T = 'hostile'
 SCOPE = ['-t', T, '-w', 'w']
 
 
+SI_CIF = (ROOT / 'examples' / 'cif' / 'si.cif').read_text()
+SI_PW = (ROOT / 'examples' / 'pw' / 'si_scf.in').read_text()
+#: Files for the import cases: name → content (bytes are written as they are).
+FILES = {
+    'empty.cif': '',
+    'garbage.cif': bytes(range(256)) * 4,
+    'latin1.cif': SI_CIF.replace('data_', '# caf\xe9\ndata_').encode('latin-1'),
+    'no-atoms.cif': 'data_x\n_cell_length_a 5\n_cell_length_b 5\n_cell_length_c 5\n'
+    '_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n',
+    'unknown-group.cif': 'data_x\n_cell_length_a 5.43\n_cell_length_b 5.43\n_cell_length_c 5.43\n'
+    '_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n'
+    "_space_group_name_H-M_nonsense 'F d -3 m'\n"
+    'loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n'
+    'Si1 Si 0 0 0\n',
+    'wrong-nat.in': SI_PW.replace('nat = 2', 'nat = 3').replace('nat=2', 'nat=3'),
+    'tab\tname.cif': SI_CIF,
+    'evil\u202ename.cif': SI_CIF,
+    'notes.txt': 'nothing a structure reader knows',
+}
+
+
 @pytest.fixture(scope='module')
-def world(aiida_profile):
-    """Nodes the cases refer to: structures A and B, a Dict, a group of A and B, an empty group."""
+def world(aiida_profile, tmp_path_factory):
+    """Nodes the cases refer to: structures A and B, a Dict, a group of A and B, an empty group; and files."""
+    folder = tmp_path_factory.mktemp('hostile-files')
+    files = {}
+    for name, content in FILES.items():
+        path = folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding='utf-8')
+        files[name] = path
+    (folder / 'a-directory').mkdir()
+    files['a-directory'] = folder / 'a-directory'
     a = orm.StructureData(cell=[[3, 0, 0], [0, 3, 0], [0, 0, 3]])
     a.append_atom(position=(0, 0, 0), symbols='Si')
     a.label = 'with space'
@@ -34,7 +69,7 @@ def world(aiida_profile):
     group = orm.Group(label=f'hostile-{secrets.token_hex(3)}').store()
     group.add_nodes([a, b])
     empty = orm.Group(label=f'hostile-empty-{secrets.token_hex(3)}').store()
-    return {'a': a, 'b': b, 'dict': orm.Dict({'x': 1}).store(), 'group': group, 'empty': empty}
+    return {'a': a, 'b': b, 'dict': orm.Dict({'x': 1}).store(), 'group': group, 'empty': empty, 'files': files}
 
 
 @pytest.fixture
@@ -108,6 +143,21 @@ CASES = [
     ('parts-dry-run', ['sync', *SCOPE, '--parts', '2', '--dry-run'], {}, 'cannot be combined with --parts'),
     ('parts-nodes', lambda w: ['sync', *SCOPE, '--parts', '2', '-N', w['a'].pk], {}, 'not on a list of nodes'),
     ('parts-no-daemon', ['sync', *SCOPE, '--parts', '2'], {}, '--parts needs the daemon'),
+    # files and file names (import)
+    ('file-missing', ['import', '/nonexistent/x.cif'], {}, "File '/nonexistent/x.cif' does not exist"),
+    ('file-directory', lambda w: ['import', w['files']['a-directory']], {}, 'is a directory'),
+    ('file-empty', lambda w: ['import', w['files']['empty.cif']], {}, 'empty.cif'),
+    ('file-garbage', lambda w: ['import', w['files']['garbage.cif']], {}, 'garbage.cif'),
+    ('file-not-utf8', lambda w: ['import', w['files']['latin1.cif']], {}, 'not valid UTF-8'),
+    ('file-no-atoms', lambda w: ['import', w['files']['no-atoms.cif']], {}, 'no-atoms.cif'),
+    ('file-unknown-group', lambda w: ['import', w['files']['unknown-group.cif']], {}, 'unknown-group.cif'),
+    ('file-wrong-nat', lambda w: ['import', w['files']['wrong-nat.in']], {}, 'wrong-nat.in'),
+    ('file-name-tab', lambda w: ['import', w['files']['tab\tname.cif']], {}, 'U+0009'),
+    ('file-name-bidi', lambda w: ['import', w['files']['evil\u202ename.cif']], {}, 'U+202E'),
+    ('file-unknown-kind', lambda w: ['import', w['files']['notes.txt']], {}, 'cannot tell whether'),
+    ('file-format', lambda w: ['import', w['files']['notes.txt'], '--format', 'xyz'], {}, "'xyz' is not one of"),
+    ('import-project-no-target', lambda w: ['import', w['files']['empty.cif'], '--project'], {}, '--project needs'),
+    ('import-group-failed', lambda w: ['import', w['files']['empty.cif'], '-G', 'never-made'], {}, 'empty.cif'),
     # nodes and groups
     ('sync-dict-node', lambda w: ['sync', *SCOPE, '-N', w['dict'].pk], {}, 'no StructureData found'),
     ('sync-missing-pk', ['sync', *SCOPE, '-N', '99999999'], {}, 'no StructureData found'),
@@ -172,9 +222,13 @@ def test_hostile_input(store, world, monkeypatch, tmp_path, args, environment, e
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert 'Traceback' not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith(('Error:', 'Critical:'))]
+    # A command over many items (sync, import) ends with a summary line after one line per failed item.
+    summaries = [line for line in errors if re.match(r'Critical: \d+ (of \d+ )?\w+ failed', line)]
+    problems = [line for line in errors if line not in summaries]
+    assert len(summaries) <= 1, result.output
     if expected is None:  # per-node failures: one line per failed node, and the summary
-        assert errors[-1].startswith('Critical:') and 'failed' in errors[-1]
+        assert summaries and problems, result.output
     else:
-        assert len(errors) == 1, result.output
-        assert expected in errors[0], result.output
+        assert len(problems) == 1, result.output
+        assert expected in problems[0], result.output
     assert counts(store) == before
