@@ -24,10 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import httpx
 from pydantic import SecretStr
 
-from ...chunking import ChunkedText, iter_verified, join_chunks, split_text
+from ...chunking import DEFAULT_CHUNK_BYTES, ChunkedText, iter_verified, join_chunks, split_text
 from ...exceptions import (
     BackendError,
     ConflictError,
@@ -48,7 +47,7 @@ from ..base import PreparedWrite, RawStream, StructureStore
 from ..limits import PROTOCOL
 from ..settings import StoreSettings
 from .executions import ConvexExecutions
-from .transport import DEFAULT_WRITE_RATE, ConvexTransport, RequestTooLargeError
+from .transport import ConvexTransport, RequestTooLargeError
 
 __all__ = ('ConvexStore',)
 
@@ -132,32 +131,12 @@ class ConvexStore(ConvexTransport, ConvexExecutions, StructureStore):
     backend: ClassVar[str] = 'convex'
 
     def __init__(
-        self,
-        url: str,
-        deploy_key: SecretStr | str,
-        *,
-        timeout: float = 30.0,
-        retries: int = 6,
-        backoff_max: float = 8.0,
-        allow_http: bool = False,
-        write_rate: float = DEFAULT_WRITE_RATE,
-        throttle_patience: float = 300.0,
-        transport: httpx.BaseTransport | None = None,
-        **kwargs: Any,
+        self, url: str, deploy_key: SecretStr | str, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES, **options: Any
     ) -> None:
-        StructureStore.__init__(self, **kwargs)
-        ConvexTransport.__init__(
-            self,
-            url,
-            deploy_key,
-            timeout=timeout,
-            retries=retries,
-            backoff_max=backoff_max,
-            allow_http=allow_http,
-            write_rate=write_rate,
-            throttle_patience=throttle_patience,
-            transport=transport,
-        )
+        """``options`` are the transport's (:class:`.transport.ConvexTransport`): timeout, retries, write rate, ..."""
+        StructureStore.__init__(self, chunk_bytes=chunk_bytes)
+        ConvexTransport.__init__(self, url, deploy_key, **options)
+        write_rate = self.pacer.limit
         self.batch_bytes = min(BATCH_BYTES, int(0.75 * write_rate)) if write_rate else BATCH_BYTES
         self._instance: str | None = None
 
