@@ -28,7 +28,7 @@ from aiida.engine import WorkChain
 
 from ..calculations.functions.project_structure import project_structure, projection_inputs
 from ..exceptions import InvalidInputError, OwnershipError, StructStoreError
-from ..models import validate_id
+from .validation import invalid_id, target_ids
 
 
 def _validate(inputs, _):
@@ -39,14 +39,9 @@ def _validate(inputs, _):
     unknown = sorted(set(inputs.get('structure_ids', {})) - set(structures))
     if unknown:
         return f'`structure_ids` names structures that are not in `structures`: {", ".join(unknown)}'
-    values = [(name, inputs[name].value) for name in ('tenant_id', 'workspace_id') if name in inputs]
+    values = target_ids(inputs)
     values += [(f'structure_ids.{name}', node.value) for name, node in inputs.get('structure_ids', {}).items()]
-    for what, value in values:
-        try:
-            validate_id(value, what)
-        except InvalidInputError as exc:
-            return str(exc)
-    return None
+    return invalid_id(values)
 
 
 class ProjectStructuresWorkChain(WorkChain):

@@ -12,27 +12,18 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain
 from aiida.plugins import WorkflowFactory
 
-from ..exceptions import InvalidInputError
-from ..models import validate_id
 from .project import ProjectStructuresWorkChain
+from .validation import invalid_id, target_ids
 
 PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
 
 
 def _validate(inputs, _):
     """Refuse invalid ids before the calculation runs (the projection is the last step)."""
-    for name in ('tenant_id', 'workspace_id'):
-        if name in inputs:
-            try:
-                validate_id(inputs[name].value, name)
-            except InvalidInputError as exc:
-                return str(exc)
+    values = target_ids(inputs)
     if 'id_prefix' in inputs:
-        try:
-            validate_id(f'{inputs["id_prefix"].value}-relaxed', 'id_prefix')
-        except InvalidInputError as exc:
-            return str(exc)
-    return None
+        values.append(('id_prefix', f'{inputs["id_prefix"].value}-relaxed'))
+    return invalid_id(values)
 
 
 class PwBaseProjectWorkChain(WorkChain):

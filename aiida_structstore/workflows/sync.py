@@ -18,21 +18,18 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain
 
 from ..calculations.functions.sync_part import sync_part
-from ..models import validate_id
 from ..projection.record import DEFAULT_ID_TEMPLATE, render_structure_id
 from ..sync import count_selected, select_structures
+from .validation import invalid_id, target_ids
 
 REPORT_FIELDS = ('selected', 'new', 'updated', 'unchanged', 'failed')
 
 
 def _validate(inputs, _):
     """Refuse invalid ids, templates, filters and sizes before anything runs."""
-    for name in ('tenant_id', 'workspace_id'):
-        if name in inputs:
-            try:
-                validate_id(inputs[name].value, name)
-            except ValueError as exc:
-                return str(exc)
+    problem = invalid_id(target_ids(inputs))
+    if problem:
+        return problem
     if 'id_template' in inputs:
         try:
             render_structure_id(inputs['id_template'].value, uuid='00000000-0000-0000-0000-000000000000', pk=1)
