@@ -28,7 +28,7 @@ from aiida.engine import WorkChain
 
 from ..calculations.functions.project_structure import project_structure, projection_inputs
 from ..exceptions import InvalidInputError, OwnershipError, StructStoreError
-from .validation import invalid_id, target_ids
+from .inputs import include_raw_input, invalid_id, target_ids, target_inputs
 
 
 def _validate(inputs, _):
@@ -53,8 +53,7 @@ class ProjectStructuresWorkChain(WorkChain):
         spec.input_namespace(
             'structures', valid_type=orm.StructureData, dynamic=True, help='The structures to project, by name.'
         )
-        spec.input('tenant_id', valid_type=orm.Str, help='Tenant id of the target.')
-        spec.input('workspace_id', valid_type=orm.Str, help='Workspace id of the target.')
+        target_inputs(spec)
         spec.input_namespace(
             'structure_ids',
             valid_type=orm.Str,
@@ -62,12 +61,7 @@ class ProjectStructuresWorkChain(WorkChain):
             required=False,
             help='Structure ids by name (default: the node UUID).',
         )
-        spec.input(
-            'include_raw',
-            valid_type=orm.Bool,
-            default=lambda: orm.Bool(True),
-            help='Project the raw file of imported structures too.',
-        )
+        include_raw_input(spec)
         spec.input(
             'replace_owner',
             valid_type=orm.Bool,

@@ -13,7 +13,7 @@ from aiida.engine import ToContext, WorkChain
 from aiida.plugins import WorkflowFactory
 
 from .project import ProjectStructuresWorkChain
-from .validation import invalid_id, target_ids
+from .inputs import invalid_id, target_ids, target_inputs
 
 PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
 
@@ -33,8 +33,7 @@ class PwBaseProjectWorkChain(WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.expose_inputs(PwBaseWorkChain, namespace='base', exclude=('clean_workdir',))
-        spec.input('tenant_id', valid_type=orm.Str, help='Tenant id of the target.')
-        spec.input('workspace_id', valid_type=orm.Str, help='Workspace id of the target.')
+        target_inputs(spec)
         spec.input(
             'id_prefix',
             valid_type=orm.Str,

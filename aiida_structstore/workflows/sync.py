@@ -20,7 +20,7 @@ from aiida.engine import ToContext, WorkChain
 from ..calculations.functions.sync_part import sync_part
 from ..projection.record import DEFAULT_ID_TEMPLATE, render_structure_id
 from ..sync import count_selected, select_structures
-from .validation import invalid_id, target_ids
+from .inputs import include_raw_input, invalid_id, target_ids, target_inputs
 
 REPORT_FIELDS = ('selected', 'new', 'updated', 'unchanged', 'failed')
 
@@ -48,8 +48,7 @@ class SyncSliceWorkChain(WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('tenant_id', valid_type=orm.Str, help='Tenant id of the target.')
-        spec.input('workspace_id', valid_type=orm.Str, help='Workspace id of the target.')
+        target_inputs(spec)
         spec.input('selection', valid_type=orm.Dict, help='pk_min, pk_max, and optionally group (pk) and filters.')
         spec.input('options', valid_type=orm.Dict, help='id_template, include_raw and batch_size of the sync.')
         spec.output('report', valid_type=orm.Dict, help='The report of the sync of the slice.')
@@ -73,8 +72,7 @@ class SyncWorkChain(WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('tenant_id', valid_type=orm.Str, help='Tenant id of the target.')
-        spec.input('workspace_id', valid_type=orm.Str, help='Workspace id of the target.')
+        target_inputs(spec)
         spec.input('group', valid_type=orm.Str, required=False, help='Sync the structures of this group (label).')
         spec.input('filters', valid_type=orm.Dict, required=False, help='QueryBuilder filters on the StructureData.')
         spec.input('parts', valid_type=orm.Int, default=lambda: orm.Int(2), help='Slices run in parallel.')
@@ -84,12 +82,7 @@ class SyncWorkChain(WorkChain):
             default=lambda: orm.Str(DEFAULT_ID_TEMPLATE),
             help='Structure id of each node, from {uuid}, {pk} and {label}.',
         )
-        spec.input(
-            'include_raw',
-            valid_type=orm.Bool,
-            default=lambda: orm.Bool(True),
-            help='Project the raw file of imported structures too.',
-        )
+        include_raw_input(spec)
         spec.input(
             'batch_size', valid_type=orm.Int, default=lambda: orm.Int(1000), help='Nodes per batch of each slice.'
         )
