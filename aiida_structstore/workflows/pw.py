@@ -12,8 +12,8 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain
 from aiida.plugins import WorkflowFactory
 
-from .project import ProjectStructuresWorkChain
 from .inputs import invalid_id, target_ids, target_inputs
+from .project import ProjectStructuresWorkChain
 
 PwBaseWorkChain = WorkflowFactory('quantumespresso.pw.base')
 
