@@ -11,6 +11,7 @@ from aiida.common.links import LinkType
 from aiida_structstore.exceptions import BackendUnavailableError, InvalidInputError
 from aiida_structstore.models import StructureKey
 from aiida_structstore.projection.nodes import EXTRA_PREFIX, PROJECTION_VERSION, target_extra
+from aiida_structstore.projection.record import structure_content
 from aiida_structstore.store.convex import ConvexStore
 from aiida_structstore.sync import sync_structures
 
@@ -58,6 +59,23 @@ def test_second_sync_writes_nothing(convex_backend, structures, tenant):
     assert entry['content_hash'] == records[nodes[0].uuid].content_hash
     assert entry['instance'] == convex_backend.instance
     assert entry['projection'] == PROJECTION_VERSION
+
+
+def test_records_are_projected_from_exactly_what_the_orm_reads(memory_backend, tenant):
+    """The sync reads attributes as JSON text (for speed): every float, integer and name comes out as the ORM has it."""
+    node = orm.StructureData(cell=[[0.1 + 0.2, 0, 0], [1e-17, 1 / 3, 0], [0, 2.0000000000000004, 12345.678901234567]])
+    node.append_atom(position=(0.1, 1 / 3, 2 / 3), symbols='Fe', name='Fe\u00e9')
+    node.append_atom(position=(5e-324, 0.5, 1.7976931348623157e308 / 1e308), symbols=('Fe', 'Co'), weights=(0.5, 0.3))
+    node.base.attributes.set('note', {'n': 2**62 + 1, 's': 'tab\tquote"'})
+    node.store()
+    report = sync(memory_backend, tenant, nodes=[node.pk])
+    assert (report.new, report.failed) == (1, 0)
+    key = StructureKey.of(tenant, 'w', node.uuid)
+    expected = structure_content(orm.load_node(node.pk).base.attributes.all, key=key, node_uuid=node.uuid)
+    record = memory_backend.get(key)
+    assert record.structure == expected.structure
+    assert record.cif == expected.cif
+    assert record.structure['lattice_vectors'][1][1] == orm.load_node(node.pk).cell[1][1]
 
 
 def test_the_memory_store_is_not_remembered_and_compared_by_hash(memory_backend, structures):
