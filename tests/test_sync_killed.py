@@ -73,6 +73,21 @@ class Killer:
 
 
 @pytest.fixture(scope='module')
+def convex_server():
+    """This module's own local Convex server, without the index check of the session's server.
+
+    The check runs every index lookup again as a full scan of the table; with the thousands of lookups a 1,000-record
+    sync makes, and the documents the whole session left in the session's server, a lookup then took longer than the
+    1 s client timeout these tests use and every retry of it timed out. The index maps are checked against scans by
+    tests/devserver and the store contract suite.
+    """
+    from devserver.local_convex import local_convex
+
+    with local_convex() as server:
+        yield server
+
+
+@pytest.fixture(scope='module')
 def imported(tmp_path_factory):
     """30 structures imported from CIF files with provenance: 5 with a 5 MB raw input (staged uploads), 8 with a
     0.7 MB one (two chunks), the rest small."""
