@@ -111,7 +111,7 @@ def select_structures(
     limit: int | None = None,
     extra: str | None = None,
 ) -> orm.QueryBuilder:
-    """A query of the selected ``StructureData`` rows: ``id``, ``uuid``, ``label`` and the extra ``extra``.
+    """A query of the selected ``StructureData`` rows: ``id``, ``uuid``, ``label`` and, if given, the extra ``extra``.
 
     ``filters`` are combined with ``and``: they narrow the selection and can never widen it beyond
     ``StructureData`` (a filter on ``node_type`` alone would replace the type restriction).
@@ -131,7 +131,8 @@ def select_structures(
     if after_id is not None:
         clauses.append({'id': {'>': after_id}})
     node_filters = {'and': clauses} if clauses else {}
-    project = ['id', 'uuid', 'label', f'extras.{extra}' if extra else 'extras']
+    # Only the one extra: the whole of ``extras`` (aiida's own ``_aiida_hash`` among them) costs a conversion per row.
+    project = ['id', 'uuid', 'label', *([f'extras.{extra}'] if extra else [])]
     if group is not None:
         query.append(orm.Group, filters={'id': group.pk}, tag='group')
         query.append(orm.StructureData, with_group='group', filters=node_filters, tag='structure', project=project)
@@ -337,7 +338,8 @@ class _Sync:
         # remembered as projected into this store instance with the current rules is unchanged.
         todo: dict[int, tuple[str, str, dict | None]] = {}
         seen_ids: dict[str, tuple[int, str]] = {}
-        for pk, uuid, label, entry in batch:
+        for pk, uuid, label, *extra in batch:
+            entry = extra[0] if extra else None
             try:
                 structure_id = render_structure_id(self.id_template, uuid=uuid, pk=pk, label=label)
             except StructStoreError as exc:
