@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -123,8 +122,15 @@ class TestListDelete:
     def test_list_is_paginated_newest_first(self, store, make_content, tenant):
         for index in range(7):
             store.put(make_content(f's{index}'))
-        time.sleep(0.005)  # timestamps have millisecond resolution
-        store.put(make_content('s3', cif='data_newest\n'))
+        latest = max(store.get(StructureKey.of(tenant, 'ws', f's{index}')).updated_at for index in range(7))
+        # Timestamps have millisecond resolution: s3 is rewritten until its time is later than every other one
+        # (waiting on that condition, not for a while).
+        version = 0
+        while True:
+            store.put(make_content('s3', cif=f'data_newest_{version}\n'))
+            if store.get(StructureKey.of(tenant, 'ws', 's3')).updated_at > latest:
+                break
+            version += 1
         seen = []
         cursor = None
         while True:

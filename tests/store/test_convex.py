@@ -139,7 +139,7 @@ def test_batches_use_few_calls(server, tenant):
 
 WRITER = textwrap.dedent(
     """
-    import sys, time
+    import sys, threading
     from aiida_structstore.models import Source, StructureContent, StructureKey
     from aiida_structstore.store.convex import ConvexStore
 
@@ -149,7 +149,7 @@ WRITER = textwrap.dedent(
     def stage_then_hang(self, *args, **kwargs):
         original(self, *args, **kwargs)
         print('STAGED', flush=True)
-        time.sleep(3600)  # killed here, between two chunk batches
+        threading.Event().wait()  # blocks until killed here, between two chunk batches
     ConvexStore._stage_group = stage_then_hang
     content = StructureContent(key=StructureKey.of(tenant, 'ws', 'victim'), source=Source(kind='cif'), cif='data_new')
     store.put(content, raw='N' * (13 * 1024 * 1024))
