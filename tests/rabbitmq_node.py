@@ -10,16 +10,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+from .ports import free_port
 
 
 class RabbitMQNode:
@@ -27,14 +22,15 @@ class RabbitMQNode:
         if shutil.which('rabbitmq-server') is None or shutil.which('rabbitmqctl') is None:
             raise RuntimeError('rabbitmq-server is not installed (bash .ci/run installs it)')
         self.name = f'structstore-{secrets.token_hex(3)}@localhost'
-        self.port = _free_port()
+        self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix='structstore-rabbitmq-'))
-        shutil.chown(self.base, 'rabbitmq', 'rabbitmq') if os.geteuid() == 0 else None
+        if os.geteuid() == 0:  # the broker runs as the rabbitmq user
+            shutil.chown(self.base, 'rabbitmq', 'rabbitmq')
         self.env = {
             **os.environ,
             'RABBITMQ_NODENAME': self.name,
             'RABBITMQ_NODE_PORT': str(self.port),
-            'RABBITMQ_DIST_PORT': str(_free_port()),
+            'RABBITMQ_DIST_PORT': str(free_port()),
             'RABBITMQ_MNESIA_BASE': str(self.base / 'mnesia'),
             'RABBITMQ_LOG_BASE': str(self.base / 'log'),
             'RABBITMQ_PID_FILE': str(self.base / 'pid'),

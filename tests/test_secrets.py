@@ -19,6 +19,7 @@ from aiida_structstore.exceptions import StructStoreError
 from aiida_structstore.sync import sync_structures
 
 from .leaks import leaks
+from .ports import free_port
 
 
 def database_text() -> str:
@@ -80,11 +81,7 @@ def test_no_secret_in_the_graph_database_repository_or_config(
 
 
 def closed_port_url() -> str:
-    import socket
-
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(('127.0.0.1', 0))
-        return f'http://127.0.0.1:{sock.getsockname()[1]}'
+    return f'http://127.0.0.1:{free_port()}'  # nothing listens there
 
 
 def misconfigurations(server) -> dict[str, tuple[dict[str, str], list[str]]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pathlib
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import pytest
 
 from aiida_structstore.api import ApiSettings, TokenVerifier
 
+from ..ports import free_port
 from .conftest import SECRET, bearer
 
 BIN = pathlib.Path(sys.executable).parent
@@ -53,15 +53,9 @@ def test_api_refuses_to_start_without_a_way_to_verify_tokens(env):
     assert result.returncode == 2 and 'STRUCTURE_API_JWKS_URL' in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def test_api_command_serves_the_app(env):
     token = run('structstore-dev-token', '-t', 'acme', '-w', 'lab', env=env).stdout.strip()
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(BIN / 'structstore-api'), '--port', str(port)], env=env, stderr=subprocess.PIPE, text=True
     )

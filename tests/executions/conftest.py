@@ -98,7 +98,9 @@ def rabbitmq_node():
     try:
         node = RabbitMQNode()
     except RuntimeError as exc:
-        pytest.fail(str(exc)) if os.environ.get('CI') == 'true' else pytest.skip(str(exc))
+        if os.environ.get('CI') == 'true':
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
     node.start()
     yield node
     node.close()
