@@ -51,8 +51,8 @@ def attributes(i: int) -> dict:
 
 
 def seed(store, tenant: str, n: int) -> None:
-    from aiida_structstore.models import Source, StructureKey
-    from aiida_structstore.projection import structure_content
+    from aiida_structstore.core.structures import Source, StructureKey
+    from aiida_structstore.structures import structure_content
 
     batch = []
     for i in range(n):

@@ -136,7 +136,7 @@ class Suite:
 def sync_into(store, group_pk: int, workspace: str, **kwargs):
     from aiida import orm
 
-    from aiida_structstore.sync import sync_structures
+    from aiida_structstore.structures.sync import sync_structures
 
     return sync_structures(
         store, tenant_id='bench', workspace_id=workspace, group=orm.load_group(group_pk), progress=False, **kwargs
@@ -218,7 +218,7 @@ def resync_one_percent(suite: Suite, n: int, group_pk: int) -> None:
 
 
 def raw_inputs(suite: Suite) -> None:
-    from aiida_structstore.models import Source, StructureContent, StructureKey
+    from aiida_structstore.core.structures import Source, StructureContent, StructureKey
     from aiida_structstore.store.convex import ConvexStore
     from devserver.local_convex import local_convex
 
@@ -246,9 +246,9 @@ def raw_inputs(suite: Suite) -> None:
 def large_structure(suite: Suite) -> None:
     from aiida import orm
 
-    from aiida_structstore.models import StructureKey
+    from aiida_structstore.core.structures import StructureKey
     from aiida_structstore.store.convex import ConvexStore
-    from aiida_structstore.sync import sync_structures
+    from aiida_structstore.structures.sync import sync_structures
     from devserver.local_convex import local_convex
 
     sites = 5_000 if suite.args.quick else 50_000
@@ -361,7 +361,7 @@ def parallel(suite: Suite, n: int, group_pk: int) -> None:
 def baselines(suite: Suite, n: int, group_pk: int) -> None:
     from aiida import orm
 
-    from aiida_structstore.models import Source, StructureContent, StructureKey
+    from aiida_structstore.core.structures import Source, StructureContent, StructureKey
     from aiida_structstore.store.convex import ConvexStore
     from devserver.local_convex import local_convex
 

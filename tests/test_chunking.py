@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiida_structstore.chunking import DEFAULT_CHUNK_BYTES, join_chunks, split_text
-from aiida_structstore.exceptions import IntegrityError, InvalidInputError
+from aiida_structstore.core.chunking import DEFAULT_CHUNK_BYTES, join_chunks, split_text
+from aiida_structstore.core.exceptions import IntegrityError, InvalidInputError
 
 # Arbitrary Unicode scalar values (no surrogates: they cannot be UTF-8 encoded), weighted towards astral and CRLF.
 texts = st.one_of(

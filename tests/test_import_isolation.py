@@ -10,8 +10,10 @@ import sys
 import pytest
 
 AIIDA_FREE = [
-    'aiida_structstore.models',
-    'aiida_structstore.chunking',
+    'aiida_structstore.core',
+    'aiida_structstore.core.structures',
+    'aiida_structstore.core.values',
+    'aiida_structstore.core.chunking',
     'aiida_structstore.store',
     'aiida_structstore.store.memory',
     'aiida_structstore.store.settings',
@@ -19,9 +21,9 @@ AIIDA_FREE = [
     'aiida_structstore.store.convex.executions',
     'aiida_structstore.store.executions',
     'aiida_structstore.executions',
-    'aiida_structstore.executions.models',
-    'aiida_structstore.limits',
-    'aiida_structstore.exceptions',
+    'aiida_structstore.core.executions',
+    'aiida_structstore.core.limits',
+    'aiida_structstore.core.exceptions',
     'aiida_structstore.api',
 ]
 # Every module of the read API (found, not listed, so that a new module is checked too).

@@ -12,7 +12,7 @@ from aiida.common.links import LinkType
 from aiida.plugins import CalculationFactory
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import StructureKey
+from aiida_structstore.core.structures import StructureKey
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / 'examples'
 import_pw_input = CalculationFactory('structstore.import_pw_input')
@@ -121,7 +121,7 @@ def test_cif_alloy_and_vacancy_kinds_project(memory_backend):
 
 
 def test_a_broken_cif_fails_the_calcfunction_with_a_parse_error(tmp_path):
-    from aiida_structstore.exceptions import ParseError
+    from aiida_structstore.core.exceptions import ParseError
 
     path = tmp_path / 'broken.cif'
     path.write_text('data_x\n_cell_length_a 5\nloop_\n_atom_site_label\n_atom_site_fract_x\nSi1 0.0\n')

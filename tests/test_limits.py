@@ -8,10 +8,10 @@ import subprocess
 import sys
 import zipfile
 
-from aiida_structstore.chunking import DEFAULT_CHUNK_BYTES
+from aiida_structstore.core.chunking import DEFAULT_CHUNK_BYTES
+from aiida_structstore.core.limits import CONVEX, PROTOCOL
 from aiida_structstore.store.convex import store as convex_store
 from aiida_structstore.store.convex import transport
-from aiida_structstore.store.limits import CONVEX, PROTOCOL
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -38,5 +38,5 @@ def test_a_wheel_carries_the_limits(tmp_path):
     )
     (wheel,) = tmp_path.glob('aiida_structstore-*.whl')
     with zipfile.ZipFile(wheel) as archive:
-        carried = json.loads(archive.read('aiida_structstore/store/convex_limits.json'))
+        carried = json.loads(archive.read('aiida_structstore/core/convex_limits.json'))
     assert carried['protocol'] == PROTOCOL

@@ -8,15 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import InvalidInputError
-from aiida_structstore.models import (
-    ID_PATTERN,
-    Source,
-    StructureContent,
-    StructureKey,
-    content_hash,
-    validate_id,
-)
+from aiida_structstore.core.exceptions import InvalidInputError
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey, content_hash
+from aiida_structstore.core.values import ID_PATTERN, validate_id
 
 
 @given(st.text(max_size=140))

@@ -8,9 +8,9 @@ from aiida.engine import run_get_node
 from aiida.manage.caching import enable_caching
 from aiida.plugins import CalculationFactory, WorkflowFactory
 
-from aiida_structstore.exceptions import OwnershipError
-from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.nodes import EXTRA_PREFIX, target_extra
+from aiida_structstore.core.exceptions import OwnershipError
+from aiida_structstore.core.structures import StructureKey
+from aiida_structstore.tracking import EXTRA_PREFIX, target_extra
 
 project_structure = CalculationFactory('structstore.project_structure')
 ProjectStructuresWorkChain = WorkflowFactory('structstore.project')

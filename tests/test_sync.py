@@ -8,12 +8,12 @@ import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 
-from aiida_structstore.exceptions import BackendUnavailableError, InvalidInputError
-from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.nodes import EXTRA_PREFIX, PROJECTION_VERSION, target_extra
-from aiida_structstore.projection.record import structure_content
+from aiida_structstore.core.exceptions import BackendUnavailableError, InvalidInputError
+from aiida_structstore.core.structures import StructureKey
 from aiida_structstore.store.convex import ConvexStore
-from aiida_structstore.sync import sync_structures
+from aiida_structstore.structures.projection import structure_content
+from aiida_structstore.structures.sync import sync_structures
+from aiida_structstore.tracking import EXTRA_PREFIX, PROJECTION_VERSION, target_extra
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_other_extras_are_kept(convex_backend, structures, tenant):
 
 def test_an_extra_set_after_the_sync_read_the_batch_is_kept(convex_backend, structures, tenant, monkeypatch):
     """The extras are merged in the database, never written back from the copy read at the start of the batch."""
-    import aiida_structstore.sync as sync_module
+    import aiida_structstore.structures.sync as sync_module
 
     group, nodes = structures
     original = sync_module._write
@@ -312,7 +312,7 @@ def test_bad_arguments(memory_backend, kwargs, match):
 def test_unchanged_nodes_are_decided_from_extras_alone(convex_backend, structures, tenant, monkeypatch):
     group, _ = structures
     sync(convex_backend, tenant, group=group)
-    import aiida_structstore.sync as sync_module
+    import aiida_structstore.structures.sync as sync_module
 
     def no_loading(pks):
         raise AssertionError(f'attributes of {len(pks)} unchanged nodes were loaded')

@@ -25,10 +25,10 @@ from aiida import orm
 from aiida.manage.configuration import get_config
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.nodes import PROJECTION_VERSION, target_extra
-from aiida_structstore.sync import sync_structures
-from aiida_structstore.verify import verify_workspace
+from aiida_structstore.core.structures import StructureKey
+from aiida_structstore.structures.sync import sync_structures
+from aiida_structstore.structures.verify import verify_workspace
+from aiida_structstore.tracking import PROJECTION_VERSION, target_extra
 
 from .faults import FaultProxy
 

@@ -10,8 +10,8 @@ from aiida import orm
 from aiida.engine import ProcessState
 from aiida.plugins import WorkflowFactory
 
-from aiida_structstore.projection.nodes import target_extra
-from aiida_structstore.verify import verify_workspace
+from aiida_structstore.structures.verify import verify_workspace
+from aiida_structstore.tracking import target_extra
 
 SyncWorkChain = WorkflowFactory('structstore.sync')
 

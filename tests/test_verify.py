@@ -8,10 +8,10 @@ import pytest
 from aiida import orm
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store.convex import ConvexStore
-from aiida_structstore.sync import sync_structures
-from aiida_structstore.verify import verify_workspace
+from aiida_structstore.structures.sync import sync_structures
+from aiida_structstore.structures.verify import verify_workspace
 
 
 @pytest.fixture

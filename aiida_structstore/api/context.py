@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..exceptions import (
+from ..core.exceptions import (
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
@@ -28,7 +28,8 @@ from ..exceptions import (
     NotFoundError,
     StructStoreError,
 )
-from ..models import StructureKey, validate_id
+from ..core.structures import StructureKey
+from ..core.values import validate_id
 from ..store import StructureStore, open_store
 from .auth import AuthenticationError, Principal, TokenVerifier
 from .settings import ApiSettings, load_api_settings

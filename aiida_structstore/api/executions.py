@@ -15,8 +15,8 @@ import hashlib
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from ..exceptions import InvalidInputError
-from ..executions.models import ExecutionKey
+from ..core.exceptions import InvalidInputError
+from ..core.executions import ExecutionKey
 from ..store import StructureStore
 from .context import ReadContext, Scope, http_errors
 from .schemas import ExecutionDetail, ExecutionPageBody

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import InvalidInputError
+from ..core.exceptions import InvalidInputError
 
 __all__ = ('write_xyz',)
 

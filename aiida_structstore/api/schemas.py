@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..executions.models import ExecutionRecord
-from ..models import StructureRecord, StructureSummary
+from ..core.executions import ExecutionRecord
+from ..core.structures import StructureRecord, StructureSummary
 
 __all__ = (
     'ExecutionDetail',

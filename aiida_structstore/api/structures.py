@@ -18,7 +18,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..models import StructureRecord, canonical_json
+from ..core.structures import StructureRecord
+from ..core.values import canonical_json
 from ..store import StructureStore
 from ..store.base import RawStream
 from .context import ReadContext, Scope, http_errors

@@ -196,7 +196,7 @@ def cmd_list(tenant_id, workspace_id, structure_id, limit):
 @store_errors
 def cmd_show(process_uuid, tenant_id, workspace_id):
     """Show the execution record of one process (by UUID) from the store."""
-    from ..executions.models import ExecutionKey
+    from ..core.executions import ExecutionKey
 
     with opened_store() as store:
         record = store.get_execution(ExecutionKey.of(tenant_id, workspace_id, process_uuid))

@@ -102,13 +102,13 @@ def _import_file(path: pathlib.Path, file_format: str):
     """Check, parse, then store and run the import calcfunction; ``None`` (error printed) if the file is refused."""
     from aiida import orm
 
-    from ..calculations.functions._files import check_filename
     from ..calculations.functions.import_cif import import_cif
     from ..calculations.functions.import_pw_input import import_pw_input
-    from ..exceptions import LimitExceededError, StructStoreError
-    from ..models import ensure_text
+    from ..core.exceptions import LimitExceededError, StructStoreError
+    from ..core.values import ensure_text
     from ..store.base import MAX_RAW_BYTES
     from ..tools.cif import parse_cif
+    from ..tools.files import check_filename
     from ..tools.pw import parse_pw_input
 
     shown = path.name.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')

@@ -19,7 +19,7 @@ from .utils import opened_store, store_errors
 @store_errors
 def cmd_delete(structure_ids, tenant_id, workspace_id, force):
     """Delete records (and all their chunks) from the store. AiiDA is not touched."""
-    from ..models import StructureKey
+    from ..core.structures import StructureKey
 
     if not force:
         click.confirm(f'Delete {len(structure_ids)} records from {tenant_id}/{workspace_id}?', abort=True)

@@ -16,10 +16,10 @@ def project_nodes(
 ) -> None:
     """Run the ``structstore.project_structure`` calcfunction for each structure and print the receipts."""
     from ..calculations.functions.project_structure import project_structure, projection_inputs
-    from ..exceptions import OwnershipError
-    from ..models import StructureKey
-    from ..projection.record import default_structure_id
+    from ..core.exceptions import OwnershipError
+    from ..core.structures import StructureKey
     from ..store.base import ownership_message
+    from ..structures.projection import default_structure_id
     from .utils import opened_store
 
     if not replace_owner:
@@ -149,7 +149,7 @@ def cmd_sync(
         _submit_parallel_sync(group, nodes, filters, tenant_id, workspace_id, id_template, no_raw, batch_size, parts)
         return
 
-    from ..sync import sync_structures
+    from ..structures.sync import sync_structures
     from .utils import opened_store
 
     set_progress_bar_tqdm()

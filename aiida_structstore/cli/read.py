@@ -22,7 +22,7 @@ from .utils import opened_store, store_errors, table
 @store_errors
 def cmd_show(structure_id, tenant_id, workspace_id, output_format):
     """Show one record of the store: summary, CIF, JSON (the whole record) or the raw input."""
-    from ..models import StructureKey
+    from ..core.structures import StructureKey
 
     key = StructureKey.of(tenant_id, workspace_id, structure_id)
     with opened_store() as store:
@@ -107,7 +107,7 @@ def cmd_verify(tenant_id, workspace_id, no_raw):
     Exit code 1 if any record has no node or differs from it or fails the integrity check, or if a projected node's
     record is missing from the store.
     """
-    from ..verify import verify_workspace
+    from ..structures.verify import verify_workspace
 
     with opened_store() as store:
         report = verify_workspace(store, tenant_id, workspace_id, check_raw=not no_raw)

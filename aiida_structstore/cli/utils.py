@@ -7,7 +7,7 @@ import functools
 
 from aiida.cmdline.utils import echo
 
-from ..exceptions import StructStoreError
+from ..core.exceptions import StructStoreError
 
 
 def store_errors(func):

@@ -1,6 +1,5 @@
 """Execution state beside the structures: what the application shows about AiiDA processes (and their Slurm jobs).
 
-* :mod:`.models`: the records (key, content, record, content hash); imports no AiiDA module, like the store;
 * :mod:`.projection`: ``ProcessNode`` rows → records, the structure ids a process took and produced found from the
   remembered projections of its structures;
 * :mod:`.selection`: which processes belong to a target (a group, given processes, or those that used its
@@ -9,5 +8,5 @@
   sync``);
 * :mod:`.watch`: the live path, following AiiDA's state-change broadcasts over RabbitMQ.
 
-This package's ``__init__`` imports nothing, so the application can import :mod:`.models` without an AiiDA profile.
+The records themselves (key, content, record, content hash) are AiiDA-free, in :mod:`aiida_structstore.core.executions`.
 """

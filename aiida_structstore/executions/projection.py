@@ -3,7 +3,7 @@
 One batch of processes costs a fixed number of ``QueryBuilder`` queries whatever its size: the processes' columns
 and the attributes a record needs; their computers; their callers; the structures they took (``INPUT_CALC``,
 ``INPUT_WORK`` links) and produced (``CREATE``, ``RETURN``) with the one extra that remembers each structure's
-projection into the target (:func:`~aiida_structstore.projection.nodes.target_extra`).
+projection into the target (:func:`~aiida_structstore.tracking.target_extra`).
 
 The structure ids of a record are those remembered projections, trusted only for the store's current instance (a
 store that lost its data holds none of them); a structure never projected into the workspace is not named. So the
@@ -11,7 +11,7 @@ in-memory store, whose projections are not remembered on nodes, gets records wit
 
 What a record leaves out on purpose: remote working directories, the user, the computer's host name (unless
 ``hostnames`` is asked for: ``STRUCTURE_STORE_EXECUTION_HOSTNAMES=true``), and absolute paths in exit messages
-(:func:`~aiida_structstore.executions.models.scrub_text`).
+(:func:`~aiida_structstore.core.executions.scrub_text`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
-from ..projection.nodes import target_extra
+from ..core.executions import MAX_STRUCTURE_LINKS, ExecutionContent, ExecutionKey, Scheduler, scrub_text
 from ..store.base import StructureStore
-from .models import MAX_STRUCTURE_LINKS, ExecutionContent, ExecutionKey, Scheduler, scrub_text
+from ..tracking import target_extra
 
 __all__ = (
     'CALL_LINKS',
@@ -74,7 +74,7 @@ def kind_of(node_type: str) -> str:
 
 def remembered_structure_id(entry: Any, instance: str, node_uuid: str) -> str | None:
     """The structure id of a remembered projection, if it went to this very store instance and was written on the
-    node ``node_uuid`` itself (``clone()`` copies extras: see :mod:`aiida_structstore.projection.nodes`)."""
+    node ``node_uuid`` itself (``clone()`` copies extras: see :mod:`aiida_structstore.tracking`)."""
     if (
         isinstance(entry, Mapping)
         and entry.get('instance') == instance

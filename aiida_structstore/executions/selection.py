@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from aiida import orm
 
-from ..exceptions import InvalidInputError
+from ..core.exceptions import InvalidInputError
 from .projection import CALL_LINKS, INPUT_LINKS, OUTPUT_LINKS, chunks
 
 __all__ = ('Selection',)

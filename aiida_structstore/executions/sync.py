@@ -31,12 +31,12 @@ from typing import Any, Literal
 
 from aiida import orm
 
-from ..exceptions import InvalidInputError
-from ..models import validate_id
-from ..projection.nodes import remember
+from ..core.exceptions import InvalidInputError
+from ..core.executions import ExecutionContent, execution_hash
+from ..core.values import validate_id
 from ..store.base import StructureStore
 from ..store.settings import read_settings
-from .models import ExecutionContent, execution_hash
+from ..tracking import remember
 from .projection import ProjectionTarget, chunks, project_processes
 from .selection import Selection, check_processes
 

@@ -44,7 +44,7 @@ from typing import Any
 import kiwipy
 from aiida import orm
 
-from ..exceptions import BackendUnavailableError, StructStoreError
+from ..core.exceptions import BackendUnavailableError, StructStoreError
 from ..store.base import StructureStore
 from ..store.settings import read_settings
 from .projection import ProjectionTarget

@@ -16,7 +16,8 @@ def open_store(settings: StoreSettings | None = None, **overrides: object) -> St
     """Open the store selected by ``STRUCTURE_STORE_BACKEND`` (default ``convex``).
 
     ``memory`` returns this process's shared in-memory store. ``convex`` needs ``CONVEX_URL`` and
-    ``CONVEX_DEPLOY_KEY``; a missing one raises :class:`~aiida_structstore.exceptions.ConfigurationError` naming it.
+    ``CONVEX_DEPLOY_KEY``; a missing one raises :class:`~aiida_structstore.core.exceptions.ConfigurationError`
+    naming it.
     """
     settings = (settings or load_settings(**overrides)).check()
     backend = settings.backend.strip().lower()

@@ -10,10 +10,10 @@ Invariants every backend keeps (one contract test suite, ``tests/store/test_cont
    (a write from another node is a conflict, never an overwrite, unless asked for);
 2. writing the same content again is a no-op (``status == 'unchanged'``);
 3. raw text read back is byte-identical to what was written and matches the committed size and sha256, or the read
-   raises :class:`~aiida_structstore.exceptions.IntegrityError`; a write that fails half-way leaves the previously
+   raises :class:`~aiida_structstore.core.exceptions.IntegrityError`; a write that fails half-way leaves the previously
    committed version readable;
 4. no call returns another tenant's or workspace's data;
-5. invalid input raises :class:`~aiida_structstore.exceptions.InvalidInputError` and writes nothing.
+5. invalid input raises :class:`~aiida_structstore.core.exceptions.InvalidInputError` and writes nothing.
 
 The store holds execution records beside the structures too: :class:`StructureStore` is an
 :class:`~aiida_structstore.store.executions.ExecutionStore` (its contract is in that module).
@@ -30,18 +30,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
-from ..chunking import DEFAULT_CHUNK_BYTES, ChunkedText, split_text
-from ..exceptions import InvalidInputError, LimitExceededError, NotFoundError, OwnershipError
-from ..models import (
-    Page,
-    PutResult,
-    StructureContent,
-    StructureKey,
-    StructureRecord,
-    content_hash,
-    ensure_text,
-    validate_id,
-)
+from ..core.chunking import DEFAULT_CHUNK_BYTES, ChunkedText, split_text
+from ..core.exceptions import InvalidInputError, LimitExceededError, NotFoundError, OwnershipError
+from ..core.structures import Page, PutResult, StructureContent, StructureKey, StructureRecord, content_hash
+from ..core.values import ensure_text, validate_id
 from .executions import ExecutionStore
 
 __all__ = (
@@ -84,9 +76,9 @@ class RawStream:
     """The raw input of one committed record, read chunk by chunk: for streaming it without holding it whole.
 
     ``size``, ``sha256`` and ``content_hash`` describe the committed version the chunks belong to. Iterating yields
-    the texts in order, verified as they pass (:func:`~aiida_structstore.chunking.iter_verified`): a torn or
-    corrupted read raises :class:`~aiida_structstore.exceptions.IntegrityError`, at the latest after the last chunk,
-    so a consumer that has already sent earlier chunks must abort its response rather than finish it.
+    the texts in order, verified as they pass (:func:`~aiida_structstore.core.chunking.iter_verified`): a torn or
+    corrupted read raises :class:`~aiida_structstore.core.exceptions.IntegrityError`, at the latest after the last
+    chunk, so a consumer that has already sent earlier chunks must abort its response rather than finish it.
     """
 
     key: StructureKey

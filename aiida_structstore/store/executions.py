@@ -14,7 +14,7 @@ Invariants every backend keeps (``tests/store/test_contract_executions.py`` runs
    the live path pushed its next state, never move a record backwards;
 4. no call returns another tenant's or workspace's records; listing by structure returns only records that name
    that structure id among those they took or produced;
-5. invalid input raises :class:`~aiida_structstore.exceptions.InvalidInputError` and writes nothing.
+5. invalid input raises :class:`~aiida_structstore.core.exceptions.InvalidInputError` and writes nothing.
 
 This module imports no AiiDA module.
 """
@@ -26,10 +26,10 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ..exceptions import InvalidInputError, NotFoundError
-from ..executions.models import ExecutionContent, ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
-from ..executions.models import execution_hash as compute_hash
-from ..models import validate_id
+from ..core.exceptions import InvalidInputError, NotFoundError
+from ..core.executions import ExecutionContent, ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
+from ..core.executions import execution_hash as compute_hash
+from ..core.values import validate_id
 
 __all__ = ('MAX_EXECUTION_PAGE', 'ExecutionStore', 'PreparedExecution')
 

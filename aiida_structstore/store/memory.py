@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..chunking import iter_verified, join_chunks
-from ..exceptions import InvalidInputError, NotFoundError
-from ..executions.models import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
-from ..models import Page, PutResult, StructureKey, StructureRecord, StructureSummary
+from ..core.chunking import iter_verified, join_chunks
+from ..core.exceptions import InvalidInputError, NotFoundError
+from ..core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
+from ..core.structures import Page, PutResult, StructureKey, StructureRecord, StructureSummary
 from .base import PreparedWrite, RawStream, StructureStore
 from .executions import PreparedExecution
 

@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..exceptions import ConfigurationError
-from .limits import CONVEX
+from ..core.exceptions import ConfigurationError
+from ..core.limits import CONVEX
 
 __all__ = ('BACKENDS', 'DEFAULT_SETTINGS_FILE', 'StoreSettings', 'check_deploy_key', 'check_url', 'load_settings')
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from aiida import orm
 
-from ..exceptions import InvalidInputError
-from ..models import validate_id
+from ..core.exceptions import InvalidInputError
+from ..core.values import validate_id
 
 
 def invalid_id(values: Iterable[tuple[str, str]]) -> str | None:

@@ -27,7 +27,7 @@ from aiida import orm
 from aiida.engine import WorkChain
 
 from ..calculations.functions.project_structure import project_structure, projection_inputs
-from ..exceptions import InvalidInputError, OwnershipError, StructStoreError
+from ..core.exceptions import InvalidInputError, OwnershipError, StructStoreError
 from .inputs import include_raw_input, invalid_id, target_ids, target_inputs
 
 

@@ -18,8 +18,8 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain
 
 from ..calculations.functions.sync_part import sync_part
-from ..projection.record import DEFAULT_ID_TEMPLATE, render_structure_id
-from ..sync import count_selected, select_structures
+from ..structures.projection import DEFAULT_ID_TEMPLATE, render_structure_id
+from ..structures.sync import count_selected, select_structures
 from .inputs import include_raw_input, invalid_id, target_ids, target_inputs
 
 REPORT_FIELDS = ('selected', 'new', 'updated', 'unchanged', 'failed')
@@ -105,7 +105,7 @@ class SyncWorkChain(WorkChain):
         """Count the selection and cut it into slices of consecutive pks of about equal size."""
         from aiida.common.exceptions import NotExistent
 
-        from ..exceptions import InvalidInputError
+        from ..core.exceptions import InvalidInputError
 
         try:
             selection = self._selection()

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from aiida_structstore.api import ApiSettings, AuthenticationError, TokenVerifier, create_app, load_api_settings
 from aiida_structstore.api.auth import mint_token
-from aiida_structstore.exceptions import ConfigurationError
+from aiida_structstore.core.exceptions import ConfigurationError
 
 from .conftest import SECRET, bearer, make_token
 

@@ -7,7 +7,7 @@ import uuid as uuid_lib
 
 import pytest
 
-from aiida_structstore.executions.models import ExecutionContent, ExecutionKey
+from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
 
 from .conftest import bearer, make_token
 
@@ -127,7 +127,7 @@ def test_one_execution_and_its_etag(client, executions, backend, auth, tenant):
 def test_other_tenants_data_is_not_found_like_missing_data(
     client, executions, backend, seeded, auth, tenant, path, params
 ):
-    from aiida_structstore.models import StructureKey
+    from aiida_structstore.core.structures import StructureKey
 
     backend.put(seeded['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')}))
     url = path.format(other=uuid(9), private=uuid(8), missing=uuid(77))

@@ -234,7 +234,7 @@ class TestIsolation:
     @pytest.fixture
     def secrets_elsewhere(self, backend, workspace, tenant):
         """Records other scopes hold, with ids the caller's workspace does not have."""
-        from aiida_structstore.models import StructureKey
+        from aiida_structstore.core.structures import StructureKey
 
         for tenant_id, workspace_id, structure_id in (
             (f'{tenant}-other', 'lab', 'x-secret-1'),
@@ -313,7 +313,7 @@ class TestPushDown:
         from aiida_structstore.api.context import Scope
         from aiida_structstore.api.optimade.filters import compile_filter
         from aiida_structstore.api.optimade.query import select
-        from aiida_structstore.models import StructureKey
+        from aiida_structstore.core.structures import StructureKey
 
         def updated(sid):
             return backend.get(StructureKey.of(tenant, 'lab', sid)).updated_at

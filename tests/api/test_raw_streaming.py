@@ -12,7 +12,7 @@ import tracemalloc
 
 import httpx
 
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import MemoryStore
 from aiida_structstore.store.convex import ConvexStore
 

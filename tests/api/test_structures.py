@@ -8,7 +8,7 @@ import json
 import pytest
 
 from aiida_structstore.api.structures import etag_matches
-from aiida_structstore.models import StructureKey
+from aiida_structstore.core.structures import StructureKey
 
 from .conftest import bearer, make_token
 

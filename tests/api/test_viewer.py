@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from aiida_structstore.api.app import STATIC
-from aiida_structstore.models import StructureKey
+from aiida_structstore.core.structures import StructureKey
 
 from .conftest import make_token
 
@@ -168,7 +168,7 @@ def test_the_structure_lists_its_executions_and_follows_their_state(page, backen
     import datetime as dt
     import uuid as uuid_lib
 
-    from aiida_structstore.executions.models import ExecutionContent, ExecutionKey
+    from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
 
     start = dt.datetime(2025, 5, 1, 9, 30, tzinfo=dt.timezone.utc)
 

@@ -13,7 +13,7 @@ import pytest
 from aiida import orm
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import StructureKey
+from aiida_structstore.core.structures import StructureKey
 
 ECHO_PREFIXES = ('Success:', 'Report:', 'Warning:', 'Error:', 'Critical:', 'Info:')
 

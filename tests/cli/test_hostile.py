@@ -16,7 +16,7 @@ from aiida import orm
 from click.testing import CliRunner
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T = 'hostile'

@@ -11,7 +11,7 @@ from aiida.engine import submit
 from aiida.engine.processes import control
 from aiida.plugins import CalculationFactory
 
-from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.core.executions import ExecutionKey
 from aiida_structstore.executions.sync import sync_executions
 from aiida_structstore.executions.watch import ExecutionWatcher
 from aiida_structstore.store.convex import ConvexStore

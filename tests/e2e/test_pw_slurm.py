@@ -16,11 +16,11 @@ from aiida.common.links import LinkType
 from aiida.plugins import DataFactory, WorkflowFactory
 
 from aiida_structstore.calculations.functions.project_structure import project_structure, projection_inputs
-from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.core.executions import ExecutionKey
+from aiida_structstore.core.structures import StructureKey
 from aiida_structstore.executions.watch import ExecutionWatcher
-from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.optimade import optimade_fields
 from aiida_structstore.store.convex import ConvexStore
+from aiida_structstore.structures.optimade import optimade_fields
 
 from ..executions.conftest import Pushes
 from .conftest import PSEUDO

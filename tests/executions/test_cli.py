@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.executions.models import ExecutionKey
-from aiida_structstore.sync import sync_structures
+from aiida_structstore.core.executions import ExecutionKey
+from aiida_structstore.structures.sync import sync_structures
 
 from ..cli.test_commands import rows
 from .processes import FailingWorkChain, StrainWorkChain, run_broadcasting

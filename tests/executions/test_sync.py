@@ -10,10 +10,10 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.core.executions import ExecutionKey
 from aiida_structstore.executions.sync import EXECUTION_PROJECTION_VERSION, sync_executions
-from aiida_structstore.projection.nodes import target_extra
-from aiida_structstore.sync import sync_structures
+from aiida_structstore.structures.sync import sync_structures
+from aiida_structstore.tracking import target_extra
 
 from .processes import StrainWorkChain, crash, fail_reading, strain
 
@@ -153,7 +153,7 @@ def test_memory_store_compares_with_its_own_hashes(memory_backend, workflow, ten
 
 
 def test_bad_selections_are_refused(convex_backend, generate_structure, tenant):
-    from aiida_structstore.exceptions import InvalidInputError
+    from aiida_structstore.core.exceptions import InvalidInputError
 
     structure = generate_structure('silicon').store()
     with pytest.raises(InvalidInputError, match='not process nodes'):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.core.executions import ExecutionKey
 
 from .processes import StrainAndProjectWorkChain
 

@@ -9,7 +9,7 @@ import pytest
 from ase.io import read as ase_read
 from pymatgen.io.cif import CifParser
 
-from aiida_structstore.projection.cif import write_cif
+from aiida_structstore.structures.cif import write_cif
 
 
 def parse(cif):

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from optimade.models import StructureResourceAttributes
 
-from aiida_structstore.projection.optimade import anonymous_symbols, optimade_fields, reduced_counts
+from aiida_structstore.structures.optimade import anonymous_symbols, optimade_fields, reduced_counts
 
 
 def validate(fields):

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import (
+from aiida_structstore.core.exceptions import (
     IntegrityError,
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
     OwnershipError,
 )
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import base
 
 RAW_SAMPLES = {

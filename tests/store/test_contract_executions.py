@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import InvalidInputError, NotFoundError
-from aiida_structstore.executions.models import (
+from aiida_structstore.core.exceptions import InvalidInputError, NotFoundError
+from aiida_structstore.core.executions import (
     MAX_STRUCTURE_LINKS,
     ExecutionContent,
     ExecutionKey,

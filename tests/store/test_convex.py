@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from aiida_structstore.exceptions import BackendError, BackendUnavailableError, ConfigurationError
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.exceptions import BackendError, BackendUnavailableError, ConfigurationError
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import open_store
 from aiida_structstore.store.convex import ConvexStore
 
@@ -140,7 +140,7 @@ def test_batches_use_few_calls(server, tenant):
 WRITER = textwrap.dedent(
     """
     import sys, threading
-    from aiida_structstore.models import Source, StructureContent, StructureKey
+    from aiida_structstore.core.structures import Source, StructureContent, StructureKey
     from aiida_structstore.store.convex import ConvexStore
 
     url, key, tenant = sys.argv[1:4]

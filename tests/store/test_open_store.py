@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from aiida_structstore.exceptions import ConfigurationError
+from aiida_structstore.core.exceptions import ConfigurationError
 from aiida_structstore.store import MemoryStore, StoreSettings, load_settings, open_store
 
 SECRET = 'prod:deploy-key-value-that-must-never-show'

@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store.convex import ConvexStore
 
 RATE = 4 * 1024 * 1024

@@ -264,7 +264,7 @@ def aiida_cif(case: Case) -> str:
 
 
 def project_cif(case: Case) -> str:
-    from aiida_structstore.projection.cif import write_cif
+    from aiida_structstore.structures.cif import write_cif
 
     return write_cif(structure_data(case).base.attributes.all, data_name=case.name)
 

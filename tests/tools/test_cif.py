@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import InvalidInputError, ParseError
+from aiida_structstore.core.exceptions import InvalidInputError, ParseError
 from aiida_structstore.tools.cif import CifBlock, parse_cif
 from aiida_structstore.tools.cif.block import structure_data
 

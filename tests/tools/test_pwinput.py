@@ -17,7 +17,7 @@ from aiida import orm
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import InvalidInputError, ParseError
+from aiida_structstore.core.exceptions import InvalidInputError, ParseError
 from aiida_structstore.tools.overlap import find_overlap
 from aiida_structstore.tools.pw import BOHR_TO_ANGSTROM, PwInput, parse_pw_input
 

@@ -47,7 +47,7 @@ from optimade.models import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
-from ...models import StructureRecord
+from ...core.structures import StructureRecord
 from ...store import StructureStore
 from ..auth import Principal
 from ..context import ReadContext, Scope, http_errors

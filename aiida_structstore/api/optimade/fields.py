@@ -20,7 +20,7 @@ from typing import Any
 from optimade.models import DataType, StructureResource
 from optimade.server.schemas import retrieve_queryable_properties
 
-from ...models import SUMMARY_FIELDS, StructureRecord, StructureSummary
+from ...core.structures import SUMMARY_FIELDS, StructureRecord, StructureSummary
 
 __all__ = (
     'PAYLOAD_FIELDS',

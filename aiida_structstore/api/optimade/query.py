@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...exceptions import InvalidInputError
-from ...models import StructureKey, StructureRecord
+from ...core.exceptions import InvalidInputError
+from ...core.structures import StructureKey, StructureRecord
 from ...store import StructureStore
 from ..context import Scope
 from .fields import document

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import calcfunction
 
-from ._files import check_filename, link_label, read_text, report
+from ...tools.files import check_filename, link_label, read_text, report
 
 
 @calcfunction

@@ -21,11 +21,11 @@ import datetime as dt
 from aiida import orm
 from aiida.engine import Process, calcfunction
 
-from ...models import Source, StructureKey
-from ...projection.nodes import origin_of, remember, target_entry, target_extra
-from ...projection.record import default_structure_id, structure_content
+from ...core.structures import Source, StructureKey
 from ...store import open_store
-from ._files import read_text
+from ...structures.projection import default_structure_id, structure_content
+from ...tools.files import read_text
+from ...tracking import origin_of, remember, target_entry, target_extra
 
 
 def projection_inputs(

@@ -1,11 +1,11 @@
 """``structstore.sync_part``: sync one slice of a selection of structures into the store, as one process.
 
-The parallel sync (work chain ``structstore.sync``) splits a selection into slices of consecutive pks and submits
-one ``sync_part`` per slice; the daemon workers run them at the same time, on one machine or on several that share
-the profile's PostgreSQL and RabbitMQ. Each slice is an ordinary incremental sync (:func:`aiida_structstore.sync.
-sync_structures`) of the structures whose pk lies in ``[pk_min, pk_max]``: the nodes of different slices are
-disjoint, and each node's projection is remembered in its own extra by an atomic merge, so the slices never step on
-each other.
+The parallel sync (work chain ``structstore.sync``) splits a selection into slices of consecutive pks and submits one
+``sync_part`` per slice; the daemon workers run them at the same time, on one machine or on several that share the
+profile's PostgreSQL and RabbitMQ. Each slice is an ordinary incremental sync
+(:func:`aiida_structstore.structures.sync.sync_structures`) of the structures whose pk lies in ``[pk_min, pk_max]``: the
+nodes of different slices are disjoint, and each node's projection is remembered in its own extra by an atomic merge, so
+the slices never step on each other.
 
 Inputs: ``tenant_id``, ``workspace_id`` (``Str``), ``selection`` (``Dict``: ``pk_min``, ``pk_max`` (none for the
 last slice), and optionally ``group`` (a group pk) and ``filters``), ``options`` (``Dict``: ``id_template``,
@@ -25,7 +25,7 @@ from aiida.engine import Process, calcfunction
 def sync_part(tenant_id: orm.Str, workspace_id: orm.Str, selection: orm.Dict, options: orm.Dict) -> dict:
     """Sync the structures of one pk slice of a selection; return the sync's report."""
     from ...store import open_store
-    from ...sync import sync_structures
+    from ...structures.sync import sync_structures
 
     process = Process.current()
     if process is not None:

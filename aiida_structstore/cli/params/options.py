@@ -10,7 +10,7 @@ from aiida.cmdline.params import types as aiida_types
 from aiida.cmdline.params.arguments.overridable import OverridableArgument
 from aiida.cmdline.params.options.overridable import OverridableOption
 
-from ...projection.record import DEFAULT_ID_TEMPLATE
+from ...structures.projection import DEFAULT_ID_TEMPLATE
 from .types import IdentifierType
 
 #: StructureData nodes by pk, UUID or label (aiida's DataParamType restricted to structures).

@@ -2,8 +2,8 @@
 
 import click
 
-from ...exceptions import InvalidInputError
-from ...models import validate_id
+from ...core.exceptions import InvalidInputError
+from ...core.values import validate_id
 
 
 class IdentifierType(click.ParamType):

@@ -18,10 +18,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ...exceptions import BackendError, InvalidInputError, NotFoundError
-from ...executions.models import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
+from ...core.exceptions import BackendError, InvalidInputError, NotFoundError
+from ...core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
+from ...core.limits import PROTOCOL
 from ..executions import ExecutionStore, PreparedExecution
-from ..limits import PROTOCOL
 
 __all__ = ('ConvexExecutions',)
 

@@ -26,8 +26,8 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from ...chunking import DEFAULT_CHUNK_BYTES, ChunkedText, iter_verified, join_chunks, split_text
-from ...exceptions import (
+from ...core.chunking import DEFAULT_CHUNK_BYTES, ChunkedText, iter_verified, join_chunks, split_text
+from ...core.exceptions import (
     BackendError,
     ConflictError,
     IntegrityError,
@@ -35,16 +35,9 @@ from ...exceptions import (
     LimitExceededError,
     NotFoundError,
 )
-from ...models import (
-    Page,
-    PutResult,
-    Source,
-    StructureKey,
-    StructureRecord,
-    StructureSummary,
-)
+from ...core.limits import PROTOCOL
+from ...core.structures import Page, PutResult, Source, StructureKey, StructureRecord, StructureSummary
 from ..base import PreparedWrite, RawStream, StructureStore
-from ..limits import PROTOCOL
 from ..settings import StoreSettings
 from .executions import ConvexExecutions
 from .transport import ConvexTransport, RequestTooLargeError

@@ -34,7 +34,7 @@ from convex.values import json_to_convex
 from pydantic import SecretStr
 
 from ... import __version__
-from ...exceptions import (
+from ...core.exceptions import (
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
@@ -44,7 +44,7 @@ from ...exceptions import (
     NotFoundError,
     StructStoreError,
 )
-from ..limits import CONVEX
+from ...core.limits import CONVEX
 from ..settings import check_deploy_key, check_url
 
 __all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError')

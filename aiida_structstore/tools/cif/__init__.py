@@ -1,8 +1,8 @@
 """Read CIF text into unstored AiiDA ``StructureData`` nodes, one per data block, and refuse to be silently wrong.
 
 :func:`parse_cif` returns one :class:`CifBlock` per data block that describes a crystal structure, in file order.
-Every problem raises :class:`~aiida_structstore.exceptions.ParseError`, whose message names the file (if given), the
-data block (and line, where it helps) and what is wrong; parsing is all or nothing. What a block was read by a known
+Every problem raises :class:`~aiida_structstore.core.exceptions.ParseError`, whose message names the file (if given),
+the data block (and line, where it helps) and what is wrong; parsing is all or nothing. What a block was read by a known
 writer's convention is said in :attr:`CifBlock.warnings`.
 
 The work is split by purpose; gemmi does the syntax and the crystallography, these modules keep the project's rules:
@@ -20,7 +20,7 @@ The cell is oriented as in ASE and VESTA (*a* along *x*, *b* in the *xy* plane).
 
 from __future__ import annotations
 
-from ...exceptions import ParseError
+from ...core.exceptions import ParseError
 from .block import CifBlock, read_block
 from .sites import has_atom_sites
 from .syntax import Where, read_blocks

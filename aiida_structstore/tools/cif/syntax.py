@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from gemmi import cif
 
-from ...exceptions import ParseError
+from ...core.exceptions import ParseError
 
 __all__ = ('Block', 'Where', 'read_blocks')
 

@@ -1,7 +1,7 @@
 """Read a Quantum ESPRESSO pw.x input into unstored AiiDA nodes, as pw.x reads it.
 
 :func:`parse_pw_input` returns a :class:`PwInput`: the structure, the namelists, the k-points and their kind, and the
-warnings of the reading. Nothing is stored. Every problem raises :class:`~aiida_structstore.exceptions.ParseError`
+warnings of the reading. Nothing is stored. Every problem raises :class:`~aiida_structstore.core.exceptions.ParseError`
 naming the file (if given), the line, the namelist or card, and what is wrong; no exception of the underlying
 libraries escapes. :func:`~.builder.create_builder` turns the result into a ``PwCalculation`` builder.
 
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from aiida import orm
 
-from ...exceptions import ParseError
+from ...core.exceptions import ParseError
 from .kpoints import KINDS, read_kpoints
 from .namelists import Where, read_sections
 from .structure import BOHR_TO_ANGSTROM, read_structure

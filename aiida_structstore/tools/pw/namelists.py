@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ...exceptions import ParseError
+from ...core.exceptions import ParseError
 
 __all__ = ('Card', 'Line', 'Sections', 'Where', 'read_sections', 'to_float')
 

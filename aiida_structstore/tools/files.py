@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 from aiida import orm
 
-from ...exceptions import InvalidInputError, ParseError
-from ...models import FILENAME_MAX_LENGTH, ensure_text, unsafe_character
+from ..core.exceptions import InvalidInputError, ParseError
+from ..core.values import FILENAME_MAX_LENGTH, ensure_text, unsafe_character
 
 __all__ = ('check_filename', 'link_label', 'read_text', 'report')
 
@@ -23,7 +23,7 @@ def check_filename(name: str) -> str:
     A file name ends up in the AiiDA database, the store's records, log lines and terminals. Bytes that are not UTF-8
     (Python gives them as lone surrogates) break database queries later; control and bidirectional-formatting
     characters (U+202E turns ``txt.exe`` around) make names that print as something else. The characters refused
-    are those of :func:`aiida_structstore.models.unsafe_character`, which the store's records refuse too.
+    are those of :func:`aiida_structstore.core.values.unsafe_character`, which the store's records refuse too.
     """
     try:
         ensure_text(name, 'the file name')

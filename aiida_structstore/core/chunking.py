@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .exceptions import IntegrityError, InvalidInputError
-from .models import ensure_text
+from .values import ensure_text
 
 __all__ = (
     'DEFAULT_CHUNK_BYTES',

@@ -39,9 +39,9 @@ from aiida.common.links import LinkType
 from aiida.manage import get_manager
 from sqlalchemy import text
 
-from ..exceptions import ConfigurationError
-from ..models import Source
-from ..store.base import StructureStore
+from .core.exceptions import ConfigurationError
+from .core.structures import Source
+from .store.base import StructureStore
 
 __all__ = (
     'EXTRA_PREFIX',

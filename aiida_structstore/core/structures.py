@@ -1,19 +1,7 @@
 """Records of the structure store: keys, contents, committed records and pages.
 
-This module imports no AiiDA module: the application reads projections with it and no AiiDA profile.
-
-Identifiers
------------
-Tenant, workspace and structure ids share one safe character set, chosen so that an id can appear unescaped in a
-URL path segment, a file name, a log line and a Convex index range:
-
-* 1 to 128 characters;
-* ASCII letters, digits, ``_``, ``-`` and ``.``;
-* the first character is a letter or a digit (so no ``.``/``..`` path tricks, no leading dash that looks like an
-  option on a command line).
-
-Anything else (empty, too long, path separators, whitespace, control characters, non-ASCII) is rejected with
-:class:`~aiida_structstore.exceptions.InvalidInputError` naming the field and the offending value.
+This module imports no AiiDA module: the application reads projections with it and no AiiDA profile. The id and
+text rules every record kind shares are in :mod:`.values`.
 
 Content hash
 ------------
@@ -28,10 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import json
 import math
 import re
-import unicodedata
 import uuid as uuid_lib
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -40,10 +26,9 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from .exceptions import InvalidInputError
+from .values import FILENAME_MAX_LENGTH, canonical_json, ensure_text, unsafe_character, validate_id
 
 __all__ = (
-    'ID_MAX_LENGTH',
-    'ID_PATTERN',
     'SUMMARY_FIELDS',
     'Page',
     'PutResult',
@@ -52,17 +37,10 @@ __all__ = (
     'StructureKey',
     'StructureRecord',
     'StructureSummary',
-    'canonical_json',
     'content_hash',
-    'ensure_text',
-    'unsafe_character',
-    'validate_id',
 )
 
-ID_MAX_LENGTH = 128
-ID_PATTERN = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,127}')
 SOURCE_KIND_PATTERN = re.compile(r'[a-z][a-z0-9_.-]{0,63}')
-FILENAME_MAX_LENGTH = 255
 HASH_VERSION = 1
 
 #: OPTIMADE fields copied from the structure payload into the small, always-inline ``summary`` of a record. They are
@@ -81,65 +59,6 @@ SUMMARY_FIELDS = (
     'nsites',
     'structure_features',
 )
-
-
-def validate_id(value: object, what: str = 'id') -> str:
-    """Return ``value`` if it is a valid tenant, workspace or structure id, else raise :class:`InvalidInputError`."""
-    if not isinstance(value, str):
-        raise InvalidInputError(f'{what} must be a string, got {type(value).__name__}')
-    if not value:
-        raise InvalidInputError(f'{what} must not be empty')
-    if len(value) > ID_MAX_LENGTH:
-        raise InvalidInputError(f'{what} is {len(value)} characters long; the limit is {ID_MAX_LENGTH}')
-    if ID_PATTERN.fullmatch(value) is None:
-        bad = next((c for c in value if not (c.isascii() and (c.isalnum() or c in '._-'))), None)
-        if bad is not None:
-            detail = f'character {bad!r} is not allowed'
-        else:
-            detail = 'it must start with an ASCII letter or digit'
-        raise InvalidInputError(
-            f'{what} {value!r} is invalid: {detail} (allowed: ASCII letters, digits, "_", "-", "."; '
-            f'first character a letter or digit; at most {ID_MAX_LENGTH} characters)'
-        )
-    return value
-
-
-def unsafe_character(char: str) -> bool:
-    """Whether ``char`` is a control or formatting character: C0/C1 controls, DEL, bidirectional overrides and
-    isolates (U+202A-U+202E, U+2066-U+2069, which make a name display differently from what it is), other
-    invisible format characters, and line or paragraph separators. Such characters are refused in names shown to
-    people. The zero-width (non-)joiners U+200C and U+200D are allowed: Persian, Indic scripts and emoji need them."""
-    return unicodedata.category(char) in ('Cc', 'Cf', 'Zl', 'Zp', 'Cs') and char not in '\u200c\u200d'
-
-
-def ensure_text(value: str | bytes, what: str = 'text') -> str:
-    """Return ``value`` as a ``str`` that encodes to UTF-8, decoding bytes strictly; raise on anything else."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        try:
-            return bytes(value).decode('utf-8')
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(
-                f'{what} is not valid UTF-8: byte {bytes(value)[exc.start]:#04x} at offset {exc.start}'
-            ) from exc
-    if not isinstance(value, str):
-        raise InvalidInputError(f'{what} must be text, got {type(value).__name__}')
-    try:
-        value.encode('utf-8')
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f'{what} cannot be encoded as UTF-8: lone surrogate {value[exc.start]!r} at index {exc.start}'
-        ) from exc
-    return value
-
-
-def canonical_json(value: Any) -> str:
-    """Serialize ``value`` deterministically: sorted keys, compact separators, no NaN or Infinity."""
-    try:
-        return json.dumps(value, sort_keys=True, separators=(',', ':'), ensure_ascii=False, allow_nan=False)
-    except ValueError as exc:
-        raise InvalidInputError(f'value is not representable as JSON: {exc}') from exc
-    except TypeError as exc:
-        raise InvalidInputError(f'value is not JSON-serializable: {exc}') from exc
 
 
 _CONTAINERS = (dict, list, tuple)

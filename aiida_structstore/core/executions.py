@@ -27,9 +27,9 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..exceptions import InvalidInputError
-from ..limits import PROTOCOL
-from ..models import canonical_json, ensure_text, unsafe_character, validate_id
+from .exceptions import InvalidInputError
+from .limits import PROTOCOL
+from .values import canonical_json, ensure_text, unsafe_character, validate_id
 
 __all__ = (
     'KINDS',

@@ -1,8 +1,8 @@
-"""Build the store's :class:`~aiida_structstore.models.StructureContent` for a ``StructureData``.
+"""Build the store's :class:`~aiida_structstore.core.structures.StructureContent` for a ``StructureData``.
 
 The default structure id of a node is its UUID: stable for the node's lifetime, unique across AiiDA profiles, and
-already in the id character set. ``--id-template`` on the CLI (and ``id_template`` in :mod:`aiida_structstore.sync`)
-can derive ids from ``{uuid}``, ``{pk}`` or ``{label}`` instead.
+already in the id character set. ``--id-template`` on the CLI (and ``id_template`` in :mod:`.sync`) can derive ids
+from ``{uuid}``, ``{pk}`` or ``{label}`` instead.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from ..exceptions import InvalidInputError
-from ..models import Source, StructureContent, StructureKey, validate_id
+from ..core.exceptions import InvalidInputError
+from ..core.structures import Source, StructureContent, StructureKey
+from ..core.values import validate_id
 from .cif import write_cif
 from .optimade import optimade_fields
 

@@ -8,8 +8,8 @@ How it works, batch by batch (``batch_size`` nodes, default 1000):
    of nodes.
 2. Skip: a stored ``StructureData`` never changes, so a node whose extra remembers a projection into this store
    instance with the same structure id, raw option and projection rules (``PROJECTION_VERSION``) is unchanged,
-   decided without loading anything else (see :mod:`aiida_structstore.projection.nodes`).
-3. Project the rest: attributes (one query per batch) → record (:mod:`aiida_structstore.projection`); structures
+   decided without loading anything else (see :mod:`aiida_structstore.tracking`).
+3. Project the rest: attributes (one query per batch) → record (:mod:`aiida_structstore.structures`); structures
    created by the import calcfunctions get their raw file and parameters (three queries per batch). The content
    hash is compared with the remembered one, or with ``check_store=True`` (and always for a store that does not
    persist) with the store's own hashes. Equal means unchanged: nothing is sent.
@@ -44,13 +44,13 @@ from aiida import orm
 from aiida.common.progress_reporter import get_progress_reporter
 from aiida.manage import get_manager
 
-from .exceptions import InvalidInputError, StructStoreError
-from .models import Source, StructureKey
-from .projection.nodes import Origin, find_origins, is_current, remember, target_entry, target_extra
-from .projection.record import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
-from .store.base import PreparedWrite, StructureStore, ownership_message
-from .store.convex import INLINE_BYTES
-from .store.limits import CONVEX
+from ..core.exceptions import InvalidInputError, StructStoreError
+from ..core.limits import CONVEX
+from ..core.structures import Source, StructureKey
+from ..store.base import PreparedWrite, StructureStore, ownership_message
+from ..store.convex import INLINE_BYTES
+from ..tracking import Origin, find_origins, is_current, remember, target_entry, target_extra
+from .projection import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
 
 __all__ = ('SyncReport', 'count_selected', 'find_origins', 'prepare_node', 'select_structures', 'sync_structures')
 
@@ -210,7 +210,7 @@ def _attributes(pks: list[int]) -> dict[int, dict]:
 
 
 def _raw_text(file_pk: int) -> str:
-    from .calculations.functions._files import read_text
+    from ..tools.files import read_text
 
     return read_text(orm.load_node(file_pk))
 

@@ -18,10 +18,10 @@ from dataclasses import replace as dc_replace
 
 from aiida import orm
 
-from .exceptions import InvalidInputError, StructStoreError
-from .models import validate_id
-from .projection.nodes import find_origins, target_extra
-from .store.base import StructureStore
+from ..core.exceptions import InvalidInputError, StructStoreError
+from ..core.values import validate_id
+from ..store.base import StructureStore
+from ..tracking import find_origins, target_extra
 from .sync import prepare_node
 
 __all__ = ('VerifyReport', 'verify_workspace')
