@@ -41,7 +41,7 @@ from sqlalchemy import text
 
 from .core.exceptions import ConfigurationError
 from .core.structures import Source
-from .store.base import StructureStore
+from .store.base import Store
 
 __all__ = (
     'EXTRA_PREFIX',
@@ -156,7 +156,7 @@ def target_extra(store_id: str, tenant_id: str, workspace_id: str) -> str:
 
 
 def target_entry(
-    store: StructureStore,
+    store: Store,
     tenant_id: str,
     workspace_id: str,
     structure_id: str,

@@ -59,10 +59,10 @@ def seed(store, tenant: str, n: int) -> None:
         key = StructureKey.of(tenant, 'bench', f's-{i:06d}')
         batch.append((structure_content(attributes(i), key=key, node_uuid=None, source=Source(kind='aiida')), None))
         if len(batch) == 200:
-            store.put_many(batch)
+            store.structures.put_many(batch)
             batch = []
     if batch:
-        store.put_many(batch)
+        store.structures.put_many(batch)
 
 
 def measure(client, headers, store, query: str, repeat: int) -> tuple[int, float, float]:
@@ -106,7 +106,7 @@ def main() -> None:
             started = time.perf_counter()
             seed(store, tenant, args.n)
             print(f'{name}: {args.n} records written in {time.perf_counter() - started:.1f} s', flush=True)
-            summaries = list(store.iter_workspace(tenant, 'bench', page_size=200))
+            summaries = list(store.structures.iter_workspace(tenant, 'bench', page_size=200))
             newest = sorted(s.updated_at for s in summaries)[-max(1, args.n // 20)]
             stamp = newest.isoformat(timespec='milliseconds').replace('+00:00', 'Z')
             app = create_app(settings, store=store)

@@ -174,29 +174,32 @@ def first_syncs(suite: Suite, n: int, group_pk: int) -> None:
                 calls_per_1000=round(calls * 1000 / n, 1),
                 bytes_per_structure=round(stats['bytes_in'] / repeat / n),
             )
-            before = store.calls
+            before = store.transport.calls
             started = time.perf_counter()
             again = sync_into(store, group_pk, 'sink0')
             assert again.unchanged == n, again
-            calls = store.calls - before
+            calls = store.transport.calls - before
             suite.add('re-sync unchanged → counting sink', n, [time.perf_counter() - started], calls=calls)
         if not suite.args.quick:
             with ConvexStore(sink.url, sink.deploy_key) as store:
                 seconds, _ = timed(lambda i: sync_into(store, group_pk, f'paced{i}'), 1)
                 suite.add(
-                    'first sync → counting sink, paced at 4 MiB/s', n, seconds, waited=round(store.pacer.waited, 1)
+                    'first sync → counting sink, paced at 4 MiB/s',
+                    n,
+                    seconds,
+                    waited=round(store.transport.pacer.waited, 1),
                 )
 
     if n <= suite.args.convex_max:
         with local_convex() as server, ConvexStore(server.url, server.deploy_key) as store:
             seconds, _ = timed(lambda i: sync_into(store, group_pk, f'convex{i}'), 1)
-            own = seconds[0] - statistics.median(sink_seconds) - store.pacer.waited
+            own = seconds[0] - statistics.median(sink_seconds) - store.transport.pacer.waited
             suite.add(
                 'first sync → local Convex server (paced)',
                 n,
                 seconds,
                 server_own_seconds=round(own, 2),
-                client_waited_for_pacing=round(store.pacer.waited, 1),
+                client_waited_for_pacing=round(store.transport.pacer.waited, 1),
             )
 
 
@@ -229,10 +232,10 @@ def raw_inputs(suite: Suite) -> None:
             key = StructureKey.of('bench', 'raw', f'raw{megabytes}')
             content = StructureContent(key=key, source=Source.of('pw-input'), cif='data_x\n')
             started = time.perf_counter()
-            store.put(content, raw=raw)
+            store.structures.put(content, raw=raw)
             wrote = time.perf_counter() - started
             started = time.perf_counter()
-            assert store.get_raw(key) == raw  # verified against size, sha256 and chunk count
+            assert store.structures.get_raw(key) == raw  # verified against size, sha256 and chunk count
             read = time.perf_counter() - started
             suite.add(
                 f'raw {megabytes} MB: write (paced) / read + verify',
@@ -262,7 +265,7 @@ def large_structure(suite: Suite) -> None:
         wrote = time.perf_counter() - started
         assert report.new == 1, report
         started = time.perf_counter()
-        record = store.get(StructureKey.of('bench', 'large', structure.uuid))
+        record = store.structures.get(StructureKey.of('bench', 'large', structure.uuid))
         read = time.perf_counter() - started
         assert record.summary['nsites'] == sites
         suite.add(
@@ -387,13 +390,13 @@ def baselines(suite: Suite, n: int, group_pk: int) -> None:
         for node in sample:
             cif = node.get_cif().get_content()
             key = StructureKey.of('bench', 'naive', node.uuid)
-            store.put(StructureContent(key=key, source=Source.of('aiida'), cif=cif, node_uuid=node.uuid))
+            store.structures.put(StructureContent(key=key, source=Source.of('aiida'), cif=cif, node_uuid=node.uuid))
         seconds = time.perf_counter() - started
         suite.add(
             'baseline: get_cif() + one put per structure (sample)',
             len(sample),
             [seconds],
-            calls_per_1000=round(store.calls * 1000 / len(sample)),
+            calls_per_1000=round(store.transport.calls * 1000 / len(sample)),
         )
 
 

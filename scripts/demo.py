@@ -88,7 +88,7 @@ def main() -> None:
         from aiida_structstore.store.convex import ConvexStore
 
         with ConvexStore(server.url, server.deploy_key) as store:
-            records = list(store.iter_workspace(TENANT, WORKSPACE))
+            records = list(store.structures.iter_workspace(TENANT, WORKSPACE))
             first = next(r for r in records if r.source.kind == 'pw-input')
             print()
             verdi('data', 'structstore', 'show', first.key.structure_id, '-t', TENANT, '-w', WORKSPACE, env=env)
@@ -97,9 +97,9 @@ def main() -> None:
             rows = []
             for record in sorted(records, key=lambda r: (r.source.filename or '', r.key.structure_id)):
                 path = next(p for p in EXAMPLES if p.name == record.source.filename)
-                raw = store.get_raw(record.key)
+                raw = store.structures.get_raw(record.key)
                 same = raw is not None and raw.encode() == path.read_bytes()
-                full = store.get(record.key)
+                full = store.structures.get(record.key)
                 rows.append(
                     [
                         record.source.filename,

@@ -68,11 +68,11 @@ def test_import_and_project_pw_input_with_raw(run_cli_command, convex_backend):
     path = EXAMPLES / 'pw' / 'fe2o3_bands.in'
     result = run_cli_command(cmd_structstore, ['import', str(path), '--project', '-t', 'imports', '-w', 'pw'])
     assert 'created' in result.output
-    records = list(convex_backend.iter_workspace('imports', 'pw'))
+    records = list(convex_backend.structures.iter_workspace('imports', 'pw'))
     record = next(r for r in records if r.source.filename == 'fe2o3_bands.in')
     assert record.source.kind == 'pw-input'
-    assert convex_backend.get_raw(record.key).encode() == path.read_bytes()
-    full = convex_backend.get(StructureKey.of('imports', 'pw', record.key.structure_id))
+    assert convex_backend.structures.get_raw(record.key).encode() == path.read_bytes()
+    full = convex_backend.structures.get(StructureKey.of('imports', 'pw', record.key.structure_id))
     assert full.params['SYSTEM']['hubbard_u(1)'] == 4.3
     assert {'Fe1', 'Fe2'} <= {s['name'] for s in full.structure['species']}
 
@@ -115,7 +115,7 @@ def test_cif_alloy_and_vacancy_kinds_project(memory_backend):
         structure = import_cif(file=orm.CifData(file=CIF_FILES / name).store())['structure']
         assert structure.is_alloy if feature == 'alloy' else structure.has_vacancies
         receipt = project_structure(structure=structure, tenant_id=orm.Str('cif'), workspace_id=orm.Str('w'))['receipt']
-        record = memory_backend.get(StructureKey.of('cif', 'w', receipt['structure_id']))
+        record = memory_backend.structures.get(StructureKey.of('cif', 'w', receipt['structure_id']))
         assert record.structure['structure_features'] == ['disorder']
         assert record.source.kind == 'cif'
 
@@ -308,6 +308,6 @@ def test_a_cif_imported_as_cifdata_is_synced_with_its_raw_file(run_cli_command, 
     label = f'raw-cif-{uuid.uuid4().hex[:8]}'
     run_cli_command(cmd_structstore, ['import', str(path), '-G', label])
     run_cli_command(cmd_structstore, ['sync', '-G', label, '-t', 'cif', '-w', label])
-    (record,) = memory_backend.iter_workspace('cif', label)
+    (record,) = memory_backend.structures.iter_workspace('cif', label)
     assert record.source.kind == 'cif' and record.source.filename == 'si.cif'
-    assert memory_backend.get_raw(record.key) == path.read_text()
+    assert memory_backend.structures.get_raw(record.key) == path.read_text()

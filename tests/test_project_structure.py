@@ -27,7 +27,7 @@ def test_projects_with_a_receipt(memory_backend, generate_structure):
     assert receipt['structure_id'] == structure.uuid
     assert receipt['status'] == 'created'
     assert receipt['backend'] == 'memory'
-    record = memory_backend.get(StructureKey.of('tenant', 'ws', structure.uuid))
+    record = memory_backend.structures.get(StructureKey.of('tenant', 'ws', structure.uuid))
     assert record.content_hash == receipt['content_hash']
     assert record.node_uuid == structure.uuid
     assert record.source.kind == 'aiida'
@@ -58,12 +58,12 @@ def test_another_nodes_record_is_an_error_unless_replaced(memory_backend, genera
     project_structure.run_get_node(**inputs(first, structure_id=orm.Str('latest')))
     with pytest.raises(OwnershipError, match=f'{first.uuid}.*{second.uuid}'):
         project_structure.run_get_node(**inputs(second, structure_id=orm.Str('latest')))
-    assert memory_backend.get(StructureKey.of('tenant', 'ws', 'latest')).node_uuid == first.uuid
+    assert memory_backend.structures.get(StructureKey.of('tenant', 'ws', 'latest')).node_uuid == first.uuid
     results, _ = project_structure.run_get_node(
         **inputs(second, structure_id=orm.Str('latest'), replace_owner=orm.Bool(True))
     )
     assert results['receipt']['status'] == 'updated'
-    assert memory_backend.get(StructureKey.of('tenant', 'ws', 'latest')).node_uuid == second.uuid
+    assert memory_backend.structures.get(StructureKey.of('tenant', 'ws', 'latest')).node_uuid == second.uuid
 
 
 def test_never_served_from_the_cache(memory_backend, generate_structure):
@@ -76,7 +76,7 @@ def test_never_served_from_the_cache(memory_backend, generate_structure):
     assert second_node.base.caching.get_cache_source() is None
     assert second_node.pk != first_node.pk
     assert second['receipt']['status'] == 'created'
-    assert memory_backend.find(StructureKey.of('tenant', 'ws', structure.uuid)) is not None
+    assert memory_backend.structures.find(StructureKey.of('tenant', 'ws', structure.uuid)) is not None
 
 
 def test_structure_id_raw_and_parameters(memory_backend, generate_structure, tmp_path):
@@ -91,18 +91,18 @@ def test_structure_id_raw_and_parameters(memory_backend, generate_structure, tmp
         )
     )
     key = StructureKey.of('tenant', 'ws', 'si-scf')
-    record = memory_backend.get(key)
+    record = memory_backend.structures.get(key)
     assert record.params == {'SYSTEM': {'celldm(1)': 10.26, 'ibrav': 2}}
     assert record.source.kind == 'pw-input'
     assert record.source.filename == 'si.in'
-    assert memory_backend.get_raw(key).encode() == path.read_bytes()
+    assert memory_backend.structures.get_raw(key).encode() == path.read_bytes()
 
 
 def test_invalid_structure_id_fails_and_writes_nothing(memory_backend, generate_structure):
     structure = generate_structure().store()
     with pytest.raises(Exception, match='structure_id'):
         project_structure(**inputs(structure, structure_id=orm.Str('../etc/passwd')))
-    assert memory_backend.list('tenant', 'ws').items == ()
+    assert memory_backend.structures.list('tenant', 'ws').items == ()
 
 
 def test_work_chain_projects_a_namespace_and_is_idempotent(memory_backend, generate_structure):
@@ -117,14 +117,14 @@ def test_work_chain_projects_a_namespace_and_is_idempotent(memory_backend, gener
     assert node.is_finished_ok, node.exit_status
     assert set(results['receipts']) == {'input', 'relaxed'}
     assert results['receipts']['relaxed']['structure_id'] == 'relaxed-fe2o3'
-    assert {i.key.structure_id for i in memory_backend.iter_workspace('tenant', 'wf')} == {
+    assert {i.key.structure_id for i in memory_backend.structures.iter_workspace('tenant', 'wf')} == {
         structures['input'].uuid,
         'relaxed-fe2o3',
     }
     # Running the same step again (as after a daemon restart) changes nothing.
     results, node = run_get_node(ProjectStructuresWorkChain, **wc_inputs)
     assert {r['status'] for r in results['receipts'].values()} == {'unchanged'}
-    assert len(list(memory_backend.iter_workspace('tenant', 'wf'))) == 2
+    assert len(list(memory_backend.structures.iter_workspace('tenant', 'wf'))) == 2
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_work_chain_refuses_invalid_inputs_before_running(memory_backend, genera
     }
     with pytest.raises(ValueError, match=match):
         run_get_node(ProjectStructuresWorkChain, **arguments)
-    assert not list(memory_backend.iter_workspace('tenant', 'w'))
+    assert not list(memory_backend.structures.iter_workspace('tenant', 'w'))
 
 
 def test_work_chain_exit_code_for_a_taken_id(memory_backend, generate_structure):

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from ..core.exceptions import InvalidInputError
 from ..core.executions import ExecutionKey
-from ..store import StructureStore
+from ..store import Store
 from .context import ReadContext, Scope, http_errors
 from .schemas import ExecutionDetail, ExecutionPageBody
 from .structures import CACHE_HEADERS, ID_PATH, conditional
@@ -43,15 +43,15 @@ def create_executions_router(context: ReadContext) -> APIRouter:
         request: Request,
         structure_id: str = ID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         cursor: str | None = Query(None, max_length=1024, description='`next_cursor` of the previous page'),
         limit: int = Query(50, ge=1, le=100, description='executions per page'),
     ) -> Response:
         key = scope.key(structure_id)
         with http_errors('executions'):
-            if not store.content_hashes(key.tenant_id, key.workspace_id, [structure_id]):
+            if not store.structures.content_hashes(key.tenant_id, key.workspace_id, [structure_id]):
                 raise HTTPException(404, f'no structure {key}')
-            page = store.list_executions(
+            page = store.executions.list(
                 key.tenant_id, key.workspace_id, structure_id=structure_id, cursor=cursor, limit=limit
             )
         digest = hashlib.sha256()
@@ -79,14 +79,14 @@ def create_executions_router(context: ReadContext) -> APIRouter:
         request: Request,
         process_uuid: str = UUID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         try:
             key = ExecutionKey.of(scope.tenant_id, scope.workspace_id, process_uuid)
         except InvalidInputError as exc:
             raise HTTPException(422, str(exc)) from None
         with http_errors('execution'):
-            record = store.get_execution(key)
+            record = store.executions.get(key)
         etag = f'"{record.content_hash[:32]}-execution"'
         if (not_modified := conditional(request, etag)) is not None:
             return not_modified

@@ -20,8 +20,8 @@ from fastapi.responses import StreamingResponse
 
 from ..core.structures import StructureRecord
 from ..core.values import canonical_json
-from ..store import StructureStore
-from ..store.base import RawStream
+from ..store import Store
+from ..store.structures import RawStream
 from .context import ReadContext, Scope, http_errors
 from .formats import write_xyz
 from .schemas import StructureDetail, StructureItem, StructurePage
@@ -85,20 +85,20 @@ def create_structures_router(context: ReadContext) -> APIRouter:
     scope_of = context.scope_dependency()
     store_of = context.store
 
-    def record_of(structure_id: str, scope: Scope, store: StructureStore) -> StructureRecord:
+    def record_of(structure_id: str, scope: Scope, store: Store) -> StructureRecord:
         key = scope.key(structure_id)
         with http_errors():
-            return store.get(key)
+            return store.structures.get(key)
 
     @router.get('', response_model=StructurePage, summary='List the structures of a workspace')
     def list_structures(
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         cursor: str | None = Query(None, max_length=1024, description='`next_cursor` of the previous page'),
         limit: int = Query(50, ge=1, le=200, description='structures per page'),
     ) -> Response:
         with http_errors('page'):
-            page = store.list(scope.tenant_id, scope.workspace_id, cursor=cursor, limit=limit)
+            page = store.structures.list(scope.tenant_id, scope.workspace_id, cursor=cursor, limit=limit)
         body = StructurePage(
             workspace=scope.workspace_id,
             items=[StructureItem.of(item) for item in page.items],
@@ -116,7 +116,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         request: Request,
         structure_id: str = ID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         record = record_of(structure_id, scope, store)
         etag = _etag(record.content_hash, 'record')
@@ -139,7 +139,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         structure_id: str = ID_PATH,
         format: Literal['cif', 'json', 'xyz'] = Query('cif', description='cif, json or xyz'),
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         record = record_of(structure_id, scope, store)
         etag = _etag(record.content_hash, format)
@@ -174,11 +174,11 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         request: Request,
         structure_id: str = ID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         key = scope.key(structure_id)
         with http_errors():
-            stream = store.open_raw(key)
+            stream = store.structures.open_raw(key)
         if stream is None:
             raise HTTPException(404, f'structure {structure_id!r} has no raw input')
         etag = _etag(stream.content_hash, 'raw')

@@ -165,7 +165,7 @@ def cmd_watch(group, nodes, linked, tenant_id, workspace_id, catch_up_interval):
 def cmd_list(tenant_id, workspace_id, structure_id, limit):
     """List execution records of a workspace (or of one structure), most recently modified first."""
     with opened_store() as store:
-        page = store.list_executions(tenant_id, workspace_id, structure_id=structure_id, limit=limit)
+        page = store.executions.list(tenant_id, workspace_id, structure_id=structure_id, limit=limit)
     rows = [
         [
             r.key.process_uuid,
@@ -199,7 +199,7 @@ def cmd_show(process_uuid, tenant_id, workspace_id):
     from ..core.executions import ExecutionKey
 
     with opened_store() as store:
-        record = store.get_execution(ExecutionKey.of(tenant_id, workspace_id, process_uuid))
+        record = store.executions.get(ExecutionKey.of(tenant_id, workspace_id, process_uuid))
     scheduler = record.scheduler
     rows = [
         ['process', f'{record.process_label} ({record.kind}, {record.process_type or "no type"})'],

@@ -106,7 +106,7 @@ def _import_file(path: pathlib.Path, file_format: str):
     from ..calculations.functions.import_pw_input import import_pw_input
     from ..core.exceptions import LimitExceededError, StructStoreError
     from ..core.values import ensure_text
-    from ..store.base import MAX_RAW_BYTES
+    from ..store.structures import MAX_RAW_BYTES
     from ..tools.cif import parse_cif
     from ..tools.files import check_filename
     from ..tools.pw import parse_pw_input

@@ -26,7 +26,7 @@ def cmd_delete(structure_ids, tenant_id, workspace_id, force):
     missing = 0
     with opened_store() as store:
         for structure_id in structure_ids:
-            if store.delete(StructureKey.of(tenant_id, workspace_id, structure_id)):
+            if store.structures.delete(StructureKey.of(tenant_id, workspace_id, structure_id)):
                 echo.echo_report(f'deleted {structure_id}')
             else:
                 missing += 1
@@ -48,5 +48,5 @@ def cmd_delete(structure_ids, tenant_id, workspace_id, force):
 def cmd_gc(tenant_id, workspace_id, older_than):
     """Delete chunks that no record references (left by interrupted or replaced writes)."""
     with opened_store() as store:
-        deleted = store.collect_garbage(tenant_id, workspace_id, older_than_seconds=older_than)
+        deleted = store.structures.collect_garbage(tenant_id, workspace_id, older_than_seconds=older_than)
     echo.echo_success(f'collected {deleted} chunks in {tenant_id}/{workspace_id}')

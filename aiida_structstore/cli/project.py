@@ -18,7 +18,7 @@ def project_nodes(
     from ..calculations.functions.project_structure import project_structure, projection_inputs
     from ..core.exceptions import OwnershipError
     from ..core.structures import StructureKey
-    from ..store.base import ownership_message
+    from ..store.structures import ownership_message
     from ..structures.projection import default_structure_id
     from .utils import opened_store
 
@@ -27,7 +27,7 @@ def project_nodes(
         with opened_store() as store:
             for structure in structures:
                 key = StructureKey.of(tenant_id, workspace_id, structure_id or default_structure_id(structure.uuid))
-                existing = store.find(key)
+                existing = store.structures.find(key)
                 if existing is not None and existing.node_uuid != structure.uuid:
                     raise OwnershipError(ownership_message(key, structure.uuid, existing.node_uuid))
     rows = []

@@ -27,13 +27,13 @@ def cmd_show(structure_id, tenant_id, workspace_id, output_format):
     key = StructureKey.of(tenant_id, workspace_id, structure_id)
     with opened_store() as store:
         if output_format == 'raw':
-            raw = store.get_raw(key)
+            raw = store.structures.get_raw(key)
             if raw is None:
                 echo.echo_critical(f'{key} has no raw input')
             sys.stdout.write(raw)
             sys.stdout.flush()
             return
-        record = store.get(key)
+        record = store.structures.get(key)
     if output_format == 'cif':
         if record.cif is None:
             echo.echo_critical(f'{key} has no CIF (its cell has no volume)')
@@ -70,10 +70,10 @@ def cmd_list(tenant_id, workspace_id, limit, all_pages):
     """List the records of a workspace, most recently updated first."""
     with opened_store() as store:
         if all_pages:
-            items = list(store.iter_workspace(tenant_id, workspace_id, page_size=limit))
+            items = list(store.structures.iter_workspace(tenant_id, workspace_id, page_size=limit))
             more = False
         else:
-            page = store.list(tenant_id, workspace_id, limit=limit)
+            page = store.structures.list(tenant_id, workspace_id, limit=limit)
             items, more = list(page.items), page.next_cursor is not None
     rows = [
         [

@@ -25,7 +25,7 @@ from aiida import orm
 from aiida.common.links import LinkType
 
 from ..core.executions import MAX_STRUCTURE_LINKS, ExecutionContent, ExecutionKey, Scheduler, scrub_text
-from ..store.base import StructureStore
+from ..store.base import Store
 from ..tracking import target_extra
 
 __all__ = (
@@ -56,7 +56,7 @@ IN_CHUNK = 5000
 class ProjectionTarget:
     """Where records go: the store (for its instance id), tenant and workspace; and whether host names are shown."""
 
-    store: StructureStore
+    store: Store
     tenant_id: str
     workspace_id: str
     hostnames: bool = False

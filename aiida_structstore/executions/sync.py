@@ -34,7 +34,7 @@ from aiida import orm
 from ..core.exceptions import InvalidInputError
 from ..core.executions import ExecutionContent, execution_hash
 from ..core.values import validate_id
-from ..store.base import StructureStore
+from ..store.base import Store
 from ..store.settings import read_settings
 from ..tracking import remember
 from .projection import ProjectionTarget, chunks, project_processes
@@ -137,10 +137,10 @@ def _current(entry: Any, instance: str, content_hash: str) -> bool:
     )
 
 
-def _write(store: StructureStore, changed: list[tuple[int, ExecutionContent]], report: ExecutionSyncReport):
+def _write(store: Store, changed: list[tuple[int, ExecutionContent]], report: ExecutionSyncReport):
     """Write ``changed``; a record the store refuses fails its process only. Returns ``[(pk, status)]``."""
     try:
-        results = store.put_executions([content for _, content in changed])
+        results = store.executions.put_many([content for _, content in changed])
         return [(pk, result.status) for (pk, _), result in zip(changed, results, strict=True)]
     except InvalidInputError as exc:
         if len(changed) == 1:
@@ -149,7 +149,7 @@ def _write(store: StructureStore, changed: list[tuple[int, ExecutionContent]], r
     statuses = []
     for pk, content in changed:
         try:
-            statuses.append((pk, store.put_execution(content).status))
+            statuses.append((pk, store.executions.put(content).status))
         except InvalidInputError as exc:
             report.fail(pk, f'the store refused the record: {exc}')
     return statuses
@@ -170,7 +170,7 @@ def push_processes(target: ProjectionTarget, pks: Sequence[int]) -> ExecutionSyn
             pk: hashes[pk] for pk in projected.contents if _current(projected.remembered.get(pk), instance, hashes[pk])
         }
     else:
-        stored = store.execution_hashes(
+        stored = store.executions.content_hashes(
             target.tenant_id, target.workspace_id, [c.key.process_uuid for c in projected.contents.values()]
         )
         known = {pk: stored.get(c.key.process_uuid) for pk, c in projected.contents.items()}
@@ -197,7 +197,7 @@ def push_processes(target: ProjectionTarget, pks: Sequence[int]) -> ExecutionSyn
 
 
 def sync_executions(
-    store: StructureStore,
+    store: Store,
     *,
     tenant_id: str,
     workspace_id: str,
@@ -225,7 +225,7 @@ def sync_executions(
     selection = Selection(target.extra, group=group, processes=check_processes(processes or ()), linked=linked)
     report = ExecutionSyncReport(tenant_id=tenant_id, workspace_id=workspace_id)
     if since == 'auto':
-        latest = store.latest_execution_modified(tenant_id, workspace_id)
+        latest = store.executions.latest_modified(tenant_id, workspace_id)
         since = None if latest is None else latest - MARGIN
     report.since = since
     selected = selection.all()

@@ -45,7 +45,7 @@ import kiwipy
 from aiida import orm
 
 from ..core.exceptions import BackendUnavailableError, StructStoreError
-from ..store.base import StructureStore
+from ..store.base import Store
 from ..store.settings import read_settings
 from .projection import ProjectionTarget
 from .selection import Selection, check_processes
@@ -89,7 +89,7 @@ class ExecutionWatcher:
 
     def __init__(
         self,
-        store: StructureStore,
+        store: Store,
         *,
         tenant_id: str,
         workspace_id: str,
@@ -263,7 +263,7 @@ class ExecutionWatcher:
             store.forget_instance()
             catch_up = 'all'
         if catch_up == 'auto':
-            latest = store.latest_execution_modified(self.target.tenant_id, self.target.workspace_id)
+            latest = store.executions.latest_modified(self.target.tenant_id, self.target.workspace_id)
             self._since = None if latest is None else latest - MARGIN
             catch_up = 'all' if latest is None else True
         if catch_up == 'all':

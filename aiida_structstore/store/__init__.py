@@ -1,18 +1,30 @@
-"""Structure stores: the contract (:class:`StructureStore`), its backends, and :func:`open_store`.
+"""Stores: the contract (:class:`Store`, composed of ``store.structures`` and ``store.executions``), its backends,
+and :func:`open_store`.
 
 This package imports no AiiDA module: the application can read projections without an AiiDA profile.
 """
 
 from __future__ import annotations
 
-from .base import StructureStore
+from .base import Store
+from .executions import ExecutionStore
 from .memory import MemoryStore
 from .settings import BACKENDS, StoreSettings, load_settings
+from .structures import StructureStore
 
-__all__ = ('BACKENDS', 'MemoryStore', 'StoreSettings', 'StructureStore', 'load_settings', 'open_store')
+__all__ = (
+    'BACKENDS',
+    'ExecutionStore',
+    'MemoryStore',
+    'Store',
+    'StoreSettings',
+    'StructureStore',
+    'load_settings',
+    'open_store',
+)
 
 
-def open_store(settings: StoreSettings | None = None, **overrides: object) -> StructureStore:
+def open_store(settings: StoreSettings | None = None, **overrides: object) -> Store:
     """Open the store selected by ``STRUCTURE_STORE_BACKEND`` (default ``convex``).
 
     ``memory`` returns this process's shared in-memory store. ``convex`` needs ``CONVEX_URL`` and

@@ -1,124 +1,27 @@
-"""The store contract: one abstract :class:`StructureStore` that every backend implements.
+"""The store: one object per deployment, composed of one collection per record kind.
 
-Backends implement a small set of primitives (``_put_prepared``, ``get``, ``get_raw``, ``list``, ``delete``,
-``content_hashes``, ``collect_garbage``); validation, hashing and chunking happen once, here, so every backend
-computes the same content hash and the same chunks for the same input.
-
-Invariants every backend keeps (one contract test suite, ``tests/store/test_contract.py``, runs on all of them):
-
-1. one committed record per ``(tenant_id, workspace_id, structure_id)``, belonging to the AiiDA node it came from
-   (a write from another node is a conflict, never an overwrite, unless asked for);
-2. writing the same content again is a no-op (``status == 'unchanged'``);
-3. raw text read back is byte-identical to what was written and matches the committed size and sha256, or the read
-   raises :class:`~aiida_structstore.core.exceptions.IntegrityError`; a write that fails half-way leaves the previously
-   committed version readable;
-4. no call returns another tenant's or workspace's data;
-5. invalid input raises :class:`~aiida_structstore.core.exceptions.InvalidInputError` and writes nothing.
-
-The store holds execution records beside the structures too: :class:`StructureStore` is an
-:class:`~aiida_structstore.store.executions.ExecutionStore` (its contract is in that module).
+``store.structures`` (:class:`~aiida_structstore.store.structures.StructureStore`) and ``store.executions``
+(:class:`~aiida_structstore.store.executions.ExecutionStore`) each keep their own contract; the store itself owns what
+they share: the connection (closed with the store), which deployment it is (:attr:`Store.store_id`) and which data it
+holds (:attr:`Store.instance`). A backend composes its collections over one transport, as maggma keeps one ``Store``
+per collection; no class inherits from two record kinds.
 
 This module imports no AiiDA module.
 """
 
 from __future__ import annotations
 
-import abc
-import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
-from ..core.chunking import DEFAULT_CHUNK_BYTES, ChunkedText, split_text
-from ..core.exceptions import InvalidInputError, LimitExceededError, NotFoundError, OwnershipError
-from ..core.structures import Page, PutResult, StructureContent, StructureKey, StructureRecord, content_hash
-from ..core.values import ensure_text, validate_id
 from .executions import ExecutionStore
+from .structures import StructureStore
 
-__all__ = (
-    'MAX_PAGE_SIZE',
-    'MAX_PART_BYTES',
-    'MAX_RAW_BYTES',
-    'PreparedWrite',
-    'RawStream',
-    'StructureStore',
-    'ownership_message',
-)
-
-#: The largest raw input accepted (UTF-8 bytes). pw.x inputs with explicit k-points or large cells reach tens of MB.
-MAX_RAW_BYTES = 256 * 1024 * 1024
-#: The largest CIF text, or JSON text of the structure payload or parameters, accepted (UTF-8 bytes).
-MAX_PART_BYTES = 64 * 1024 * 1024
-#: The largest page a listing returns.
-MAX_PAGE_SIZE = 500
+__all__ = ('Store',)
 
 
-@dataclass(frozen=True)
-class PreparedWrite:
-    """A validated write: the content, its raw input split into chunks, and the content hash."""
-
-    content: StructureContent
-    raw: ChunkedText | None
-    content_hash: str
-
-    @property
-    def key(self) -> StructureKey:
-        return self.content.key
-
-    @property
-    def chunk_count(self) -> int:
-        return 0 if self.raw is None else self.raw.count
-
-
-@dataclass(frozen=True)
-class RawStream:
-    """The raw input of one committed record, read chunk by chunk: for streaming it without holding it whole.
-
-    ``size``, ``sha256`` and ``content_hash`` describe the committed version the chunks belong to. Iterating yields
-    the texts in order, verified as they pass (:func:`~aiida_structstore.core.chunking.iter_verified`): a torn or
-    corrupted read raises :class:`~aiida_structstore.core.exceptions.IntegrityError`, at the latest after the last
-    chunk, so a consumer that has already sent earlier chunks must abort its response rather than finish it.
-    """
-
-    key: StructureKey
-    size: int
-    sha256: str
-    chunk_count: int
-    content_hash: str
-    chunks: Iterator[str]
-
-    @classmethod
-    def of_record(cls, record: StructureRecord, chunks: Iterator[str]) -> RawStream:
-        """The stream of ``record``'s raw input, read as ``chunks``."""
-        return cls(
-            key=record.key,
-            size=record.raw_size or 0,
-            sha256=record.raw_sha256 or '',
-            chunk_count=record.chunk_count,
-            content_hash=record.content_hash,
-            chunks=chunks,
-        )
-
-    def __iter__(self) -> Iterator[str]:
-        return self.chunks
-
-
-def ownership_message(key: StructureKey, writer: str | None, owner: str | None) -> str:
-    """Why a write was refused: the key holds the record of another node."""
-
-    def node(uuid: str | None) -> str:
-        return f'AiiDA node {uuid}' if uuid else 'no AiiDA node'
-
-    return (
-        f'{key} holds the record of {node(owner)}; the record of {node(writer)} was not written over it '
-        '(choose another structure id, or replace it explicitly)'
-    )
-
-
-class StructureStore(ExecutionStore):
-    """A structure store: records keyed by tenant, workspace and structure id, with chunked raw input, and beside
-    them the execution records of the processes that took or produced them (:class:`ExecutionStore`).
+class Store:
+    """A structure store and what it holds beside the structures, over one connection.
 
     Use it as a context manager, or call :meth:`close` when done.
     """
@@ -129,8 +32,10 @@ class StructureStore(ExecutionStore):
     #: nodes (they would describe a store that no longer exists).
     persistent: ClassVar[bool] = True
 
-    def __init__(self, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
-        self.chunk_bytes = chunk_bytes
+    #: The structure records (:class:`~aiida_structstore.store.structures.StructureStore`).
+    structures: StructureStore
+    #: The execution records of the processes that took or produced them.
+    executions: ExecutionStore
 
     @property
     def store_id(self) -> str:
@@ -153,190 +58,13 @@ class StructureStore(ExecutionStore):
         """Read the instance id from the store again on next use of :attr:`instance` (after it changed: the data was
         lost, and a long-running writer goes on with the new instance)."""
 
-    # -- writing -----------------------------------------------------------------------------------------------
-
-    def prepare(self, content: StructureContent, raw: str | bytes | None = None) -> PreparedWrite:
-        """Validate ``content`` and ``raw`` and compute chunks and content hash, without writing anything."""
-        if not isinstance(content, StructureContent):
-            raise InvalidInputError(f'content must be a StructureContent, got {type(content).__name__}')
-        for name, text in (
-            ('cif', content.cif),
-            ('structure', content.structure_json),
-            ('params', content.params_json),
-        ):
-            if text is None:
-                continue
-            size = len(text.encode('utf-8'))
-            if size > MAX_PART_BYTES:
-                raise LimitExceededError(f'{content.key}: {name} is {size} bytes; the limit is {MAX_PART_BYTES} bytes')
-        chunked = None
-        if raw is not None:
-            text = ensure_text(raw, f'{content.key}: raw input')
-            size = len(text.encode('utf-8'))
-            if size > MAX_RAW_BYTES:
-                raise LimitExceededError(
-                    f'{content.key}: raw input is {size} bytes; the limit is {MAX_RAW_BYTES} bytes'
-                )
-            chunked = split_text(text, self.chunk_bytes)
-        digest = content_hash(content, chunked.size if chunked else None, chunked.sha256 if chunked else None)
-        return PreparedWrite(content=content, raw=chunked, content_hash=digest)
-
-    def put(
-        self, content: StructureContent, raw: str | bytes | None = None, *, replace_owner: bool = False
-    ) -> PutResult:
-        """Write one record (and its raw input). Writing the same content again changes nothing.
-
-        A record belongs to the AiiDA node it came from (``node_uuid``, or none): writing content of another node
-        under its key raises :class:`OwnershipError` naming both, and changes nothing, unless ``replace_owner``.
-        """
-        result = self._put_prepared([self.prepare(content, raw)], replace_owner=replace_owner)[0]
-        if result.status == 'conflict':
-            raise OwnershipError(ownership_message(result.key, content.node_uuid, result.owner))
-        return result
-
-    def put_many(
-        self, items: Iterable[tuple[StructureContent, str | bytes | None]], *, replace_owner: bool = False
-    ) -> list[PutResult]:
-        """Write many records, batched as the backend sees fit. Every item is validated before anything is written.
-        A record of another node is left alone and reported with status ``conflict`` (see :meth:`put`)."""
-        return self.put_prepared([self.prepare(content, raw) for content, raw in items], replace_owner=replace_owner)
-
-    def put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
-        """Write records already validated by :meth:`prepare` (as :meth:`put_many` does)."""
-        seen: set[StructureKey] = set()
-        for write in writes:
-            if write.key in seen:
-                raise InvalidInputError(f'{write.key}: the same key appears more than once in one batch')
-            seen.add(write.key)
-        return self._put_prepared(writes, replace_owner=replace_owner) if writes else []
-
-    @abc.abstractmethod
-    def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
-        """Commit validated writes; each one atomically (readers see the old or the new version, never a mix).
-        A write whose ``node_uuid`` differs from the committed record's is a ``conflict`` unless ``replace_owner``."""
-
-    # -- reading -----------------------------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def get(self, key: StructureKey) -> StructureRecord:
-        """Return the committed record under ``key``; raise :class:`NotFoundError` if there is none."""
-
-    def find(self, key: StructureKey) -> StructureRecord | None:
-        """Return the committed record under ``key``, or ``None``."""
-        try:
-            return self.get(key)
-        except NotFoundError:
-            return None
-
-    @abc.abstractmethod
-    def get_raw(self, key: StructureKey) -> str | None:
-        """Return the raw input of the record under ``key`` (``None`` if it has none), verified byte for byte.
-
-        Raises :class:`NotFoundError` if there is no record and :class:`IntegrityError` if the stored chunks do not
-        match the committed size, sha256 or chunk count.
-        """
-
-    def open_raw(self, key: StructureKey) -> RawStream | None:
-        """Return the raw input of the record under ``key`` as a :class:`RawStream` (``None`` if it has none).
-
-        Raises :class:`NotFoundError` if there is no record. This default reads the text whole; backends override
-        it to read chunk by chunk.
-        """
-        record = self.get(key)
-        if record.raw_sha256 is None:
-            return None
-        text = self.get_raw(key)
-        if text is None:  # replaced by a version without raw input in between
-            raise NotFoundError(f'{key} has no raw input any more')
-        return RawStream.of_record(record, iter((text,)))
-
-    @abc.abstractmethod
-    def list(
-        self,
-        tenant_id: str,
-        workspace_id: str,
-        *,
-        cursor: str | None = None,
-        limit: int = 100,
-        updated_from: dt.datetime | None = None,
-        updated_to: dt.datetime | None = None,
-    ) -> Page:
-        """Return one page of a workspace's records, newest (most recently updated) first.
-
-        ``updated_from`` and ``updated_to`` (inclusive, timezone-aware) restrict the listing to records last
-        updated in that range; pass the same range with each page's cursor.
-        """
-
-    def iter_workspace(
-        self,
-        tenant_id: str,
-        workspace_id: str,
-        *,
-        page_size: int = 100,
-        updated_from: dt.datetime | None = None,
-        updated_to: dt.datetime | None = None,
-    ) -> Iterator:
-        """Iterate over every record summary of a workspace (updated in the range, if given), page by page."""
-        cursor = None
-        while True:
-            page = self.list(
-                tenant_id,
-                workspace_id,
-                cursor=cursor,
-                limit=page_size,
-                updated_from=updated_from,
-                updated_to=updated_to,
-            )
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
-
-    @abc.abstractmethod
-    def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
-        """Return ``{structure_id: content_hash}`` for those of ``structure_ids`` that have a committed record."""
-
-    # -- deleting ----------------------------------------------------------------------------------------------
-
-    @abc.abstractmethod
-    def delete(self, key: StructureKey) -> bool:
-        """Delete the record under ``key`` and all its chunks; return whether there was one."""
-
-    @abc.abstractmethod
-    def collect_garbage(self, tenant_id: str, workspace_id: str, *, older_than_seconds: float = 3600.0) -> int:
-        """Delete chunks that no committed record references (left by interrupted writes); return how many.
-
-        Chunks younger than ``older_than_seconds`` are kept: they may belong to a write still in progress.
-        """
-
-    # -- lifecycle ---------------------------------------------------------------------------------------------
-
     def close(self) -> None:
         """Release resources (connections). The store is not usable afterwards."""
 
-    def __enter__(self) -> StructureStore:
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    # -- helpers for backends ----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_scope(tenant_id: str, workspace_id: str) -> None:
-        validate_id(tenant_id, 'tenant_id')
-        validate_id(workspace_id, 'workspace_id')
-
-    @staticmethod
-    def _check_range(updated_from: dt.datetime | None, updated_to: dt.datetime | None) -> None:
-        for name, value in (('updated_from', updated_from), ('updated_to', updated_to)):
-            if value is not None and (not isinstance(value, dt.datetime) or value.tzinfo is None):
-                raise InvalidInputError(f'{name} must be a timezone-aware datetime, got {value!r}')
-
-    @staticmethod
-    def _check_limit(limit: int) -> int:
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE_SIZE:
-            raise InvalidInputError(f'page limit must be an integer from 1 to {MAX_PAGE_SIZE}, got {limit!r}')
-        return limit

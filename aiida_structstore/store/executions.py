@@ -1,9 +1,10 @@
 """The execution part of the store contract: records of AiiDA processes beside the structures.
 
-:class:`ExecutionStore` is a base of :class:`~aiida_structstore.store.base.StructureStore`, so every store holds
-both, and the application reads both through one ``open_store()``. Backends implement the primitives
-(``_put_executions``, ``get_execution``, ``list_executions``, ``execution_hashes``, ``delete_execution``);
-validation and hashing happen once, here.
+Every store (:class:`~aiida_structstore.store.base.Store`) holds one :class:`ExecutionStore`, as
+``store.executions``, beside ``store.structures``: the application reads both through one ``open_store()``. Its verbs
+are the structure collection's (``prepare``, ``put``, ``put_many``, ``get``, ``find``, ``list``, ``iter``,
+``content_hashes``, ``delete``). Backends implement the primitives (``_put_prepared``, ``get``, ``list``,
+``content_hashes``, ``delete``); validation and hashing happen once, here.
 
 Invariants every backend keeps (``tests/store/test_contract_executions.py`` runs on all of them):
 
@@ -54,47 +55,47 @@ class ExecutionStore(abc.ABC):
 
     # -- writing -----------------------------------------------------------------------------------------------
 
-    def prepare_execution(self, content: ExecutionContent) -> PreparedExecution:
+    def prepare(self, content: ExecutionContent) -> PreparedExecution:
         """Validate ``content`` and compute its hash, without writing anything."""
         if not isinstance(content, ExecutionContent):
             raise InvalidInputError(f'content must be an ExecutionContent, got {type(content).__name__}')
         return PreparedExecution(content, compute_hash(content))
 
-    def put_executions(self, contents: Iterable[ExecutionContent]) -> list[ExecutionPutResult]:
+    def put_many(self, contents: Iterable[ExecutionContent]) -> list[ExecutionPutResult]:
         """Write many execution records, batched as the backend sees fit; every item is validated first, and a
         key that appears twice is refused (nothing is written)."""
-        prepared = [self.prepare_execution(content) for content in contents]
+        prepared = [self.prepare(content) for content in contents]
         seen: set[ExecutionKey] = set()
         for write in prepared:
             if write.key in seen:
                 raise InvalidInputError(f'execution {write.key} appears more than once in one batch')
             seen.add(write.key)
-        return self._put_executions(prepared) if prepared else []
+        return self._put_prepared(prepared) if prepared else []
 
-    def put_execution(self, content: ExecutionContent) -> ExecutionPutResult:
-        """Write one execution record (see :meth:`put_executions`)."""
-        return self.put_executions([content])[0]
+    def put(self, content: ExecutionContent) -> ExecutionPutResult:
+        """Write one execution record (see :meth:`put_many`)."""
+        return self.put_many([content])[0]
 
     @abc.abstractmethod
-    def _put_executions(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
+    def _put_prepared(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
         """Commit validated writes, each atomically: ``unchanged`` for the same hash, ``stale`` for a content older
         (by ``modified_at``) than the committed one, else ``created``/``updated``."""
 
     # -- reading -----------------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def get_execution(self, key: ExecutionKey) -> ExecutionRecord:
+    def get(self, key: ExecutionKey) -> ExecutionRecord:
         """The committed record under ``key``; :class:`NotFoundError` if there is none."""
 
-    def find_execution(self, key: ExecutionKey) -> ExecutionRecord | None:
+    def find(self, key: ExecutionKey) -> ExecutionRecord | None:
         """The committed record under ``key``, or ``None``."""
         try:
-            return self.get_execution(key)
+            return self.get(key)
         except NotFoundError:
             return None
 
     @abc.abstractmethod
-    def list_executions(
+    def list(
         self,
         tenant_id: str,
         workspace_id: str,
@@ -111,30 +112,30 @@ class ExecutionStore(abc.ABC):
         ("recently changed"). Pass the same arguments with each page's cursor.
         """
 
-    def iter_executions(self, tenant_id: str, workspace_id: str, **options) -> Iterator[ExecutionRecord]:
-        """Every record :meth:`list_executions` selects, page by page."""
+    def iter(self, tenant_id: str, workspace_id: str, **options) -> Iterator[ExecutionRecord]:
+        """Every record :meth:`list` selects, page by page."""
         cursor = None
         while True:
-            page = self.list_executions(tenant_id, workspace_id, cursor=cursor, limit=MAX_EXECUTION_PAGE, **options)
+            page = self.list(tenant_id, workspace_id, cursor=cursor, limit=MAX_EXECUTION_PAGE, **options)
             yield from page.items
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
 
-    def latest_execution_modified(self, tenant_id: str, workspace_id: str) -> dt.datetime | None:
+    def latest_modified(self, tenant_id: str, workspace_id: str) -> dt.datetime | None:
         """``modified_at`` of the most recently modified record of the workspace (``None`` if it has none): where
         an incremental projection catches up from."""
-        page = self.list_executions(tenant_id, workspace_id, limit=1)
+        page = self.list(tenant_id, workspace_id, limit=1)
         return page.items[0].modified_at if page.items else None
 
     @abc.abstractmethod
-    def execution_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
+    def content_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
         """``{process_uuid: content_hash}`` for those of ``process_uuids`` that have a record."""
 
     # -- deleting ----------------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def delete_execution(self, key: ExecutionKey) -> bool:
+    def delete(self, key: ExecutionKey) -> bool:
         """Delete the record under ``key`` (and its structure links); return whether there was one."""
 
     # -- helpers for backends ----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The in-memory backend: the reference implementation of the store contract, for tests and isolated local runs.
 
-Nothing is persisted. ``MemoryStore()`` is a fresh, empty store; :meth:`MemoryStore.shared` returns the one store
+Nothing is persisted. ``MemoryStore()`` is a fresh, empty store (its ``structures`` and ``executions`` each keep
+their records in a dictionary under their own lock); :meth:`MemoryStore.shared` returns the one store
 of this process that ``open_store()`` hands out for ``STRUCTURE_STORE_BACKEND=memory``, so that a projection and a
 later read in the same process see the same data.
 
@@ -23,10 +24,11 @@ from ..core.chunking import iter_verified, join_chunks
 from ..core.exceptions import InvalidInputError, NotFoundError
 from ..core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
 from ..core.structures import Page, PutResult, StructureKey, StructureRecord, StructureSummary
-from .base import PreparedWrite, RawStream, StructureStore
-from .executions import PreparedExecution
+from .base import Store
+from .executions import ExecutionStore, PreparedExecution
+from .structures import PreparedWrite, RawStream, StructureStore
 
-__all__ = ('MemoryStore',)
+__all__ = ('MemoryExecutions', 'MemoryStore', 'MemoryStructures')
 
 
 @dataclass(frozen=True)
@@ -54,32 +56,17 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}') from exc
 
 
-class MemoryStore(StructureStore):
-    """A thread-safe, in-process store."""
-
-    backend: ClassVar[str] = 'memory'
-    persistent: ClassVar[bool] = False
-    _shared: ClassVar[MemoryStore | None] = None
-    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+class MemoryStructures(StructureStore):
+    """The structure records of a :class:`MemoryStore`."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._lock = threading.RLock()
         self._data: dict[tuple[str, str], dict[str, _Entry]] = {}
-        self._executions: dict[tuple[str, str], dict[str, ExecutionRecord]] = {}
 
-    @classmethod
-    def shared(cls) -> MemoryStore:
-        """Return this process's shared memory store (created on first use)."""
-        with cls._shared_lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
-
-    def __repr__(self) -> str:
+    def __len__(self) -> int:
         with self._lock:
-            count = sum(len(records) for records in self._data.values())
-        return f'MemoryStore(records={count})'
+            return sum(len(records) for records in self._data.values())
 
     def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
         results = []
@@ -228,9 +215,19 @@ class MemoryStore(StructureStore):
         self._check_scope(tenant_id, workspace_id)
         return 0
 
-    # -- executions --------------------------------------------------------------------------------------------
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
 
-    def _put_executions(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
+
+class MemoryExecutions(ExecutionStore):
+    """The execution records of a :class:`MemoryStore`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._executions: dict[tuple[str, str], dict[str, ExecutionRecord]] = {}
+
+    def _put_prepared(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
         results = []
         with self._lock:
             for write in writes:
@@ -249,7 +246,7 @@ class MemoryStore(StructureStore):
                 results.append(ExecutionPutResult(key=key, status=status, content_hash=write.content_hash))
         return results
 
-    def get_execution(self, key: ExecutionKey) -> ExecutionRecord:
+    def get(self, key: ExecutionKey) -> ExecutionRecord:
         self._check_key(key)
         with self._lock:
             record = self._executions.get((key.tenant_id, key.workspace_id), {}).get(key.process_uuid)
@@ -257,7 +254,7 @@ class MemoryStore(StructureStore):
             raise NotFoundError(f'no execution {key}')
         return record
 
-    def list_executions(
+    def list(
         self,
         tenant_id: str,
         workspace_id: str,
@@ -285,19 +282,47 @@ class MemoryStore(StructureStore):
             next_cursor = encode_cursor(page[-1].modified_at, page[-1].key.process_uuid)
         return ExecutionPage(items=tuple(page), next_cursor=next_cursor)
 
-    def execution_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
+    def content_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
         uuids = self._check_uuids(tenant_id, workspace_id, process_uuids)
         with self._lock:
             scope = self._executions.get((tenant_id, workspace_id), {})
             return {uuid: scope[uuid].content_hash for uuid in uuids if uuid in scope}
 
-    def delete_execution(self, key: ExecutionKey) -> bool:
+    def delete(self, key: ExecutionKey) -> bool:
         self._check_key(key)
         with self._lock:
             return self._executions.get((key.tenant_id, key.workspace_id), {}).pop(key.process_uuid, None) is not None
 
     def clear(self) -> None:
-        """Remove every record (for tests)."""
         with self._lock:
-            self._data.clear()
             self._executions.clear()
+
+
+class MemoryStore(Store):
+    """A thread-safe, in-process store."""
+
+    backend: ClassVar[str] = 'memory'
+    persistent: ClassVar[bool] = False
+    _shared: ClassVar[MemoryStore | None] = None
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, **kwargs) -> None:
+        """``kwargs`` are the structure collection's (``chunk_bytes``)."""
+        self.structures = MemoryStructures(**kwargs)
+        self.executions = MemoryExecutions()
+
+    @classmethod
+    def shared(cls) -> MemoryStore:
+        """Return this process's shared memory store (created on first use)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def __repr__(self) -> str:
+        return f'MemoryStore(records={len(self.structures)})'
+
+    def clear(self) -> None:
+        """Remove every record (for tests)."""
+        self.structures.clear()
+        self.executions.clear()

@@ -47,8 +47,9 @@ from aiida.manage import get_manager
 from ..core.exceptions import InvalidInputError, StructStoreError
 from ..core.limits import CONVEX
 from ..core.structures import Source, StructureKey
-from ..store.base import PreparedWrite, StructureStore, ownership_message
+from ..store.base import Store
 from ..store.convex import INLINE_BYTES
+from ..store.structures import PreparedWrite, ownership_message
 from ..tracking import Origin, find_origins, is_current, remember, target_entry, target_extra
 from .projection import DEFAULT_ID_TEMPLATE, render_structure_id, structure_content
 
@@ -215,16 +216,14 @@ def _raw_text(file_pk: int) -> str:
     return read_text(orm.load_node(file_pk))
 
 
-def prepare_node(
-    store: StructureStore, key: StructureKey, uuid: str, attributes: dict, origin: Origin | None
-) -> PreparedWrite:
+def prepare_node(store: Store, key: StructureKey, uuid: str, attributes: dict, origin: Origin | None) -> PreparedWrite:
     """The validated write of one node's record (raw file and parameters from its origin, if any)."""
     source = origin.source if origin else Source.of('aiida')
     content = structure_content(
         attributes, key=key, node_uuid=uuid, source=source, params=origin.parameters if origin else None
     )
     raw = _raw_text(origin.file_pk) if origin and origin.file_pk is not None else None
-    return store.prepare(content, raw)
+    return store.structures.prepare(content, raw)
 
 
 def _reason(exc: Exception) -> str:
@@ -235,7 +234,7 @@ def _reason(exc: Exception) -> str:
 
 
 def sync_structures(
-    store: StructureStore,
+    store: Store,
     *,
     tenant_id: str,
     workspace_id: str,
@@ -311,7 +310,7 @@ class _Sync:
 
     def __init__(
         self,
-        store: StructureStore,
+        store: Store,
         tenant_id: str,
         workspace_id: str,
         id_template: str,
@@ -373,7 +372,9 @@ class _Sync:
                     report.fail(pk, _reason(exc))
         if self.check_store or not self.tracked:
             ids = [w.key.structure_id for _, w in prepared]
-            known: dict[str, str | None] = dict(self.store.content_hashes(self.tenant_id, self.workspace_id, ids))
+            known: dict[str, str | None] = dict(
+                self.store.structures.content_hashes(self.tenant_id, self.workspace_id, ids)
+            )
         else:
             known = {}
             for pk, write in prepared:
@@ -432,13 +433,13 @@ class _Sync:
         return True
 
 
-def _write(store: StructureStore, changed: list[tuple[int, PreparedWrite]], tracked: bool) -> _Written:
+def _write(store: Store, changed: list[tuple[int, PreparedWrite]], tracked: bool) -> _Written:
     """Write ``changed`` (in the writer thread). A record the store refuses (invalid for it, or owned by another
     node) fails its node only. Then read the store's instance id again, to notice a store that lost its data."""
     result = _Written()
     if changed:
         try:
-            results = store.put_prepared([w for _, w in changed])
+            results = store.structures.put_prepared([w for _, w in changed])
         except InvalidInputError:
             if len(changed) == 1:
                 raise
@@ -446,7 +447,7 @@ def _write(store: StructureStore, changed: list[tuple[int, PreparedWrite]], trac
             results = []
             for pk, write in changed:
                 try:
-                    results.extend(store.put_prepared([write]))
+                    results.extend(store.structures.put_prepared([write]))
                 except InvalidInputError as exc:
                     result.failures.append((pk, str(exc)))
                     results.append(None)

@@ -20,7 +20,7 @@ from aiida import orm
 
 from ..core.exceptions import InvalidInputError, StructStoreError
 from ..core.values import validate_id
-from ..store.base import StructureStore
+from ..store.base import Store
 from ..tracking import find_origins, target_extra
 from .sync import prepare_node
 
@@ -45,7 +45,7 @@ class VerifyReport:
 
 
 def verify_workspace(
-    store: StructureStore, tenant_id: str, workspace_id: str, *, check_raw: bool = True, page_size: int = 200
+    store: Store, tenant_id: str, workspace_id: str, *, check_raw: bool = True, page_size: int = 200
 ) -> VerifyReport:
     report = VerifyReport()
     _records_against_nodes(store, tenant_id, workspace_id, report, check_raw=check_raw, page_size=page_size)
@@ -55,11 +55,11 @@ def verify_workspace(
 
 
 def _records_against_nodes(
-    store: StructureStore, tenant_id: str, workspace_id: str, report: VerifyReport, *, check_raw: bool, page_size: int
+    store: Store, tenant_id: str, workspace_id: str, report: VerifyReport, *, check_raw: bool, page_size: int
 ) -> None:
     cursor = None
     while True:
-        page = store.list(tenant_id, workspace_id, cursor=cursor, limit=page_size)
+        page = store.structures.list(tenant_id, workspace_id, cursor=cursor, limit=page_size)
         uuids = [item.node_uuid for item in page.items if item.node_uuid]
         nodes = {}
         if uuids:
@@ -73,7 +73,7 @@ def _records_against_nodes(
             problem = None
             try:
                 if item.has_raw and check_raw:
-                    store.get_raw(item.key)
+                    store.structures.get_raw(item.key)
                 if item.node_uuid is None:
                     report.without_node += 1
                     problem = 'has no AiiDA node: it was not projected from AiiDA and cannot be verified'
@@ -99,7 +99,7 @@ def _records_against_nodes(
 
 
 def _nodes_against_records(
-    store: StructureStore, tenant_id: str, workspace_id: str, report: VerifyReport, *, page_size: int
+    store: Store, tenant_id: str, workspace_id: str, report: VerifyReport, *, page_size: int
 ) -> None:
     extra = target_extra(store.store_id, tenant_id, workspace_id)
     after_id = 0
@@ -125,7 +125,7 @@ def _nodes_against_records(
             except InvalidInputError:
                 report.problems.append((str(structure_id), f'node {pk} ({uuid}) remembers an invalid structure id'))
         report.remembered += len(remembered)
-        found = store.content_hashes(tenant_id, workspace_id, list(remembered)) if remembered else {}
+        found = store.structures.content_hashes(tenant_id, workspace_id, list(remembered)) if remembered else {}
         for structure_id, (pk, uuid) in remembered.items():
             if structure_id not in found:
                 report.missing += 1

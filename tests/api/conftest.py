@@ -79,7 +79,7 @@ def seed(examples):
                 source=example.source,
                 params=example.params,
             )
-        store.put_many((content, examples[sid].raw) for sid, content in contents.items())
+        store.structures.put_many((content, examples[sid].raw) for sid, content in contents.items())
         return contents
 
     return write

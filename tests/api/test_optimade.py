@@ -241,7 +241,7 @@ class TestIsolation:
             (tenant, 'private', 'x-secret-2'),
         ):
             key = StructureKey.of(tenant_id, workspace_id, structure_id)
-            backend.put(workspace['fe2o3'].model_copy(update={'key': key}))
+            backend.structures.put(workspace['fe2o3'].model_copy(update={'key': key}))
 
     @pytest.mark.parametrize(
         'query',
@@ -316,12 +316,12 @@ class TestPushDown:
         from aiida_structstore.core.structures import StructureKey
 
         def updated(sid):
-            return backend.get(StructureKey.of(tenant, 'lab', sid)).updated_at
+            return backend.structures.get(StructureKey.of(tenant, 'lab', sid)).updated_at
 
         # Make `si` strictly the newest record: rewrite it until the store's clock (milliseconds) has moved on.
         before = max(updated(sid) for sid in workspace)
         for attempt in range(100_000):
-            backend.put(workspace['si'].model_copy(update={'params': {'touched': attempt}}))
+            backend.structures.put(workspace['si'].model_copy(update={'params': {'touched': attempt}}))
             if updated('si') > before:
                 break
         stamp = updated('si').isoformat(timespec='milliseconds').replace('+00:00', 'Z')

@@ -14,7 +14,8 @@ import httpx
 
 from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import MemoryStore
-from aiida_structstore.store.convex import ConvexStore
+from aiida_structstore.store.convex import ConvexStructures
+from aiida_structstore.store.memory import MemoryStructures
 
 from .conftest import bearer, make_token
 
@@ -28,7 +29,7 @@ def test_50_mb_raw_streams_with_flat_memory(backend, live_server, tenant):
     text = LINE * (50_000_000 // len(LINE.encode()))
     expected = hashlib.sha256(text.encode()).hexdigest()
     content = StructureContent(key=StructureKey.of(tenant, 'big', 'huge'), source=Source(kind='pw-input'))
-    backend.put(content, raw=text)
+    backend.structures.put(content, raw=text)
     size = len(text.encode())
     del text
     headers = bearer(make_token(tenant, ['big']))
@@ -49,7 +50,7 @@ def test_50_mb_raw_streams_with_flat_memory(backend, live_server, tenant):
     # For comparison, the same raw input read whole by the store (what a non-streaming route would do).
     tracemalloc.start()
     try:
-        assert len(backend.get_raw(content.key)) > 0
+        assert len(backend.structures.get_raw(content.key)) > 0
         _, whole = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -67,20 +68,20 @@ def test_a_corrupted_raw_input_cuts_the_response_short(backend, live_server, ten
     """Every chunk is corrupted in the same-sized way: only the sha256, checked after the last chunk, can tell. The
     last piece is held back until then, so the body stays short of Content-Length and the client sees an error."""
     content = StructureContent(key=StructureKey.of(tenant, 'lab', 'torn'), source=Source(kind='pw-input'))
-    backend.put(content, raw='x' * (3 * backend.chunk_bytes))
+    backend.structures.put(content, raw='x' * (3 * backend.structures.chunk_bytes))
     if isinstance(backend, MemoryStore):
-        original = MemoryStore._chunks_of
+        original = MemoryStructures._chunks_of
         monkeypatch.setattr(
-            MemoryStore, '_chunks_of', staticmethod(lambda entry: [(i, t.upper()) for i, t in original(entry)])
+            MemoryStructures, '_chunks_of', staticmethod(lambda entry: [(i, t.upper()) for i, t in original(entry)])
         )
     else:
-        read_page = ConvexStore._read_chunk_page
+        read_page = ConvexStructures._read_chunk_page
 
         def corrupted(self, *args, **kwargs):
             pairs, next_index = read_page(self, *args, **kwargs)
             return [(i, t.upper()) for i, t in pairs], next_index
 
-        monkeypatch.setattr(ConvexStore, '_read_chunk_page', corrupted)
+        monkeypatch.setattr(ConvexStructures, '_read_chunk_page', corrupted)
     with httpx.Client(base_url=live_server.url, timeout=60) as client:
         try:
             response = client.get('/api/structures/torn/raw', headers=bearer(make_token(tenant, ['lab'])))

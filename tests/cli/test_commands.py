@@ -57,7 +57,7 @@ def test_project_show_list_delete(run_cli_command, convex_backend, scope, tenant
     node = generate_structure('fe2o3').store()
     result = run_cli_command(cmd_structstore, ['project', node.pk, *scope, '--structure-id', 'hematite'])
     (receipt,) = rows(result.output)
-    record = convex_backend.get(StructureKey.of(tenant, 'cli', 'hematite'))
+    record = convex_backend.structures.get(StructureKey.of(tenant, 'cli', 'hematite'))
     assert (receipt['pk'], receipt['structure id'], receipt['status']) == (str(node.pk), 'hematite', 'created')
     assert record.content_hash.startswith(receipt['content hash'])
     assert record.node_uuid == node.uuid
@@ -80,7 +80,7 @@ def test_project_show_list_delete(run_cli_command, convex_backend, scope, tenant
     assert (listed['structure id'], listed['formula'], listed['sites']) == ('hematite', 'Fe2O3', '10')
 
     run_cli_command(cmd_structstore, ['delete', 'hematite', *scope, '--force'])
-    assert convex_backend.find(record.key) is None
+    assert convex_backend.structures.find(record.key) is None
     missing = run_cli_command(cmd_structstore, ['show', 'hematite', *scope], raises=True)
     assert f'NotFoundError: no structure {tenant}/cli/hematite' in missing.output
 
@@ -92,10 +92,10 @@ def test_project_into_another_nodes_record(run_cli_command, convex_backend, scop
     refused = run_cli_command(cmd_structstore, ['project', second.pk, *scope, '--structure-id', 'latest'], raises=True)
     assert first.uuid in refused.output and second.uuid in refused.output
     assert orm.QueryBuilder().append(orm.CalcFunctionNode).count() == processes  # refused before any provenance
-    assert convex_backend.get(StructureKey.of(tenant, 'cli', 'latest')).node_uuid == first.uuid
+    assert convex_backend.structures.get(StructureKey.of(tenant, 'cli', 'latest')).node_uuid == first.uuid
     replaced = run_cli_command(cmd_structstore, ['project', second.pk, *scope, '--structure-id', 'latest', '--replace'])
     assert rows(replaced.output)[0]['status'] == 'updated'
-    assert convex_backend.get(StructureKey.of(tenant, 'cli', 'latest')).node_uuid == second.uuid
+    assert convex_backend.structures.get(StructureKey.of(tenant, 'cli', 'latest')).node_uuid == second.uuid
 
 
 def test_show_raw_is_byte_exact(run_cli_command, convex_backend, scope, tenant, generate_structure, tmp_path):
@@ -129,19 +129,21 @@ def test_sync_verify_gc(run_cli_command, convex_backend, scope, tenant, generate
         'unchanged': '0',
         'failed': '0',
     }
-    assert {r.key.structure_id for r in convex_backend.iter_workspace(tenant, 'cli')} == {n.uuid for n in group.nodes}
+    assert {r.key.structure_id for r in convex_backend.structures.iter_workspace(tenant, 'cli')} == {
+        n.uuid for n in group.nodes
+    }
     (second,) = rows(run_cli_command(cmd_structstore, ['sync', '-G', group.label, *scope]).output)
     assert (second['new'], second['unchanged']) == ('0', '4')
     dry = run_cli_command(cmd_structstore, ['sync', '-G', group.label, '--dry-run', *scope[:2], '-w', 'other'])
     assert rows(dry.output)[0]['would be new'] == '4'
-    assert convex_backend.list(tenant, 'other').items == ()
+    assert convex_backend.structures.list(tenant, 'other').items == ()
 
     (verified,) = rows(run_cli_command(cmd_structstore, ['verify', *scope]).output)
     assert (verified['records'], verified['match their node'], verified['missing from the store']) == ('4', '4', '0')
     # A record that no longer matches its node is reported, with exit code 1.
     uuid = next(iter(group.nodes)).uuid
-    content = convex_backend.get(StructureKey.of(tenant, 'cli', uuid)).to_content()
-    convex_backend.put(content.model_copy(update={'cif': 'data_tampered\n'}))
+    content = convex_backend.structures.get(StructureKey.of(tenant, 'cli', uuid)).to_content()
+    convex_backend.structures.put(content.model_copy(update={'cif': 'data_tampered\n'}))
     failed = run_cli_command(cmd_structstore, ['verify', *scope], raises=True)
     assert f'{uuid}: differs from its AiiDA node' in failed.output
     assert rows(failed.output)[0]['match their node'] == '3'

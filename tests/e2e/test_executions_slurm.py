@@ -41,7 +41,7 @@ def watched(daemon, convex_server, convex_backend):
             return node
 
         def record(node):
-            return convex_backend.find_execution(ExecutionKey.of(tenant, 'jobs', node.uuid))
+            return convex_backend.executions.find(ExecutionKey.of(tenant, 'jobs', node.uuid))
 
         yield submit_into_group, record, pushes, watcher
 
@@ -80,7 +80,7 @@ def test_host_names_only_when_configured(watched, add_code, convex_backend, monk
     tenant = record(node).key.tenant_id
     report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='hosts', processes=[node.pk])
     assert report.new == 1
-    shown = convex_backend.get_execution(ExecutionKey.of(tenant, 'hosts', node.uuid))
+    shown = convex_backend.executions.get(ExecutionKey.of(tenant, 'hosts', node.uuid))
     assert shown.hostname == add_code.computer.hostname == 'localhost'
 
 

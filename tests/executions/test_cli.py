@@ -104,7 +104,7 @@ def test_watch_runs_until_interrupted(broker, convex_backend, convex_server, gen
             if 'new' in line and 'updated' in line:
                 break
         key = ExecutionKey.of(tenant, 'w', before.uuid)
-        assert convex_backend.get_execution(key).state == 'finished', ''.join(lines)
+        assert convex_backend.executions.get(key).state == 'finished', ''.join(lines)
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     finally:

@@ -31,7 +31,7 @@ def sync_structs(store, tenant, nodes, workspace='w'):
 
 
 def record_of(store, tenant, node, workspace='w'):
-    return store.get_execution(ExecutionKey.of(tenant, workspace, node.uuid))
+    return store.executions.get(ExecutionKey.of(tenant, workspace, node.uuid))
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_linked_processes_and_what_they_called(convex_backend, workflow, tenant)
     called = record_of(convex_backend, tenant, child)
     assert (called.kind, called.parent_uuid, called.process_label) == ('calcfunction', chain.uuid, 'strain')
     assert called.structures_in == (structure.uuid,) and called.structures_out == (strained.uuid,)
-    of_input = convex_backend.list_executions(tenant, 'w', structure_id=structure.uuid).items
+    of_input = convex_backend.executions.list(tenant, 'w', structure_id=structure.uuid).items
     assert {r.key.process_uuid for r in of_input} == {chain.uuid, child.uuid}
     # The projection is remembered on the process nodes, next to the engine's own extras.
     extras = orm.load_node(chain.pk).base.extras.all
@@ -73,10 +73,10 @@ def test_a_second_sync_writes_nothing_and_calls_nothing(convex_backend, workflow
     sync_structs(convex_backend, tenant, [structure])
     first = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True)
     assert first.new == 2
-    calls = convex_backend.calls
+    calls = convex_backend.transport.calls
     again = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True)
     assert (again.new, again.updated, again.unchanged, again.failed) == (0, 0, 2, 0)
-    assert convex_backend.calls == calls
+    assert convex_backend.transport.calls == calls
 
 
 def test_incremental_by_modification_time(convex_backend, workflow, generate_structure, tenant):
@@ -89,12 +89,12 @@ def test_incremental_by_modification_time(convex_backend, workflow, generate_str
     assert report.selected == 3 and report.considered <= 3 and report.new == 1
     assert record_of(convex_backend, tenant, later).structures_in == (structure.uuid,)
     # Nothing changed since: nothing is considered beyond the margin, nothing is written.
-    calls = convex_backend.calls
+    calls = convex_backend.transport.calls
     quiet = sync_executions(
         convex_backend, tenant_id=tenant, workspace_id='w', linked=True, since=dt.datetime.now(dt.timezone.utc)
     )
     assert (quiet.considered, quiet.new, quiet.updated) == (0, 0, 0)
-    assert convex_backend.calls == calls
+    assert convex_backend.transport.calls == calls
 
 
 def test_a_structure_projected_later_is_linked_by_the_next_incremental_sync(convex_backend, workflow, tenant):
@@ -112,7 +112,7 @@ def test_a_structure_projected_later_is_linked_by_the_next_incremental_sync(conv
     )
     assert report.updated == 2, report.as_dict()
     assert record_of(convex_backend, tenant, chain).structures_out == (strained.uuid,)
-    assert [r.key.process_uuid for r in convex_backend.list_executions(tenant, 'w', structure_id=strained.uuid).items]
+    assert [r.key.process_uuid for r in convex_backend.executions.list(tenant, 'w', structure_id=strained.uuid).items]
 
 
 def test_failed_and_excepted_processes(convex_backend, generate_structure, tenant):
@@ -176,6 +176,6 @@ def test_a_copied_projection_does_not_count(convex_backend, workflow, tenant):
     _, on_clone = run_get_node(StrainWorkChain, structure=clone)
     report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True)
     assert report.selected == 2  # the work chain on the original and what it called; nothing on the clone
-    assert convex_backend.find_execution(ExecutionKey.of(tenant, 'w', on_clone.uuid)) is None
+    assert convex_backend.executions.find(ExecutionKey.of(tenant, 'w', on_clone.uuid)) is None
     report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', processes=[on_clone.pk])
     assert record_of(convex_backend, tenant, on_clone).structures_in == ()

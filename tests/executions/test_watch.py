@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def find(store, tenant, node, workspace='w'):
-    return store.find_execution(ExecutionKey.of(tenant, workspace, node.uuid))
+    return store.executions.find(ExecutionKey.of(tenant, workspace, node.uuid))
 
 
 def finished(store, tenant, node, workspace='w'):

@@ -19,15 +19,15 @@ def test_the_projection_step_records_itself_and_its_caller(convex_backend, gener
     step = next(n for n in parent.called if n.process_label == 'ProjectStructuresWorkChain')
     # `called` has no order: the strain calcfunction is the one that is not the step.
     strained = next(n for n in parent.called if n.pk != step.pk).outputs.result
-    record = convex_backend.get_execution(ExecutionKey.of(tenant, 'wf', step.uuid))
+    record = convex_backend.executions.get(ExecutionKey.of(tenant, 'wf', step.uuid))
     assert (record.state, record.exit_status, record.kind) == ('finished', 0, 'workchain')
     assert record.parent_uuid == parent.uuid
     assert record.structures_in == tuple(sorted([structure.uuid, strained.uuid]))
-    caller = convex_backend.get_execution(ExecutionKey.of(tenant, 'wf', parent.uuid))
+    caller = convex_backend.executions.get(ExecutionKey.of(tenant, 'wf', parent.uuid))
     # Recorded while it waited for the step; its final state is the watcher's or the next sync's to record.
     assert caller.state in ('waiting', 'running') and caller.exit_status is None
     assert caller.structures_in == (structure.uuid,)
-    of_strained = convex_backend.list_executions(tenant, 'wf', structure_id=strained.uuid).items
+    of_strained = convex_backend.executions.list(tenant, 'wf', structure_id=strained.uuid).items
     assert [r.key.process_uuid for r in of_strained] == [step.uuid]
 
 
@@ -41,5 +41,5 @@ def test_recording_can_be_turned_off(convex_backend, generate_structure, tenant)
         record_executions=orm.Bool(False),
     )
     assert parent.is_finished_ok
-    assert convex_backend.list_executions(tenant, 'off').items == ()
-    assert len(list(convex_backend.iter_workspace(tenant, 'off'))) == 2
+    assert convex_backend.executions.list(tenant, 'off').items == ()
+    assert len(list(convex_backend.structures.iter_workspace(tenant, 'off'))) == 2

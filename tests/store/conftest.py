@@ -13,6 +13,7 @@ import pytest
 from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import MemoryStore
 from aiida_structstore.store.convex import ConvexStore
+from aiida_structstore.store.memory import MemoryStructures
 
 #: ``convex-deployment`` runs when ``CONVEX_URL`` and ``CONVEX_DEPLOY_KEY`` point to a real deployment that has the
 #: functions of ``convex/`` deployed (see docs/convex-projection.md); it is skipped otherwise.
@@ -74,14 +75,14 @@ def corrupt_chunks(monkeypatch):
 
     def corrupt(store, change):
         if isinstance(store, MemoryStore):
-            original = MemoryStore._chunks_of
+            original = MemoryStructures._chunks_of
             monkeypatch.setattr(
-                MemoryStore, '_chunks_of', staticmethod(lambda entry: [(i, change(t)) for i, t in original(entry)])
+                MemoryStructures, '_chunks_of', staticmethod(lambda entry: [(i, change(t)) for i, t in original(entry)])
             )
         else:
-            original = type(store)._read_chunk_page
+            original = type(store.structures)._read_chunk_page
             monkeypatch.setattr(
-                type(store),
+                type(store.structures),
                 '_read_chunk_page',
                 lambda self, *a, **k: (
                     [(i, change(t)) for i, t in original(self, *a, **k)[0]],

@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
 from ...core.structures import StructureRecord
-from ...store import StructureStore
+from ...store import Store
 from ..auth import Principal
 from ..context import ReadContext, Scope, http_errors
 from ..structures import CACHE_HEADERS
@@ -236,7 +236,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
     def structures(
         request: Request,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         filter: str | None = Query(None, description='an OPTIMADE filter'),
         response_format: str = Query('json'),
         response_fields: str | None = Query(None),
@@ -266,7 +266,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
             for doc in page:
                 record = selection.records.get(doc['id'])
                 if record is None and _needs_payload(fields):
-                    record = store.find(scope.key(doc['id']))
+                    record = store.structures.find(scope.key(doc['id']))
                 records.append(record)
         data = [
             _resource(record, fields) if record is not None else _summary_resource(doc, fields)
@@ -293,7 +293,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         request: Request,
         entry_id: str = Path(min_length=1, max_length=128),
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         response_format: str = Query('json'),
         response_fields: str | None = Query(None),
     ) -> Response:
@@ -302,7 +302,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         fields, notes = _response_fields(response_fields)
         key = scope.key(entry_id)
         with http_errors('entry'):
-            record = store.get(key)
+            record = store.structures.get(key)
         meta = _meta(request, warnings_=tuple(notes), data_returned=1)
         return _json(StructureResponseOne(meta=meta, data=_resource(record, fields), links=ToplevelLinks(next=None)))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from ...core.exceptions import InvalidInputError
 from ...core.structures import StructureKey, StructureRecord
-from ...store import StructureStore
+from ...store import Store
 from ..context import Scope
 from .fields import document
 from .filters import CompiledFilter
@@ -43,7 +43,7 @@ class Selection:
     read: int = 0
 
 
-def select(store: StructureStore, scope: Scope, compiled: CompiledFilter) -> Selection:
+def select(store: Store, scope: Scope, compiled: CompiledFilter) -> Selection:
     """The entries of ``scope``'s workspace that match ``compiled`` (in no particular order)."""
     selection = Selection(documents=[])
     candidates: list[dict[str, Any]] = []
@@ -53,7 +53,7 @@ def select(store: StructureStore, scope: Scope, compiled: CompiledFilter) -> Sel
                 key = StructureKey.of(scope.tenant_id, scope.workspace_id, structure_id)
             except InvalidInputError:
                 continue  # no record can have this id
-            record = store.find(key)
+            record = store.structures.find(key)
             selection.read += 1
             if record is not None:
                 selection.records[structure_id] = record
@@ -61,7 +61,7 @@ def select(store: StructureStore, scope: Scope, compiled: CompiledFilter) -> Sel
     else:
         count = 0
         bounded = compiled.modified_from is not None or compiled.modified_to is not None
-        for summary in store.iter_workspace(
+        for summary in store.structures.iter_workspace(
             scope.tenant_id,
             scope.workspace_id,
             page_size=SCAN_PAGE_SIZE,
@@ -71,7 +71,7 @@ def select(store: StructureStore, scope: Scope, compiled: CompiledFilter) -> Sel
             count += 1
             selection.read += 1
             if compiled.needs_payload:
-                record = store.find(summary.key)
+                record = store.structures.find(summary.key)
                 if record is None:
                     continue  # deleted meanwhile
                 selection.records[summary.key.structure_id] = record

@@ -85,7 +85,7 @@ def project_structure(
     )
     raw_text = read_text(raw) if raw is not None else None
     with open_store() as store:
-        result = store.put(content, raw=raw_text, replace_owner=bool(replace_owner and replace_owner.value))
+        result = store.structures.put(content, raw=raw_text, replace_owner=bool(replace_owner and replace_owner.value))
         backend = store.backend
         if store.persistent:
             entry = target_entry(

@@ -1,9 +1,11 @@
-"""The Convex backend: :class:`ConvexStore` (:mod:`.store`) over the HTTP transport of :mod:`.transport`.
+"""The Convex backend: :class:`ConvexStore` (:mod:`.store`) composes the structure records (:mod:`.structures`) and
+the execution records (:mod:`.executions`) over the HTTP transport of :mod:`.transport`.
 
 This package imports no AiiDA module.
 """
 
-from .store import INLINE_BYTES, ConvexStore
+from .store import ConvexStore
+from .structures import INLINE_BYTES, ConvexStructures
 from .transport import DEFAULT_WRITE_RATE
 
-__all__ = ('DEFAULT_WRITE_RATE', 'INLINE_BYTES', 'ConvexStore')
+__all__ = ('DEFAULT_WRITE_RATE', 'INLINE_BYTES', 'ConvexStore', 'ConvexStructures')

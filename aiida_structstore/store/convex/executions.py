@@ -22,6 +22,7 @@ from ...core.exceptions import BackendError, InvalidInputError, NotFoundError
 from ...core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
 from ...core.limits import PROTOCOL
 from ..executions import ExecutionStore, PreparedExecution
+from .transport import ConvexTransport
 
 __all__ = ('ConvexExecutions',)
 
@@ -56,11 +57,12 @@ def _unwrap_cursor(cursor: str, structure_id: str | None) -> str:
 
 
 class ConvexExecutions(ExecutionStore):
-    """The execution part of :class:`~aiida_structstore.store.convex.ConvexStore` (needs its ``_call``)."""
+    """The execution records of a :class:`~aiida_structstore.store.convex.ConvexStore`, over its transport."""
 
-    _call: Any
+    def __init__(self, transport: ConvexTransport) -> None:
+        self.transport = transport
 
-    def _put_executions(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
+    def _put_prepared(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
         statuses: dict[ExecutionKey, str] = {}
         by_scope: dict[tuple[str, str], list[PreparedExecution]] = {}
         for write in writes:
@@ -68,7 +70,7 @@ class ConvexExecutions(ExecutionStore):
         for (tenant_id, workspace_id), pending in by_scope.items():
             while pending:
                 batch = self._next_batch(pending)
-                reply = self._call(
+                reply = self.transport.call(
                     'mutation',
                     'putExecutions',
                     {
@@ -132,13 +134,13 @@ class ConvexExecutions(ExecutionStore):
         key = self._check_key(key)
         return {'tenant_id': key.tenant_id, 'workspace_id': key.workspace_id, 'process_uuid': key.process_uuid}
 
-    def get_execution(self, key: ExecutionKey) -> ExecutionRecord:
-        document = self._call('query', 'getExecution', self._execution_key_args(key), module=MODULE)
+    def get(self, key: ExecutionKey) -> ExecutionRecord:
+        document = self.transport.call('query', 'getExecution', self._execution_key_args(key), module=MODULE)
         if document is None:
             raise NotFoundError(f'no execution {key}')
         return self._execution_record(document)
 
-    def list_executions(
+    def list(
         self,
         tenant_id: str,
         workspace_id: str,
@@ -163,7 +165,7 @@ class ConvexExecutions(ExecutionStore):
         while True:
             paging = {'numItems': float(min(limit - len(items), page_size)), 'cursor': convex_cursor}
             try:
-                reply = self._call('query', function, {**args, 'paginationOpts': paging}, module=MODULE)
+                reply = self.transport.call('query', function, {**args, 'paginationOpts': paging}, module=MODULE)
             except BackendError as exc:
                 if cursor is not None:
                     raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
@@ -174,11 +176,11 @@ class ConvexExecutions(ExecutionStore):
                 next_cursor = None if convex_cursor is None else _wrap_cursor(convex_cursor, structure_id)
                 return ExecutionPage(items=tuple(items), next_cursor=next_cursor)
 
-    def execution_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
+    def content_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
         uuids = list(dict.fromkeys(self._check_uuids(tenant_id, workspace_id, process_uuids)))
         found: dict[str, str] = {}
         for start in range(0, len(uuids), HASH_QUERY_IDS):
-            reply = self._call(
+            reply = self.transport.call(
                 'query',
                 'executionHashes',
                 {
@@ -191,6 +193,6 @@ class ConvexExecutions(ExecutionStore):
             found.update({item['process_uuid']: item['content_hash'] for item in reply})
         return found
 
-    def delete_execution(self, key: ExecutionKey) -> bool:
-        reply = self._call('mutation', 'removeExecution', self._execution_key_args(key), module=MODULE)
+    def delete(self, key: ExecutionKey) -> bool:
+        reply = self.transport.call('mutation', 'removeExecution', self._execution_key_args(key), module=MODULE)
         return bool(reply['existed'])

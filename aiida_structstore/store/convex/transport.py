@@ -181,7 +181,7 @@ class ConvexTransport:
         """``text`` (from the HTTP library or the server) without the deploy key or the deployment URL."""
         return self._auth.scrub(text).replace(self.url, '<CONVEX_URL>')
 
-    def _call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE) -> Any:
+    def call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE) -> Any:
         """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
         failures."""
         path = f'{module}:{name}'
