@@ -10,7 +10,8 @@ import zipfile
 
 from aiida_structstore.core.chunking import DEFAULT_CHUNK_BYTES
 from aiida_structstore.core.limits import CONVEX, PROTOCOL
-from aiida_structstore.store.convex import store as convex_store
+from aiida_structstore.store import structures as contract
+from aiida_structstore.store.convex import structures as convex_store
 from aiida_structstore.store.convex import transport
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -23,8 +24,7 @@ def test_the_client_reads_the_one_file():
 
 def test_the_clients_sizes_fit_what_the_functions_and_convex_accept():
     assert DEFAULT_CHUNK_BYTES <= PROTOCOL['maxChunkBytes'] < CONVEX['documentBytes']
-    assert convex_store.INLINE_BYTES <= PROTOCOL['maxInlineBytes']
-    assert convex_store.HASH_QUERY_IDS <= PROTOCOL['maxHashIds']
+    assert contract.INLINE_BYTES <= PROTOCOL['maxInlineBytes']
     assert convex_store.LIST_PAGE <= PROTOCOL['maxListPage']
     assert convex_store.READ_PAGE_BYTES <= PROTOCOL['maxReadPageBytes'] <= CONVEX['returnBytes']
     assert convex_store.BATCH_BYTES < transport.DEFAULT_WRITE_RATE <= CONVEX['argumentBytes']

@@ -117,20 +117,20 @@ def test_other_extras_are_kept(convex_backend, structures, tenant):
 
 def test_an_extra_set_after_the_sync_read_the_batch_is_kept(convex_backend, structures, tenant, monkeypatch):
     """The extras are merged in the database, never written back from the copy read at the start of the batch."""
-    import aiida_structstore.structures.sync as sync_module
+    import aiida_structstore.sync.engine as engine_module
 
     group, nodes = structures
-    original = sync_module._write
+    original = engine_module._write
 
-    def write_then_the_user_edits(store, changed, report):
-        written = original(store, changed, report)
+    def write_then_the_user_edits(adapter, changed, check_instance):
+        written = original(adapter, changed, check_instance)
         # Between the sync's read of the batch and its update of the extras, the user and another sync write.
         for node in nodes:
             orm.load_node(node.pk).base.extras.set('note', f'user {node.pk}')
         return written
 
     sync(convex_backend, tenant, 'other', group=group)
-    monkeypatch.setattr(sync_module, '_write', write_then_the_user_edits)
+    monkeypatch.setattr(engine_module, '_write', write_then_the_user_edits)
     sync(convex_backend, tenant, 'w', group=group)
     for node in nodes:
         extras = orm.load_node(node.pk).base.extras.all
@@ -348,6 +348,46 @@ def test_a_store_that_lost_its_data_is_noticed(structures, tenant):
         report = sync(store, tenant, group=group)
         assert (report.new, report.unchanged, report.failed) == (12, 0, 0)
         assert entry_of(nodes[0], store, tenant, 'w')['instance'] == store.instance
+
+
+def test_a_store_that_loses_its_data_during_a_sync_aborts_it(structures, tenant, monkeypatch):
+    """The deployment is wiped between two batches (the local server restarted on the same URL): the sync stops as
+    aborted, says so, counts only what it wrote, remembers nothing of the batch written into the new instance, and
+    the next sync writes everything again."""
+    import contextlib
+
+    import aiida_structstore.sync.engine as engine_module
+    from devserver.local_convex import local_convex
+
+    group, nodes = structures
+    servers = contextlib.ExitStack()
+    server = servers.enter_context(local_convex())
+    port = int(server.url.rsplit(':', 1)[1])
+    original = engine_module._write
+    batches: list[int] = []
+
+    def write_then_wipe(adapter, changed, check_instance):
+        written = original(adapter, changed, check_instance)
+        batches.append(len(changed))
+        if len(batches) == 1:  # after the first batch is committed and checked: a new, empty deployment
+            servers.close()
+            servers.enter_context(local_convex(port=port, deploy_key=server.deploy_key))
+        return written
+
+    monkeypatch.setattr(engine_module, '_write', write_then_wipe)
+    with servers, ConvexStore(server.url, server.deploy_key) as store:
+        report = sync(store, tenant, group=group, batch_size=4)
+        assert report.aborted is not None and 'lost its data' in report.aborted and not report.ok
+        assert batches == [4, 4] and (report.new, report.failed) == (8, 0)
+        remembered = [entry_of(node, store, tenant, 'w') for node in nodes]
+        assert sum(entry is not None for entry in remembered) == 4  # the first batch only, of the old instance
+        store.forget_instance()
+        monkeypatch.undo()
+        again = sync(store, tenant, group=group, batch_size=4)
+        assert again.ok and (again.new, again.unchanged) == (
+            8,
+            4,
+        )  # the wiped first batch, the rest; the second is there
 
 
 def test_a_clone_is_projected_although_it_carries_the_originals_extra(convex_backend, structures, tenant):

@@ -11,7 +11,7 @@ from aiida.cmdline.utils import decorators, echo
 from . import cmd_structstore
 from .params import options
 from .params.types import IdentifierType
-from .utils import opened_store, store_errors, table
+from .utils import opened_store, store_errors, store_settings, table
 
 PROCESS_NODES = aiida_options.NODES.clone(
     type=aiida_types.ProcessParamType(), help='Processes by pk, UUID or label (with all they called).'
@@ -62,9 +62,10 @@ def cmd_executions():
     'the newest record of the workspace, less a minute.',
 )
 @click.option('--batch-size', type=click.IntRange(1, 5000), default=500, show_default=True, help='Processes per batch.')
+@options.DRY_RUN(help='Count what would be written; write nothing.')
 @decorators.with_dbenv()
 @store_errors
-def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_size):
+def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_size, dry_run):
     """Project the selected processes into the store, writing only the records that changed.
 
     Exit code 1 if any process failed.
@@ -72,18 +73,24 @@ def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_si
     from ..executions.sync import sync_executions
 
     selection = _selection(group, nodes, linked)
-    with opened_store() as store:
+    settings = store_settings()
+    with opened_store(settings) as store:
         report = sync_executions(
             store,
             tenant_id=tenant_id,
             workspace_id=workspace_id,
             since=None if everything else 'auto',
             batch_size=batch_size,
+            hostnames=settings.execution_hostnames,
+            dry_run=dry_run,
             **selection,
         )
     for pk, message in report.failures:
-        echo.echo_error(f'process {pk}: {message}' if pk else message)
+        echo.echo_error(f'process {pk}: {message}')
+    if report.aborted:
+        echo.echo_error(report.aborted)
     since = report.since.isoformat(timespec='seconds') if report.since else 'the beginning'
+    verb = 'would be ' if dry_run else ''
     echo.echo(
         table(
             [
@@ -98,11 +105,25 @@ def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_si
                     f'{report.seconds:.2f}',
                 ]
             ],
-            ['selected', f'changed since {since}', 'new', 'updated', 'unchanged', 'stale', 'failed', 'seconds'],
+            [
+                'selected',
+                f'changed since {since}',
+                f'{verb}new',
+                f'{verb}updated',
+                'unchanged',
+                'stale',
+                'failed',
+                'seconds',
+            ],
         )
     )
+    if report.aborted:
+        echo.echo_critical('the sync was aborted')
     if not report.ok:
         echo.echo_critical(f'{report.failed} processes failed')
+    if dry_run:
+        echo.echo_success(f'dry run of the executions sync to {tenant_id}/{workspace_id} done: nothing was written')
+        return
     echo.echo_success(f'executions of {tenant_id}/{workspace_id} are up to date')
 
 
@@ -140,12 +161,14 @@ def cmd_watch(group, nodes, linked, tenant_id, workspace_id, catch_up_interval):
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with opened_store() as store:
+    settings = store_settings()
+    with opened_store(settings) as store:
         watcher = ExecutionWatcher(
             store,
             tenant_id=tenant_id,
             workspace_id=workspace_id,
             catch_up_interval=catch_up_interval,
+            hostnames=settings.execution_hostnames,
             on_push=report,
             **selection,
         )

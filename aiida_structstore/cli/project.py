@@ -150,10 +150,10 @@ def cmd_sync(
         return
 
     from ..structures.sync import sync_structures
-    from .utils import opened_store
+    from .utils import fewer_collections, opened_store
 
     set_progress_bar_tqdm()
-    with opened_store() as store:
+    with opened_store() as store, fewer_collections():
         report = sync_structures(
             store,
             tenant_id=tenant_id,
@@ -172,7 +172,9 @@ def cmd_sync(
     for pk, note in report.notes:
         echo.echo_report(f'{pk}: {note}')
     for pk, message in report.failures:
-        echo.echo_error(f'node {pk}: {message}' if pk else message)
+        echo.echo_error(f'node {pk}: {message}')
+    if report.aborted:
+        echo.echo_error(report.aborted)
     verb = 'would be ' if dry_run else ''
     echo.echo(
         table(
@@ -180,6 +182,8 @@ def cmd_sync(
             ['selected', f'{verb}new', f'{verb}updated', 'unchanged', 'failed', 'seconds'],
         )
     )
+    if report.aborted:
+        echo.echo_critical('the sync was aborted')
     if not report.ok:
         echo.echo_critical(f'{report.failed} structures failed')
     echo.echo_success(f'{"dry run of " if dry_run else ""}sync to {tenant_id}/{workspace_id} done')

@@ -1,9 +1,12 @@
-"""Helpers shared by the commands: opening the store, turning package errors into ``echo_critical``."""
+"""Helpers shared by the commands: opening the store, turning package errors into ``echo_critical``, and the
+process-wide settings a command may choose for its own process."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import gc
+from collections.abc import Iterator
 
 from aiida.cmdline.utils import echo
 
@@ -24,15 +27,40 @@ def store_errors(func):
 
 
 @contextlib.contextmanager
-def opened_store():
-    """The store from the environment, closed afterwards."""
+def opened_store(settings=None):
+    """The store from the environment (or from ``settings``), closed afterwards."""
     from ..store import open_store
 
-    store = open_store()
+    store = open_store(settings)
     try:
         yield store
     finally:
         store.close()
+
+
+def store_settings():
+    """The store's settings from the environment and the settings file, read once by a command."""
+    from ..store.settings import read_settings
+
+    return read_settings()
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Raise the garbage collector's first threshold while a command syncs, in the command's own process.
+
+    Projecting allocates many small, short-lived, acyclic containers (positions, dicts of fields); with the default
+    threshold (700) the collector runs thousands of times and walks every object the process holds (ORM session,
+    caches), which measured at about 40 % of a sync's time. Reference counting frees these objects anyway. This is a
+    setting of the whole process, so only a command (which owns its process) makes it, never the library: a daemon
+    worker running a sync keeps its own.
+    """
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], 50_000), *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def table(rows, headers) -> str:

@@ -85,7 +85,7 @@ def remembered_structure_id(entry: Any, instance: str, node_uuid: str) -> str | 
     return None
 
 
-def chunks(ids: Iterable[int], size: int = IN_CHUNK) -> Iterable[list[int]]:
+def batched(ids: Iterable[int], size: int = IN_CHUNK) -> Iterable[list[int]]:
     """``ids`` in lists of at most ``size``."""
     items = list(ids)
     for start in range(0, len(items), size):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from aiida import orm
 
 from ..core.exceptions import InvalidInputError
-from .projection import CALL_LINKS, INPUT_LINKS, OUTPUT_LINKS, chunks
+from .projection import CALL_LINKS, INPUT_LINKS, OUTPUT_LINKS, batched
 
 __all__ = ('Selection',)
 
@@ -39,7 +39,7 @@ def _linked(extra: str, among: Iterable[int] | None = None, projected_since_ms: 
     if projected_since_ms is not None:
         structure_filters = {f'extras.{extra}.projected_ms': {'>=': projected_since_ms}}
     found: set[int] = set()
-    groups = [None] if among is None else list(chunks(among))
+    groups = [None] if among is None else list(batched(among))
     for pks in groups:
         for links, relation in ((INPUT_LINKS, 'with_incoming'), (OUTPUT_LINKS, 'with_outgoing')):
             query = orm.QueryBuilder()
@@ -66,7 +66,7 @@ def descendants(roots: Iterable[int]) -> set[int]:
     frontier = set(roots)
     while frontier:
         called: set[int] = set()
-        for pks in chunks(sorted(frontier)):
+        for pks in batched(sorted(frontier)):
             query = orm.QueryBuilder()
             query.append(orm.ProcessNode, filters={'id': {'in': pks}}, tag='caller')
             query.append(
@@ -84,7 +84,7 @@ def ancestors(pks: Iterable[int]) -> dict[int, set[int]]:
     frontier = set(pks)
     while frontier:
         found: dict[int, int] = {}
-        for group in chunks(sorted(frontier)):
+        for group in batched(sorted(frontier)):
             query = orm.QueryBuilder()
             query.append(orm.ProcessNode, filters={'id': {'in': group}}, tag='called', project=['id'])
             query.append(
@@ -168,7 +168,7 @@ def check_processes(pks: Iterable[int]) -> tuple[int, ...]:
     """``pks`` if every one is a stored process node; :class:`InvalidInputError` naming those that are not."""
     wanted = sorted(set(pks))
     found: set[int] = set()
-    for group in chunks(wanted):
+    for group in batched(wanted):
         found |= _ids(orm.QueryBuilder().append(orm.ProcessNode, filters={'id': {'in': group}}, project=['id']))
     missing = [pk for pk in wanted if pk not in found]
     if missing:

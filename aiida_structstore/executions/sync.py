@@ -9,8 +9,12 @@ Per batch of processes (``batch_size``, default 500), as the structure sync does
 3. **Write** the changed records (Convex: up to 200 per mutation, within the function's link and byte budgets).
    The store keeps the later state of a process: a record older than the committed one is ``stale``.
 4. **Check** that the store still has the same instance id (it did not lose its data meanwhile), then
-   **remember** the hashes on the process nodes, one atomic merge per node (:func:`~..projection.nodes.remember`),
-   keeping every other extra (the engine's ``_aiida_hash`` included).
+   **remember** the hashes on the process nodes, one atomic merge per node
+   (:func:`~aiida_structstore.tracking.remember`), keeping every other extra (the engine's ``_aiida_hash`` included).
+
+Steps 2 to 4 are the sync engine's (:mod:`aiida_structstore.sync`), shared with the structure sync, writes in a
+writer thread included; this module is the executions' adapter (:class:`ExecutionSync`), :func:`sync_executions`,
+and :func:`push_processes` (one batch, for the live path and the work chains).
 
 Incremental by modification time: with ``since`` (a time, or ``'auto'``: the newest ``modified_at`` the workspace
 holds, less :data:`MARGIN`), only the selected processes modified since then, or that took or produced a structure
@@ -18,7 +22,8 @@ projected into the target since then, are projected. Without it every selected p
 cost nothing but the reading.
 
 Failures: a process that cannot be projected, or whose record the store refuses, is counted as failed with its
-reason and the others go on. A store that fails after its retries stops the sync.
+reason and the others go on. A store that fails after its retries stops the sync; a store that lost its data during
+the sync aborts it (``report.aborted``). ``dry_run`` counts what would be written, and writes nothing.
 """
 
 from __future__ import annotations
@@ -26,24 +31,22 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiida import orm
 
 from ..core.exceptions import InvalidInputError
-from ..core.executions import ExecutionContent, execution_hash
+from ..core.executions import ExecutionContent
 from ..core.values import validate_id
 from ..store.base import Store
-from ..store.settings import read_settings
-from ..tracking import remember
-from .projection import ProjectionTarget, chunks, project_processes
+from ..sync import Item, Projected, SyncAdapter, SyncReport, run_sync
+from .projection import ProjectionTarget, batched, project_processes
 from .selection import Selection, check_processes
 
 __all__ = (
     'EXECUTION_PROJECTION_VERSION',
     'MARGIN',
-    'ExecutionSyncReport',
+    'ExecutionSync',
     'push_processes',
     'record_processes',
     'sync_executions',
@@ -54,65 +57,6 @@ EXECUTION_PROJECTION_VERSION = 1
 #: How far before the newest record an incremental sync looks again: a process committed late (its transaction
 #: ended after a later one's) is still found.
 MARGIN = dt.timedelta(seconds=60)
-MAX_REPORTED_FAILURES = 100
-
-
-@dataclass
-class ExecutionSyncReport:
-    """What a sync (or one push of the live path) did."""
-
-    tenant_id: str
-    workspace_id: str
-    selected: int = 0
-    considered: int = 0
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    stale: int = 0
-    failed: int = 0
-    failures: list[tuple[int, str]] = field(default_factory=list)
-    since: dt.datetime | None = None
-    seconds: float = 0.0
-    #: The contents a push projected, and those it wrote (created or updated): kept by :func:`push_processes` for
-    #: the live path, not summed by :meth:`add`.
-    contents: list[ExecutionContent] = field(default_factory=list, repr=False)
-    written_contents: list[ExecutionContent] = field(default_factory=list, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0
-
-    @property
-    def written(self) -> int:
-        return self.new + self.updated
-
-    def fail(self, pk: int, message: str) -> None:
-        self.failed += 1
-        if len(self.failures) < MAX_REPORTED_FAILURES:
-            self.failures.append((pk, message))
-
-    def add(self, other: ExecutionSyncReport) -> None:
-        """Count ``other``'s outcome into this report."""
-        for name in ('new', 'updated', 'unchanged', 'stale'):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for pk, message in other.failures:
-            self.fail(pk, message)
-        self.failed += other.failed - len(other.failures)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            'tenant_id': self.tenant_id,
-            'workspace_id': self.workspace_id,
-            'selected': self.selected,
-            'considered': self.considered,
-            'new': self.new,
-            'updated': self.updated,
-            'unchanged': self.unchanged,
-            'stale': self.stale,
-            'failed': self.failed,
-            'since': None if self.since is None else self.since.isoformat(),
-            'seconds': round(self.seconds, 3),
-        }
 
 
 def _entry(target: ProjectionTarget, instance: str, content: ExecutionContent, content_hash: str) -> dict:
@@ -137,63 +81,48 @@ def _current(entry: Any, instance: str, content_hash: str) -> bool:
     )
 
 
-def _write(store: Store, changed: list[tuple[int, ExecutionContent]], report: ExecutionSyncReport):
-    """Write ``changed``; a record the store refuses fails its process only. Returns ``[(pk, status)]``."""
-    try:
-        results = store.executions.put_many([content for _, content in changed])
-        return [(pk, result.status) for (pk, _), result in zip(changed, results, strict=True)]
-    except InvalidInputError as exc:
-        if len(changed) == 1:
-            report.fail(changed[0][0], f'the store refused the record: {exc}')
-            return []
-    statuses = []
-    for pk, content in changed:
-        try:
-            statuses.append((pk, store.executions.put(content).status))
-        except InvalidInputError as exc:
-            report.fail(pk, f'the store refused the record: {exc}')
-    return statuses
+class ExecutionSync(SyncAdapter):
+    """The executions' part of a sync into one target (see the module docstring)."""
+
+    def __init__(self, target: ProjectionTarget) -> None:
+        super().__init__(target.store, target.tenant_id, target.workspace_id)
+        self.target = target
+
+    @property
+    def collection(self):
+        return self.store.executions
+
+    @property
+    def extra(self) -> str:
+        return self.target.extra
+
+    def project(self, batch: list[int]) -> Projected:
+        """Project the processes ``batch`` (pks)."""
+        projected = project_processes(self.target, list(batch))
+        result = Projected(failures=list(projected.failures.items()))
+        for pk, content in projected.contents.items():
+            write = self.collection.prepare(content)
+            current = _current(projected.remembered.get(pk), self.instance, write.content_hash)
+            result.items.append(
+                Item(
+                    pk=pk,
+                    write=write,
+                    ident=content.key.process_uuid,
+                    remembered=write.content_hash if current else None,
+                )
+            )
+        return result
+
+    def entry(self, item: Item) -> dict[str, Any]:
+        return _entry(self.target, self.instance, item.write.content, item.write.content_hash)
 
 
-def push_processes(target: ProjectionTarget, pks: Sequence[int]) -> ExecutionSyncReport:
-    """Project the processes ``pks`` into the target, writing only what changed (see the module docstring)."""
-    report = ExecutionSyncReport(tenant_id=target.tenant_id, workspace_id=target.workspace_id)
-    store = target.store
-    tracked = store.persistent
-    instance = store.instance if tracked else ''
-    projected = project_processes(target, list(pks))
-    for pk, reason in projected.failures.items():
-        report.fail(pk, reason)
-    hashes = {pk: execution_hash(content) for pk, content in projected.contents.items()}
-    if tracked:
-        known = {
-            pk: hashes[pk] for pk in projected.contents if _current(projected.remembered.get(pk), instance, hashes[pk])
-        }
-    else:
-        stored = store.executions.content_hashes(
-            target.tenant_id, target.workspace_id, [c.key.process_uuid for c in projected.contents.values()]
-        )
-        known = {pk: stored.get(c.key.process_uuid) for pk, c in projected.contents.items()}
-    changed = [(pk, content) for pk, content in projected.contents.items() if known.get(pk) != hashes[pk]]
-    report.unchanged += len(projected.contents) - len(changed)
-    report.contents = list(projected.contents.values())
-    statuses = _write(store, changed, report) if changed else []
-    for pk, status in statuses:
-        name = {'created': 'new'}.get(status, status)
-        setattr(report, name, getattr(report, name) + 1)
-        if status in ('created', 'updated'):
-            report.written_contents.append(projected.contents[pk])
-    if tracked and statuses:
-        if store.current_instance() != instance:
-            report.fail(0, 'the store lost its data during this sync (its instance id changed): run it again')
-            return report
-        entries = {
-            pk: _entry(target, instance, projected.contents[pk], hashes[pk])
-            for pk, status in statuses
-            if status != 'stale'
-        }
-        remember(target.extra, entries)
-    return report
+def push_processes(target: ProjectionTarget, pks: Sequence[int]) -> SyncReport:
+    """Project the processes ``pks`` into the target, writing only what changed, as one batch (see the module
+    docstring). The report keeps the contents projected and written, for the live path."""
+    report = SyncReport(tenant_id=target.tenant_id, workspace_id=target.workspace_id)
+    report.considered = len(pks)
+    return run_sync(ExecutionSync(target), [list(pks)], report, keep_contents=True)
 
 
 def sync_executions(
@@ -206,11 +135,12 @@ def sync_executions(
     linked: bool = False,
     since: dt.datetime | Literal['auto'] | None = None,
     batch_size: int = 500,
-    hostnames: bool | None = None,
-) -> ExecutionSyncReport:
+    hostnames: bool = False,
+    dry_run: bool = False,
+) -> SyncReport:
     """Project the selected processes into ``tenant_id``/``workspace_id`` of ``store`` (see the module docstring).
 
-    ``hostnames`` defaults to ``STRUCTURE_STORE_EXECUTION_HOSTNAMES`` (off).
+    ``hostnames``: records carry the computer's host name (the CLI passes ``STRUCTURE_STORE_EXECUTION_HOSTNAMES``).
     """
     validate_id(tenant_id, 'tenant_id')
     validate_id(workspace_id, 'workspace_id')
@@ -219,11 +149,9 @@ def sync_executions(
     if since is not None and since != 'auto' and (not isinstance(since, dt.datetime) or since.tzinfo is None):
         raise InvalidInputError(f"since must be a timezone-aware datetime or 'auto', got {since!r}")
     started = time.perf_counter()
-    if hostnames is None:
-        hostnames = read_settings().execution_hostnames
     target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=hostnames)
     selection = Selection(target.extra, group=group, processes=check_processes(processes or ()), linked=linked)
-    report = ExecutionSyncReport(tenant_id=tenant_id, workspace_id=workspace_id)
+    report = SyncReport(tenant_id=tenant_id, workspace_id=workspace_id, dry_run=dry_run)
     if since == 'auto':
         latest = store.executions.latest_modified(tenant_id, workspace_id)
         since = None if latest is None else latest - MARGIN
@@ -232,20 +160,19 @@ def sync_executions(
     report.selected = len(selected)
     considered = selection.changed_since(selected, since) if since is not None else selected
     report.considered = len(considered)
-    for pks in chunks(sorted(considered), batch_size):
-        part = push_processes(target, pks)
-        report.add(part)
-        if any(pk == 0 for pk, _ in part.failures):
-            break  # the store lost its data: stop, nothing more is remembered
+    run_sync(ExecutionSync(target), batched(sorted(considered), batch_size), report, dry_run=dry_run)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def record_processes(tenant_id: str, workspace_id: str, pks: Sequence[int]) -> ExecutionSyncReport:
-    """Push the records of the processes ``pks`` into the store of the environment (``open_store()``), whatever
-    selection they belong to: what a workflow step does to record itself and its caller."""
+def record_processes(tenant_id: str, workspace_id: str, pks: Sequence[int]) -> SyncReport:
+    """Push the records of the processes ``pks`` into the store of the environment (``open_store()`` and its
+    settings, ``STRUCTURE_STORE_EXECUTION_HOSTNAMES`` included), whatever selection they belong to: what a workflow
+    step does to record itself and its caller."""
     from ..store import open_store
+    from ..store.settings import read_settings
 
-    with open_store() as store:
-        target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=read_settings().execution_hostnames)
+    settings = read_settings()
+    with open_store(settings) as store:
+        target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=settings.execution_hostnames)
         return push_processes(target, pks)

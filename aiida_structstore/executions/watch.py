@@ -46,10 +46,10 @@ from aiida import orm
 
 from ..core.exceptions import BackendUnavailableError, StructStoreError
 from ..store.base import Store
-from ..store.settings import read_settings
+from ..sync import SyncReport
 from .projection import ProjectionTarget
 from .selection import Selection, check_processes
-from .sync import MARGIN, ExecutionSyncReport, push_processes
+from .sync import MARGIN, push_processes
 
 __all__ = ('MAX_RETRY_INTERVAL', 'ExecutionWatcher', 'WatchStats')
 
@@ -83,7 +83,7 @@ class ExecutionWatcher:
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. ``on_push`` (if given) is called from the
     worker thread after each round of work, once :attr:`stats` counts it: with the
-    :class:`~.sync.ExecutionSyncReport` of each push, or with ``None`` after a round that failed (for callers that
+    :class:`~.sync.SyncReport` of each push, or with ``None`` after a round that failed (for callers that
     wait on progress).
     """
 
@@ -99,11 +99,9 @@ class ExecutionWatcher:
         communicator: kiwipy.Communicator | None = None,
         catch_up_interval: float = 60.0,
         retry_interval: float = 2.0,
-        hostnames: bool | None = None,
+        hostnames: bool = False,
         on_push: Any = None,
     ) -> None:
-        if hostnames is None:
-            hostnames = read_settings().execution_hostnames
         self.target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=hostnames)
         self.selection = Selection(self.target.extra, group=group, processes=check_processes(processes), linked=linked)
         self.catch_up_interval = catch_up_interval
@@ -242,7 +240,7 @@ class ExecutionWatcher:
                 self._since = started - MARGIN
             self._notify(reports)
 
-    def _notify(self, reports: list[ExecutionSyncReport | None]) -> None:
+    def _notify(self, reports: list[SyncReport | None]) -> None:
         if self.on_push is not None:
             for report in reports:
                 self.on_push(report)
@@ -254,7 +252,7 @@ class ExecutionWatcher:
         # What changed while the store was away is found by a catch-up from the last successful push.
         self._give_back(pks, catch_up or True)
 
-    def _push(self, pks: set[int], catch_up: bool | str) -> list[ExecutionSyncReport]:
+    def _push(self, pks: set[int], catch_up: bool | str) -> list[SyncReport]:
         store = self.target.store
         candidates = set(pks)
         if catch_up and store.persistent and store.current_instance() != store.instance:
@@ -273,11 +271,11 @@ class ExecutionWatcher:
             candidates |= selected if self._since is None else self.selection.changed_since(selected, self._since)
         selected = self.selection.contains(candidates) if candidates else set()
         reports = [self._push_selected(sorted(selected))]
-        if any(pk == 0 for pk, _ in reports[-1].failures):
+        if reports[-1].aborted:
             # The store lost its data (a new instance): write every selected process into the new one.
             store.forget_instance()
             reports.append(self._push_selected(sorted(self.selection.all())))
-        contents = [content for report in reports for content in report.contents]
+        contents = [content for report in reports for content in report.projected]
         projecting = [c for c in contents if c.process_type and any(p in c.process_type for p in PROJECTING)]
         if projecting:
             since = min(c.modified_at for c in projecting) - MARGIN
@@ -287,7 +285,7 @@ class ExecutionWatcher:
         self.stats.failures += sum(report.failed for report in reports)
         return reports
 
-    def _push_selected(self, pks: list[int]) -> ExecutionSyncReport:
+    def _push_selected(self, pks: list[int]) -> SyncReport:
         report = push_processes(self.target, pks)
         committed = time.time()
         self.stats.pushes += 1

@@ -64,13 +64,16 @@ class ExecutionStore(abc.ABC):
     def put_many(self, contents: Iterable[ExecutionContent]) -> list[ExecutionPutResult]:
         """Write many execution records, batched as the backend sees fit; every item is validated first, and a
         key that appears twice is refused (nothing is written)."""
-        prepared = [self.prepare(content) for content in contents]
+        return self.put_prepared([self.prepare(content) for content in contents])
+
+    def put_prepared(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
+        """Write records already validated by :meth:`prepare` (as :meth:`put_many` does)."""
         seen: set[ExecutionKey] = set()
-        for write in prepared:
+        for write in writes:
             if write.key in seen:
                 raise InvalidInputError(f'execution {write.key} appears more than once in one batch')
             seen.add(write.key)
-        return self._put_prepared(prepared) if prepared else []
+        return self._put_prepared(writes) if writes else []
 
     def put(self, content: ExecutionContent) -> ExecutionPutResult:
         """Write one execution record (see :meth:`put_many`)."""

@@ -16,9 +16,9 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from ..core.chunking import iter_verified, join_chunks
 from ..core.exceptions import InvalidInputError, NotFoundError
@@ -29,6 +29,8 @@ from .executions import ExecutionStore, PreparedExecution
 from .structures import PreparedWrite, RawStream, StructureStore
 
 __all__ = ('MemoryExecutions', 'MemoryStore', 'MemoryStructures')
+
+T = TypeVar('T')
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,16 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         return dt.datetime.fromisoformat(stamp), str(structure_id)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}') from exc
+
+
+def _page(records: list[T], position: Callable[[T], tuple[dt.datetime, str]], cursor: str | None, limit: int):
+    """One page of ``records``, newest ``position`` (time, id) first, after ``cursor``; and the next page's cursor."""
+    records = sorted(records, key=position, reverse=True)
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        records = [r for r in records if position(r) < after]
+    page = records[:limit]
+    return page, encode_cursor(*position(page[-1])) if len(records) > limit else None
 
 
 class MemoryStructures(StructureStore):
@@ -185,15 +197,7 @@ class MemoryStructures(StructureStore):
                 if (updated_from is None or entry.record.updated_at >= updated_from)
                 and (updated_to is None or entry.record.updated_at <= updated_to)
             ]
-        records.sort(key=lambda r: (r.updated_at, r.key.structure_id), reverse=True)
-        if cursor is not None:
-            after = decode_cursor(cursor)
-            records = [r for r in records if (r.updated_at, r.key.structure_id) < after]
-        page = records[:limit]
-        next_cursor = None
-        if len(records) > limit:
-            last = page[-1]
-            next_cursor = encode_cursor(last.updated_at, last.key.structure_id)
+        page, next_cursor = _page(records, lambda r: (r.updated_at, r.key.structure_id), cursor, limit)
         items = tuple(
             StructureSummary.model_validate(r.model_dump(include=set(StructureSummary.model_fields))) for r in page
         )
@@ -272,14 +276,7 @@ class MemoryExecutions(ExecutionStore):
                 if (structure_id is None or record.roles(structure_id))
                 and (modified_from is None or record.modified_at >= modified_from)
             ]
-        records.sort(key=lambda r: (r.modified_at, r.key.process_uuid), reverse=True)
-        if cursor is not None:
-            after = decode_cursor(cursor)
-            records = [r for r in records if (r.modified_at, r.key.process_uuid) < after]
-        page = records[:limit]
-        next_cursor = None
-        if len(records) > limit:
-            next_cursor = encode_cursor(page[-1].modified_at, page[-1].key.process_uuid)
+        page, next_cursor = _page(records, lambda r: (r.modified_at, r.key.process_uuid), cursor, limit)
         return ExecutionPage(items=tuple(page), next_cursor=next_cursor)
 
     def content_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:

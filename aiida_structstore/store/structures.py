@@ -28,10 +28,12 @@ from dataclasses import dataclass
 
 from ..core.chunking import DEFAULT_CHUNK_BYTES, ChunkedText, split_text
 from ..core.exceptions import InvalidInputError, LimitExceededError, NotFoundError, OwnershipError
+from ..core.limits import CONVEX, PROTOCOL
 from ..core.structures import Page, PutResult, StructureContent, StructureKey, StructureRecord, content_hash
 from ..core.values import ensure_text, validate_id
 
 __all__ = (
+    'INLINE_BYTES',
     'MAX_PAGE_SIZE',
     'MAX_PART_BYTES',
     'MAX_RAW_BYTES',
@@ -47,6 +49,10 @@ MAX_RAW_BYTES = 256 * 1024 * 1024
 MAX_PART_BYTES = 64 * 1024 * 1024
 #: The largest page a listing returns.
 MAX_PAGE_SIZE = 500
+#: CIF, structure JSON and parameters JSON stay inline in a record while together they are at most this large (the
+#: Convex functions' inline budget, halved); larger values go to chunks. A page of 200 records then reads at most
+#: about 8 MiB, half of a Convex query's read limit.
+INLINE_BYTES = PROTOCOL['maxInlineBytes'] // 2
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,13 @@ class RawStream:
         return self.chunks
 
 
+def _part_sizes(content: StructureContent) -> Iterator[tuple[str, int]]:
+    """The UTF-8 sizes of the record's text parts that are there: CIF, structure payload JSON, parameters JSON."""
+    for name, text in (('cif', content.cif), ('structure', content.structure_json), ('params', content.params_json)):
+        if text is not None:
+            yield name, len(text.encode('utf-8'))
+
+
 def ownership_message(key: StructureKey, writer: str | None, owner: str | None) -> str:
     """Why a write was refused: the key holds the record of another node."""
 
@@ -126,14 +139,7 @@ class StructureStore(abc.ABC):
         """Validate ``content`` and ``raw`` and compute chunks and content hash, without writing anything."""
         if not isinstance(content, StructureContent):
             raise InvalidInputError(f'content must be a StructureContent, got {type(content).__name__}')
-        for name, text in (
-            ('cif', content.cif),
-            ('structure', content.structure_json),
-            ('params', content.params_json),
-        ):
-            if text is None:
-                continue
-            size = len(text.encode('utf-8'))
+        for name, size in _part_sizes(content):
             if size > MAX_PART_BYTES:
                 raise LimitExceededError(f'{content.key}: {name} is {size} bytes; the limit is {MAX_PART_BYTES} bytes')
         chunked = None
@@ -176,6 +182,26 @@ class StructureStore(abc.ABC):
                 raise InvalidInputError(f'{write.key}: the same key appears more than once in one batch')
             seen.add(write.key)
         return self._put_prepared(writes, replace_owner=replace_owner) if writes else []
+
+    @staticmethod
+    def storage_notes(write: PreparedWrite) -> list[str]:
+        """How the projection keeps ``write`` within a Convex deployment's limits (values that go to chunks, a
+        structure payload kept as JSON text): what a dry run reports, the same on every backend."""
+        content = write.content
+        notes = []
+        for name, size in _part_sizes(content):
+            if size > CONVEX['documentBytes']:
+                notes.append(f'{name} is {size / 2**20:.1f} MiB, over the Convex document limit: stored in chunks')
+            elif size > INLINE_BYTES:
+                notes.append(f'{name} is {size / 1024:.0f} KiB: stored in chunks')
+        if content.structure and len(content.structure.get('cartesian_site_positions', [])) > CONVEX['arrayElements']:
+            notes.append(
+                f'{content.structure["nsites"]} sites, over the {CONVEX["arrayElements"]}-element Convex array limit: '
+                'the structure payload is stored as JSON text'
+            )
+        if write.raw is not None and write.raw.count:
+            notes.append(f'raw input {write.raw.size} bytes in {write.raw.count} chunks')
+        return notes
 
     @abc.abstractmethod
     def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:

@@ -76,9 +76,10 @@ def test_host_names_only_when_configured(watched, add_code, convex_backend, monk
     node = submit_into_group(add_builder(add_code, 1, 1))
     pushes.wait_for(lambda: (r := record(node)) is not None and r.state == 'finished', 'the finished record')
     assert record(node).hostname is None
-    monkeypatch.setenv('STRUCTURE_STORE_EXECUTION_HOSTNAMES', 'true')
     tenant = record(node).key.tenant_id
-    report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='hosts', processes=[node.pk])
+    report = sync_executions(
+        convex_backend, tenant_id=tenant, workspace_id='hosts', processes=[node.pk], hostnames=True
+    )
     assert report.new == 1
     shown = convex_backend.executions.get(ExecutionKey.of(tenant, 'hosts', node.uuid))
     assert shown.hostname == add_code.computer.hostname == 'localhost'

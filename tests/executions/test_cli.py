@@ -113,3 +113,12 @@ def test_watch_runs_until_interrupted(broker, convex_backend, convex_server, gen
     assert process.returncode == 0, ''.join(lines) + rest
     assert 'stopped:' in rest
     assert convex_server.deploy_key not in ''.join(lines) + rest
+
+
+def test_sync_dry_run(run_cli_command, convex_backend, ran, scope, tenant):
+    _structure, chain, _failed = ran
+    result = run_cli_command(cmd_structstore, ['executions', 'sync', '--dry-run', *scope])
+    (summary,) = rows(result.output)
+    assert (summary['selected'], summary['would be new'], summary['failed']) == ('3', '3', '0')
+    assert 'nothing was written' in result.output
+    assert convex_backend.executions.find(ExecutionKey.of(tenant, 'w', chain.uuid)) is None

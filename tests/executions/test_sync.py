@@ -179,3 +179,18 @@ def test_a_copied_projection_does_not_count(convex_backend, workflow, tenant):
     assert convex_backend.executions.find(ExecutionKey.of(tenant, 'w', on_clone.uuid)) is None
     report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', processes=[on_clone.pk])
     assert record_of(convex_backend, tenant, on_clone).structures_in == ()
+
+
+def test_a_dry_run_counts_and_writes_nothing(convex_backend, workflow, tenant):
+    """The executions sync has the structure sync's dry run (one engine): counts what would be written, writes
+    nothing, remembers nothing; the real sync afterwards writes exactly that."""
+    structure, chain, _child, strained = workflow
+    sync_structs(convex_backend, tenant, [structure, strained])
+    calls = convex_backend.transport.calls
+    dry = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True, dry_run=True)
+    assert dry.ok and dry.dry_run and (dry.selected, dry.new, dry.updated, dry.unchanged) == (2, 2, 0, 0)
+    assert convex_backend.transport.calls == calls  # not one write; nothing asked of the store either
+    assert convex_backend.executions.find(ExecutionKey.of(tenant, 'w', chain.uuid)) is None
+    assert target_extra(convex_backend.store_id, tenant, 'w') not in orm.load_node(chain.pk).base.extras.all
+    real = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True)
+    assert (real.new, real.updated) == (dry.new, dry.updated)

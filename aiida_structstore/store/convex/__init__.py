@@ -5,7 +5,7 @@ This package imports no AiiDA module.
 """
 
 from .store import ConvexStore
-from .structures import INLINE_BYTES, ConvexStructures
+from .structures import ConvexStructures
 from .transport import DEFAULT_WRITE_RATE
 
-__all__ = ('DEFAULT_WRITE_RATE', 'INLINE_BYTES', 'ConvexStore', 'ConvexStructures')
+__all__ = ('DEFAULT_WRITE_RATE', 'ConvexStore', 'ConvexStructures')

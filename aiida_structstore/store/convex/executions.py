@@ -34,7 +34,6 @@ BYTES_PER_CALL = 1024 * 1024
 #: Records per page of a listing by structure (the function's own limit), and of a workspace listing.
 STRUCTURE_PAGE = 100
 WORKSPACE_PAGE = PROTOCOL['maxListPage']
-HASH_QUERY_IDS = PROTOCOL['maxHashIds']
 
 
 def _ms(value: float) -> dt.datetime:
@@ -177,21 +176,10 @@ class ConvexExecutions(ExecutionStore):
                 return ExecutionPage(items=tuple(items), next_cursor=next_cursor)
 
     def content_hashes(self, tenant_id: str, workspace_id: str, process_uuids: Sequence[str]) -> dict[str, str]:
-        uuids = list(dict.fromkeys(self._check_uuids(tenant_id, workspace_id, process_uuids)))
-        found: dict[str, str] = {}
-        for start in range(0, len(uuids), HASH_QUERY_IDS):
-            reply = self.transport.call(
-                'query',
-                'executionHashes',
-                {
-                    'tenant_id': tenant_id,
-                    'workspace_id': workspace_id,
-                    'process_uuids': uuids[start : start + HASH_QUERY_IDS],
-                },
-                module=MODULE,
-            )
-            found.update({item['process_uuid']: item['content_hash'] for item in reply})
-        return found
+        uuids = self._check_uuids(tenant_id, workspace_id, process_uuids)
+        return self.transport.content_hashes(
+            'executionHashes', tenant_id, workspace_id, 'process_uuids', uuids, module=MODULE
+        )
 
     def delete(self, key: ExecutionKey) -> bool:
         reply = self.transport.call('mutation', 'removeExecution', self._execution_key_args(key), module=MODULE)

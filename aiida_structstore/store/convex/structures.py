@@ -34,15 +34,12 @@ from ...core.exceptions import (
 )
 from ...core.limits import PROTOCOL
 from ...core.structures import Page, PutResult, Source, StructureKey, StructureRecord, StructureSummary
-from ..structures import PreparedWrite, RawStream, StructureStore
+from ..structures import INLINE_BYTES, PreparedWrite, RawStream, StructureStore
 from .transport import ConvexTransport, RequestTooLargeError
 
-__all__ = ('INLINE_BYTES', 'ConvexStructures')
+__all__ = ('ConvexStructures',)
 
 
-#: CIF, structure JSON and parameters JSON stay inline in the record while together they are at most this large; a
-#: page of 200 records then reads at most about 8 MiB, half of a Convex query's read limit.
-INLINE_BYTES = PROTOCOL['maxInlineBytes'] // 2
 #: Bytes of arguments per mutation the store aims for. Convex allows 16 MiB of arguments and of writes, and a
 #: replaced version's chunks are read and deleted in the same mutation; it also stays below one second of the write
 #: rate (a deployment refuses a write larger than its throughput budget).
@@ -56,8 +53,6 @@ READ_PAGE_BYTES = 8 * 1024 * 1024
 #: Bytes of chunks per readChunks query when the raw input is streamed (:meth:`ConvexStructures.open_raw`): what a
 #: streaming reader holds at once, against one round trip per page.
 STREAM_PAGE_BYTES = 2 * 1024 * 1024
-#: Structure ids per contentHashes query (the function's own limit).
-HASH_QUERY_IDS = PROTOCOL['maxHashIds']
 #: Records per listStructures query (the function's own limit); longer pages are read in several queries.
 LIST_PAGE = PROTOCOL['maxListPage']
 #: How often a read is retried when a concurrent commit replaced the version being read.
@@ -452,20 +447,7 @@ class ConvexStructures(StructureStore):
                 return Page(items=tuple(items), next_cursor=next_cursor)
 
     def _hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        ids = list(dict.fromkeys(structure_ids))
-        for start in range(0, len(ids), HASH_QUERY_IDS):
-            reply = self.transport.call(
-                'query',
-                'contentHashes',
-                {
-                    'tenant_id': tenant_id,
-                    'workspace_id': workspace_id,
-                    'structure_ids': ids[start : start + HASH_QUERY_IDS],
-                },
-            )
-            found.update({item['structure_id']: item['content_hash'] for item in reply})
-        return found
+        return self.transport.content_hashes('contentHashes', tenant_id, workspace_id, 'structure_ids', structure_ids)
 
     def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
         self._check_scope(tenant_id, workspace_id)

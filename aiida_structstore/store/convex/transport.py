@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -44,7 +45,7 @@ from ...core.exceptions import (
     NotFoundError,
     StructStoreError,
 )
-from ...core.limits import CONVEX
+from ...core.limits import CONVEX, PROTOCOL
 from ..settings import check_deploy_key, check_url
 
 __all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError')
@@ -180,6 +181,21 @@ class ConvexTransport:
     def _scrub(self, text: str) -> str:
         """``text`` (from the HTTP library or the server) without the deploy key or the deployment URL."""
         return self._auth.scrub(text).replace(self.url, '<CONVEX_URL>')
+
+    def content_hashes(
+        self, name: str, tenant_id: str, workspace_id: str, field: str, ids: Sequence[str], *, module: str = MODULE
+    ) -> dict[str, str]:
+        """``{id: content_hash}`` from the query ``<module>:<name>``, asked for ``ids`` (argument ``field``) at most
+        ``maxHashIds`` at a time (the functions' own limit); each reply item names its id by ``field`` less its
+        plural ``s``."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(ids))
+        step = PROTOCOL['maxHashIds']
+        for start in range(0, len(unique), step):
+            args = {'tenant_id': tenant_id, 'workspace_id': workspace_id, field: unique[start : start + step]}
+            reply = self.call('query', name, args, module=module)
+            found.update({item[field[:-1]]: item['content_hash'] for item in reply})
+        return found
 
     def call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE) -> Any:
         """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
