@@ -28,7 +28,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ..core.exceptions import ConfigurationError
-from ..store.settings import _settings_file
+from ..store.settings import settings_file
 
 __all__ = ('MIN_SECRET_BYTES', 'ApiSettings', 'load_api_settings')
 
@@ -100,7 +100,7 @@ class ApiSettings(BaseSettings):
 def load_api_settings(**overrides: object) -> ApiSettings:
     """Read the API settings from the settings file and the environment (and ``overrides``), and check them."""
     try:
-        settings = ApiSettings(_env_file=_settings_file(), **overrides)  # type: ignore[call-arg]
+        settings = ApiSettings(_env_file=settings_file(), **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         # Name the variables, never echo input values: one of them may be the secret.
         problems = '; '.join(f'{".".join(str(p) for p in e["loc"])}: {e["msg"]}' for e in exc.errors())

@@ -41,7 +41,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ..core.exceptions import ConfigurationError
 from ..core.limits import CONVEX
 
-__all__ = ('BACKENDS', 'DEFAULT_SETTINGS_FILE', 'StoreSettings', 'check_deploy_key', 'check_url', 'load_settings')
+__all__ = (
+    'BACKENDS',
+    'DEFAULT_SETTINGS_FILE',
+    'StoreSettings',
+    'check_deploy_key',
+    'check_url',
+    'load_settings',
+    'read_settings',
+    'settings_file',
+)
 
 BACKENDS = ('convex', 'memory')
 DEFAULT_SETTINGS_FILE = Path('~/.config/aiida-structstore/settings.env')
@@ -151,7 +160,7 @@ def check_url(url: str, *, allow_http: bool = False) -> str:
     return value.rstrip('/')
 
 
-def _settings_file() -> Path | None:
+def settings_file() -> Path | None:
     configured = os.environ.get(SETTINGS_FILE_VARIABLE)
     path = Path(configured or DEFAULT_SETTINGS_FILE).expanduser()
     if not path.exists():
@@ -176,7 +185,7 @@ def read_settings(**overrides: object) -> StoreSettings:
     """Read the settings as :func:`load_settings` does, without checking that they can open a store (for the
     settings that do not concern opening it, such as ``execution_hostnames``)."""
     try:
-        settings = StoreSettings(_env_file=_settings_file(), **overrides)  # type: ignore[call-arg]
+        settings = StoreSettings(_env_file=settings_file(), **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
         # Name the variables, never echo input values: one of them may be the deploy key.
         problems = '; '.join(f'{".".join(str(p) for p in e["loc"])}: {e["msg"]}' for e in exc.errors())
