@@ -25,7 +25,7 @@ from aiida import orm
 from ..core.exceptions import InvalidInputError
 from .projection import CALL_LINKS, INPUT_LINKS, OUTPUT_LINKS, batched
 
-__all__ = ('Selection',)
+__all__ = ('ProcessSelection',)
 
 
 def _ids(query: orm.QueryBuilder) -> set[int]:
@@ -104,7 +104,7 @@ def ancestors(pks: Iterable[int]) -> dict[int, set[int]]:
 
 
 @dataclass(frozen=True)
-class Selection:
+class ProcessSelection:
     """The processes of a target (see the module docstring); ``extra`` is the target's extra."""
 
     extra: str

@@ -14,7 +14,7 @@ Per batch of processes (``batch_size``, default 500), as the structure sync does
 
 Steps 2 to 4 are the sync engine's (:mod:`aiida_structstore.sync`), shared with the structure sync, writes in a
 writer thread included; this module is the executions' adapter (:class:`ExecutionSync`), :func:`sync_executions`,
-and :func:`push_processes` (one batch, for the live path and the work chains).
+and :func:`sync_processes` (one batch, for the live path and the work chains).
 
 Incremental by modification time: with ``since`` (a time, or ``'auto'``: the newest ``modified_at`` the workspace
 holds, less :data:`MARGIN`), only the selected processes modified since then, or that took or produced a structure
@@ -41,15 +41,15 @@ from ..core.values import validate_id
 from ..store.base import Store
 from ..sync import Item, Projected, SyncAdapter, SyncReport, run_sync
 from .projection import ProjectionTarget, batched, project_processes
-from .selection import Selection, check_processes
+from .selection import ProcessSelection, check_processes
 
 __all__ = (
     'EXECUTION_PROJECTION_VERSION',
     'MARGIN',
     'ExecutionSync',
-    'push_processes',
     'record_processes',
     'sync_executions',
+    'sync_processes',
 )
 
 #: Version of the execution projection rules; a remembered entry of another version is projected again.
@@ -117,7 +117,7 @@ class ExecutionSync(SyncAdapter):
         return _entry(self.target, self.instance, item.write.content, item.write.content_hash)
 
 
-def push_processes(target: ProjectionTarget, pks: Sequence[int]) -> SyncReport:
+def sync_processes(target: ProjectionTarget, pks: Sequence[int]) -> SyncReport:
     """Project the processes ``pks`` into the target, writing only what changed, as one batch (see the module
     docstring). The report keeps the contents projected and written, for the live path."""
     report = SyncReport(tenant_id=target.tenant_id, workspace_id=target.workspace_id)
@@ -150,7 +150,7 @@ def sync_executions(
         raise InvalidInputError(f"since must be a timezone-aware datetime or 'auto', got {since!r}")
     started = time.perf_counter()
     target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=hostnames)
-    selection = Selection(target.extra, group=group, processes=check_processes(processes or ()), linked=linked)
+    selection = ProcessSelection(target.extra, group=group, processes=check_processes(processes or ()), linked=linked)
     report = SyncReport(tenant_id=tenant_id, workspace_id=workspace_id, dry_run=dry_run)
     if since == 'auto':
         latest = store.executions.latest_modified(tenant_id, workspace_id)
@@ -175,4 +175,4 @@ def record_processes(tenant_id: str, workspace_id: str, pks: Sequence[int]) -> S
     settings = read_settings()
     with open_store(settings) as store:
         target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=settings.execution_hostnames)
-        return push_processes(target, pks)
+        return sync_processes(target, pks)

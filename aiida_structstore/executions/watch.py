@@ -7,7 +7,7 @@ profile's communicator (or one it is given), and a worker thread turns them into
 1. the broadcast callback only notes the pk (it runs on the communicator's thread, which must not wait);
 2. the worker takes every pk noted so far (bursts become one batch), keeps those of the selection (a group, given
    processes, or those that used the target's structures, with all they called), and pushes them as the sync
-   does (:func:`~.sync.push_processes`: project, diff with what the node remembers, write the changed records, one
+   does (:func:`~.sync.sync_processes`: project, diff with what the node remembers, write the changed records, one
    mutation per batch, remember);
 3. when a process of this package that projects structures (``structstore.project_structure``, the
    ``structstore.project`` work chain, a sync) is among them, the processes linked to the structures it projected
@@ -48,8 +48,8 @@ from ..core.exceptions import BackendUnavailableError, StructStoreError
 from ..store.base import Store
 from ..sync import SyncReport
 from .projection import ProjectionTarget
-from .selection import Selection, check_processes
-from .sync import MARGIN, push_processes
+from .selection import ProcessSelection, check_processes
+from .sync import MARGIN, sync_processes
 
 __all__ = ('MAX_RETRY_INTERVAL', 'ExecutionWatcher', 'WatchStats')
 
@@ -103,7 +103,9 @@ class ExecutionWatcher:
         on_push: Any = None,
     ) -> None:
         self.target = ProjectionTarget(store, tenant_id, workspace_id, hostnames=hostnames)
-        self.selection = Selection(self.target.extra, group=group, processes=check_processes(processes), linked=linked)
+        self.selection = ProcessSelection(
+            self.target.extra, group=group, processes=check_processes(processes), linked=linked
+        )
         self.catch_up_interval = catch_up_interval
         self.retry_interval = retry_interval
         self.on_push = on_push
@@ -286,7 +288,7 @@ class ExecutionWatcher:
         return reports
 
     def _push_selected(self, pks: list[int]) -> SyncReport:
-        report = push_processes(self.target, pks)
+        report = sync_processes(self.target, pks)
         committed = time.time()
         self.stats.pushes += 1
         self.stats.written += report.written
