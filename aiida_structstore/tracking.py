@@ -30,7 +30,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,7 @@ __all__ = (
     'find_origins',
     'import_kind',
     'is_current',
+    'iter_remembered',
     'origin_of',
     'remember',
     'target_entry',
@@ -222,3 +223,22 @@ def remember(extra: str, entries: Mapping[int, dict]) -> None:
     rows = [{'id': pk, 'name': extra, 'path': path, 'entry': json.dumps(entry)} for pk, entry in entries.items()]
     with contextlib.nullcontext() if storage.in_transaction else storage.transaction():
         session.execute(text(statement), rows)
+
+
+def iter_remembered(node_class: type[orm.Node], extra: str, page_size: int = 200) -> Iterator[list[list[Any]]]:
+    """The nodes of ``node_class`` that remember a projection into a target (its extra ``extra``), as pages of rows
+    ``[pk, uuid, entry]`` in pk order (keyset paging: one short query per page, nothing held open)."""
+    after_id = 0
+    while True:
+        query = orm.QueryBuilder().append(
+            node_class,
+            filters={'and': [{'extras': {'has_key': extra}}, {'id': {'>': after_id}}]},
+            project=['id', 'uuid', f'extras.{extra}'],
+            tag='node',
+        )
+        query.order_by({'node': {'id': 'asc'}}).limit(page_size)
+        rows = [list(row) for row in query.all()]
+        if not rows:
+            return
+        yield rows
+        after_id = rows[-1][0]

@@ -11,7 +11,7 @@ from aiida.cmdline.utils import decorators, echo
 from . import cmd_structstore
 from .params import options
 from .params.types import IdentifierType
-from .utils import opened_store, store_errors, store_settings, table
+from .utils import echo_verify, opened_store, store_errors, store_settings, table
 
 PROCESS_NODES = aiida_options.NODES.clone(
     type=aiida_types.ProcessParamType(), help='Processes by pk, UUID or label (with all they called).'
@@ -177,6 +177,26 @@ def cmd_watch(group, nodes, linked, tenant_id, workspace_id, catch_up_interval):
             stop.wait()
     stats = watcher.stats
     echo.echo_success(f'stopped: {stats.events} events, {stats.pushes} pushes, {stats.written} records written')
+
+
+@cmd_executions.command('verify')
+@options.TENANT()
+@options.WORKSPACE()
+@decorators.with_dbenv()
+@store_errors
+def cmd_verify(tenant_id, workspace_id):
+    """Check the execution records against AiiDA, both ways: each record against its process (content hash), and
+    each process remembered as projected here against the store.
+
+    Exit code 1 if a record's process is missing or differs (sync again), or a projected process's record is missing
+    from the store.
+    """
+    from ..executions.verify import verify_executions
+
+    settings = store_settings()
+    with opened_store(settings) as store:
+        report = verify_executions(store, tenant_id, workspace_id, hostnames=settings.execution_hostnames)
+    echo_verify(report, f'execution records of {tenant_id}/{workspace_id}', 'process', 'processes')
 
 
 @cmd_executions.command('list')

@@ -11,7 +11,7 @@ from aiida.cmdline.utils import decorators, echo
 from . import cmd_structstore
 from .params import options
 from .params.types import IdentifierType
-from .utils import opened_store, store_errors, table
+from .utils import echo_verify, opened_store, store_errors, table
 
 
 @cmd_structstore.command('show')
@@ -111,17 +111,4 @@ def cmd_verify(tenant_id, workspace_id, no_raw):
 
     with opened_store() as store:
         report = verify_workspace(store, tenant_id, workspace_id, check_raw=not no_raw)
-    for structure_id, problem in report.problems:
-        echo.echo_error(f'{structure_id}: {problem}')
-    echo.echo(
-        table(
-            [[report.checked, report.matching, report.without_node, report.remembered, report.missing]],
-            ['records', 'match their node', 'without node', 'nodes projected here', 'missing from the store'],
-        )
-    )
-    if not report.ok:
-        echo.echo_critical(f'{len(report.problems)} problems: the store and AiiDA do not match')
-    echo.echo_success(
-        f'{report.matching} records of {tenant_id}/{workspace_id} match their AiiDA nodes, and no projected node '
-        'is missing'
-    )
+    echo_verify(report, f'records of {tenant_id}/{workspace_id}', 'node', 'nodes')

@@ -67,3 +67,18 @@ def table(rows, headers) -> str:
     from tabulate import tabulate
 
     return tabulate(rows, headers=headers, tablefmt='simple')
+
+
+def echo_verify(report, what: str, node: str, nodes: str) -> None:
+    """Print a verification's problems and its table; exit 1 if the store and AiiDA do not match."""
+    for ident, problem in report.problems:
+        echo.echo_error(f'{ident}: {problem}')
+    echo.echo(
+        table(
+            [[report.checked, report.matching, report.without_node, report.remembered, report.missing]],
+            ['records', f'match their {node}', f'without {node}', f'{nodes} projected here', 'missing from the store'],
+        )
+    )
+    if not report.ok:
+        echo.echo_critical(f'{len(report.problems)} problems: the store and AiiDA do not match')
+    echo.echo_success(f'{report.matching} {what} match their AiiDA {nodes}, and no projected {node} is missing')

@@ -13,7 +13,6 @@ exactly the case a sync cannot see, since it trusts what the nodes remember.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 
 from aiida import orm
@@ -21,27 +20,11 @@ from aiida import orm
 from ..core.exceptions import InvalidInputError, StructStoreError
 from ..core.values import validate_id
 from ..store.base import Store
-from ..tracking import find_origins, target_extra
+from ..sync import VerifyReport
+from ..tracking import find_origins, iter_remembered, target_extra
 from .sync import prepare_node
 
 __all__ = ('VerifyReport', 'verify_workspace')
-
-
-@dataclass
-class VerifyReport:
-    """What :func:`verify_workspace` found. ``ok`` is true only if every record matches its node and every node
-    remembered as projected has its record."""
-
-    checked: int = 0
-    matching: int = 0
-    without_node: int = 0
-    remembered: int = 0
-    missing: int = 0
-    problems: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def verify_workspace(
@@ -102,19 +85,7 @@ def _nodes_against_records(
     store: Store, tenant_id: str, workspace_id: str, report: VerifyReport, *, page_size: int
 ) -> None:
     extra = target_extra(store.store_id, tenant_id, workspace_id)
-    after_id = 0
-    while True:
-        query = orm.QueryBuilder().append(
-            orm.StructureData,
-            filters={'and': [{'extras': {'has_key': extra}}, {'id': {'>': after_id}}]},
-            project=['id', 'uuid', f'extras.{extra}'],
-            tag='structure',
-        )
-        query.order_by({'structure': {'id': 'asc'}}).limit(page_size)
-        rows = query.all()
-        if not rows:
-            return
-        after_id = rows[-1][0]
+    for rows in iter_remembered(orm.StructureData, extra, page_size):
         remembered = {}
         for pk, uuid, entry in rows:
             if isinstance(entry, dict) and entry.get('node_uuid', uuid) != uuid:

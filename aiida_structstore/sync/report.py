@@ -1,4 +1,4 @@
-"""What a sync did: one report for every record kind (structures, executions).
+"""What a sync did, and what a verification found: one report each for every record kind (structures, executions).
 
 This module imports no AiiDA module.
 """
@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ('MAX_REPORTED_FAILURES', 'SyncReport')
+__all__ = ('MAX_REPORTED_FAILURES', 'SyncReport', 'VerifyReport')
 
 #: Failures (and dry-run notes) kept in the report with their messages; all failures are counted.
 MAX_REPORTED_FAILURES = 100
@@ -95,3 +95,20 @@ class SyncReport:
             'since': None if self.since is None else self.since.isoformat(),
             'seconds': round(self.seconds, 3),
         }
+
+
+@dataclass
+class VerifyReport:
+    """What a verification of a workspace against AiiDA found. ``ok`` is true only if every record matches its node
+    and every node remembered as projected has its record."""
+
+    checked: int = 0
+    matching: int = 0
+    without_node: int = 0
+    remembered: int = 0
+    missing: int = 0
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

@@ -122,3 +122,14 @@ def test_sync_dry_run(run_cli_command, convex_backend, ran, scope, tenant):
     assert (summary['selected'], summary['would be new'], summary['failed']) == ('3', '3', '0')
     assert 'nothing was written' in result.output
     assert convex_backend.executions.find(ExecutionKey.of(tenant, 'w', chain.uuid)) is None
+
+
+def test_verify(run_cli_command, convex_backend, ran, scope, tenant):
+    _, chain, _ = ran
+    run_cli_command(cmd_structstore, ['executions', 'sync', *scope])
+    (summary,) = rows(run_cli_command(cmd_structstore, ['executions', 'verify', *scope]).output)
+    assert (summary['records'], summary['match their process'], summary['missing from the store']) == ('3', '3', '0')
+    convex_backend.executions.delete(ExecutionKey.of(tenant, 'w', chain.uuid))
+    result = run_cli_command(cmd_structstore, ['executions', 'verify', *scope], raises=True)
+    assert f'{chain.uuid}: missing from the store' in result.output
+    assert rows(result.output)[0]['missing from the store'] == '1'

@@ -10,7 +10,7 @@ import pytest
 from aiida import orm
 from aiida.engine import run_get_node
 
-from aiida_structstore.core.executions import ExecutionKey
+from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
 from aiida_structstore.executions.sync import EXECUTION_PROJECTION_VERSION, sync_executions
 from aiida_structstore.structures.sync import sync_structures
 from aiida_structstore.tracking import target_extra
@@ -194,3 +194,30 @@ def test_a_dry_run_counts_and_writes_nothing(convex_backend, workflow, tenant):
     assert target_extra(convex_backend.store_id, tenant, 'w') not in orm.load_node(chain.pk).base.extras.all
     real = sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True)
     assert (real.new, real.updated) == (dry.new, dry.updated)
+
+
+def test_verify_both_ways(convex_backend, workflow, tenant):
+    """``verify`` covers executions as it covers structures: a synced workspace matches; a record the store lost, a
+    record changed behind AiiDA's back and a record of a process this profile does not have are each reported."""
+    from aiida_structstore.executions.verify import verify_executions
+
+    structure, chain, child, strained = workflow
+    sync_structs(convex_backend, tenant, [structure, strained])
+    assert sync_executions(convex_backend, tenant_id=tenant, workspace_id='w', linked=True).ok
+    report = verify_executions(convex_backend, tenant, 'w')
+    assert report.ok and (report.checked, report.matching, report.remembered, report.missing) == (2, 2, 2, 0)
+
+    convex_backend.executions.delete(ExecutionKey.of(tenant, 'w', child.uuid))
+    fields = record_of(convex_backend, tenant, chain).model_dump(exclude={'content_hash', 'updated_at'})
+    later = fields['modified_at'] + dt.timedelta(seconds=1)  # a later state, so the store takes it
+    convex_backend.executions.put(ExecutionContent(**{**fields, 'process_label': 'Renamed', 'modified_at': later}))
+    stranger = ExecutionContent(
+        **{**fields, 'key': ExecutionKey.of(tenant, 'w', '00000000-0000-4000-8000-000000000001')}
+    )
+    convex_backend.executions.put(stranger)
+    report = verify_executions(convex_backend, tenant, 'w')
+    problems = dict(report.problems)
+    assert not report.ok and (report.checked, report.matching, report.missing) == (2, 0, 1)
+    assert 'differs from its AiiDA process' in problems[chain.uuid]
+    assert 'does not exist in this profile' in problems[stranger.key.process_uuid]
+    assert 'missing from the store' in problems[child.uuid]
