@@ -283,7 +283,7 @@ def test_bad_file_names_are_refused_before_anything_is_stored(run_cli_command, t
 
 
 def test_an_oversize_file_is_refused_before_anything_is_stored(run_cli_command, tmp_path, monkeypatch):
-    import aiida_structstore.store.base as base
+    import aiida_structstore.store.structures as base
 
     monkeypatch.setattr(base, 'MAX_RAW_BYTES', 200)
     path = tmp_path / 'big.in'

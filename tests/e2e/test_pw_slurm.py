@@ -99,7 +99,7 @@ def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_b
     latencies = sorted(stats.latencies)
     print(
         f'\nexecution records: {stats.events} broadcasts, {stats.pushes} pushes, {stats.written} records written, '
-        f'{watch_store.calls} Convex calls; state change → record committed: median '
+        f'{watch_store.transport.calls} Convex calls; state change → record committed: median '
         f'{statistics.median(latencies):.3f} s, max {latencies[-1]:.3f} s over {len(latencies)} writes'
     )
 
