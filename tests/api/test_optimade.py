@@ -152,6 +152,38 @@ FILTERS = [
     ('last_modified < "2000-01-01T00:00:00Z"', lambda s: False),
     ('_structstore_source.kind = "pw-input"', None),
     ('_structstore_aiida_node IS KNOWN', lambda s: True),
+    # Operators the package's MongoDB post-processing got wrong under NOT; here they are operators of their own.
+    ('NOT elements HAS ONLY "Si"', lambda s: set(s['elements']) != {'Si'}),
+    ('elements LENGTH >= 2', lambda s: len(s['elements']) >= 2),
+    ('NOT elements LENGTH > 1', lambda s: len(s['elements']) <= 1),
+    ('structure_features LENGTH > 0', lambda s: len(s['structure_features']) > 0),
+    ('NOT structure_features LENGTH > 0', lambda s: len(s['structure_features']) == 0),
+    ('species_at_sites LENGTH < 10', lambda s: len(s['species_at_sites']) < 10),
+    # Timestamps: a date is midnight UTC, no offset is UTC, an offset is honoured.
+    ('last_modified > "2020-01-01"', lambda s: True),
+    ('last_modified >= "2000-01-01T00:00:00"', lambda s: True),
+    ('last_modified < "2000-01-01T00:30:00+01:00"', lambda s: False),
+    ('last_modified > "9999-12-31"', lambda s: False),
+    ('"2020-01-01" < last_modified', lambda s: True),
+]
+ALL_IDS = frozenset({'fe2o3', 'si', 'fe2o3-bands', 'si-scf'})
+#: String operators take the text literally: never a regular expression.
+LITERAL = [
+    ('id CONTAINS "."', set()),
+    ('NOT id CONTAINS "."', ALL_IDS),
+    ('id CONTAINS "-"', {'fe2o3-bands', 'si-scf'}),
+    ('id CONTAINS "("', set()),
+    ('id CONTAINS "(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*(.*)*!"', set()),
+    ('id STARTS WITH ".*"', set()),
+    ('id STARTS "si"', {'si', 'si-scf'}),
+    ('id ENDS WITH "$"', set()),
+    ('id ENDS "s"', {'fe2o3-bands'}),
+    ('id CONTAINS "\\""', set()),
+    ('_structstore_source.filename ENDS ".cif"', {'fe2o3', 'si'}),
+    ('_structstore_source.filename CONTAINS "3_b"', {'fe2o3-bands'}),
+    ('_structstore_source.filename CONTAINS "[a-z]"', set()),
+    ('_id = "x"', set()),
+    ('_id IS UNKNOWN', ALL_IDS),
 ]
 
 
@@ -176,6 +208,29 @@ class TestFilters:
         body = response.json()
         assert {entry['id'] for entry in body['data']} == expected
         assert body['meta']['data_returned'] == len(expected)
+
+    @pytest.mark.parametrize(('query', 'expected'), LITERAL, ids=[query for query, _ in LITERAL])
+    def test_strings_are_literal_text(self, get, workspace, query, expected):
+        assert set(workspace) == ALL_IDS
+        response = get('/optimade/v1/structures', filter=query, response_fields='nsites')
+        assert response.status_code == 200, response.text
+        assert {entry['id'] for entry in response.json()['data']} == expected
+
+    @pytest.mark.parametrize(
+        'query',
+        [
+            '(' * 16 + 'nsites > 0' + ')' * 16,
+            ' OR '.join(f'id = "x{i}"' for i in range(99)) + ' OR nsites > 0',
+            'elements HAS ANY ' + ','.join(['"Fe"'] * 90) + ' OR nsites > 0',
+            'nsites > 0 AND id CONTAINS ""' + ' ' * (4096 - 29),
+        ],
+        ids=['depth-16', '100-terms', '91-values', 'near-4096-characters'],
+    )
+    def test_filters_at_the_limits_are_served(self, get, workspace, query):
+        assert len(query) <= 4096
+        response = get('/optimade/v1/structures', filter=query, response_fields='nsites')
+        assert response.status_code == 200, response.text
+        assert {entry['id'] for entry in response.json()['data']} == set(workspace)
 
     def test_sort_and_pagination_follow_next_links(self, get, workspace):
         ordered = sorted(workspace, key=lambda sid: (-workspace[sid].structure['nsites'], sid))
@@ -207,6 +262,49 @@ class TestFilters:
             ('/optimade/v2/info', {}, 553, 'v2 is not served'),
             ('/optimade/workspaces/lab/v3/structures', {}, 553, 'v3 is not served'),
             ('/optimade/v1/nothing', {}, 404, 'no such endpoint'),
+            # Bad values, and filters over the limits: 400 (never a 500), before any record is read.
+            ('/optimade/v1/structures', {'filter': 'last_modified > "not a date"'}, 400, "'not a date' is not an RFC"),
+            ('/optimade/v1/structures', {'filter': 'last_modified > "2020-13-01"'}, 400, 'RFC 3339 timestamp'),
+            ('/optimade/v1/structures', {'filter': 'last_modified > 5'}, 400, 'with a timestamp string'),
+            ('/optimade/v1/structures', {'filter': 'last_modified CONTAINS "2020"'}, 400, 'can only be compared'),
+            ('/optimade/v1/structures', {'filter': 'last_modified HAS "2020"'}, 400, 'can only be compared'),
+            ('/optimade/v1/structures', {'filter': '(' * 17 + 'nsites > 0' + ')' * 17}, 400, 'deeper than 16'),
+            ('/optimade/v1/structures', {'filter': '(' * 250 + 'nsites > 0' + ')' * 250}, 400, 'deeper than 16'),
+            (
+                '/optimade/v1/structures',
+                {'filter': ' OR '.join(f'id="x{i}"' for i in range(101))},
+                400,
+                'more than 100 terms',
+            ),
+            (
+                '/optimade/v1/structures',
+                {'filter': ' OR '.join(f'id="{i}"' for i in range(300))},
+                400,
+                'more than 100 terms',
+            ),
+            (
+                '/optimade/v1/structures',
+                {'filter': ' OR '.join(['nsites=1'] * 4000)},
+                400,
+                'at most 4096',
+            ),
+            (
+                '/optimade/v1/structures',
+                {'filter': 'elements HAS ANY ' + ','.join(['"Fe"'] * 150)},
+                400,
+                'more than 100 terms',
+            ),
+            (
+                '/optimade/v1/structures',
+                {'filter': ' OR '.join(['((((((((((nsites = 1))))))))))'] * 12)},
+                400,
+                'more than 100 terms',
+            ),
+            ('/optimade/v1/structures', {'filter': 'id CONTAINS "' + 'a' * 5000 + '"'}, 400, 'at most 4096'),
+            ('/optimade/v1/structures', {'filter': 'id CONTAINS 5'}, 400, 'CONTAINS takes a string'),
+            ('/optimade/v1/structures', {'filter': 'nsites = nelements'}, 501, 'with another property'),
+            ('/optimade/v1/structures', {'filter': '3 < 4'}, 400, 'needs a property'),
+            ('/optimade/v1/structures', {'filter': 'nsites = TRUE'}, 501, 'boolean'),
         ],
     )
     def test_errors_are_optimade_error_documents(self, get, url, params, status, detail):
