@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
 import subprocess
@@ -326,6 +327,79 @@ class TestFilters:
             'nsites': body['data']['attributes']['nsites'],
             'space_group_it_number': None,
         }
+
+
+class TestOddRecords:
+    """A record the OPTIMADE models refuse never breaks a page: it is served with what is valid, or left out with a
+    warning."""
+
+    @pytest.fixture
+    def odd(self, backend, workspace, examples, tenant):
+        from aiida_structstore.models import StructureKey
+        from aiida_structstore.projection import structure_content
+
+        def put(structure_id, change):
+            attributes = copy.deepcopy(examples['si'].attributes)
+            change(attributes)
+            key = StructureKey.of(tenant, 'lab', structure_id)
+            example = examples['si']
+            backend.put(structure_content(attributes, key=key, node_uuid=example.node_uuid, source=example.source))
+
+        # AiiDA accepts all three: a kind no site uses, the unknown element X, a structure without sites.
+        put(
+            'unused-kind',
+            lambda a: a['kinds'].append({'name': 'Ge', 'symbols': ['Ge'], 'weights': [1.0], 'mass': 72.6}),
+        )
+        put('unknown-element', lambda a: [kind.update(symbols=['X']) for kind in a['kinds']])
+        put('no-sites', lambda a: (a['sites'].clear(), a['kinds'].clear()))
+        return ('unused-kind', 'unknown-element', 'no-sites')
+
+    @pytest.fixture
+    def get(self, backend, api_settings, tenant):
+        headers = bearer(make_token(tenant, ['lab']))
+        with TestClient(create_app(api_settings)) as client:
+            yield lambda url, **params: client.get(url, params=params or None, headers=headers)
+
+    @pytest.mark.parametrize('fields', [None, 'nsites,chemical_formula_reduced', 'species,species_at_sites'])
+    def test_a_page_with_odd_records_is_served(self, get, workspace, odd, fields):
+        response = get('/optimade/v1/structures', **({'response_fields': fields} if fields else {}))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        entries = {entry['id']: entry['attributes'] for entry in body['data']}
+        assert set(workspace) <= set(entries) and 'unused-kind' in entries
+        warned = ' '.join(warning['detail'] for warning in body['meta'].get('warnings') or [])
+        for structure_id in odd:
+            assert structure_id in entries or structure_id in warned
+        if fields is None or 'species' in fields:
+            unused = entries['unused-kind']
+            assert [species['name'] for species in unused['species']] == sorted(set(unused['species_at_sites']))
+
+    @pytest.mark.parametrize('structure_id', ['unused-kind', 'unknown-element', 'no-sites'])
+    def test_a_single_odd_record_is_not_a_500(self, get, odd, structure_id):
+        response = get(f'/optimade/v1/structures/{structure_id}')
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body['data'] is None:
+            assert structure_id in body['meta']['warnings'][0]['detail']
+        else:
+            assert body['data']['id'] == structure_id
+
+    def test_an_entry_that_cannot_be_repaired_is_left_out_with_a_warning(self, backend, workspace, tenant):
+        from aiida_structstore.api.optimade.app import _resource
+        from aiida_structstore.api.optimade.fields import document
+        from aiida_structstore.models import StructureKey
+
+        doc = document(backend.get(StructureKey.of(tenant, 'lab', 'si')))
+        notes = []
+        assert _resource(doc, None, notes) is not None and notes == []
+        broken = doc | {'nsites': doc['nsites'] + 1}  # the models check it against the positions
+        assert _resource(broken, None, notes) is None
+        assert notes[0][0] == 'Entry left out' and "entry 'si'" in notes[0][1]
+
+    def test_sorting_odd_records_is_not_a_500(self, get, workspace, odd):
+        for key in ('nsites', '-chemical_formula_reduced', 'nelements,-last_modified'):
+            response = get('/optimade/v1/structures', sort=key)
+            assert response.status_code == 200, response.text
 
 
 class TestIsolation:

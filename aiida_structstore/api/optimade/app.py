@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import optimade
@@ -44,14 +45,15 @@ from optimade.models import (
     ToplevelLinks,
     Warnings,
 )
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
-from ...models import StructureRecord
 from ...store import StructureStore
 from ..auth import Principal
 from ..context import ReadContext, Scope, http_errors
 from ..structures import CACHE_HEADERS
+from .evaluate import timestamp_text
 from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, document, entry_properties, sortable_fields
 from .filters import FilterError, compile_filter
 from .query import select
@@ -99,7 +101,8 @@ def _versioned_base(request: Request) -> str:
     return url[: url.rindex(f'/{MAJOR}/') + len(MAJOR) + 1]
 
 
-def _meta(request: Request, *, warnings_: tuple[str, ...] = (), **values: Any) -> ResponseMeta:
+def _meta(request: Request, *, warnings_: Sequence[str | tuple[str, str]] = (), **values: Any) -> ResponseMeta:
+    """The ``meta`` of a response; ``warnings_`` are details (titled "Filter warning") or ``(title, detail)``."""
     base = _versioned_base(request)
     url = str(request.url)
     return ResponseMeta(
@@ -108,7 +111,11 @@ def _meta(request: Request, *, warnings_: tuple[str, ...] = (), **values: Any) -
         time_stamp=_now(),
         provider=PROVIDER,
         implementation=IMPLEMENTATION,
-        warnings=[Warnings(title='Filter warning', detail=text) for text in warnings_] or None,
+        warnings=[
+            Warnings(title=title, detail=detail)
+            for title, detail in (w if isinstance(w, tuple) else ('Filter warning', w) for w in warnings_)
+        ]
+        or None,
         schema=SCHEMA_URL,
         **{'more_data_available': False, **values},
     )
@@ -175,18 +182,65 @@ def _sort(documents: list[dict[str, Any]], value: str | None) -> list[dict[str, 
             )
         present = [doc for doc in ordered if doc.get(name) is not None]
         missing = [doc for doc in ordered if doc.get(name) is None]
-        present.sort(key=lambda doc: doc[name], reverse=descending)
+        present.sort(key=lambda doc: _sort_key(doc[name]), reverse=descending)
         ordered = present + missing  # entries without the value last, either way
     return ordered
 
 
-def _resource(record: StructureRecord, fields: list[str] | None) -> dict[str, Any]:
-    doc = document(record)
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """A key that orders any values without an error: numbers, then text, then timestamps, then anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value) if value == value else (3, '')  # NaN last
+    if isinstance(value, str):
+        return (1, value)
+    if isinstance(value, dt.datetime):
+        return (2, timestamp_text(value))
+    return (3, repr(value))
+
+
+def _resource(doc: dict[str, Any], fields: list[str] | None, notes: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The resource of an entry's document with the attributes ``fields`` (``None``: all served).
+
+    One odd record never breaks a response: species no site uses are left out (they describe nothing, and the
+    models require ``implicit_atoms`` otherwise), properties the OPTIMADE models refuse are served as null, and an
+    entry that still cannot be served is left out (``None``); either way with a warning in ``notes``.
+    """
+    entry_id = doc['id']
     attributes = {name: doc.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
-    resource = StructureResource(id=doc['id'], type='structures', attributes=attributes)
+    species, at_sites = attributes.get('species'), attributes.get('species_at_sites')
+    if isinstance(species, list) and isinstance(at_sites, list):
+        used = set(at_sites)
+        attributes['species'] = [item for item in species if not isinstance(item, dict) or item.get('name') in used]
+    nulled: list[str] = []
+    while True:
+        try:
+            resource = StructureResource(id=entry_id, type='structures', attributes=attributes)
+            break
+        except ValidationError as exc:
+            errors = exc.errors()
+            names = sorted({str(e['loc'][1]) for e in errors if len(e['loc']) > 1 and e['loc'][0] == 'attributes'})
+            if nulled or not names or any(len(e['loc']) < 2 for e in errors) or 'last_modified' in names:
+                reason = str(errors[0]['msg'])[:200] if errors else 'invalid'
+                notes.append(
+                    (
+                        'Entry left out',
+                        f'entry {entry_id!r} is not a valid OPTIMADE structure ({reason}); it was left out',
+                    )
+                )
+                return None
+            nulled = names
+            attributes.update(dict.fromkeys(names))
     body = resource.model_dump(mode='json', exclude_unset=True)
     if fields is not None:
         body['attributes'] = {name: body['attributes'].get(name) for name in fields}
+    shown = [name for name in nulled if fields is None or name in fields]
+    if shown:
+        notes.append(
+            (
+                'Invalid properties',
+                f'entry {entry_id!r}: {", ".join(shown)} not valid OPTIMADE values; served as null',
+            )
+        )
     return body
 
 
@@ -268,10 +322,12 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
                 if record is None and _needs_payload(fields):
                     record = store.find(scope.key(doc['id']))
                 records.append(record)
-        data = [
-            _resource(record, fields) if record is not None else _summary_resource(doc, fields)
-            for doc, record in zip(page, records, strict=True)
-        ]
+        entry_notes: list[tuple[str, str]] = []
+        data = []
+        for doc, record in zip(page, records, strict=True):
+            resource = _resource(doc if record is None else document(record), fields, entry_notes)
+            if resource is not None:
+                data.append(resource)
         more = page_offset + len(page) < len(ordered)
         next_link = str(request.url.include_query_params(page_offset=page_offset + len(page))) if more else None
         if more and 'page_number' in request.query_params:
@@ -280,7 +336,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
             )
         meta = _meta(
             request,
-            warnings_=compiled.warnings + tuple(notes),
+            warnings_=[*compiled.warnings, *notes, *entry_notes],
             data_returned=len(ordered),
             data_available=selection.available if selection.available is not None else None,
             more_data_available=more,
@@ -303,17 +359,10 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         key = scope.key(entry_id)
         with http_errors('entry'):
             record = store.get(key)
-        meta = _meta(request, warnings_=tuple(notes), data_returned=1)
-        return _json(StructureResponseOne(meta=meta, data=_resource(record, fields), links=ToplevelLinks(next=None)))
-
-
-def _summary_resource(doc: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
-    attributes = {name: doc.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
-    body = StructureResource(id=doc['id'], type='structures', attributes=attributes).model_dump(
-        mode='json', exclude_unset=True
-    )
-    body['attributes'] = {name: body['attributes'].get(name) for name in (fields or [])}
-    return body
+        entry_notes: list[tuple[str, str]] = []
+        data = _resource(document(record), fields, entry_notes)
+        meta = _meta(request, warnings_=[*notes, *entry_notes], data_returned=1 if data is not None else 0)
+        return _json(StructureResponseOne(meta=meta, data=data, links=ToplevelLinks(next=None)))
 
 
 def create_optimade_app(context: ReadContext) -> FastAPI:
