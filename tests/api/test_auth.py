@@ -163,6 +163,21 @@ class TestJwks:
         response = client.get('/api/structures', headers=bearer(unknown))
         assert response.status_code == 401 and 'JWKS' in response.json()['detail']
 
+    @pytest.mark.parametrize(('alg', 'kid'), [('ES256', 'rsa-1'), ('RS256', 'ec-1')])
+    def test_an_algorithm_that_does_not_fit_the_key_is_401(self, client, jwks_server, alg, kid):
+        keys, _ = jwks_server
+        token = make_token('acme', ['lab'], key=keys.ec if alg == 'ES256' else keys.rsa, algorithm=alg)
+        forged = jwt.api_jws.base64url_encode(json.dumps({'alg': alg, 'kid': kid, 'typ': 'JWT'}).encode()).decode()
+        for candidate in (token.replace(token.split('.')[0], forged, 1), f'{forged}.e30.c2ln'):
+            response = client.get('/api/structures', headers=bearer(candidate))
+            assert response.status_code == 401, response.text
+            kty, key_alg = ('RSA', 'RS256') if alg == 'ES256' else ('EC', 'ES256')
+            assert response.json()['detail'] == (
+                f'the token algorithm {alg} does not fit the JWKS key {kid!r} (key type {kty}, algorithm {key_alg})'
+            )
+            response = client.get('/optimade/v1/info', headers=bearer(candidate))
+            assert response.status_code == 401 and 'does not fit the JWKS key' in response.text
+
     def test_hs256_is_not_accepted_without_a_secret(self, client):
         response = client.get('/api/structures', headers=bearer(make_token('acme', ['lab'])))
         assert response.status_code == 401
