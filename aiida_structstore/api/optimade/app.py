@@ -411,4 +411,9 @@ def create_optimade_app(context: ReadContext) -> FastAPI:
     async def filter_error(request: Request, exc: FilterError) -> Response:
         return _error(request, exc.status, exc.title, exc.detail)
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # An OPTIMADE error document without details (the exception is logged by the server).
+        return _error(request, 500, 'Internal Server Error', 'the server failed to answer this request')
+
     return app
