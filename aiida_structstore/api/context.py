@@ -31,6 +31,7 @@ from ..exceptions import (
 from ..models import StructureKey, validate_id
 from ..store import StructureStore, open_store
 from .auth import AuthenticationError, Principal, TokenVerifier
+from .cursors import CursorCodec
 from .settings import ApiSettings, load_api_settings
 
 __all__ = ('ReadContext', 'Scope', 'http_errors')
@@ -85,6 +86,8 @@ class ReadContext:
     def __init__(self, settings: ApiSettings | None = None, *, store: StructureStore | None = None) -> None:
         self.settings = (settings or load_api_settings()).check()
         self.verifier = TokenVerifier(self.settings)
+        secret = self.settings.jwt_secret
+        self.cursors = CursorCodec(secret.get_secret_value() if secret is not None else None)
         self._store = store
         self._owns_store = store is None
         self._lock = threading.Lock()
