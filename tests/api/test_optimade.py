@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from aiida_structstore.api import create_app
 
+from ..ports import free_port
 from .conftest import bearer, make_token, serve
 
 BIN = pathlib.Path(sys.executable).parent
@@ -30,8 +31,20 @@ def server(backend, api_settings):
     yield from serve(create_app(api_settings))
 
 
-def test_the_official_validator_passes(server, workspace, tenant):
+@pytest.fixture(params=['loopback', 'public-url'])
+def validated_server(request, backend, api_settings):
+    """The live app, its links built from the loopback request URL or from STRUCTURE_API_PUBLIC_URL."""
+    if request.param == 'loopback':
+        yield from serve(create_app(api_settings))
+        return
+    port = free_port()
+    settings = api_settings.model_copy(update={'public_url': f'http://127.0.0.1:{port}'})
+    yield from serve(create_app(settings), port=port)
+
+
+def test_the_official_validator_passes(validated_server, workspace, tenant):
     """``optimade-validator`` (optional tests included) against the live app, with the token header."""
+    server = validated_server
     headers = json.dumps(bearer(make_token(tenant, ['lab'])))
     result = subprocess.run(
         [str(BIN / 'optimade-validator'), f'{server.url}/optimade/v1', '--headers', headers, '--json'],
@@ -327,6 +340,48 @@ class TestFilters:
             'nsites': body['data']['attributes']['nsites'],
             'space_group_it_number': None,
         }
+
+
+class TestLinks:
+    """Absolute links come from STRUCTURE_API_PUBLIC_URL, never from the request's Host header."""
+
+    EVIL = {'Host': 'evil.example'}
+
+    @pytest.fixture
+    def get(self, backend, api_settings, workspace, tenant):
+        def get(url, settings=api_settings, headers=None, **params):
+            with TestClient(create_app(settings)) as client:
+                auth = bearer(make_token(tenant, ['lab']))
+                return client.get(url, params=params or None, headers={**auth, **(headers or {})})
+
+        return get
+
+    @pytest.mark.parametrize('prefix', ['/optimade/v1', '/optimade/workspaces/lab/v1'])
+    def test_links_use_the_public_url(self, get, api_settings, prefix):
+        settings = api_settings.model_copy(update={'public_url': 'https://structures.example.org/base'})
+        public = f'https://structures.example.org/base{prefix}'
+        info = get(f'{prefix}/info', settings, self.EVIL)
+        assert info.status_code == 200, info.text
+        assert info.json()['data']['attributes']['available_api_versions'] == [{'url': public, 'version': '1.2.0'}]
+        page = get(f'{prefix}/structures', settings, self.EVIL, page_limit=1, sort='id')
+        body = page.json()
+        assert body['links']['next'] == f'{public}/structures?page_limit=1&sort=id&page_offset=1'
+        assert body['meta']['query']['representation'] == '/structures?page_limit=1&sort=id'
+        assert 'evil' not in info.text + page.text
+
+    @pytest.mark.parametrize('path', ['/optimade/v1/info', '/optimade/v1/structures', '/optimade/v1/links'])
+    def test_without_a_public_url_a_foreign_host_is_refused(self, get, path):
+        response = get(path, headers=self.EVIL)
+        assert response.status_code == 421, response.text
+        assert 'STRUCTURE_API_PUBLIC_URL' in response.json()['errors'][0]['detail']
+        assert 'evil' not in response.text
+
+    @pytest.mark.parametrize('host', ['127.0.0.1:8123', 'localhost', '[::1]:9000'])
+    def test_without_a_public_url_loopback_hosts_are_used(self, get, host):
+        response = get('/optimade/v1/info', headers={'Host': host})
+        assert response.status_code == 200, response.text
+        [version] = response.json()['data']['attributes']['available_api_versions']
+        assert version['url'] == f'http://{host}/optimade/v1'
 
 
 class TestOddRecords:

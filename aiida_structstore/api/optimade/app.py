@@ -17,6 +17,7 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,7 @@ from optimade.models import (
     Warnings,
 )
 from pydantic import ValidationError
+from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
@@ -95,18 +97,64 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
+_LOCAL_HOSTS = frozenset({'localhost', 'testserver'})
+NO_PUBLIC_URL = (
+    "this server's public URL is not configured: set STRUCTURE_API_PUBLIC_URL to the URL clients use "
+    "(absolute links are never built from the request's Host header)"
+)
+
+
+def _is_local(host: str | None) -> bool:
+    """Whether ``host`` is a loopback address, ``localhost`` or the test client's ``testserver``."""
+    if not host:
+        return False
+    if host.lower() in _LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip('[]')).is_loopback
+    except ValueError:
+        return False
+
+
+def _app_path(request: Request) -> str:
+    """The request's path below the read API's root (``/optimade/...``)."""
+    path, root = request.url.path, request.scope.get('app_root_path', '')
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _root_url(request: Request) -> str:
+    """The URL of the read API's root: ``STRUCTURE_API_PUBLIC_URL``, or the request's own URL on a loopback host;
+    any other host is refused (421), since the ``Host`` header is the client's to choose."""
+    public = getattr(request.app.state, 'public_url', None)
+    if public:
+        return public
+    url = request.url
+    if not _is_local(url.hostname):
+        raise OptimadeHTTPError(421, 'Misdirected Request', NO_PUBLIC_URL)
+    host = f'[{url.hostname}]' if ':' in (url.hostname or '') else url.hostname
+    return f'{url.scheme}://{host}{f":{url.port}" if url.port else ""}{request.scope.get("app_root_path", "")}'
+
+
 def _versioned_base(request: Request) -> str:
-    """The versioned base URL of the request (``.../optimade[/workspaces/<id>]/v1``)."""
-    url = str(request.url.replace(query='', fragment=''))
-    return url[: url.rindex(f'/{MAJOR}/') + len(MAJOR) + 1]
+    """The public versioned base URL of the request (``.../optimade[/workspaces/<id>]/v1``)."""
+    path = _app_path(request)
+    return _root_url(request) + path[: path.rindex(f'/{MAJOR}/') + len(MAJOR) + 1]
+
+
+def _public_url(request: Request) -> URL:
+    """The request's URL under the public base (for ``links.next``)."""
+    query = request.url.query
+    return URL(_root_url(request) + _app_path(request) + (f'?{query}' if query else ''))
 
 
 def _meta(request: Request, *, warnings_: Sequence[str | tuple[str, str]] = (), **values: Any) -> ResponseMeta:
     """The ``meta`` of a response; ``warnings_`` are details (titled "Filter warning") or ``(title, detail)``."""
-    base = _versioned_base(request)
-    url = str(request.url)
+    path = _app_path(request)
+    representation = path[path.rindex(f'/{MAJOR}/') + len(MAJOR) + 1 :]
+    if request.url.query:
+        representation += f'?{request.url.query}'
     return ResponseMeta(
-        query=ResponseMetaQuery(representation=url[len(base) :]),
+        query=ResponseMetaQuery(representation=representation),
         api_version=API_VERSION,
         time_stamp=_now(),
         provider=PROVIDER,
@@ -145,7 +193,14 @@ def _error(request: Request, status: int, title: str, detail: str, headers: dict
 
 
 _VERSIONED = re.compile(r'(?:workspaces/[^/]+/)?(?P<version>v[0-9]+)(?:/|$)')
-_TITLES = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 422: 'Bad Request'}
+_TITLES = {
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    421: 'Misdirected Request',
+    422: 'Bad Request',
+}
 
 
 def _response_fields(value: str | None) -> tuple[list[str] | None, list[str]]:
@@ -257,6 +312,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
 
     @app.get(f'{base}/info', include_in_schema=prefix == '')
     def info(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        _root_url(request)
         attributes = BaseInfoAttributes(
             api_version=API_VERSION,
             available_api_versions=[AvailableApiVersion(url=_versioned_base(request), version=API_VERSION)],
@@ -271,6 +327,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
 
     @app.get(f'{base}/info/structures', include_in_schema=prefix == '')
     def info_structures(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        _root_url(request)
         data = EntryInfoResource(
             id='structures',
             type='info',
@@ -284,6 +341,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
 
     @app.get(f'{base}/links', include_in_schema=prefix == '')
     def links(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        _root_url(request)
         return _json(LinksResponse(meta=_meta(request, data_returned=0, data_available=0), data=[]))
 
     @app.get(f'{base}/structures', include_in_schema=prefix == '')
@@ -302,6 +360,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         include: str | None = Query(None),
         api_hint: str | None = Query(None),
     ) -> Response:
+        _root_url(request)  # 421 before any work when the links cannot be built
         if response_format != 'json':
             raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
         if page_limit > MAX_PAGE_LIMIT:
@@ -329,11 +388,12 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
             if resource is not None:
                 data.append(resource)
         more = page_offset + len(page) < len(ordered)
-        next_link = str(request.url.include_query_params(page_offset=page_offset + len(page))) if more else None
-        if more and 'page_number' in request.query_params:
-            next_link = str(
-                request.url.remove_query_params('page_number').include_query_params(page_offset=page_offset + len(page))
-            )
+        next_link = None
+        if more:
+            next_url = _public_url(request)
+            if 'page_number' in request.query_params:
+                next_url = next_url.remove_query_params('page_number')
+            next_link = str(next_url.include_query_params(page_offset=page_offset + len(page)))
         meta = _meta(
             request,
             warnings_=[*compiled.warnings, *notes, *entry_notes],
@@ -353,6 +413,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         response_format: str = Query('json'),
         response_fields: str | None = Query(None),
     ) -> Response:
+        _root_url(request)  # 421 before any work when the links cannot be built
         if response_format != 'json':
             raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
         fields, notes = _response_fields(response_fields)
@@ -368,6 +429,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
 def create_optimade_app(context: ReadContext) -> FastAPI:
     """The OPTIMADE sub-application (mount it at ``/optimade``), reading through ``context``."""
     app = FastAPI(title='aiida-structstore OPTIMADE API', version=__version__, docs_url=None, redoc_url=None)
+    app.state.public_url = context.settings.public_url
 
     def token_scope(principal: Principal = Depends(context.principal)) -> Scope:  # noqa: B008
         if len(principal.workspaces) != 1:
