@@ -9,7 +9,10 @@ Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app`:
 
 Responses are built from the ``optimade`` package's models; errors are OPTIMADE error documents with the status
 the specification prescribes (400 bad filter or parameter, 401 no or bad token, 403 page limit over the maximum,
-404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve).
+404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve), and 421
+for a request whose links cannot be built: absolute links come from ``STRUCTURE_API_PUBLIC_URL``, or from the
+request's URL only when its host is loopback, never from another ``Host`` header. A record the models refuse is
+served with its valid properties or left out, with a warning in ``meta.warnings`` (:func:`_resource`).
 
 This module imports no AiiDA module.
 """
