@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..store import StructureStore
+from ..store import Store
 from .context import ReadContext
 from .executions import create_executions_router
 from .security import SecurityHeadersMiddleware, security_headers
@@ -48,7 +48,7 @@ def create_router(context: ReadContext) -> APIRouter:
 def create_app(
     settings: ApiSettings | None = None,
     *,
-    store: StructureStore | None = None,
+    store: Store | None = None,
     viewer: bool = True,
     optimade: bool = True,
 ) -> FastAPI:

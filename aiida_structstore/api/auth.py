@@ -23,8 +23,8 @@ from typing import Any
 
 import jwt
 
-from ..exceptions import ConfigurationError, InvalidInputError, StructStoreError
-from ..models import validate_id
+from ..core.exceptions import ConfigurationError, InvalidInputError, StructStoreError
+from ..core.values import validate_id
 from .settings import ApiSettings
 
 __all__ = ('ASYMMETRIC_ALGORITHMS', 'AuthenticationError', 'Principal', 'TokenVerifier', 'mint_token')

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..exceptions import StructStoreError
+from ..core.exceptions import StructStoreError
 
 __all__ = ('dev_token', 'serve')
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..exceptions import (
+from ..core.exceptions import (
     BackendError,
     BackendUnavailableError,
     ConfigurationError,
@@ -28,8 +28,9 @@ from ..exceptions import (
     NotFoundError,
     StructStoreError,
 )
-from ..models import StructureKey, validate_id
-from ..store import StructureStore, open_store
+from ..core.structures import StructureKey
+from ..core.values import validate_id
+from ..store import Store, open_store
 from .auth import AuthenticationError, Principal, TokenVerifier
 from .cursors import CursorCodec
 from .settings import ApiSettings, load_api_settings
@@ -83,7 +84,7 @@ def http_errors(what: str = 'structure') -> Iterator[None]:
 class ReadContext:
     """The token verifier and the store of one read API (see the module docstring)."""
 
-    def __init__(self, settings: ApiSettings | None = None, *, store: StructureStore | None = None) -> None:
+    def __init__(self, settings: ApiSettings | None = None, *, store: Store | None = None) -> None:
         self.settings = (settings or load_api_settings()).check()
         self.verifier = TokenVerifier(self.settings)
         secret = self.settings.jwt_secret
@@ -95,7 +96,7 @@ class ReadContext:
     def __repr__(self) -> str:
         return f'ReadContext(verifier={self.verifier!r}, store={self._store!r})'
 
-    def store(self) -> StructureStore:
+    def store(self) -> Store:
         """The store, opened on first use (a FastAPI dependency)."""
         if self._store is None:
             with self._lock:

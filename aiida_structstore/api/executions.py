@@ -15,9 +15,9 @@ import hashlib
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from ..exceptions import InvalidInputError
-from ..executions.models import ExecutionKey
-from ..store import StructureStore
+from ..core.exceptions import InvalidInputError
+from ..core.executions import ExecutionKey
+from ..store import Store
 from .context import ReadContext, Scope, http_errors
 from .cursors import bad_cursor, listing_of
 from .schemas import ExecutionDetail, ExecutionPageBody
@@ -44,7 +44,7 @@ def create_executions_router(context: ReadContext) -> APIRouter:
         request: Request,
         structure_id: str = ID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         cursor: str | None = Query(None, description='`next_cursor` of the previous page, unchanged (opaque)'),
         limit: int = Query(50, ge=1, le=100, description='executions per page'),
     ) -> Response:
@@ -52,10 +52,10 @@ def create_executions_router(context: ReadContext) -> APIRouter:
         listing = listing_of('executions', key.tenant_id, key.workspace_id, structure_id)
         store_cursor = context.cursors.unwrap(cursor, listing)
         with http_errors('executions'):
-            if not store.content_hashes(key.tenant_id, key.workspace_id, [structure_id]):
+            if not store.structures.content_hashes(key.tenant_id, key.workspace_id, [structure_id]):
                 raise HTTPException(404, f'no structure {key}')
             try:
-                page = store.list_executions(
+                page = store.executions.list(
                     key.tenant_id, key.workspace_id, structure_id=structure_id, cursor=store_cursor, limit=limit
                 )
             except InvalidInputError:
@@ -88,14 +88,14 @@ def create_executions_router(context: ReadContext) -> APIRouter:
         request: Request,
         process_uuid: str = UUID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         try:
             key = ExecutionKey.of(scope.tenant_id, scope.workspace_id, process_uuid)
         except InvalidInputError as exc:
             raise HTTPException(422, str(exc)) from None
         with http_errors('execution'):
-            record = store.get_execution(key)
+            record = store.executions.get(key)
         etag = f'"{record.content_hash[:32]}-execution"'
         if (not_modified := conditional(request, etag)) is not None:
             return not_modified

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ..exceptions import ConfigurationError
+from ..core.exceptions import ConfigurationError
 from ..store.settings import _settings_file
 
 __all__ = ('MIN_SECRET_BYTES', 'ApiSettings', 'load_api_settings')

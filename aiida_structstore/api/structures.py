@@ -18,10 +18,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..exceptions import InvalidInputError
-from ..models import StructureRecord, canonical_json
-from ..store import StructureStore
-from ..store.base import RawStream
+from ..core.exceptions import InvalidInputError
+from ..core.structures import StructureRecord
+from ..core.values import canonical_json
+from ..store import Store
+from ..store.structures import RawStream
 from .context import ReadContext, Scope, http_errors
 from .cursors import bad_cursor, listing_of
 from .formats import write_xyz
@@ -86,15 +87,15 @@ def create_structures_router(context: ReadContext) -> APIRouter:
     scope_of = context.scope_dependency()
     store_of = context.store
 
-    def record_of(structure_id: str, scope: Scope, store: StructureStore) -> StructureRecord:
+    def record_of(structure_id: str, scope: Scope, store: Store) -> StructureRecord:
         key = scope.key(structure_id)
         with http_errors():
-            return store.get(key)
+            return store.structures.get(key)
 
     @router.get('', response_model=StructurePage, summary='List the structures of a workspace')
     def list_structures(
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         cursor: str | None = Query(None, description='`next_cursor` of the previous page, unchanged (opaque)'),
         limit: int = Query(50, ge=1, le=200, description='structures per page'),
     ) -> Response:
@@ -102,7 +103,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         store_cursor = context.cursors.unwrap(cursor, listing)
         with http_errors('page'):
             try:
-                page = store.list(scope.tenant_id, scope.workspace_id, cursor=store_cursor, limit=limit)
+                page = store.structures.list(scope.tenant_id, scope.workspace_id, cursor=store_cursor, limit=limit)
             except InvalidInputError:
                 if cursor is None:
                     raise
@@ -124,7 +125,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         request: Request,
         structure_id: str = ID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         record = record_of(structure_id, scope, store)
         etag = _etag(record.content_hash, 'record')
@@ -147,7 +148,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         structure_id: str = ID_PATH,
         format: Literal['cif', 'json', 'xyz'] = Query('cif', description='cif, json or xyz'),
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         record = record_of(structure_id, scope, store)
         etag = _etag(record.content_hash, format)
@@ -182,11 +183,11 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         request: Request,
         structure_id: str = ID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         key = scope.key(structure_id)
         with http_errors():
-            stream = store.open_raw(key)
+            stream = store.structures.open_raw(key)
         if stream is None:
             raise HTTPException(404, f'structure {structure_id!r} has no raw input')
         etag = _etag(stream.content_hash, 'raw')

@@ -14,10 +14,10 @@ from typing import Any
 import jwt
 import pytest
 import uvicorn
+from aiida_structstore.core.structures import Source, StructureKey
 from fastapi.testclient import TestClient
 
 from aiida_structstore.api import ApiSettings, create_app
-from aiida_structstore.models import Source, StructureKey
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent.parent / 'examples'
 #: structure id → example file: CIF and pw.x inputs, one of them 1 MB of explicit k-points.
@@ -66,7 +66,7 @@ def examples(aiida_profile) -> dict[str, Example]:
 @pytest.fixture
 def seed(examples):
     """Return ``seed(store, tenant, workspace)``: project the examples into that workspace; returns the contents."""
-    from aiida_structstore.projection import structure_content
+    from aiida_structstore.structures import structure_content
 
     def write(store, tenant: str, workspace: str, ids: tuple[str, ...] | None = None) -> dict:
         contents = {}
@@ -79,7 +79,7 @@ def seed(examples):
                 source=example.source,
                 params=example.params,
             )
-        store.put_many((content, examples[sid].raw) for sid, content in contents.items())
+        store.structures.put_many((content, examples[sid].raw) for sid, content in contents.items())
         return contents
 
     return write

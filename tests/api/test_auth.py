@@ -9,12 +9,12 @@ import threading
 
 import jwt
 import pytest
+from aiida_structstore.core.exceptions import ConfigurationError
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 
 from aiida_structstore.api import ApiSettings, AuthenticationError, TokenVerifier, create_app, load_api_settings
 from aiida_structstore.api.auth import mint_token
-from aiida_structstore.exceptions import ConfigurationError
 
 from .conftest import SECRET, bearer, make_token
 

@@ -6,8 +6,7 @@ import datetime as dt
 import uuid as uuid_lib
 
 import pytest
-
-from aiida_structstore.executions.models import ExecutionContent, ExecutionKey
+from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
 
 from .conftest import bearer, make_token
 from .test_structures import BAD_CURSOR, CURSOR, tampered
@@ -57,9 +56,9 @@ def executions(backend, seeded, tenant):
         ),
         execution(tenant, 3, seconds=2, state='killed', exit_status=None, structures_in=['fe2o3']),
     ]
-    backend.put_executions(mine)
-    backend.put_executions([execution(f'{tenant}-other', 9, structures_in=['si'])])
-    backend.put_executions([execution(tenant, 8, workspace='private', structures_in=['si'])])
+    backend.executions.put_many(mine)
+    backend.executions.put_many([execution(f'{tenant}-other', 9, structures_in=['si'])])
+    backend.executions.put_many([execution(tenant, 8, workspace='private', structures_in=['si'])])
     return mine
 
 
@@ -124,7 +123,7 @@ def test_one_execution_and_its_etag(client, executions, backend, auth, tenant):
     etag = response.headers['etag']
     assert client.get(f'/api/executions/{uuid(3)}', headers={**auth, 'If-None-Match': etag}).status_code == 304
     # A new state is a new ETag.
-    backend.put_execution(execution(tenant, 3, seconds=5, state='excepted', structures_in=['fe2o3']))
+    backend.executions.put(execution(tenant, 3, seconds=5, state='excepted', structures_in=['fe2o3']))
     changed = client.get(f'/api/executions/{uuid(3)}', headers={**auth, 'If-None-Match': etag})
     assert changed.status_code == 200 and changed.json()['state'] == 'excepted'
 
@@ -143,9 +142,11 @@ def test_one_execution_and_its_etag(client, executions, backend, auth, tenant):
 def test_other_tenants_data_is_not_found_like_missing_data(
     client, executions, backend, seeded, auth, tenant, path, params
 ):
-    from aiida_structstore.models import StructureKey
+    from aiida_structstore.core.structures import StructureKey
 
-    backend.put(seeded['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')}))
+    backend.structures.put(
+        seeded['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')})
+    )
     url = path.format(other=uuid(9), private=uuid(8), missing=uuid(77))
     response = client.get(url, params=params, headers=auth)
     assert response.status_code == 404

@@ -390,15 +390,17 @@ class TestOddRecords:
 
     @pytest.fixture
     def odd(self, backend, workspace, examples, tenant):
-        from aiida_structstore.models import StructureKey
-        from aiida_structstore.projection import structure_content
+        from aiida_structstore.core.structures import StructureKey
+        from aiida_structstore.structures import structure_content
 
         def put(structure_id, change):
             attributes = copy.deepcopy(examples['si'].attributes)
             change(attributes)
             key = StructureKey.of(tenant, 'lab', structure_id)
             example = examples['si']
-            backend.put(structure_content(attributes, key=key, node_uuid=example.node_uuid, source=example.source))
+            backend.structures.put(
+                structure_content(attributes, key=key, node_uuid=example.node_uuid, source=example.source)
+            )
 
         # AiiDA accepts all three: a kind no site uses, the unknown element X, a structure without sites.
         put(
@@ -440,11 +442,12 @@ class TestOddRecords:
             assert body['data']['id'] == structure_id
 
     def test_an_entry_that_cannot_be_repaired_is_left_out_with_a_warning(self, backend, workspace, tenant):
+        from aiida_structstore.core.structures import StructureKey
+
         from aiida_structstore.api.optimade.app import _resource
         from aiida_structstore.api.optimade.fields import document
-        from aiida_structstore.models import StructureKey
 
-        doc = document(backend.get(StructureKey.of(tenant, 'lab', 'si')))
+        doc = document(backend.structures.get(StructureKey.of(tenant, 'lab', 'si')))
         notes = []
         assert _resource(doc, None, notes) is not None and notes == []
         broken = doc | {'nsites': doc['nsites'] + 1}  # the models check it against the positions
@@ -461,14 +464,14 @@ class TestIsolation:
     @pytest.fixture
     def secrets_elsewhere(self, backend, workspace, tenant):
         """Records other scopes hold, with ids the caller's workspace does not have."""
-        from aiida_structstore.models import StructureKey
+        from aiida_structstore.core.structures import StructureKey
 
         for tenant_id, workspace_id, structure_id in (
             (f'{tenant}-other', 'lab', 'x-secret-1'),
             (tenant, 'private', 'x-secret-2'),
         ):
             key = StructureKey.of(tenant_id, workspace_id, structure_id)
-            backend.put(workspace['fe2o3'].model_copy(update={'key': key}))
+            backend.structures.put(workspace['fe2o3'].model_copy(update={'key': key}))
 
     @pytest.mark.parametrize(
         'query',
@@ -537,18 +540,19 @@ class TestPushDown:
         assert everything.read == everything.available == len(workspace)
 
     def test_last_modified_is_a_range_of_the_index(self, backend, workspace, tenant):
+        from aiida_structstore.core.structures import StructureKey
+
         from aiida_structstore.api.context import Scope
         from aiida_structstore.api.optimade.filters import compile_filter
         from aiida_structstore.api.optimade.query import select
-        from aiida_structstore.models import StructureKey
 
         def updated(sid):
-            return backend.get(StructureKey.of(tenant, 'lab', sid)).updated_at
+            return backend.structures.get(StructureKey.of(tenant, 'lab', sid)).updated_at
 
         # Make `si` strictly the newest record: rewrite it until the store's clock (milliseconds) has moved on.
         before = max(updated(sid) for sid in workspace)
         for attempt in range(100_000):
-            backend.put(workspace['si'].model_copy(update={'params': {'touched': attempt}}))
+            backend.structures.put(workspace['si'].model_copy(update={'params': {'touched': attempt}}))
             if updated('si') > before:
                 break
         stamp = updated('si').isoformat(timespec='milliseconds').replace('+00:00', 'Z')

@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
+from aiida_structstore.core.structures import StructureKey
 
 from aiida_structstore.api.structures import etag_matches
-from aiida_structstore.models import StructureKey
 
 from .conftest import bearer, make_token
 
@@ -98,7 +98,7 @@ class TestRoutes:
 
     def test_a_record_without_raw_input(self, client, backend, seed, tenant, auth, examples):
         contents = seed(backend, tenant, 'lab', ('si',))
-        backend.put(contents['si'])  # the same structure, now without raw input
+        backend.structures.put(contents['si'])  # the same structure, now without raw input
         response = client.get('/api/structures/si/raw', headers=auth)
         assert response.status_code == 404
         assert response.json()['detail'] == "structure 'si' has no raw input"
@@ -166,7 +166,7 @@ class TestCursors:
         assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}
 
     def test_a_store_that_refuses_a_cursor_never_shows_its_text(self, client, seeded, auth, backend, monkeypatch):
-        from aiida_structstore.exceptions import InvalidInputError
+        from aiida_structstore.core.exceptions import InvalidInputError
 
         cursor = client.get('/api/structures', params={'limit': 1}, headers=auth).json()['next_cursor']
 
@@ -288,7 +288,7 @@ class TestCaching:
         tags = {route: client.get(route, headers=auth).headers['etag'] for route in ROUTES[1:]}
         assert len(set(tags.values())) == len(tags)
         changed = seeded['si'].model_copy(update={'params': {'changed': True}})
-        backend.put(changed, raw='new raw input')
+        backend.structures.put(changed, raw='new raw input')
         for route, etag in tags.items():
             response = client.get(route, headers=auth | {'If-None-Match': etag})
             assert response.status_code == 200 and response.headers['etag'] != etag
@@ -333,4 +333,4 @@ def test_the_app_reads_through_open_store(client, backend, seed, tenant):
     seed(backend, tenant, 'lab', ('si',))
     response = client.get('/api/structures/si', headers=bearer(make_token(tenant, ['lab'])))
     assert response.status_code == 200
-    assert backend.get(StructureKey.of(tenant, 'lab', 'si')).content_hash == response.json()['content_hash']
+    assert backend.structures.get(StructureKey.of(tenant, 'lab', 'si')).content_hash == response.json()['content_hash']

@@ -54,7 +54,7 @@ from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
-from ...store import StructureStore
+from ...store import Store
 from ..auth import Principal
 from ..context import ReadContext, Scope, http_errors
 from ..structures import CACHE_HEADERS
@@ -351,7 +351,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
     def structures(
         request: Request,
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         filter: str | None = Query(None, description='an OPTIMADE filter'),
         response_format: str = Query('json'),
         response_fields: str | None = Query(None),
@@ -382,7 +382,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
             for doc in page:
                 record = selection.records.get(doc['id'])
                 if record is None and _needs_payload(fields):
-                    record = store.find(scope.key(doc['id']))
+                    record = store.structures.find(scope.key(doc['id']))
                 records.append(record)
         entry_notes: list[tuple[str, str]] = []
         data = []
@@ -412,7 +412,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         request: Request,
         entry_id: str = Path(min_length=1, max_length=128),
         scope: Scope = Depends(scope_of),  # noqa: B008
-        store: StructureStore = Depends(store_of),  # noqa: B008
+        store: Store = Depends(store_of),  # noqa: B008
         response_format: str = Query('json'),
         response_fields: str | None = Query(None),
     ) -> Response:
@@ -422,7 +422,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         fields, notes = _response_fields(response_fields)
         key = scope.key(entry_id)
         with http_errors('entry'):
-            record = store.get(key)
+            record = store.structures.get(key)
         entry_notes: list[tuple[str, str]] = []
         data = _resource(document(record), fields, entry_notes)
         meta = _meta(request, warnings_=[*notes, *entry_notes], data_returned=1 if data is not None else 0)
