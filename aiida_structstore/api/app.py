@@ -17,15 +17,16 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..store import Store
 from .context import ReadContext
 from .executions import create_executions_router
+from .security import SecurityHeadersMiddleware, security_headers
 from .settings import ApiSettings
 from .structures import create_structures_router
 
@@ -80,6 +81,16 @@ def create_app(
             allow_headers=['Authorization', 'If-None-Match'],
             expose_headers=['ETag', 'X-Content-SHA256'],
         )
+    # Outermost of the middlewares: every answer gets the headers, CORS preflights and errors included.
+    app.add_middleware(SecurityHeadersMiddleware)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Answered outside the middlewares (by Starlette's ServerErrorMiddleware): the headers are set here.
+        return JSONResponse(
+            {'detail': 'internal server error'}, status_code=500, headers=security_headers(request.url.path)
+        )
+
     if viewer:
         if not (STATIC / 'viewer.js').exists():
             LOGGER.warning('the viewer bundle %s is missing: run `npm run build:viewer`', STATIC / 'viewer.js')

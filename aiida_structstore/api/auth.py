@@ -4,7 +4,8 @@ Tokens are JWTs verified with PyJWT: HS256 with a shared secret (``STRUCTURE_API
 the public keys of the application's JWKS URL (``STRUCTURE_API_JWKS_URL``, fetched and cached by
 :class:`jwt.PyJWKClient`). Signature, ``exp``, ``iss`` and ``aud`` are always checked; the tenant and the workspaces
 come from the configured claims. The token's header decides which key verifies it: an HS256 token only ever meets
-the secret, an RS256/ES256 token only ever the JWKS keys (no algorithm confusion).
+the secret, an RS256/ES256 token only ever the JWKS keys (no algorithm confusion), and only the key its ``kid``
+selects when that key is of the algorithm's type (RSA for RS256, EC P-256 for ES256) and declares no other ``alg``.
 
 Failures are :class:`AuthenticationError` with a message that names the problem, never the token or the secret.
 
@@ -29,6 +30,8 @@ from .settings import ApiSettings
 __all__ = ('ASYMMETRIC_ALGORITHMS', 'AuthenticationError', 'Principal', 'TokenVerifier', 'mint_token')
 
 ASYMMETRIC_ALGORITHMS = ('RS256', 'ES256')
+#: The JWK key type (``kty``) each asymmetric algorithm needs.
+KEY_TYPES = {'RS256': 'RSA', 'ES256': 'EC'}
 #: The longest lifetime :func:`mint_token` gives a development token.
 MAX_DEV_TOKEN_SECONDS = 24 * 3600
 
@@ -70,11 +73,20 @@ class TokenVerifier:
             return self._secret.get_secret_value(), ['HS256']
         if algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
             try:
-                return self._jwks.get_signing_key_from_jwt(token).key, [algorithm]
+                jwk = self._jwks.get_signing_key_from_jwt(token)
             except jwt.PyJWKClientConnectionError:
                 raise AuthenticationError('the signing keys (JWKS) could not be fetched; try again later') from None
             except jwt.PyJWKClientError as exc:
                 raise AuthenticationError(f'no JWKS key verifies this token: {exc}') from None
+            except jwt.PyJWTError:
+                raise AuthenticationError('no JWKS key verifies this token') from None
+            if jwk.key_type != KEY_TYPES[algorithm] or jwk.algorithm_name != algorithm:
+                # PyJWT would hand an RSA key to the EC verifier (or the reverse) and fail with a TypeError.
+                raise AuthenticationError(
+                    f'the token algorithm {algorithm} does not fit the JWKS key {jwk.key_id!r} '
+                    f'(key type {jwk.key_type}, algorithm {jwk.algorithm_name})'
+                )
+            return jwk.key, [algorithm]
         accepted = (['HS256'] if self._secret is not None else []) + (
             list(ASYMMETRIC_ALGORITHMS) if self._jwks is not None else []
         )
@@ -109,6 +121,9 @@ class TokenVerifier:
             raise AuthenticationError('the token signature does not verify') from None
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError(f'the token is invalid: {exc}') from None
+        except (jwt.PyJWTError, TypeError, ValueError):
+            # A key PyJWT cannot use for this token: never a 500.
+            raise AuthenticationError('the token could not be verified with the selected key') from None
         return self._principal(claims)
 
     def _principal(self, claims: dict[str, Any]) -> Principal:

@@ -21,25 +21,59 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def serve(argv: list[str] | None = None) -> None:
-    """Run the read API (and the viewer at /viewer/) with uvicorn."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='structstore-api',
         description='Run the aiida-structstore read API and viewer. Settings come from the environment: '
         'STRUCTURE_STORE_BACKEND, CONVEX_URL, CONVEX_DEPLOY_KEY for the store; STRUCTURE_API_JWT_SECRET or '
-        'STRUCTURE_API_JWKS_URL for tokens (see docs/api.md).',
+        'STRUCTURE_API_JWKS_URL for tokens; STRUCTURE_API_PUBLIC_URL for links (see docs/api.md).',
     )
     parser.add_argument('--host', default='127.0.0.1', help='interface to listen on (default: %(default)s)')
     parser.add_argument('--port', type=int, default=8000, help='port to listen on (default: %(default)s)')
+    parser.add_argument(
+        '--public-url',
+        help='the URL clients reach the API at, the base of absolute links (default: STRUCTURE_API_PUBLIC_URL, '
+        'else http://HOST:PORT, with 127.0.0.1 or ::1 for a wildcard HOST)',
+    )
     parser.add_argument('--log-level', default='info', choices=['critical', 'error', 'warning', 'info', 'debug'])
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _listen_url(host: str, port: int) -> str:
+    """``http://host:port`` for the address the server listens on (a wildcard address: loopback)."""
+    if host in ('', '0.0.0.0'):  # noqa: S104 - a comparison, not a bind
+        host = '127.0.0.1'
+    elif host == '::':
+        host = '::1'
+    return f'http://{f"[{host}]" if ":" in host else host}:{port}'
+
+
+def _settings(argv: list[str] | None):
+    """The parsed arguments' settings: ``--public-url``, else ``STRUCTURE_API_PUBLIC_URL``, else the listen URL."""
+    from .settings import load_api_settings
+
+    args = _parser().parse_args(argv)
+    settings = load_api_settings(**({'public_url': args.public_url} if args.public_url else {}))
+    if settings.public_url is None:
+        settings = load_api_settings(public_url=_listen_url(args.host, args.port))
+        if args.host in ('', '0.0.0.0', '::'):  # noqa: S104 - a comparison, not a bind
+            print(
+                f'warning: links point to {settings.public_url}; set STRUCTURE_API_PUBLIC_URL (or --public-url) '
+                'to the URL clients use',
+                file=sys.stderr,
+            )
+    return settings, args
+
+
+def serve(argv: list[str] | None = None) -> None:
+    """Run the read API (and the viewer at /viewer/) with uvicorn."""
     import uvicorn
 
     from .app import create_app
 
     try:
-        app = create_app()
+        settings, args = _settings(argv)
+        app = create_app(settings)
     except StructStoreError as exc:
         _fail(str(exc))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -32,6 +32,7 @@ from ..core.structures import StructureKey
 from ..core.values import validate_id
 from ..store import Store, open_store
 from .auth import AuthenticationError, Principal, TokenVerifier
+from .cursors import CursorCodec
 from .settings import ApiSettings, load_api_settings
 
 __all__ = ('ReadContext', 'Scope', 'http_errors')
@@ -86,6 +87,8 @@ class ReadContext:
     def __init__(self, settings: ApiSettings | None = None, *, store: Store | None = None) -> None:
         self.settings = (settings or load_api_settings()).check()
         self.verifier = TokenVerifier(self.settings)
+        secret = self.settings.jwt_secret
+        self.cursors = CursorCodec(secret.get_secret_value() if secret is not None else None)
         self._store = store
         self._owns_store = store is None
         self._lock = threading.Lock()

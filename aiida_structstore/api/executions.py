@@ -19,6 +19,7 @@ from ..core.exceptions import InvalidInputError
 from ..core.executions import ExecutionKey
 from ..store import Store
 from .context import ReadContext, Scope, http_errors
+from .cursors import bad_cursor, listing_of
 from .schemas import ExecutionDetail, ExecutionPageBody
 from .structures import CACHE_HEADERS, ID_PATH, conditional
 
@@ -44,20 +45,28 @@ def create_executions_router(context: ReadContext) -> APIRouter:
         structure_id: str = ID_PATH,
         scope: Scope = Depends(scope_of),  # noqa: B008
         store: Store = Depends(store_of),  # noqa: B008
-        cursor: str | None = Query(None, max_length=1024, description='`next_cursor` of the previous page'),
+        cursor: str | None = Query(None, description='`next_cursor` of the previous page, unchanged (opaque)'),
         limit: int = Query(50, ge=1, le=100, description='executions per page'),
     ) -> Response:
         key = scope.key(structure_id)
+        listing = listing_of('executions', key.tenant_id, key.workspace_id, structure_id)
+        store_cursor = context.cursors.unwrap(cursor, listing)
         with http_errors('executions'):
             if not store.structures.content_hashes(key.tenant_id, key.workspace_id, [structure_id]):
                 raise HTTPException(404, f'no structure {key}')
-            page = store.executions.list(
-                key.tenant_id, key.workspace_id, structure_id=structure_id, cursor=cursor, limit=limit
-            )
+            try:
+                page = store.executions.list(
+                    key.tenant_id, key.workspace_id, structure_id=structure_id, cursor=store_cursor, limit=limit
+                )
+            except InvalidInputError:
+                if cursor is None:
+                    raise
+                raise bad_cursor() from None  # the store refused its own cursor: never show its text
+        next_cursor = context.cursors.wrap(page.next_cursor, listing)
         digest = hashlib.sha256()
         for record in page.items:
             digest.update(f'{record.key.process_uuid}:{record.content_hash}\n'.encode())
-        digest.update((page.next_cursor or '').encode())
+        digest.update((next_cursor or '').encode())
         etag = f'"{digest.hexdigest()[:32]}-executions"'
         if (not_modified := conditional(request, etag)) is not None:
             return not_modified
@@ -65,7 +74,7 @@ def create_executions_router(context: ReadContext) -> APIRouter:
             workspace=scope.workspace_id,
             structure_id=structure_id,
             items=[ExecutionDetail.of(record, structure_id) for record in page.items],
-            next_cursor=page.next_cursor,
+            next_cursor=next_cursor,
         )
         return Response(body.model_dump_json(), media_type='application/json', headers={**CACHE_HEADERS, 'ETag': etag})
 

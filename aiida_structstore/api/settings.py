@@ -10,6 +10,12 @@
 | ``STRUCTURE_API_WORKSPACES_CLAIM`` | ``workspaces`` | the claim listing the workspaces the caller may read |
 | ``STRUCTURE_API_LEEWAY`` | ``30`` | seconds of clock skew accepted on ``exp``/``nbf``/``iat`` |
 | ``STRUCTURE_API_CORS_ORIGINS`` | (none) | origins allowed by CORS, separated by commas; CORS is off when empty |
+| ``STRUCTURE_API_PUBLIC_URL`` | (none) | the URL clients reach the API at: the base of absolute links (see below) |
+
+``STRUCTURE_API_PUBLIC_URL`` is ``http(s)://host[:port][/path]`` (``structstore-api`` defaults it from ``--host`` and
+``--port``). Absolute links are never built from the request's ``Host`` header: without the setting the
+OPTIMADE API builds them from the request only when its host is a loopback address (``localhost``, ``127.0.0.0/8``,
+``::1``) or FastAPI's ``testserver``, and answers any other host with 421 Misdirected Request naming the variable.
 
 The workspaces claim is a list of ids, or one string of ids separated by spaces or commas. At least one of the
 secret and the JWKS URL must be set: there is no anonymous access. The store itself is selected by the store's
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -62,6 +69,7 @@ class ApiSettings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_alias('CORS_ORIGINS', 'cors_origins')
     )
+    public_url: str | None = Field(None, validation_alias=_alias('PUBLIC_URL', 'public_url'))
 
     _split_origins = field_validator('cors_origins', mode='before')(_split)
 
@@ -80,6 +88,23 @@ class ApiSettings(BaseSettings):
         if value is not None and not value.startswith(('https://', 'http://')):
             raise ValueError('must be an http:// or https:// URL')
         return value
+
+    @field_validator('public_url')
+    @classmethod
+    def _valid_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ValueError('must be an http:// or https:// URL such as https://structures.example.org') from None
+        if parts.scheme not in ('http', 'https') or not parts.hostname:
+            raise ValueError('must be an http:// or https:// URL such as https://structures.example.org')
+        if parts.query or parts.fragment or parts.username is not None or parts.password is not None:
+            raise ValueError('must be a plain base URL: no user, query or fragment')
+        return value.rstrip('/')
 
     def check(self) -> ApiSettings:
         """Raise :class:`ConfigurationError` unless tokens can be verified; return ``self``."""

@@ -18,11 +18,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from ..core.exceptions import InvalidInputError
 from ..core.structures import StructureRecord
 from ..core.values import canonical_json
 from ..store import Store
 from ..store.structures import RawStream
 from .context import ReadContext, Scope, http_errors
+from .cursors import bad_cursor, listing_of
 from .formats import write_xyz
 from .schemas import StructureDetail, StructureItem, StructurePage
 
@@ -94,15 +96,22 @@ def create_structures_router(context: ReadContext) -> APIRouter:
     def list_structures(
         scope: Scope = Depends(scope_of),  # noqa: B008
         store: Store = Depends(store_of),  # noqa: B008
-        cursor: str | None = Query(None, max_length=1024, description='`next_cursor` of the previous page'),
+        cursor: str | None = Query(None, description='`next_cursor` of the previous page, unchanged (opaque)'),
         limit: int = Query(50, ge=1, le=200, description='structures per page'),
     ) -> Response:
+        listing = listing_of('structures', scope.tenant_id, scope.workspace_id)
+        store_cursor = context.cursors.unwrap(cursor, listing)
         with http_errors('page'):
-            page = store.structures.list(scope.tenant_id, scope.workspace_id, cursor=cursor, limit=limit)
+            try:
+                page = store.structures.list(scope.tenant_id, scope.workspace_id, cursor=store_cursor, limit=limit)
+            except InvalidInputError:
+                if cursor is None:
+                    raise
+                raise bad_cursor() from None  # the store refused its own cursor: never show its text
         body = StructurePage(
             workspace=scope.workspace_id,
             items=[StructureItem.of(item) for item in page.items],
-            next_cursor=page.next_cursor,
+            next_cursor=context.cursors.wrap(page.next_cursor, listing),
         )
         return Response(body.model_dump_json(), media_type='application/json', headers=CACHE_HEADERS)
 

@@ -112,7 +112,7 @@ def tenant() -> str:
 @pytest.fixture
 def api_settings(monkeypatch) -> ApiSettings:
     """HS256 settings with a fresh secret; no STRUCTURE_API_* variable of the caller's environment leaks in."""
-    for name in ('JWT_SECRET', 'JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE', 'CORS_ORIGINS'):
+    for name in ('JWT_SECRET', 'JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE', 'CORS_ORIGINS', 'PUBLIC_URL'):
         monkeypatch.delenv(f'STRUCTURE_API_{name}', raising=False)
     monkeypatch.setenv('STRUCTURE_API_JWT_SECRET', SECRET)
     return ApiSettings()
@@ -175,9 +175,9 @@ class LiveServer:
     thread: threading.Thread
 
 
-def serve(app, *, timeout: float = 30.0) -> Iterator[LiveServer]:
-    """Serve ``app`` with uvicorn on a free port in a thread; stop it afterwards."""
-    server = _Server(uvicorn.Config(app, host='127.0.0.1', port=0, log_level='warning', lifespan='on'))
+def serve(app, *, port: int = 0, timeout: float = 30.0) -> Iterator[LiveServer]:
+    """Serve ``app`` with uvicorn on ``port`` (default: a free one) in a thread; stop it afterwards."""
+    server = _Server(uvicorn.Config(app, host='127.0.0.1', port=port, log_level='warning', lifespan='on'))
     thread = threading.Thread(target=server.run, name='uvicorn', daemon=True)
     thread.start()
     if not server.ready.wait(timeout) or not server.started:

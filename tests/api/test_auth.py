@@ -21,7 +21,7 @@ from .conftest import SECRET, bearer, make_token
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
-    for name in ('JWT_SECRET', 'JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE', 'CORS_ORIGINS', 'TENANT_CLAIM'):
+    for name in ('JWT_SECRET', 'JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE', 'CORS_ORIGINS', 'TENANT_CLAIM', 'PUBLIC_URL'):
         monkeypatch.delenv(f'STRUCTURE_API_{name}', raising=False)
     monkeypatch.setenv('STRUCTURE_STORE_SETTINGS_FILE', str(tmp_path / 'absent.env'))
     monkeypatch.delenv('STRUCTURE_STORE_SETTINGS_FILE')
@@ -45,6 +45,30 @@ class TestSettings:
         with pytest.raises(ConfigurationError, match=r'jwks_url|JWKS_URL') as info:
             load_api_settings()
         assert SECRET not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ('value', 'expected'),
+        [
+            ('https://structures.example.org', 'https://structures.example.org'),
+            ('https://structures.example.org/base/', 'https://structures.example.org/base'),
+            ('http://127.0.0.1:8000', 'http://127.0.0.1:8000'),
+            ('', None),
+        ],
+    )
+    def test_the_public_url(self, clean_env, monkeypatch, value, expected):
+        monkeypatch.setenv('STRUCTURE_API_JWT_SECRET', SECRET)
+        monkeypatch.setenv('STRUCTURE_API_PUBLIC_URL', value)
+        assert load_api_settings().public_url == expected
+
+    @pytest.mark.parametrize(
+        'value', ['ftp://example.org', 'example.org', 'https://', 'https://a.example/?x=1', 'https://u:p@a.example']
+    )
+    def test_a_bad_public_url_is_refused(self, clean_env, monkeypatch, value):
+        monkeypatch.setenv('STRUCTURE_API_JWT_SECRET', SECRET)
+        monkeypatch.setenv('STRUCTURE_API_PUBLIC_URL', value)
+        with pytest.raises(ConfigurationError, match='STRUCTURE_API_PUBLIC_URL') as info:
+            load_api_settings()
+        assert 'u:p' not in str(info.value)
 
     def test_settings_file_is_read(self, clean_env, monkeypatch, tmp_path):
         path = tmp_path / 'settings.env'
@@ -162,6 +186,21 @@ class TestJwks:
         unknown = make_token('acme', ['lab'], key=keys.stranger, algorithm='RS256', headers={'kid': 'rsa-9'})
         response = client.get('/api/structures', headers=bearer(unknown))
         assert response.status_code == 401 and 'JWKS' in response.json()['detail']
+
+    @pytest.mark.parametrize(('alg', 'kid'), [('ES256', 'rsa-1'), ('RS256', 'ec-1')])
+    def test_an_algorithm_that_does_not_fit_the_key_is_401(self, client, jwks_server, alg, kid):
+        keys, _ = jwks_server
+        token = make_token('acme', ['lab'], key=keys.ec if alg == 'ES256' else keys.rsa, algorithm=alg)
+        forged = jwt.api_jws.base64url_encode(json.dumps({'alg': alg, 'kid': kid, 'typ': 'JWT'}).encode()).decode()
+        for candidate in (token.replace(token.split('.')[0], forged, 1), f'{forged}.e30.c2ln'):
+            response = client.get('/api/structures', headers=bearer(candidate))
+            assert response.status_code == 401, response.text
+            kty, key_alg = ('RSA', 'RS256') if alg == 'ES256' else ('EC', 'ES256')
+            assert response.json()['detail'] == (
+                f'the token algorithm {alg} does not fit the JWKS key {kid!r} (key type {kty}, algorithm {key_alg})'
+            )
+            response = client.get('/optimade/v1/info', headers=bearer(candidate))
+            assert response.status_code == 401 and 'does not fit the JWKS key' in response.text
 
     def test_hs256_is_not_accepted_without_a_secret(self, client):
         response = client.get('/api/structures', headers=bearer(make_token('acme', ['lab'])))

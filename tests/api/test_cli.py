@@ -53,6 +53,56 @@ def test_api_refuses_to_start_without_a_way_to_verify_tokens(env):
     assert result.returncode == 2 and 'STRUCTURE_API_JWKS_URL' in result.stderr
 
 
+def test_the_public_url_defaults_from_host_and_port(env):
+    token = run('structstore-dev-token', '-t', 'acme', '-w', 'lab', env=env).stdout.strip()
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / 'structstore-api'), '--host', '127.0.0.1', '--port', str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    try:
+        seen = []
+        while not any('Application startup complete' in line for line in seen):
+            seen.append(lines.get(timeout=60))
+        response = httpx.get(
+            f'http://127.0.0.1:{port}/optimade/v1/info', headers={**bearer(token), 'Host': 'evil.example'}
+        )
+        assert response.status_code == 200, response.text
+        [version] = response.json()['data']['attributes']['available_api_versions']
+        assert version['url'] == f'http://127.0.0.1:{port}/optimade/v1'
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.mark.parametrize(
+    ('args', 'environment', 'expected'),
+    [
+        (['--host', '10.1.2.3', '--port', '9000'], None, 'http://10.1.2.3:9000'),
+        (['--host', '0.0.0.0'], None, 'http://127.0.0.1:8000'),
+        (['--host', '::'], None, 'http://[::1]:8000'),
+        (['--host', '::1', '--port', '81'], None, 'http://[::1]:81'),
+        ([], 'https://structures.example.org', 'https://structures.example.org'),
+        (['--public-url', 'https://b.example/x/'], 'https://a.example', 'https://b.example/x'),
+    ],
+)
+def test_public_url_choice(env, monkeypatch, args, environment, expected):
+    from aiida_structstore.api.cli import _settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if environment:
+        monkeypatch.setenv('STRUCTURE_API_PUBLIC_URL', environment)
+    else:
+        monkeypatch.delenv('STRUCTURE_API_PUBLIC_URL', raising=False)
+    settings, _ = _settings(args)
+    assert settings.public_url == expected
+
+
 def test_api_command_serves_the_app(env):
     token = run('structstore-dev-token', '-t', 'acme', '-w', 'lab', env=env).stdout.strip()
     port = free_port()

@@ -10,6 +10,7 @@ import pytest
 from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
 
 from .conftest import bearer, make_token
+from .test_structures import BAD_CURSOR, CURSOR, tampered
 
 T0 = dt.datetime(2025, 5, 1, 9, 30, tzinfo=dt.timezone.utc)
 
@@ -95,6 +96,21 @@ def test_pages_and_etags(client, executions, auth):
     assert again.status_code == 304 and again.content == b''
 
 
+def test_execution_cursors_are_opaque_and_bound_to_their_listing(client, executions, auth):
+    first = client.get('/api/structures/si/executions?limit=1', headers=auth).json()
+    cursor = first['next_cursor']
+    assert CURSOR.fullmatch(cursor), cursor
+    second = client.get(f'/api/structures/si/executions?limit=1&cursor={cursor}', headers=auth)
+    assert [item['uuid'] for item in second.json()['items']] == [uuid(1)]
+    for bad in tampered(cursor):
+        response = client.get('/api/structures/si/executions', params={'cursor': bad}, headers=auth)
+        assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}, bad
+    elsewhere = client.get('/api/structures/si-scf/executions', params={'cursor': cursor}, headers=auth)
+    assert elsewhere.status_code == 400 and elsewhere.json() == {'detail': BAD_CURSOR}
+    listing = client.get('/api/structures', params={'cursor': cursor}, headers=auth)
+    assert listing.status_code == 400 and listing.json() == {'detail': BAD_CURSOR}
+
+
 def test_one_execution_and_its_etag(client, executions, backend, auth, tenant):
     response = client.get(f'/api/executions/{uuid(3)}', params={'workspace': 'lab'}, headers=auth)
     assert response.status_code == 200
@@ -141,6 +157,7 @@ def test_other_tenants_data_is_not_found_like_missing_data(
 def test_bad_requests(client, executions, auth):
     assert client.get('/api/executions/not-a-uuid-at-all-but-long-enough', headers=auth).status_code == 422
     assert client.get('/api/structures/si/executions', params={'limit': 101}, headers=auth).status_code == 422
-    assert client.get('/api/structures/si/executions', params={'cursor': 'garbage'}, headers=auth).status_code == 422
+    response = client.get('/api/structures/si/executions', params={'cursor': 'garbage'}, headers=auth)
+    assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}
     response = client.get(f'/api/executions/{uuid(1)}')
     assert response.status_code == 401 and response.headers['www-authenticate'] == 'Bearer'

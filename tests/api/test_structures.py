@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -103,13 +104,80 @@ class TestRoutes:
         assert response.json()['detail'] == "structure 'si' has no raw input"
         assert client.get('/api/structures/si', headers=auth).json()['raw'] is None
 
-    def test_bad_ids_and_cursors_are_422(self, client, seeded, auth):
+    def test_bad_ids_are_422(self, client, seeded, auth):
         response = client.get('/api/structures/bad%20id', headers=auth)
         assert response.status_code == 422 and 'not allowed' in response.json()['detail']
-        response = client.get('/api/structures', params={'cursor': 'not-a-cursor'}, headers=auth)
-        assert response.status_code == 422 and 'cursor' in response.json()['detail']
         response = client.get('/api/structures', params={'limit': 0}, headers=auth)
         assert response.status_code == 422
+
+
+CURSOR = re.compile(r'[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+')
+BAD_CURSOR = 'invalid page cursor: pass the next_cursor of the previous page unchanged'
+
+
+def tampered(cursor: str) -> list[str]:
+    """Cursors one edit away from ``cursor``: a changed character in either part, a part left out, padding."""
+    payload, mac = cursor.split('.')
+    flip = {'A': 'B', 'B': 'A'}
+    return [
+        f'{payload[:-1]}{flip.get(payload[-1], "A")}.{mac}',
+        f'{payload}.{mac[:-1]}{flip.get(mac[-1], "A")}',
+        payload,
+        f'{payload}.',
+        f'{payload}=.{mac}',
+        f'{cursor}.{mac}',
+    ]
+
+
+class TestCursors:
+    """Page cursors are opaque and URL-safe; a bad one is a 400 that never carries the store's text."""
+
+    def test_cursors_page_through_in_a_plain_url(self, client, seeded, auth, examples):
+        seen, url = [], '/api/structures?limit=1'
+        while url:
+            page = client.get(url, headers=auth).json()
+            seen += [item['id'] for item in page['items']]
+            cursor = page['next_cursor']
+            assert cursor is None or CURSOR.fullmatch(cursor), cursor
+            url = cursor and f'/api/structures?limit=1&cursor={cursor}'  # pasted as it is, as with curl
+        assert sorted(seen) == sorted(examples)
+
+    @pytest.mark.parametrize(
+        'cursor',
+        ['garbage', 'not-a-cursor', '{"x": 1}', '[1, 2]', 'eyJ4IjogMX0', 'a.b', '..', '\u00e9.x', 'a' * 1000],
+    )
+    def test_malformed_cursors_are_400_with_a_fixed_message(self, client, seeded, auth, cursor):
+        response = client.get('/api/structures', params={'cursor': cursor}, headers=auth)
+        assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}
+
+    def test_tampered_cursors_are_400(self, client, seeded, auth):
+        cursor = client.get('/api/structures', params={'limit': 1}, headers=auth).json()['next_cursor']
+        for bad in tampered(cursor):
+            response = client.get('/api/structures', params={'cursor': bad}, headers=auth)
+            assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}, bad
+
+    def test_a_cursor_only_serves_the_listing_it_came_from(self, client, seeded, tenant):
+        both = bearer(make_token(tenant, ['lab', 'private']))
+        cursor = client.get('/api/structures?workspace=lab&limit=1', headers=both).json()['next_cursor']
+        response = client.get('/api/structures', params={'workspace': 'private', 'cursor': cursor}, headers=both)
+        assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}
+        theirs = bearer(make_token(f'{tenant}-other', ['lab']))
+        response = client.get('/api/structures', params={'cursor': cursor}, headers=theirs)
+        assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}
+
+    def test_a_store_that_refuses_a_cursor_never_shows_its_text(self, client, seeded, auth, backend, monkeypatch):
+        from aiida_structstore.core.exceptions import InvalidInputError
+
+        cursor = client.get('/api/structures', params={'limit': 1}, headers=auth).json()['next_cursor']
+
+        def refuse(*args, **kwargs):
+            raise InvalidInputError(
+                'invalid page cursor: structures:listStructures failed: [Request ID: 1f2e] Unexpected token'
+            )
+
+        monkeypatch.setattr(type(backend), 'list', refuse)
+        response = client.get('/api/structures', params={'cursor': cursor}, headers=auth)
+        assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}
 
 
 class TestAuthentication:

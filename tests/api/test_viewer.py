@@ -1,6 +1,8 @@
 """The viewer in a real browser: Debian's Chromium (headless, software WebGL) driven by Playwright.
 
-Every test records the page's requests and fails if one to ``/api/`` left without an ``Authorization`` header.
+Every test records the page's requests and fails if one to ``/api/`` left without an ``Authorization`` header, and
+fails if the browser reported a violation of the viewer's Content-Security-Policy (so the policy never silently
+breaks the page).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ CHROMIUM_ARGS = [
     '--disable-sync',
 ]
 TIMEOUT_MS = 60_000
+#: Records every Content-Security-Policy violation of the page (run before the page's own scripts).
+CSP_LISTENER = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.__cspViolations.push(`${event.effectiveDirective} blocked ${event.blockedURI || 'inline'}`);
+});
+"""
 
 
 @pytest.fixture(scope='module')
@@ -58,9 +67,20 @@ class Page:
         self.base_url = base_url
         self.requests = []
         self.errors = []
+        self.csp_messages = []
+        self.page.add_init_script(CSP_LISTENER)
         self.page.on('request', lambda request: self.requests.append(request))
         self.page.on('pageerror', lambda error: self.errors.append(str(error)))
+        self.page.on('console', self._console)
         self.page.set_default_timeout(TIMEOUT_MS)
+
+    def _console(self, message) -> None:
+        if 'Content Security Policy' in message.text or 'Content-Security-Policy' in message.text:
+            self.csp_messages.append(message.text)
+
+    def csp_violations(self) -> list[str]:
+        """Violations reported to the page (since its last load) and in the console (all loads)."""
+        return [*self.page.evaluate('window.__cspViolations || []'), *self.csp_messages]
 
     def open(self, query: str, token: str | None = None) -> None:
         self.page.goto(f'{self.base_url}/viewer/?{query}' + (f'#token={token}' if token else ''))
@@ -78,6 +98,7 @@ class Page:
         bare = [r.url for r in self.api_requests() if 'authorization' not in r.all_headers()]
         assert not bare, f'requests to /api/ without an Authorization header: {bare}'
         assert not self.errors, f'uncaught errors on the page: {self.errors}'
+        assert not self.csp_violations(), f'Content-Security-Policy violations: {self.csp_violations()}'
 
 
 @pytest.fixture
@@ -124,6 +145,24 @@ def test_with_a_token_the_page_draws_the_structure(page, seeded, tenant, structu
     assert 'token=' not in page.page.url  # the token left the address bar
     views = [r.url for r in page.api_requests() if '/view' in r.url]
     assert len(views) == 1 and views[0].endswith(f'/api/structures/{structure_id}/view?workspace=lab&format=cif')
+
+
+def test_the_viewer_runs_under_its_content_security_policy(page, seeded, tenant):
+    """The policy is in force (a blocked inline script proves it) and the drawn page reports no violation."""
+    response = page.page.goto(f'{page.base_url}/viewer/?workspace=lab&id=si#token={make_token(tenant, ["lab"])}')
+    assert "frame-ancestors 'none'" in response.headers['content-security-policy']
+    page.wait_for_state('drawn')
+    assert page.csp_violations() == []
+    page.page.evaluate("""() => {
+        const script = document.createElement('script');
+        script.textContent = 'window.__inlineRan = true';
+        document.body.append(script);
+    }""")
+    assert page.page.evaluate('window.__inlineRan') is None
+    page.page.wait_for_function('window.__cspViolations.length > 0')
+    assert page.page.evaluate('window.__cspViolations') == ['script-src-elem blocked inline']
+    page.page.evaluate('window.__cspViolations = []')
+    page.csp_messages.clear()
 
 
 def test_without_a_token_it_asks_to_sign_in_and_sends_nothing(page, seeded):

@@ -1,8 +1,9 @@
 """OPTIMADE over the projection: each workspace served as an OPTIMADE API behind the read API's tokens.
 
 * :mod:`.fields` — the properties served and the entry documents built from records;
-* :mod:`.filters` — the filter language (the ``optimade`` package's grammar and MongoDB transformer, evaluated by
-  ``mongomock``), what is pushed to the store's indexes;
+* :mod:`.filters` — the filter language (the ``optimade`` package's grammar and MongoDB transformer, with literal
+  string operators), its limits, what is pushed to the store's indexes;
+* :mod:`.evaluate` — the small, total evaluator of compiled filters on entry documents (to be ported to Convex);
 * :mod:`.query` — selecting a workspace's matching entries, and what it costs;
 * :mod:`.app` — the routes (``/versions``, ``/v1/info``, ``/v1/info/structures``, ``/v1/structures``,
   ``/v1/structures/{id}``, ``/v1/links``), mounted at ``/optimade``.

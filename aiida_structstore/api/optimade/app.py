@@ -9,7 +9,10 @@ Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app`:
 
 Responses are built from the ``optimade`` package's models; errors are OPTIMADE error documents with the status
 the specification prescribes (400 bad filter or parameter, 401 no or bad token, 403 page limit over the maximum,
-404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve).
+404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve), and 421
+for a request whose links cannot be built: absolute links come from ``STRUCTURE_API_PUBLIC_URL``, or from the
+request's URL only when its host is loopback, never from another ``Host`` header. A record the models refuse is
+served with its valid properties or left out, with a warning in ``meta.warnings`` (:func:`_resource`).
 
 This module imports no AiiDA module.
 """
@@ -17,7 +20,9 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import optimade
@@ -44,14 +49,16 @@ from optimade.models import (
     ToplevelLinks,
     Warnings,
 )
+from pydantic import ValidationError
+from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
-from ...core.structures import StructureRecord
 from ...store import Store
 from ..auth import Principal
 from ..context import ReadContext, Scope, http_errors
 from ..structures import CACHE_HEADERS
+from .evaluate import timestamp_text
 from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, document, entry_properties, sortable_fields
 from .filters import FilterError, compile_filter
 from .query import select
@@ -93,22 +100,73 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
+_LOCAL_HOSTS = frozenset({'localhost', 'testserver'})
+NO_PUBLIC_URL = (
+    "this server's public URL is not configured: set STRUCTURE_API_PUBLIC_URL to the URL clients use "
+    "(absolute links are never built from the request's Host header)"
+)
+
+
+def _is_local(host: str | None) -> bool:
+    """Whether ``host`` is a loopback address, ``localhost`` or the test client's ``testserver``."""
+    if not host:
+        return False
+    if host.lower() in _LOCAL_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip('[]')).is_loopback
+    except ValueError:
+        return False
+
+
+def _app_path(request: Request) -> str:
+    """The request's path below the read API's root (``/optimade/...``)."""
+    path, root = request.url.path, request.scope.get('app_root_path', '')
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _root_url(request: Request) -> str:
+    """The URL of the read API's root: ``STRUCTURE_API_PUBLIC_URL``, or the request's own URL on a loopback host;
+    any other host is refused (421), since the ``Host`` header is the client's to choose."""
+    public = getattr(request.app.state, 'public_url', None)
+    if public:
+        return public
+    url = request.url
+    if not _is_local(url.hostname):
+        raise OptimadeHTTPError(421, 'Misdirected Request', NO_PUBLIC_URL)
+    host = f'[{url.hostname}]' if ':' in (url.hostname or '') else url.hostname
+    return f'{url.scheme}://{host}{f":{url.port}" if url.port else ""}{request.scope.get("app_root_path", "")}'
+
+
 def _versioned_base(request: Request) -> str:
-    """The versioned base URL of the request (``.../optimade[/workspaces/<id>]/v1``)."""
-    url = str(request.url.replace(query='', fragment=''))
-    return url[: url.rindex(f'/{MAJOR}/') + len(MAJOR) + 1]
+    """The public versioned base URL of the request (``.../optimade[/workspaces/<id>]/v1``)."""
+    path = _app_path(request)
+    return _root_url(request) + path[: path.rindex(f'/{MAJOR}/') + len(MAJOR) + 1]
 
 
-def _meta(request: Request, *, warnings_: tuple[str, ...] = (), **values: Any) -> ResponseMeta:
-    base = _versioned_base(request)
-    url = str(request.url)
+def _public_url(request: Request) -> URL:
+    """The request's URL under the public base (for ``links.next``)."""
+    query = request.url.query
+    return URL(_root_url(request) + _app_path(request) + (f'?{query}' if query else ''))
+
+
+def _meta(request: Request, *, warnings_: Sequence[str | tuple[str, str]] = (), **values: Any) -> ResponseMeta:
+    """The ``meta`` of a response; ``warnings_`` are details (titled "Filter warning") or ``(title, detail)``."""
+    path = _app_path(request)
+    representation = path[path.rindex(f'/{MAJOR}/') + len(MAJOR) + 1 :]
+    if request.url.query:
+        representation += f'?{request.url.query}'
     return ResponseMeta(
-        query=ResponseMetaQuery(representation=url[len(base) :]),
+        query=ResponseMetaQuery(representation=representation),
         api_version=API_VERSION,
         time_stamp=_now(),
         provider=PROVIDER,
         implementation=IMPLEMENTATION,
-        warnings=[Warnings(title='Filter warning', detail=text) for text in warnings_] or None,
+        warnings=[
+            Warnings(title=title, detail=detail)
+            for title, detail in (w if isinstance(w, tuple) else ('Filter warning', w) for w in warnings_)
+        ]
+        or None,
         schema=SCHEMA_URL,
         **{'more_data_available': False, **values},
     )
@@ -138,7 +196,14 @@ def _error(request: Request, status: int, title: str, detail: str, headers: dict
 
 
 _VERSIONED = re.compile(r'(?:workspaces/[^/]+/)?(?P<version>v[0-9]+)(?:/|$)')
-_TITLES = {400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 422: 'Bad Request'}
+_TITLES = {
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    421: 'Misdirected Request',
+    422: 'Bad Request',
+}
 
 
 def _response_fields(value: str | None) -> tuple[list[str] | None, list[str]]:
@@ -175,18 +240,65 @@ def _sort(documents: list[dict[str, Any]], value: str | None) -> list[dict[str, 
             )
         present = [doc for doc in ordered if doc.get(name) is not None]
         missing = [doc for doc in ordered if doc.get(name) is None]
-        present.sort(key=lambda doc: doc[name], reverse=descending)
+        present.sort(key=lambda doc: _sort_key(doc[name]), reverse=descending)
         ordered = present + missing  # entries without the value last, either way
     return ordered
 
 
-def _resource(record: StructureRecord, fields: list[str] | None) -> dict[str, Any]:
-    doc = document(record)
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """A key that orders any values without an error: numbers, then text, then timestamps, then anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value) if value == value else (3, '')  # NaN last
+    if isinstance(value, str):
+        return (1, value)
+    if isinstance(value, dt.datetime):
+        return (2, timestamp_text(value))
+    return (3, repr(value))
+
+
+def _resource(doc: dict[str, Any], fields: list[str] | None, notes: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The resource of an entry's document with the attributes ``fields`` (``None``: all served).
+
+    One odd record never breaks a response: species no site uses are left out (they describe nothing, and the
+    models require ``implicit_atoms`` otherwise), properties the OPTIMADE models refuse are served as null, and an
+    entry that still cannot be served is left out (``None``); either way with a warning in ``notes``.
+    """
+    entry_id = doc['id']
     attributes = {name: doc.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
-    resource = StructureResource(id=doc['id'], type='structures', attributes=attributes)
+    species, at_sites = attributes.get('species'), attributes.get('species_at_sites')
+    if isinstance(species, list) and isinstance(at_sites, list):
+        used = set(at_sites)
+        attributes['species'] = [item for item in species if not isinstance(item, dict) or item.get('name') in used]
+    nulled: list[str] = []
+    while True:
+        try:
+            resource = StructureResource(id=entry_id, type='structures', attributes=attributes)
+            break
+        except ValidationError as exc:
+            errors = exc.errors()
+            names = sorted({str(e['loc'][1]) for e in errors if len(e['loc']) > 1 and e['loc'][0] == 'attributes'})
+            if nulled or not names or any(len(e['loc']) < 2 for e in errors) or 'last_modified' in names:
+                reason = str(errors[0]['msg'])[:200] if errors else 'invalid'
+                notes.append(
+                    (
+                        'Entry left out',
+                        f'entry {entry_id!r} is not a valid OPTIMADE structure ({reason}); it was left out',
+                    )
+                )
+                return None
+            nulled = names
+            attributes.update(dict.fromkeys(names))
     body = resource.model_dump(mode='json', exclude_unset=True)
     if fields is not None:
         body['attributes'] = {name: body['attributes'].get(name) for name in fields}
+    shown = [name for name in nulled if fields is None or name in fields]
+    if shown:
+        notes.append(
+            (
+                'Invalid properties',
+                f'entry {entry_id!r}: {", ".join(shown)} not valid OPTIMADE values; served as null',
+            )
+        )
     return body
 
 
@@ -203,6 +315,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
 
     @app.get(f'{base}/info', include_in_schema=prefix == '')
     def info(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        _root_url(request)
         attributes = BaseInfoAttributes(
             api_version=API_VERSION,
             available_api_versions=[AvailableApiVersion(url=_versioned_base(request), version=API_VERSION)],
@@ -217,6 +330,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
 
     @app.get(f'{base}/info/structures', include_in_schema=prefix == '')
     def info_structures(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        _root_url(request)
         data = EntryInfoResource(
             id='structures',
             type='info',
@@ -230,6 +344,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
 
     @app.get(f'{base}/links', include_in_schema=prefix == '')
     def links(request: Request, scope: Scope = Depends(scope_of)) -> Response:  # noqa: B008
+        _root_url(request)
         return _json(LinksResponse(meta=_meta(request, data_returned=0, data_available=0), data=[]))
 
     @app.get(f'{base}/structures', include_in_schema=prefix == '')
@@ -248,6 +363,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         include: str | None = Query(None),
         api_hint: str | None = Query(None),
     ) -> Response:
+        _root_url(request)  # 421 before any work when the links cannot be built
         if response_format != 'json':
             raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
         if page_limit > MAX_PAGE_LIMIT:
@@ -268,19 +384,22 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
                 if record is None and _needs_payload(fields):
                     record = store.structures.find(scope.key(doc['id']))
                 records.append(record)
-        data = [
-            _resource(record, fields) if record is not None else _summary_resource(doc, fields)
-            for doc, record in zip(page, records, strict=True)
-        ]
+        entry_notes: list[tuple[str, str]] = []
+        data = []
+        for doc, record in zip(page, records, strict=True):
+            resource = _resource(doc if record is None else document(record), fields, entry_notes)
+            if resource is not None:
+                data.append(resource)
         more = page_offset + len(page) < len(ordered)
-        next_link = str(request.url.include_query_params(page_offset=page_offset + len(page))) if more else None
-        if more and 'page_number' in request.query_params:
-            next_link = str(
-                request.url.remove_query_params('page_number').include_query_params(page_offset=page_offset + len(page))
-            )
+        next_link = None
+        if more:
+            next_url = _public_url(request)
+            if 'page_number' in request.query_params:
+                next_url = next_url.remove_query_params('page_number')
+            next_link = str(next_url.include_query_params(page_offset=page_offset + len(page)))
         meta = _meta(
             request,
-            warnings_=compiled.warnings + tuple(notes),
+            warnings_=[*compiled.warnings, *notes, *entry_notes],
             data_returned=len(ordered),
             data_available=selection.available if selection.available is not None else None,
             more_data_available=more,
@@ -297,28 +416,23 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         response_format: str = Query('json'),
         response_fields: str | None = Query(None),
     ) -> Response:
+        _root_url(request)  # 421 before any work when the links cannot be built
         if response_format != 'json':
             raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
         fields, notes = _response_fields(response_fields)
         key = scope.key(entry_id)
         with http_errors('entry'):
             record = store.structures.get(key)
-        meta = _meta(request, warnings_=tuple(notes), data_returned=1)
-        return _json(StructureResponseOne(meta=meta, data=_resource(record, fields), links=ToplevelLinks(next=None)))
-
-
-def _summary_resource(doc: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
-    attributes = {name: doc.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
-    body = StructureResource(id=doc['id'], type='structures', attributes=attributes).model_dump(
-        mode='json', exclude_unset=True
-    )
-    body['attributes'] = {name: body['attributes'].get(name) for name in (fields or [])}
-    return body
+        entry_notes: list[tuple[str, str]] = []
+        data = _resource(document(record), fields, entry_notes)
+        meta = _meta(request, warnings_=[*notes, *entry_notes], data_returned=1 if data is not None else 0)
+        return _json(StructureResponseOne(meta=meta, data=data, links=ToplevelLinks(next=None)))
 
 
 def create_optimade_app(context: ReadContext) -> FastAPI:
     """The OPTIMADE sub-application (mount it at ``/optimade``), reading through ``context``."""
     app = FastAPI(title='aiida-structstore OPTIMADE API', version=__version__, docs_url=None, redoc_url=None)
+    app.state.public_url = context.settings.public_url
 
     def token_scope(principal: Principal = Depends(context.principal)) -> Scope:  # noqa: B008
         if len(principal.workspaces) != 1:
@@ -361,5 +475,10 @@ def create_optimade_app(context: ReadContext) -> FastAPI:
     @app.exception_handler(FilterError)
     async def filter_error(request: Request, exc: FilterError) -> Response:
         return _error(request, exc.status, exc.title, exc.detail)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # An OPTIMADE error document without details (the exception is logged by the server).
+        return _error(request, 500, 'Internal Server Error', 'the server failed to answer this request')
 
     return app
