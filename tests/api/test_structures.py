@@ -175,7 +175,7 @@ class TestCursors:
                 'invalid page cursor: structures:listStructures failed: [Request ID: 1f2e] Unexpected token'
             )
 
-        monkeypatch.setattr(type(backend), 'list', refuse)
+        monkeypatch.setattr(type(backend.structures), 'list', refuse)
         response = client.get('/api/structures', params={'cursor': cursor}, headers=auth)
         assert response.status_code == 400 and response.json() == {'detail': BAD_CURSOR}
 
