@@ -2,6 +2,7 @@
 
 * :mod:`.projection`, :mod:`.optimade`, :mod:`.cif`: attributes → record content (OPTIMADE fields, kind-preserving
   CIF);
+* :mod:`.selection`: which nodes a sync selects (a group, nodes, filters), read in keyset pages;
 * :mod:`.sync`: incremental, batched, idempotent projection of many nodes (``verdi data structstore sync``);
 * :mod:`.verify`: the store against AiiDA, both ways.
 

@@ -19,7 +19,7 @@ from aiida.engine import ToContext, WorkChain
 
 from ..calculations.functions.sync_part import sync_part
 from ..structures.projection import DEFAULT_ID_TEMPLATE, render_structure_id
-from ..structures.sync import count_selected, select_structures
+from ..structures.selection import count_selected, select_structures
 from .inputs import include_raw_input, invalid_id, target_ids, target_inputs
 
 REPORT_FIELDS = ('selected', 'new', 'updated', 'unchanged', 'failed')
