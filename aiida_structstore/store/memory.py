@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..core.chunking import iter_verified, join_chunks
 from ..core.exceptions import InvalidInputError, NotFoundError
 from ..core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
+from ..core.query import QueryPlan, entry_document, matches
 from ..core.structures import Page, PutResult, StructureKey, StructureRecord, StructureSummary
 from .base import Store
 from .executions import ExecutionStore, PreparedExecution
@@ -66,6 +67,34 @@ def _page(records: list[T], position: Callable[[T], tuple[dt.datetime, str]], cu
         records = [r for r in records if position(r) < after]
     page = records[:limit]
     return page, encode_cursor(*position(page[-1])) if len(records) > limit else None
+
+
+def _summary(record: StructureRecord) -> StructureSummary:
+    return StructureSummary.model_validate(record.model_dump(include=set(StructureSummary.model_fields)))
+
+
+def _sortable(value: Any) -> Any:
+    """A value as a sort key that orders like a Convex index: numbers before strings; times by their instant."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, dt.datetime):
+        return (1, value.timestamp())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return (2, str(value))
+    return (1, value)
+
+
+def _encode_position(position: tuple) -> str:
+    present, (rank, value), structure_id = position
+    return base64.urlsafe_b64encode(json.dumps([present, rank, value, structure_id]).encode()).decode()
+
+
+def _decode_position(cursor: str) -> tuple:
+    try:
+        present, rank, value, structure_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return (bool(present), (int(rank), value), str(structure_id))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}') from exc
 
 
 class MemoryStructures(StructureStore):
@@ -202,6 +231,38 @@ class MemoryStructures(StructureStore):
             StructureSummary.model_validate(r.model_dump(include=set(StructureSummary.model_fields))) for r in page
         )
         return Page(items=items, next_cursor=next_cursor)
+
+    def query(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        plan: QueryPlan | None = None,
+        filter: dict[str, Any] | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page:
+        self._check_scope(tenant_id, workspace_id)
+        self._check_limit(limit)
+        plan = self._check_query(plan, filter)
+        with self._lock:
+            summaries = [_summary(entry.record) for entry in self._data.get((tenant_id, workspace_id), {}).values()]
+        rows = [item for item in summaries if plan.admits(item)]
+        descending = plan.order == 'desc'
+
+        def position(item: StructureSummary) -> tuple:
+            value = plan.value_of(item)
+            # Missing values first in ascending order, as a Convex index orders undefined before any value.
+            return (value is not None, _sortable(value), item.key.structure_id)
+
+        rows.sort(key=position, reverse=descending)
+        if cursor is not None:
+            after = _decode_position(cursor)
+            rows = [r for r in rows if (position(r) < after if descending else position(r) > after)]
+        page = [r for r in rows if filter is None or matches(filter, entry_document(r))][:limit]
+        last = page[-1] if len(page) == limit else None
+        more = last is not None and rows.index(last) < len(rows) - 1
+        return Page(items=tuple(page), next_cursor=_encode_position(position(last)) if more else None)
 
     def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
         self._check_scope(tenant_id, workspace_id)

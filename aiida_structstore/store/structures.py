@@ -25,10 +25,12 @@ import abc
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.chunking import DEFAULT_CHUNK_BYTES, ChunkedText, split_text
 from ..core.exceptions import InvalidInputError, LimitExceededError, NotFoundError, OwnershipError
 from ..core.limits import CONVEX, PROTOCOL
+from ..core.query import QueryError, QueryPlan, check_query
 from ..core.structures import Page, PutResult, StructureContent, StructureKey, StructureRecord, content_hash
 from ..core.values import ensure_text, validate_id
 
@@ -260,6 +262,27 @@ class StructureStore(abc.ABC):
         updated in that range; pass the same range with each page's cursor.
         """
 
+    @abc.abstractmethod
+    def query(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        plan: QueryPlan | None = None,
+        filter: dict[str, Any] | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page:
+        """One page of the summaries of a workspace that match ``filter`` (a query of :mod:`~..core.query`,
+        evaluated on each entry's document), walking ``plan``'s index (default: every structure by id) over its range
+        and in its order, ties by structure id in the same order. Rows whose index value is missing are outside any
+        bounded range and, unbounded, come first in ascending order.
+
+        Pass each page's cursor (with the same plan and filter) for the next. A page may hold fewer than ``limit``
+        items and still have a next cursor: a backend stops a page after reading its row budget, so a selective
+        filter never makes one call read the whole workspace. ``next_cursor`` is ``None`` at the end.
+        """
+
     def iter_workspace(
         self,
         tenant_id: str,
@@ -314,6 +337,18 @@ class StructureStore(abc.ABC):
         for name, value in (('updated_from', updated_from), ('updated_to', updated_to)):
             if value is not None and (not isinstance(value, dt.datetime) or value.tzinfo is None):
                 raise InvalidInputError(f'{name} must be a timezone-aware datetime, got {value!r}')
+
+    @staticmethod
+    def _check_query(plan: QueryPlan | None, filter: dict[str, Any] | None) -> QueryPlan:
+        """The plan (the default one for ``None``), after checking plan and filter; :class:`InvalidInputError`."""
+        if plan is not None and not isinstance(plan, QueryPlan):
+            raise InvalidInputError(f'plan must be a QueryPlan, got {type(plan).__name__}')
+        if filter is not None:
+            try:
+                check_query(filter)
+            except QueryError as exc:
+                raise InvalidInputError(f'invalid query: {exc}') from None
+        return plan or QueryPlan()
 
     @staticmethod
     def _check_limit(limit: int) -> int:

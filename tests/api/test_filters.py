@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.api.optimade import evaluate
+from aiida_structstore.core import query as evaluate
 from aiida_structstore.api.optimade.filters import (
     MAX_FILTER_DEPTH,
     MAX_FILTER_LENGTH,

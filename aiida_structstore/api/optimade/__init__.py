@@ -3,7 +3,8 @@
 * :mod:`.fields` — the properties served and the entry documents built from records;
 * :mod:`.filters` — the filter language (the ``optimade`` package's grammar and MongoDB transformer, with literal
   string operators), its limits, what is pushed to the store's indexes;
-* :mod:`.evaluate` — the small, total evaluator of compiled filters on entry documents (to be ported to Convex);
+* :mod:`aiida_structstore.core.query` — the query language compiled filters are written in, its small, total
+  evaluator and the entry documents it runs on (shared with the store, which serves queries from its indexes);
 * :mod:`.query` — selecting a workspace's matching entries, and what it costs;
 * :mod:`.app` — the routes (``/versions``, ``/v1/info``, ``/v1/info/structures``, ``/v1/structures``,
   ``/v1/structures/{id}``, ``/v1/links``), mounted at ``/optimade``.

@@ -54,11 +54,11 @@ from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
+from ...core.query import timestamp_text
 from ...store import Store
 from ..auth import Principal
 from ..context import ReadContext, Scope, http_errors
 from ..structures import CACHE_HEADERS
-from .evaluate import timestamp_text
 from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, document, entry_properties, sortable_fields
 from .filters import FilterError, compile_filter
 from .query import select

@@ -20,7 +20,9 @@ from typing import Any
 from optimade.models import DataType, StructureResource
 from optimade.server.schemas import retrieve_queryable_properties
 
-from ...core.structures import SUMMARY_FIELDS, StructureRecord, StructureSummary
+from ...core.query import PAYLOAD_FIELDS, PREFIX
+from ...core.query import entry_document as document
+from ...core.structures import SUMMARY_FIELDS
 
 __all__ = (
     'PAYLOAD_FIELDS',
@@ -32,7 +34,6 @@ __all__ = (
     'sortable_fields',
 )
 
-PREFIX = 'structstore'
 PROVIDER_FIELDS: dict[str, dict[str, Any]] = {
     f'_{PREFIX}_source': {
         'description': 'Where the structure came from: the kind of input (`cif`, `pw-input` or `aiida`) and the '
@@ -46,8 +47,6 @@ PROVIDER_FIELDS: dict[str, dict[str, Any]] = {
         'sortable': True,
     },
 }
-#: Properties that need the structure payload (not in the always-inline summary).
-PAYLOAD_FIELDS = frozenset({'cartesian_site_positions', 'species_at_sites', 'species'})
 TOP_LEVEL_FIELDS = ('id', 'type', 'last_modified')
 #: Every property an entry has, in the order /info/structures lists them.
 SERVED_FIELDS: tuple[str, ...] = (
@@ -83,21 +82,3 @@ def entry_properties() -> dict[str, dict[str, Any]]:
 def sortable_fields() -> frozenset[str]:
     """The served properties ``sort`` accepts: the scalar ones."""
     return frozenset(name for name, entry in entry_properties().items() if entry['sortable'])
-
-
-def document(item: StructureSummary) -> dict[str, Any]:
-    """The flat document of an entry (what filters are evaluated on), from a summary or a full record.
-
-    Payload properties are present only when ``item`` is a :class:`StructureRecord` with a structure payload.
-    """
-    doc: dict[str, Any] = {
-        'id': item.key.structure_id,
-        'type': 'structures',
-        'last_modified': item.updated_at,
-        f'_{PREFIX}_source': {'kind': item.source.kind, 'filename': item.source.filename},
-        f'_{PREFIX}_aiida_node': item.node_uuid,
-    }
-    doc.update({name: item.summary.get(name) for name in SUMMARY_FIELDS})
-    if isinstance(item, StructureRecord) and item.structure is not None:
-        doc.update({name: item.structure.get(name) for name in PAYLOAD_FIELDS})
-    return doc

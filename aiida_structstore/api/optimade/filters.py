@@ -1,6 +1,6 @@
 """The OPTIMADE filter language over the projection: parsed with the ``optimade`` package's grammar, turned into a
 JSON query in the style of MongoDB by its ``MongoTransformer`` (with the changes below), and evaluated on each
-entry's document by this package's own evaluator, :mod:`.evaluate`.
+entry's document by this package's own evaluator, :mod:`aiida_structstore.core.query`.
 
 The semantics of the operators (``HAS ALL/ANY/ONLY``, ``LENGTH``, ``IS KNOWN``, ``NOT``, comparisons either way
 round, unknown properties of other providers) are the package's transformer's. What is changed:
@@ -12,8 +12,8 @@ round, unknown properties of other providers) are the package's transformer's. W
 * ``HAS ONLY`` is the operator ``$only`` and ``LENGTH <op> n`` is ``$size: {<op>: n}`` (so that ``NOT`` applies
   to them too), not MongoDB work-arounds;
 * timestamps (``last_modified``) are RFC 3339 date-times, or dates meaning midnight UTC, with or without an offset
-  (none means UTC); they become fixed-width UTC text (:func:`.evaluate.timestamp_text`). Anything else compared
-  with ``last_modified`` is 400 Bad Request naming the value.
+  (none means UTC); they become fixed-width UTC text (:func:`aiida_structstore.core.query.timestamp_text`).
+  Anything else compared with ``last_modified`` is 400 Bad Request naming the value.
 
 Limits, checked on the text before the parser runs (so a filter over them costs nothing and can never exhaust the
 stack), all answered with 400 Bad Request:
@@ -57,7 +57,7 @@ from optimade.filtertransformers.mongo import MongoTransformer
 from optimade.server.config import ServerConfig
 from optimade.server.mappers import StructureMapper
 
-from .evaluate import COMPARISONS, QueryError, check_query, matches, timestamp_text
+from ...core.query import COMPARISONS, QueryError, check_query, matches, timestamp_text
 from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS
 
 __all__ = (
@@ -154,7 +154,7 @@ class _Transformer(MongoTransformer):
 
     def postprocess(self, query: dict[str, Any]) -> dict[str, Any]:
         # Of the package's post-processing only IS KNOWN/UNKNOWN ($exists and null checks) is kept: relationships
-        # are unknown properties here, HAS ONLY and LENGTH are operators of .evaluate, and there is no ObjectId.
+        # are unknown properties here, HAS ONLY and LENGTH are operators of core.query, and there is no ObjectId.
         query = self._apply_unknown_or_null_filter(query)
         return self._timestamps(query)
 
@@ -229,7 +229,7 @@ class CompiledFilter:
     """A filter ready to run: the query, what it reads, and what the store's indexes can answer."""
 
     text: str
-    #: The JSON query :func:`.evaluate.matches` evaluates (``None``: no filter).
+    #: The JSON query :func:`aiida_structstore.core.query.matches` evaluates (``None``: no filter).
     query: dict[str, Any] | None
     properties: frozenset[str] = frozenset()
     #: Structure ids the filter is restricted to (``id = ...`` at the top level): point lookups, no scan.

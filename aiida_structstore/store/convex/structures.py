@@ -33,6 +33,7 @@ from ...core.exceptions import (
     NotFoundError,
 )
 from ...core.limits import PROTOCOL
+from ...core.query import QueryPlan
 from ...core.structures import Page, PutResult, Source, StructureKey, StructureRecord, StructureSummary
 from ..structures import INLINE_BYTES, PreparedWrite, RawStream, StructureStore
 from .transport import ConvexTransport, RequestTooLargeError
@@ -55,6 +56,10 @@ READ_PAGE_BYTES = 8 * 1024 * 1024
 STREAM_PAGE_BYTES = 2 * 1024 * 1024
 #: Records per listStructures query (the function's own limit); longer pages are read in several queries.
 LIST_PAGE = PROTOCOL['maxListPage']
+#: Matching records per queryStructures call at most (the function's own limit).
+QUERY_PAGE = PROTOCOL.get('maxQueryPage', 200)
+#: The Convex module of queryStructures.
+QUERY_MODULE = 'structures'
 #: How often a read is retried when a concurrent commit replaced the version being read.
 READ_ATTEMPTS = 3
 
@@ -441,6 +446,41 @@ class ConvexStructures(StructureStore):
                 if cursor is not None:
                     raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
                 raise
+            items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+            next_cursor = None if reply['isDone'] else reply['continueCursor']
+            if next_cursor is None or len(items) >= limit:
+                return Page(items=tuple(items), next_cursor=next_cursor)
+
+    def query(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        plan: QueryPlan | None = None,
+        filter: dict[str, Any] | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page:
+        """The page from the function ``queryStructures``, which walks the plan's index range inside Convex and
+        evaluates the filter on each row there; a call ends early after its row budget, and the next call goes on
+        from its cursor until the page is full or the range is done. The page's cursor is Convex's."""
+        self._check_scope(tenant_id, workspace_id)
+        self._check_limit(limit)
+        plan = self._check_query(plan, filter)
+        if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
+            raise InvalidInputError('invalid page cursor')
+        items: list[StructureSummary] = []
+        next_cursor = cursor
+        while True:
+            args = {
+                'tenant_id': tenant_id,
+                'workspace_id': workspace_id,
+                'plan': plan.as_json(),
+                'filter': filter,
+                'cursor': next_cursor,
+                'numItems': float(min(limit - len(items), QUERY_PAGE)),
+            }
+            reply = self.transport.call('query', 'queryStructures', args, module=QUERY_MODULE)
             items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
             next_cursor = None if reply['isDone'] else reply['continueCursor']
             if next_cursor is None or len(items) >= limit:

@@ -1,9 +1,10 @@
-"""A small, total evaluator of compiled OPTIMADE filters on entry documents.
+"""The query language of the store: a small, total evaluator of compiled OPTIMADE filters on entry documents, the
+entry document itself, and the plan that says which index a query walks.
 
-:mod:`.filters` compiles a filter into a JSON-serialisable query in the style of MongoDB (the ``optimade``
-package's ``MongoTransformer``, with explicit literal string operators); this module decides whether one document
-matches it. It replaces ``mongomock``'s matcher, which ran ``CONTAINS``/``STARTS``/``ENDS`` as unescaped Python
-regular expressions: here every string in a filter is literal text, nothing is ever compiled into a pattern.
+:mod:`aiida_structstore.api.optimade.filters` compiles a filter into a JSON-serialisable query in the style of MongoDB
+(the ``optimade`` package's ``MongoTransformer``, with explicit literal string operators); this module decides whether
+one document matches it. It replaces ``mongomock``'s matcher, which ran ``CONTAINS``/``STARTS``/``ENDS`` as unescaped
+Python regular expressions: here every string in a filter is literal text, nothing is ever compiled into a pattern.
 
 It is deliberately small and portable: the next step of issue 18 ports it as-is to a Convex (TypeScript) query
 function, so that filters run next to the data. Keep it that way:
@@ -44,7 +45,7 @@ targets):
 * ``$contains``/``$startswith``/``$endswith``: a string (or a list with a string element) that contains, starts
   with or ends with the given text, compared character by character;
 * timestamps (``datetime`` values in documents) are compared as fixed-width RFC 3339 UTC strings
-  (:func:`timestamp_text`, e.g. ``2024-05-01T12:00:00.000000Z``), the form :mod:`.filters` gives the timestamps of
+  (:func:`timestamp_text`, e.g. ``2024-05-01T12:00:00.000000Z``), the form the filter compiler gives the timestamps of
   a query; booleans are never numbers.
 
 This module imports no AiiDA module.
@@ -53,20 +54,29 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .structures import SUMMARY_FIELDS, StructureRecord, StructureSummary
 
 __all__ = (
     'COMPARISONS',
     'MAX_QUERY_DEPTH',
     'MAX_VALUE_DEPTH',
     'OPERATORS',
+    'PAYLOAD_FIELDS',
+    'PLAN_INDEXES',
+    'PREFIX',
+    'Bound',
     'QueryError',
+    'QueryPlan',
     'check_query',
+    'entry_document',
     'matches',
     'timestamp_text',
 )
 
-#: Deepest nesting of ``$and``/``$or``/``$not`` evaluated (a filter within the limits of :mod:`.filters` stays far
+#: Deepest nesting of ``$and``/``$or``/``$not`` evaluated (a filter within the limits of the filter compiler stays far
 #: below it); deeper parts of a query never match.
 MAX_QUERY_DEPTH = 64
 #: Deepest nesting of lists and objects compared; deeper values never compare equal.
@@ -340,3 +350,107 @@ def _compare(value: Any, operator: str, argument: Any) -> bool:
     if operator == '$eq':
         return value == argument
     return False
+
+
+# -- the entry document ----------------------------------------------------------------------------------------------
+
+#: Prefix of this database's provider-specific properties (``_structstore_source``, ``_structstore_aiida_node``).
+PREFIX = 'structstore'
+#: Properties that need the structure payload (not in the always-inline summary).
+PAYLOAD_FIELDS = frozenset({'cartesian_site_positions', 'species_at_sites', 'species'})
+
+
+def entry_document(item: StructureSummary) -> dict[str, Any]:
+    """The flat document of an entry (what queries are evaluated on), from a summary or a full record.
+
+    Payload properties are present only when ``item`` is a :class:`StructureRecord` with a structure payload.
+    """
+    doc: dict[str, Any] = {
+        'id': item.key.structure_id,
+        'type': 'structures',
+        'last_modified': item.updated_at,
+        f'_{PREFIX}_source': {'kind': item.source.kind, 'filename': item.source.filename},
+        f'_{PREFIX}_aiida_node': item.node_uuid,
+    }
+    doc.update({name: item.summary.get(name) for name in SUMMARY_FIELDS})
+    if isinstance(item, StructureRecord) and item.structure is not None:
+        doc.update({name: item.structure.get(name) for name in PAYLOAD_FIELDS})
+    return doc
+
+
+# -- the plan --------------------------------------------------------------------------------------------------------
+
+#: The indexes a query can walk, by the entry property each orders by (``element``: the structures that have one
+#: element, by id).
+PLAN_INDEXES = ('structure_id', 'updated_at', 'nsites', 'nelements', 'chemical_formula_reduced', 'element')
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One end of an index range."""
+
+    value: Any
+    inclusive: bool = True
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Which index of a workspace a query walks, over which range and in which order; the filter then decides, row
+    by row, which of them match. The default walks every structure by id."""
+
+    index: Literal['structure_id', 'updated_at', 'nsites', 'nelements', 'chemical_formula_reduced', 'element'] = (
+        'structure_id'
+    )
+    element: str | None = None
+    lower: Bound | None = None
+    upper: Bound | None = None
+    order: Literal['asc', 'desc'] = 'asc'
+
+    def __post_init__(self) -> None:
+        if self.index not in PLAN_INDEXES:
+            raise QueryError(f'unknown index {self.index!r}; one of {", ".join(PLAN_INDEXES)}')
+        if (self.index == 'element') != (self.element is not None):
+            raise QueryError('an element is given with the index "element", and only then')
+        if self.order not in ('asc', 'desc'):
+            raise QueryError(f'order must be "asc" or "desc", got {self.order!r}')
+
+    def as_json(self) -> dict[str, Any]:
+        """The plan as the Convex function ``queryStructures`` takes it."""
+        plan: dict[str, Any] = {'index': self.index, 'order': self.order}
+        if self.element is not None:
+            plan['element'] = self.element
+        for name in ('lower', 'upper'):
+            bound = getattr(self, name)
+            if bound is not None:
+                value = bound.value
+                if isinstance(value, dt.datetime):  # Convex keeps times as milliseconds
+                    value = value.timestamp() * 1000
+                plan[name] = {'value': value, 'inclusive': bound.inclusive}
+        return plan
+
+    def value_of(self, item: StructureSummary) -> Any:
+        """The value of ``item`` this plan's index orders by (``None``: missing)."""
+        if self.index == 'structure_id' or self.index == 'element':
+            return item.key.structure_id
+        if self.index == 'updated_at':
+            return item.updated_at
+        return item.summary.get(self.index)
+
+    def admits(self, item: StructureSummary) -> bool:
+        """Whether ``item`` lies in the plan's range (and, for ``element``, has the element)."""
+        if self.index == 'element':
+            return self.element in (item.summary.get('elements') or ())
+        value = self.value_of(item)
+        for bound, is_lower in ((self.lower, True), (self.upper, False)):
+            if bound is None:
+                continue
+            if value is None or not _comparable(value, bound.value):
+                return False
+            beyond = value < bound.value if is_lower else value > bound.value
+            if beyond or (value == bound.value and not bound.inclusive):
+                return False
+        return True
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    return (_is_number(a) and _is_number(b)) or (type(a) is type(b) and isinstance(a, str | dt.datetime))
