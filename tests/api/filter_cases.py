@@ -1,5 +1,6 @@
-"""Conformance cases shared by the two filter evaluators: the Python one (:mod:`aiida_structstore.api.optimade.evaluate`)
-and its TypeScript port (``convex/optimadeFilter.ts``), which must agree on every case.
+"""Conformance cases shared by the two filter evaluators: the Python one
+(:mod:`aiida_structstore.api.optimade.evaluate`) and its TypeScript port
+(``convex/optimadeFilter.ts``), which must agree on every case.
 
 The cases are produced by the Python side: compiled OPTIMADE filters (:func:`compile_filter` on real filter strings)
 and hand-written queries, evaluated on varied documents (summary-like ones and odd ones: missing fields, nulls,
@@ -75,7 +76,7 @@ FILTERS = [
     'id CONTAINS "\\\\"',
     'id CONTAINS ""',
     'id > "fe" AND id < "si"',
-    'id = "𝔘nicode"',
+    'id = "\U0001d518nicode"',
     'id > "\ue000"',
     'id CONTAINS "😀"',
     'structure_features LENGTH 0',
@@ -295,7 +296,7 @@ DOCUMENTS: list[dict[str, Any]] = [
     {'id': 'si-scf', 'elements': ['Si', 'O'], 'nsites': 2.0, 'nelements': 2, 'last_modified': '2024-05-01T12:00:00Z'},
     {'id': 'a.b(c)', 'elements': 'Fe', 'nsites': '30', 'nelements': True, 'chemical_formula_reduced': 5},
     {'id': 'a"b\\c', 'elements': [], 'structure_features': None, 'nsites': -1, 'lattice_vectors': [[None, 1.5]]},
-    {'id': '𝔘nicode', 'chemical_formula_descriptive': 'ü-Fe😀', 'elements': ['😀', 'Fe'], 'nsites': 1e20},
+    {'id': '\U0001d518nicode', 'chemical_formula_descriptive': 'ü-Fe😀', 'elements': ['😀', 'Fe'], 'nsites': 1e20},
     {'id': '\uffff', 'elements': [None, 1, True, ['Fe']], 'elements_ratios': [0.5, 0.5], 'dimension_types': [0, 1, 0]},
     {'id': 'x', 'elements': [['Fe', 'O']], 'species': {'name': 'Fe1'}, 'nested': {'a': {'b': 1}}, 'obj': {'k': 1.0}},
     {'id': 'y', 'elements': [{'k': 1}], 'obj': {'k': 1, 'j': 2}, 'flag': 1, 'none': False, 'missing': 0},
