@@ -126,7 +126,8 @@ function withinBounds(value: Value | undefined, plan: Plan) {
 // `end: true` once the range is exhausted. It is not secret: it names only what the caller asked for and a
 // structure id of the caller's own workspace; a cursor of another plan, or malformed, is refused.
 function planKey(plan: Plan) {
-  return JSON.stringify([plan.index, plan.element ?? null, plan.lower ?? null, plan.upper ?? null, plan.order]);
+  const side = (b: Bound | undefined) => (b === undefined ? null : [b.value, b.inclusive]);
+  return JSON.stringify([plan.index, plan.element ?? null, side(plan.lower), side(plan.upper), plan.order]);
 }
 
 function encodeCursor(plan: Plan, position: Position | "end") {
