@@ -335,6 +335,24 @@ describe("queryStructures with a residual filter", () => {
     expect([after.page, after.isDone, after.rowsRead]).toEqual([[], true, 0]);
   });
 
+  test("a call stops at half of a transaction's read bytes, with the rest on the next call", async () => {
+    const t = setup();
+    const big = "x".repeat(60_000); // near the 64 KiB of inline payloads a record may have
+    const ids = Array.from({ length: 150 }, (_, i) => `big${String(i).padStart(3, "0")}`);
+    for (let start = 0; start < ids.length; start += 50) {
+      await put(t, ids.slice(start, start + 50).map((id) => record(id, { nsites: 1 }, { cif: big })));
+    }
+    const plan: Plan = { index: "structure_id", order: "asc" };
+    const first = await query(t, plan);
+    expect(first.isDone).toBe(false);
+    expect(first.page.length).toBe(first.rowsRead);
+    expect(first.rowsRead).toBeGreaterThan(100); // about 8 MiB of 60 KB records
+    expect(first.rowsRead).toBeLessThan(150);
+    const rest = await query(t, plan, { cursor: first.continueCursor });
+    expect(rest.isDone).toBe(true);
+    expect([...first.page, ...rest.page].map((s) => s.structure_id)).toEqual(ids);
+  });
+
   test("filters see the entry document: id, last_modified text, source, node", async () => {
     const t = setup();
     await workspace(t);
