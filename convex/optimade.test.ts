@@ -263,6 +263,14 @@ describe("queryStructures plans", () => {
     }
   });
 
+  test("a long formula still resumes from its cursor", async () => {
+    const t = setup();
+    const long = "Fe".repeat(6000);
+    await put(t, ["a", "b", "c"].map((id) => record(id, { chemical_formula_reduced: long })));
+    const walked = await walk(t, { index: "chemical_formula_reduced", order: "desc" }, { numItems: 1 });
+    expect(walked.ids).toEqual(["c", "b", "a"]);
+  });
+
   test("records without the property come first ascending, last descending, unless a lower bound excludes them", async () => {
     const t = setup();
     await workspace(t);

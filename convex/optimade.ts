@@ -26,7 +26,9 @@ export const MAX_FILTER_CHARS = limits.protocol.maxQueryFilterChars;
 // Documents a call may read: half of Convex's 32,000 per transaction (the element plan reads two per row).
 const READ_BUDGET_DOCUMENTS = limits.convex.transactionReadDocuments / 2;
 const MAX_BOUND_CHARS = 1024;
-const MAX_CURSOR_CHARS = 8192;
+// A cursor carries the plan (bounds up to 1024 characters each) and the last value read, which may be a formula of
+// a summary (at most 16 KiB, escaped in JSON text).
+const MAX_CURSOR_CHARS = 72 * 1024;
 
 type IndexName = "structure_id" | "updated_at" | "nsites" | "nelements" | "chemical_formula_reduced" | "element";
 
