@@ -108,7 +108,36 @@ export const executionFields = {
 export default defineSchema({
   structures: defineTable(structureFields)
     .index("by_tenant_id_and_workspace_id_and_structure_id", ["tenant_id", "workspace_id", "structure_id"])
-    .index("by_tenant_id_and_workspace_id_and_updated_at", ["tenant_id", "workspace_id", "updated_at"]),
+    .index("by_tenant_id_and_workspace_id_and_updated_at", ["tenant_id", "workspace_id", "updated_at"])
+    // The ranges queryStructures (convex/optimade.ts) walks: one property of the summary (or updated_at), then the
+    // structure id, so that every position in the index is a unique key a cursor can resume after. A record
+    // without the property sorts first (Convex orders a missing value before every other value).
+    .index("by_tenant_workspace_updated_at_structure", ["tenant_id", "workspace_id", "updated_at", "structure_id"])
+    .index("by_tenant_workspace_nsites_structure", ["tenant_id", "workspace_id", "summary.nsites", "structure_id"])
+    .index("by_tenant_workspace_nelements_structure", [
+      "tenant_id",
+      "workspace_id",
+      "summary.nelements",
+      "structure_id",
+    ])
+    .index("by_tenant_workspace_formula_reduced_structure", [
+      "tenant_id",
+      "workspace_id",
+      "summary.chemical_formula_reduced",
+      "structure_id",
+    ]),
+
+  // One document per committed record and element of its `summary.elements` ("structures that have element X",
+  // OPTIMADE's `elements HAS "X"`), kept equal to the records by the mutations of convex/structures.ts that commit,
+  // replace or delete a record. The second index is how those mutations find a record's rows.
+  structure_elements: defineTable({
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    element: v.string(),
+    structure_id: v.string(),
+  })
+    .index("by_tenant_workspace_element_structure", ["tenant_id", "workspace_id", "element", "structure_id"])
+    .index("by_tenant_workspace_structure_element", ["tenant_id", "workspace_id", "structure_id", "element"]),
 
   structure_raw_chunks: defineTable({
     tenant_id: v.string(),

@@ -24,7 +24,7 @@ export const MAX_INLINE_BYTES = limits.protocol.maxInlineBytes;
 // Convex allows a query or mutation to read 16 MiB and 32,000 documents and to write 16 MiB and 16,000 documents.
 // Every function here stays within half of that: loops that read or delete an unbounded number of documents stop
 // early (and say where to go on), and bounded ones are checked against these numbers by their argument limits.
-const READ_BUDGET_BYTES = limits.convex.transactionReadBytes / 2;
+export const READ_BUDGET_BYTES = limits.convex.transactionReadBytes / 2;
 const DOCUMENT_BUDGET = limits.convex.transactionWriteDocuments / 2;
 // Old chunks of a replaced record are deleted in the same mutation up to this many bytes in total; beyond it
 // they become a `garbage` chunk set for collectGarbage. Deleting a document reads it once more.
@@ -38,19 +38,23 @@ const SETS_PER_CALL = 64;
 // contentHashes answers for at most this many ids per call (each reads one record document).
 const MAX_HASH_IDS = limits.protocol.maxHashIds;
 
+// The element rows (structure_elements) one putBatch call may have to write for its records' summaries: the
+// distinct elements of every record together (the client sizes its batches to it).
+export const MAX_BATCH_ELEMENTS = limits.protocol.maxBatchElements;
+
 type Code = "INVALID_ARGUMENT" | "NOT_FOUND" | "CONFLICT" | "INCOMPLETE_UPLOAD" | "LIMIT_EXCEEDED";
 
-function fail(code: Code, message: string): never {
+export function fail(code: Code, message: string): never {
   throw new ConvexError({ code, message });
 }
 
-function checkId(value: string, what: string) {
+export function checkId(value: string, what: string) {
   if (!ID_PATTERN.test(value)) {
     fail("INVALID_ARGUMENT", `${what} ${JSON.stringify(value.slice(0, 140))} is not a valid id`);
   }
 }
 
-function checkScope(tenant_id: string, workspace_id: string) {
+export function checkScope(tenant_id: string, workspace_id: string) {
   checkId(tenant_id, "tenant_id");
   checkId(workspace_id, "workspace_id");
 }
@@ -68,7 +72,7 @@ function utf8Length(text: string): number {
 }
 
 /** Approximate size of a document as Convex counts it (its JSON text): for staying within the budgets. */
-function documentSize(doc: object): number {
+export function documentSize(doc: object): number {
   return JSON.stringify(doc).length;
 }
 
@@ -89,9 +93,9 @@ class Meter {
   }
 }
 
-type Scope = { tenant_id: string; workspace_id: string };
+export type Scope = { tenant_id: string; workspace_id: string };
 
-async function findRecord(ctx: QueryCtx, scope: Scope, structure_id: string) {
+export async function findRecord(ctx: QueryCtx, scope: Scope, structure_id: string) {
   return await ctx.db
     .query("structures")
     .withIndex("by_tenant_id_and_workspace_id_and_structure_id", (q) =>
@@ -160,6 +164,36 @@ async function markGarbage(ctx: MutationCtx, scope: Scope, structure_id: string,
       updated_at: Date.now(),
     });
   }
+}
+
+/** The distinct elements of a summary: the rows structure_elements holds for the record. */
+function elementsOf(summary: { elements?: string[] }): Set<string> {
+  return new Set(summary.elements ?? []);
+}
+
+/**
+ * Bring the structure_elements rows of one record in line with `elements` (empty: the record is gone), as
+ * syncLinks of executions.ts does for execution_structures. Returns the documents written.
+ */
+async function syncElements(ctx: MutationCtx, scope: Scope, structure_id: string, elements: Set<string>) {
+  const wanted = new Set(elements);
+  let written = 0;
+  const rows = await ctx.db
+    .query("structure_elements")
+    .withIndex("by_tenant_workspace_structure_element", (q) =>
+      q.eq("tenant_id", scope.tenant_id).eq("workspace_id", scope.workspace_id).eq("structure_id", structure_id),
+    )
+    .collect();
+  for (const row of rows) {
+    if (wanted.delete(row.element)) continue; // kept (a second row of the same element is deleted below)
+    await ctx.db.delete(row._id);
+    written += 1;
+  }
+  for (const element of wanted) {
+    await ctx.db.insert("structure_elements", { ...scope, element, structure_id });
+    written += 1;
+  }
+  return written;
 }
 
 const chunkArg = v.object({ part: partName, chunk_index: v.number(), text: v.string() });
@@ -269,7 +303,12 @@ export const putBatch = internalMutation({
       if (ids.has(record.structure_id)) fail("INVALID_ARGUMENT", `${record.structure_id} appears twice`);
       ids.add(record.structure_id);
     }
+    const elementRows = records.reduce((n, record) => n + elementsOf(record.summary).size, 0);
+    if (elementRows > MAX_BATCH_ELEMENTS) {
+      fail("LIMIT_EXCEEDED", `the records name ${elementRows} elements together; the limit per call is ${MAX_BATCH_ELEMENTS}`);
+    }
     let deleteBudget = INLINE_DELETE_BYTES;
+    let elementWrites = 0;
     const meter = new Meter();
     const results = [];
     for (const record of records) {
@@ -347,6 +386,11 @@ export const putBatch = internalMutation({
         await ctx.db.insert("structures", { ...fields, created_at: now });
       } else {
         await ctx.db.patch(existing._id, fields);
+      }
+      // Replacing records whose elements all change deletes rows as well as inserting them.
+      elementWrites += await syncElements(ctx, scope, record.structure_id, elementsOf(record.summary));
+      if (elementWrites > DOCUMENT_BUDGET) {
+        fail("LIMIT_EXCEEDED", `the records change more than ${DOCUMENT_BUDGET} element rows; send fewer per call`);
       }
       results.push({
         structure_id: record.structure_id,
@@ -472,7 +516,7 @@ export const readChunks = internalQuery({
   },
 });
 
-function toSummary(record: Doc<"structures">) {
+export function toSummary(record: Doc<"structures">) {
   return {
     tenant_id: record.tenant_id,
     workspace_id: record.workspace_id,
@@ -550,8 +594,35 @@ export const removeStructure = internalMutation({
     const record = await findRecord(ctx, { tenant_id, workspace_id }, structure_id);
     if (record === null) return { existed: false, garbage: false };
     const { garbage } = await retireGeneration(ctx, record, INLINE_DELETE_BYTES);
+    await syncElements(ctx, { tenant_id, workspace_id }, structure_id, new Set());
     await ctx.db.delete(record._id);
     return { existed: true, garbage };
+  },
+});
+
+/**
+ * Bring structure_elements in line with the committed records, one page of records (in structure id order) per
+ * call: for deployments whose records were committed before the table existed, or to check it. Call again with
+ * `continueCursor` while `isDone` is false; `written` counts the rows inserted or deleted.
+ */
+export const syncStructureElements = internalMutation({
+  args: { tenant_id: v.string(), workspace_id: v.string(), paginationOpts: paginationOptsValidator },
+  handler: async (ctx, { tenant_id, workspace_id, paginationOpts }) => {
+    checkScope(tenant_id, workspace_id);
+    checkCount(paginationOpts.numItems, "numItems", limits.protocol.maxListPage);
+    if (paginationOpts.numItems < 1) fail("INVALID_ARGUMENT", "numItems must be at least 1");
+    const scope = { tenant_id, workspace_id };
+    const page = await ctx.db
+      .query("structures")
+      .withIndex("by_tenant_id_and_workspace_id_and_structure_id", (q) =>
+        q.eq("tenant_id", tenant_id).eq("workspace_id", workspace_id),
+      )
+      .paginate({ ...paginationOpts, maximumBytesRead: READ_BUDGET_BYTES / 2 });
+    let written = 0;
+    for (const record of page.page) {
+      written += await syncElements(ctx, scope, record.structure_id, elementsOf(record.summary));
+    }
+    return { checked: page.page.length, written, isDone: page.isDone, continueCursor: page.continueCursor };
   },
 });
 

@@ -26,6 +26,8 @@ const modules: Record<string, () => Promise<any>> = {
   "../convex/schema.ts": () => import("../convex/schema"),
   "../convex/structures.ts": () => import("../convex/structures"),
   "../convex/executions.ts": () => import("../convex/executions"),
+  "../convex/optimade.ts": () => import("../convex/optimade"),
+  "../convex/optimadeFilter.ts": () => import("../convex/optimadeFilter"),
 };
 
 // Convex rejects a document over 1 MiB; convex-test measures each written document but does not enforce it.

@@ -10,7 +10,7 @@ export function newStats(): SinkStats {
   return { calls: {}, bytes_in: 0, bytes_out: 0, throttled: 0 };
 }
 
-/** The reply of `structures:<name>` or `executions:<name>` to `args`, as a deployment holding nothing yet would give it. */
+/** The reply of `structures:<name>`, `executions:<name>` or `optimade:<name>` to `args`, as a deployment holding nothing yet would give it. */
 export function sinkReply(name: string, args: any): Value {
   switch (name) {
     case "putBatch":
@@ -34,6 +34,10 @@ export function sinkReply(name: string, args: any): Value {
       return { chunks: [], next_index: null };
     case "listStructures":
       return { page: [], isDone: true, continueCursor: "" };
+    case "queryStructures":
+      return { page: [], continueCursor: "", isDone: true, rowsRead: 0 };
+    case "syncStructureElements":
+      return { checked: 0, written: 0, isDone: true, continueCursor: "" };
     case "removeStructure":
       return { existed: false, garbage: false };
     case "collectGarbage":

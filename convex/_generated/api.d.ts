@@ -14,6 +14,8 @@ import type {
   FunctionReference,
 } from "convex/server";
 import type * as executions from "../executions.js";
+import type * as optimade from "../optimade.js";
+import type * as optimadeFilter from "../optimadeFilter.js";
 import type * as structures from "../structures.js";
 
 /**
@@ -26,6 +28,8 @@ import type * as structures from "../structures.js";
  */
 declare const fullApi: ApiFromModules<{
   executions: typeof executions;
+  optimade: typeof optimade;
+  optimadeFilter: typeof optimadeFilter;
   structures: typeof structures;
 }>;
 export declare const api: FilterApi<
