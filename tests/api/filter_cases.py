@@ -1,5 +1,5 @@
 """Conformance cases shared by the two filter evaluators: the Python one
-(:mod:`aiida_structstore.api.optimade.evaluate`) and its TypeScript port
+(:mod:`aiida_structstore.core.query`) and its TypeScript port
 (``convex/optimadeFilter.ts``), which must agree on every case.
 
 The cases are produced by the Python side: compiled OPTIMADE filters (:func:`compile_filter` on real filter strings)
@@ -24,9 +24,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aiida_structstore.api.optimade import evaluate
 from aiida_structstore.api.optimade.fields import document
 from aiida_structstore.api.optimade.filters import compile_filter
+from aiida_structstore.core import query as evaluate
 from aiida_structstore.core.structures import StructureSummary
 from aiida_structstore.store.convex.structures import ConvexStructures, _ms_to_datetime
 

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.core import query as evaluate
 from aiida_structstore.api.optimade.filters import (
     MAX_FILTER_DEPTH,
     MAX_FILTER_LENGTH,
@@ -19,6 +18,7 @@ from aiida_structstore.api.optimade.filters import (
     compile_filter,
     parse_timestamp,
 )
+from aiida_structstore.core import query as evaluate
 
 from .test_optimade import FILTERS, LITERAL
 

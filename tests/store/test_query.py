@@ -8,7 +8,6 @@ and filters over one workspace of varied records.
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 import random
 
 import pytest
@@ -44,15 +43,9 @@ def formula(elements: list[str], nsites: int) -> str:
     return ''.join(f'{e}{nsites if i == 0 and nsites > 1 else ""}' for i, e in enumerate(elements))
 
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
-
-
 @pytest.fixture
 def workspace(store, tenant):
     """Forty structures with varied elements, site counts and formulas (some equal, for ties)."""
-    convex_sources = ''.join(path.read_text() for path in (ROOT / 'convex').glob('*.ts'))
-    if store.backend == 'convex' and 'export const queryStructures' not in convex_sources:
-        pytest.skip('the Convex function queryStructures is not in convex/ yet (issue 18)')
     rng = random.Random(1234)
     contents = []
     for i in range(40):

@@ -57,9 +57,9 @@ STREAM_PAGE_BYTES = 2 * 1024 * 1024
 #: Records per listStructures query (the function's own limit); longer pages are read in several queries.
 LIST_PAGE = PROTOCOL['maxListPage']
 #: Matching records per queryStructures call at most (the function's own limit).
-QUERY_PAGE = PROTOCOL.get('maxQueryPage', 200)
+QUERY_PAGE = PROTOCOL['maxQueryPage']
 #: The Convex module of queryStructures.
-QUERY_MODULE = 'structures'
+QUERY_MODULE = 'optimade'
 #: How often a read is retried when a concurrent commit replaced the version being read.
 READ_ATTEMPTS = 3
 
@@ -476,7 +476,8 @@ class ConvexStructures(StructureStore):
                 'tenant_id': tenant_id,
                 'workspace_id': workspace_id,
                 'plan': plan.as_json(),
-                'filter': filter,
+                # Convex refuses field names that start with '$': the query travels as JSON text.
+                'filter': None if filter is None else json.dumps(filter, separators=(',', ':')),
                 'cursor': next_cursor,
                 'numItems': float(min(limit - len(items), QUERY_PAGE)),
             }
