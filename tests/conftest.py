@@ -105,8 +105,19 @@ class RunningServerCluster:
 
 @pytest.fixture(scope='session')
 def convex_server():
-    """The local Convex server (an in-memory test double of Convex), started once per session on a free port. Every
-    index lookup it makes is checked against a full table scan."""
+    """The local Convex server (an in-memory test double of Convex), started once per session (per xdist worker) on
+    a free port. Its index lookups are not checked against full scans here (``verifying_convex_server`` does that):
+    with the documents every test leaves, those scans made late tests slow."""
+    from devserver.local_convex import local_convex
+
+    with local_convex() as server:
+        yield server
+
+
+@pytest.fixture(scope='module')
+def verifying_convex_server():
+    """A local Convex server of the test module's own that checks every index lookup against a full table scan: for
+    the tests whose subject is the server (tests/devserver) or the store contract (the contract suites)."""
     from devserver.local_convex import local_convex
 
     with local_convex(verify_indexes=True) as server:

@@ -163,3 +163,30 @@ def test_pages_stop_at_the_read_budget():
         assert stats.status_code == 200, stats.text
         assert stats.json()['value']['isDone'] is False
         assert 0 < stats.json()['value']['count'] < 30
+
+
+def test_reset_needs_the_admin_key(convex_server):
+    assert httpx.post(f'{convex_server.url}/reset').status_code == 401
+    wrong = httpx.post(f'{convex_server.url}/reset', headers={'Authorization': 'Convex nope'})
+    assert (wrong.status_code, wrong.json()['code']) == (401, 'BadAdminKey')
+
+
+def test_reset_is_a_new_empty_deployment_at_the_same_url():
+    """What a restart on the same port does to the data (tests/executions/test_watch.py restarts for real): every
+    table is empty, the instance id is new, and a client that was connected carries on against the new deployment."""
+    from aiida_structstore.models import Source, StructureContent, StructureKey
+    from aiida_structstore.store.convex import ConvexStore
+    from devserver.local_convex import local_convex
+
+    key = StructureKey.of('devserver', 'ws', 'before-reset')
+    with local_convex() as server, ConvexStore(server.url, server.deploy_key) as store:
+        store.put(StructureContent(key=key, source=Source.of('cif'), cif='data_x\n'), raw='raw text')
+        before = store.current_instance()
+        assert store.find(key) is not None
+        server.reset()
+        assert httpx.get(f'{server.url}/stats').json()['calls'] == {}
+        assert store.find(key) is None
+        assert store.storage_stats('devserver', 'ws')['records'] == 0
+        with ConvexStore(server.url, server.deploy_key) as fresh:
+            assert fresh.current_instance() != before
+            assert fresh.current_instance() == store.current_instance()
