@@ -335,19 +335,21 @@ def test_outdated_projection_entry_is_recomputed_not_rewritten(convex_backend, s
 
 
 def test_a_store_that_lost_its_data_is_noticed(structures, tenant):
-    """The store's data is lost between two runs (a wiped deployment; here a restarted in-memory server on the same
-    URL): the projections remembered on the nodes no longer count, and the next sync writes everything again."""
+    """The store's data is lost between two runs (a wiped deployment; here the in-memory server reset, a new empty
+    deployment at the same URL): the projections remembered on the nodes no longer count, and the next sync writes
+    everything again."""
     from devserver.local_convex import local_convex
 
     group, nodes = structures
     with local_convex() as server:
         with ConvexStore(server.url, server.deploy_key) as store:
             assert sync(store, tenant, group=group).new == 12
-            port = server.url.rsplit(':', 1)[1]
-    with local_convex(port=int(port)) as server, ConvexStore(server.url, server.deploy_key) as store:
-        report = sync(store, tenant, group=group)
-        assert (report.new, report.unchanged, report.failed) == (12, 0, 0)
-        assert entry_of(nodes[0], store, tenant, 'w')['instance'] == store.instance
+            lost = store.instance
+        server.reset()
+        with ConvexStore(server.url, server.deploy_key) as store:
+            report = sync(store, tenant, group=group)
+            assert (report.new, report.unchanged, report.failed) == (12, 0, 0)
+            assert entry_of(nodes[0], store, tenant, 'w')['instance'] == store.instance != lost
 
 
 def test_a_clone_is_projected_although_it_carries_the_originals_extra(convex_backend, structures, tenant):
