@@ -37,6 +37,30 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f'aiida test profile storage: {DB_BACKENDS[config.getoption("--db-backend")]}'
 
 
+#: Fixtures that need RabbitMQ (the profile's broker, the daemon, a RabbitMQ node of the test's own).
+RMQ_FIXTURES = {'broker', 'rabbitmq_node', 'daemon', 'daemon_environment', 'started_daemon_client', 'submit_and_await'}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the fixtures they use (``requires_rmq``, ``requires_slurm`` and ``browser``, see pyproject.toml),
+    keep the ones that share a machine-wide service or a browser on one xdist worker (``xdist_group``, with
+    ``--dist loadgroup``), and run the modules with slow tests first, so that parallel workers end together. Every
+    worker orders the same way (the order depends on the collected tests only)."""
+    for item in items:
+        names = set(getattr(item, 'fixturenames', ()))
+        if names & RMQ_FIXTURES:
+            item.add_marker(pytest.mark.requires_rmq)
+        if 'slurm' in names:
+            # One Slurm cluster per machine: its fixture starts and stops it, so its tests share one worker.
+            item.add_marker(pytest.mark.requires_slurm)
+            item.add_marker(pytest.mark.xdist_group('slurm'))
+        if 'browser' in names:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.xdist_group('browser'))  # one Chromium, not one per worker
+    first = {item.path for item in items if item.get_closest_marker('slow') or item.get_closest_marker('xdist_group')}
+    items.sort(key=lambda item: item.path not in first)  # stable: the order within a module stays
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_line(f'AiiDA tests ran on storage backend {DB_BACKENDS[config.getoption("--db-backend")]}')
 
@@ -62,7 +86,9 @@ class RunningServerCluster:
         from psycopg import sql
 
         name = database_name or f'structstore_test_{secrets.token_hex(6)}'
-        username = database_username or 'structstore_test'
+        # One role per xdist worker: workers that shared one would change each other's password.
+        worker = os.environ.get('PYTEST_XDIST_WORKER')
+        username = database_username or ('structstore_test' + (f'_{worker}' if worker else ''))
         password = database_password or secrets.token_hex(8)
         with self._connect() as conn:
             exists = conn.execute('SELECT 1 FROM pg_roles WHERE rolname = %s', (username,)).fetchone()

@@ -129,6 +129,7 @@ def run_sync(profile, proxy_url, deploy_key, group, workspace, killer):
     return process.returncode, output.decode(errors='replace')
 
 
+@pytest.mark.slow
 def test_sync_killed_at_chosen_points_ends_in_the_exact_state(aiida_profile, convex_backend, convex_server, imported):
     group = imported
     nodes = list(group.nodes)
@@ -183,6 +184,7 @@ def test_sync_killed_at_chosen_points_ends_in_the_exact_state(aiida_profile, con
 FAULTS = ('reset', 'delay:1.5', 'status:429', 'status:500', 'status:502', 'status:503', 'drop-reply', 'garble')
 
 
+@pytest.mark.slow
 def test_a_whole_sync_through_20_percent_faults_ends_in_the_exact_state(convex_server, generate_structure, tmp_path):
     """1,000 structures, a tenth of them imported with a two-chunk raw input, synced through a proxy that breaks one
     request in five (connection resets, timeouts, 429, 5xx, replies lost after the function ran, cut replies)."""

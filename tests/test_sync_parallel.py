@@ -25,6 +25,7 @@ def two_workers(convex_backend, daemon_environment, started_daemon_client):
     return started_daemon_client
 
 
+@pytest.mark.slow
 def test_slices_run_by_two_workers_sync_everything_once(
     two_workers, submit_and_await, convex_backend, generate_structure, run_cli_command
 ):

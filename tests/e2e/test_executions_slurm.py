@@ -58,6 +58,7 @@ def add_builder(code, x, y, prepend_text=''):
     return builder
 
 
+@pytest.mark.slow
 def test_a_failed_calculation_on_slurm(watched, add_code):
     submit_into_group, record, pushes, _ = watched
     node = submit_into_group(add_builder(add_code, 1, -3))  # a negative sum: exit status 410
@@ -71,6 +72,7 @@ def test_a_failed_calculation_on_slurm(watched, add_code):
     assert 'waiting' in pushes.states(node.uuid)
 
 
+@pytest.mark.slow
 def test_host_names_only_when_configured(watched, add_code, convex_backend, monkeypatch):
     submit_into_group, record, pushes, _ = watched
     node = submit_into_group(add_builder(add_code, 1, 1))
@@ -84,6 +86,7 @@ def test_host_names_only_when_configured(watched, add_code, convex_backend, monk
     assert shown.hostname == add_code.computer.hostname == 'localhost'
 
 
+@pytest.mark.slow
 def test_a_killed_calculation_on_slurm(watched, add_code):
     submit_into_group, record, pushes, _ = watched
     node = submit_into_group(add_builder(add_code, 1, 2, prepend_text='sleep 600'))

@@ -181,6 +181,7 @@ class TestIsolation:
         store.delete_execution(mine.key)
         assert all(store.find_execution(content.key) is not None for content in elsewhere)
 
+    @pytest.mark.slow
     @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
         writes=st.lists(
