@@ -38,7 +38,15 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 #: Fixtures that need RabbitMQ (the profile's broker, the daemon, a RabbitMQ node of the test's own).
-RMQ_FIXTURES = {'broker', 'rabbitmq_node', 'daemon', 'daemon_environment', 'started_daemon_client', 'submit_and_await'}
+RMQ_FIXTURES = {
+    'broker',
+    'rabbitmq_node',
+    'daemon',
+    'store_daemon',
+    'daemon_environment',
+    'started_daemon_client',
+    'submit_and_await',
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -245,31 +253,72 @@ def convex_backend(monkeypatch, convex_server):
         yield store
 
 
-@pytest.fixture
-def daemon_environment(daemon_client, monkeypatch):
-    """Make the next ``started_daemon_client`` (or ``submit_and_await``) start a fresh daemon in this test's
-    environment, as a user runs ``verdi daemon start``; request it after the fixtures that set the environment.
-    The daemon is stopped after the test."""
-    import sys
+#: The store settings the running daemon was started with (``None``: not started by ``store_daemon``).
+_daemon_settings: dict[str, str | None] = {'url': None}
 
+
+def _reset_this_process_broker() -> None:
+    """After the daemon stopped: the workers' task queue went away with the last worker; this process's broker
+    connection still believes it exists, and a submit before a new worker declares it again would be unroutable
+    (NO_ROUTE). A new connection declares the queue itself."""
+    from aiida.manage import get_manager
+
+    get_manager().reset_runner()
+    get_manager().reset_broker()
+
+
+def _verdi_on_path(monkeypatch) -> None:
+    """`verdi daemon start` needs the venv's bin/ on PATH (aiida looks for `verdi` when it is imported)."""
+    bin_dir = pathlib.Path(sys.executable).parent
+    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    monkeypatch.setattr('aiida.engine.daemon.client.VERDI_BIN', str(bin_dir / 'verdi'))
+
+
+def _skip_without_broker() -> None:
     from aiida.manage import get_manager
 
     if get_manager().get_profile().process_control_backend is None:
         pytest.skip('the daemon needs RabbitMQ (bash scripts/services.sh rabbitmq)')
+
+
+@pytest.fixture
+def daemon_environment(daemon_client, monkeypatch):
+    """Make the next ``started_daemon_client`` (or ``submit_and_await``) start a fresh daemon in this test's
+    environment, as a user runs ``verdi daemon start``; request it after the fixtures that set the environment.
+    The daemon is stopped after the test. For tests whose subject is the daemon's environment; the others use
+    ``store_daemon``."""
+    _skip_without_broker()
     if daemon_client.is_daemon_running:
         daemon_client.stop_daemon(wait=True)
-    # The workers' task queue goes away with the last worker; this process's broker connection still believes it
-    # exists, and a submit before the new worker declares it again would be unroutable (NO_ROUTE). A new
-    # connection declares the queue itself.
-    get_manager().reset_runner()
-    get_manager().reset_broker()
-    # `verdi daemon start` needs the venv's bin/ on PATH (aiida looks for `verdi` when it is imported).
-    bin_dir = pathlib.Path(sys.executable).parent
-    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
-    monkeypatch.setattr('aiida.engine.daemon.client.VERDI_BIN', str(bin_dir / 'verdi'))
+    _daemon_settings['url'] = None
+    _reset_this_process_broker()
+    _verdi_on_path(monkeypatch)
     yield
     if daemon_client.is_daemon_running:
         daemon_client.stop_daemon(wait=True)
+
+
+@pytest.fixture
+def store_daemon(daemon_client, convex_server, convex_backend):
+    """The AiiDA daemon with two workers, started (as users start it) in an environment that has the store settings
+    of the session's local Convex server. One daemon for the whole session: started by the first test that asks,
+    again only if another test stopped it (``daemon_environment`` does)."""
+    _skip_without_broker()
+    if not (daemon_client.is_daemon_running and _daemon_settings['url'] == convex_server.url):
+        if daemon_client.is_daemon_running:
+            daemon_client.stop_daemon(wait=True)
+        _daemon_settings['url'] = None
+        _reset_this_process_broker()
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _verdi_on_path(monkeypatch)
+            monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
+            monkeypatch.setenv('CONVEX_URL', convex_server.url)
+            monkeypatch.setenv('CONVEX_DEPLOY_KEY', convex_server.deploy_key)
+            monkeypatch.delenv('STRUCTURE_STORE_SETTINGS_FILE', raising=False)
+            daemon_client.start_daemon(number_workers=2)
+        _daemon_settings['url'] = convex_server.url
+    assert daemon_client.is_daemon_running
+    return daemon_client
 
 
 @pytest.fixture

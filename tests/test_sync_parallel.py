@@ -19,10 +19,10 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
-def two_workers(convex_backend, daemon_environment, started_daemon_client):
+def two_workers(convex_backend, store_daemon):
     """The daemon with two workers, started with the store settings in its environment."""
-    started_daemon_client.increase_workers(1)
-    return started_daemon_client
+    assert store_daemon.get_numprocesses()['numprocesses'] == 2
+    return store_daemon
 
 
 @pytest.mark.slow

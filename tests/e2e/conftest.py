@@ -2,7 +2,7 @@
 environment that has the store settings.
 
 The Slurm cluster is started by the ``slurm`` fixture (``scripts/services.sh slurm``) and stopped afterwards if it was
-not already running.
+not already running. The daemon is the session's (``store_daemon`` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -81,6 +81,6 @@ def add_code(slurm_computer):
 
 
 @pytest.fixture
-def daemon(convex_backend, daemon_environment, started_daemon_client):
+def daemon(store_daemon):
     """The AiiDA daemon, started in an environment that has the store settings (as users start it)."""
-    return started_daemon_client
+    return store_daemon
