@@ -25,8 +25,9 @@ def _slurm_up() -> bool:
     return result.returncode == 0 and any(s in result.stdout for s in ('idle', 'mixed', 'alloc'))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def slurm():
+    """The one-node Slurm cluster: started once (if it is not running) for the session, stopped at its end."""
     missing = [tool for tool in ('sinfo', 'slurmctld', 'slurmd', 'munged', 'pw.x') if shutil.which(tool) is None]
     if missing or not PSEUDO.exists():
         reason = f'the real stack is not installed ({", ".join(missing) or PSEUDO}): bash .ci/run installs it'

@@ -30,7 +30,11 @@ def watched(daemon, convex_server, convex_backend):
     pushes = Pushes()
     with (
         ConvexStore(convex_server.url, convex_server.deploy_key) as store,
-        ExecutionWatcher(store, tenant_id=tenant, workspace_id='jobs', group=group, on_push=pushes) as watcher,
+        # A job's Slurm state (queued, running) changes without a broadcast: the watcher's periodic catch-up finds
+        # it. Every second here, not every minute (the default), so the tests wait for the catch-up, not the clock.
+        ExecutionWatcher(
+            store, tenant_id=tenant, workspace_id='jobs', group=group, on_push=pushes, catch_up_interval=1.0
+        ) as watcher,
     ):
 
         def submit_into_group(builder):
