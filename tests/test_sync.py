@@ -121,12 +121,13 @@ def test_an_extra_set_after_the_sync_read_the_batch_is_kept(convex_backend, stru
 
     group, nodes = structures
     original = sync_module._write
+    pks = [node.pk for node in nodes]  # read here: ORM objects of this thread are not for the sync's writer thread
 
     def write_then_the_user_edits(store, changed, report):
         written = original(store, changed, report)
         # Between the sync's read of the batch and its update of the extras, the user and another sync write.
-        for node in nodes:
-            orm.load_node(node.pk).base.extras.set('note', f'user {node.pk}')
+        for pk in pks:
+            orm.load_node(pk).base.extras.set('note', f'user {pk}')
         return written
 
     sync(convex_backend, tenant, 'other', group=group)
