@@ -257,6 +257,31 @@ def convex_backend(monkeypatch, convex_server):
 _daemon_settings: dict[str, str | None] = {'url': None}
 
 
+def _stop_daemon(daemon_client) -> None:
+    """Stop the daemon if it runs. Circus answers once every worker has exited; on a busy machine that took longer
+    than the client's default wait (``daemon.timeout``, 20 s), so the wait here is a guard against a hang, longer."""
+    if daemon_client.is_daemon_running:
+        daemon_client.stop_daemon(wait=True, timeout=180)
+    _daemon_settings['url'] = None
+
+
+@pytest.fixture(scope='session')
+def daemon_client(aiida_profile):
+    """Override aiida's fixture: the same client, and the daemon stopped at the end of the session with
+    ``_stop_daemon``'s longer wait."""
+    from aiida.engine.daemon import get_daemon_client
+
+    client = get_daemon_client(aiida_profile.name)
+    yield client
+    _stop_daemon(client)
+
+
+@pytest.fixture
+def no_daemon(daemon_client):
+    """No daemon runs during the test (the session's may have been started by an earlier test)."""
+    _stop_daemon(daemon_client)
+
+
 def _reset_this_process_broker() -> None:
     """After the daemon stopped: the workers' task queue went away with the last worker; this process's broker
     connection still believes it exists, and a submit before a new worker declares it again would be unroutable
@@ -288,14 +313,11 @@ def daemon_environment(daemon_client, monkeypatch):
     The daemon is stopped after the test. For tests whose subject is the daemon's environment; the others use
     ``store_daemon``."""
     _skip_without_broker()
-    if daemon_client.is_daemon_running:
-        daemon_client.stop_daemon(wait=True)
-    _daemon_settings['url'] = None
+    _stop_daemon(daemon_client)
     _reset_this_process_broker()
     _verdi_on_path(monkeypatch)
     yield
-    if daemon_client.is_daemon_running:
-        daemon_client.stop_daemon(wait=True)
+    _stop_daemon(daemon_client)
 
 
 @pytest.fixture
@@ -305,9 +327,7 @@ def store_daemon(daemon_client, convex_server, convex_backend):
     again only if another test stopped it (``daemon_environment`` does)."""
     _skip_without_broker()
     if not (daemon_client.is_daemon_running and _daemon_settings['url'] == convex_server.url):
-        if daemon_client.is_daemon_running:
-            daemon_client.stop_daemon(wait=True)
-        _daemon_settings['url'] = None
+        _stop_daemon(daemon_client)
         _reset_this_process_broker()
         with pytest.MonkeyPatch.context() as monkeypatch:
             _verdi_on_path(monkeypatch)
