@@ -74,12 +74,12 @@ class Killer:
 
 @pytest.fixture(scope='module')
 def convex_server():
-    """This module's own local Convex server, without the index check of the session's server.
+    """This module's own local Convex server, without the documents the rest of the session left in its server.
 
-    The check runs every index lookup again as a full scan of the table; with the thousands of lookups a 1,000-record
-    sync makes, and the documents the whole session left in the session's server, a lookup then took longer than the
-    1 s client timeout these tests use and every retry of it timed out. The index maps are checked against scans by
-    tests/devserver and the store contract suite.
+    It used to be needed for the index check (every lookup again as a full scan), which the session's server no
+    longer makes: with the thousands of lookups a 1,000-record sync makes and the session's documents, a lookup took
+    longer than the 1 s client timeout these tests use. The index maps are checked against scans by tests/devserver
+    and the store contract suites (``verifying_convex_server``).
     """
     from devserver.local_convex import local_convex
 
