@@ -15,8 +15,8 @@ from aiida.plugins import CalculationFactory, WorkflowFactory
 from sqlalchemy import inspect, text
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.exceptions import StructStoreError
-from aiida_structstore.sync import sync_structures
+from aiida_structstore.core.exceptions import StructStoreError
+from aiida_structstore.structures.sync import sync_structures
 
 from .leaks import leaks
 from .ports import free_port

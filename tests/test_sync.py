@@ -8,12 +8,12 @@ import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 
-from aiida_structstore.exceptions import BackendUnavailableError, InvalidInputError
-from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.nodes import EXTRA_PREFIX, PROJECTION_VERSION, target_extra
-from aiida_structstore.projection.record import structure_content
+from aiida_structstore.core.exceptions import BackendUnavailableError, InvalidInputError
+from aiida_structstore.core.structures import StructureKey
+from aiida_structstore.tracking import EXTRA_PREFIX, PROJECTION_VERSION, target_extra
+from aiida_structstore.structures.projection import structure_content
 from aiida_structstore.store.convex import ConvexStore
-from aiida_structstore.sync import sync_structures
+from aiida_structstore.structures.sync import sync_structures
 
 
 @pytest.fixture
@@ -47,13 +47,13 @@ def test_second_sync_writes_nothing(convex_backend, structures, tenant):
     group, nodes = structures
     first = sync(convex_backend, tenant, 'w1', group=group, batch_size=5)
     assert (first.selected, first.new, first.updated, first.unchanged, first.failed) == (12, 12, 0, 0, 0)
-    records = {i.key.structure_id: i for i in convex_backend.iter_workspace(tenant, 'w1')}
+    records = {i.key.structure_id: i for i in convex_backend.structures.iter_workspace(tenant, 'w1')}
     assert set(records) == {node.uuid for node in nodes}
-    calls = convex_backend.calls
+    calls = convex_backend.transport.calls
     again = sync(convex_backend, tenant, 'w1', group=group)
     assert (again.new, again.updated, again.unchanged) == (0, 0, 12)
-    assert convex_backend.calls == calls  # an unchanged re-sync makes no call
-    after = {i.key.structure_id: i for i in convex_backend.iter_workspace(tenant, 'w1')}
+    assert convex_backend.transport.calls == calls  # an unchanged re-sync makes no call
+    after = {i.key.structure_id: i for i in convex_backend.structures.iter_workspace(tenant, 'w1')}
     assert {k: v.updated_at for k, v in after.items()} == {k: v.updated_at for k, v in records.items()}
     entry = entry_of(nodes[0], convex_backend, tenant, 'w1')
     assert entry['content_hash'] == records[nodes[0].uuid].content_hash
@@ -72,7 +72,7 @@ def test_records_are_projected_from_exactly_what_the_orm_reads(memory_backend, t
     assert (report.new, report.failed) == (1, 0)
     key = StructureKey.of(tenant, 'w', node.uuid)
     expected = structure_content(orm.load_node(node.pk).base.attributes.all, key=key, node_uuid=node.uuid)
-    record = memory_backend.get(key)
+    record = memory_backend.structures.get(key)
     assert record.structure == expected.structure
     assert record.cif == expected.cif
     assert record.structure['lattice_vectors'][1][1] == orm.load_node(node.pk).cell[1][1]
@@ -83,12 +83,12 @@ def test_the_memory_store_is_not_remembered_and_compared_by_hash(memory_backend,
     assert sync(memory_backend, 'acme', group=group).new == 12
     assert not [k for k in orm.load_node(nodes[0].pk).base.extras.keys() if k.startswith(EXTRA_PREFIX)]
     calls = []
-    original = memory_backend.put_prepared
-    memory_backend.put_prepared = lambda writes, **kw: calls.append(len(writes)) or original(writes, **kw)
+    original = memory_backend.structures.put_prepared
+    memory_backend.structures.put_prepared = lambda writes, **kw: calls.append(len(writes)) or original(writes, **kw)
     try:
         report = sync(memory_backend, 'acme', group=group)
     finally:
-        del memory_backend.put_prepared
+        del memory_backend.structures.put_prepared
     assert report.unchanged == 12
     assert calls == []
     for _ in range(3):  # runs into the same process's store never add extras
@@ -117,7 +117,7 @@ def test_other_extras_are_kept(convex_backend, structures, tenant):
 
 def test_an_extra_set_after_the_sync_read_the_batch_is_kept(convex_backend, structures, tenant, monkeypatch):
     """The extras are merged in the database, never written back from the copy read at the start of the batch."""
-    import aiida_structstore.sync as sync_module
+    import aiida_structstore.structures.sync as sync_module
 
     group, nodes = structures
     original = sync_module._write
@@ -143,21 +143,21 @@ def test_an_extra_set_after_the_sync_read_the_batch_is_kept(convex_backend, stru
 def test_check_store_finds_what_the_store_lost(convex_backend, structures, tenant):
     group, nodes = structures
     sync(convex_backend, tenant, group=group)
-    convex_backend.delete(StructureKey.of(tenant, 'w', nodes[0].uuid))
-    edited = convex_backend.get(StructureKey.of(tenant, 'w', nodes[1].uuid)).to_content()
-    convex_backend.put(edited.model_copy(update={'cif': 'tampered'}))
+    convex_backend.structures.delete(StructureKey.of(tenant, 'w', nodes[0].uuid))
+    edited = convex_backend.structures.get(StructureKey.of(tenant, 'w', nodes[1].uuid)).to_content()
+    convex_backend.structures.put(edited.model_copy(update={'cif': 'tampered'}))
     trusting = sync(convex_backend, tenant, group=group)
     assert trusting.unchanged == 12
     checking = sync(convex_backend, tenant, group=group, check_store=True)
     assert (checking.new, checking.updated, checking.unchanged) == (1, 1, 10)
-    assert convex_backend.get(StructureKey.of(tenant, 'w', nodes[1].uuid)).cif != 'tampered'
+    assert convex_backend.structures.get(StructureKey.of(tenant, 'w', nodes[1].uuid)).cif != 'tampered'
 
 
 def test_dry_run_writes_nothing(convex_backend, structures, tenant):
     group, nodes = structures
     report = sync(convex_backend, tenant, group=group, dry_run=True)
     assert (report.new, report.failed) == (12, 0)
-    assert convex_backend.list(tenant, 'w').items == ()
+    assert convex_backend.structures.list(tenant, 'w').items == ()
     assert entry_of(nodes[0], convex_backend, tenant, 'w') is None
 
 
@@ -206,7 +206,7 @@ def test_one_node_with_a_bad_file_name_fails_alone(memory_backend, generate_stru
     assert (report.new, report.failed) == (14, 1)
     assert report.failures[0][0] == bad.pk
     assert 'control or formatting character' in report.failures[0][1]
-    assert {i.key.structure_id for i in memory_backend.iter_workspace('acme', 'w')} == {n.uuid for n in good}
+    assert {i.key.structure_id for i in memory_backend.structures.iter_workspace('acme', 'w')} == {n.uuid for n in good}
 
 
 def test_duplicate_ids_in_one_batch_fail(memory_backend, structures):
@@ -226,7 +226,7 @@ def test_id_collisions_across_batches_never_overwrite(convex_backend, structures
     pk, message = report.failures[0]
     assert pk == nodes[9].pk
     assert nodes[2].uuid in message and nodes[9].uuid in message
-    assert convex_backend.get(StructureKey.of(tenant, 'w', 's2')).node_uuid == nodes[2].uuid
+    assert convex_backend.structures.get(StructureKey.of(tenant, 'w', 's2')).node_uuid == nodes[2].uuid
     assert entry_of(nodes[9], convex_backend, tenant, 'w') is None
 
 
@@ -236,7 +236,7 @@ def test_id_collision_with_an_earlier_sync_never_overwrites(convex_backend, gene
     assert sync(convex_backend, tenant, nodes=[first.pk], id_template='{label}').new == 1
     report = sync(convex_backend, tenant, nodes=[second.pk], id_template='{label}')
     assert report.failed == 1 and first.uuid in report.failures[0][1]
-    assert convex_backend.get(StructureKey.of(tenant, 'w', 'same')).node_uuid == first.uuid
+    assert convex_backend.structures.get(StructureKey.of(tenant, 'w', 'same')).node_uuid == first.uuid
     assert sync(convex_backend, tenant, nodes=[first.pk], id_template='{label}').unchanged == 1
 
 
@@ -274,7 +274,7 @@ def test_bad_filters_are_one_clear_error(memory_backend, filters, match):
 
 def test_interrupted_sync_resumes(convex_backend, structures, tenant):
     group, _ = structures
-    original = convex_backend.put_prepared
+    original = convex_backend.structures.put_prepared
     calls = {'n': 0}
 
     def failing(writes, **kwargs):
@@ -283,15 +283,15 @@ def test_interrupted_sync_resumes(convex_backend, structures, tenant):
             raise BackendUnavailableError('connection lost')
         return original(writes, **kwargs)
 
-    convex_backend.put_prepared = failing
+    convex_backend.structures.put_prepared = failing
     try:
         with pytest.raises(BackendUnavailableError):
             sync(convex_backend, tenant, group=group, batch_size=5)
     finally:
-        del convex_backend.put_prepared
+        del convex_backend.structures.put_prepared
     report = sync(convex_backend, tenant, group=group, batch_size=5)
     assert (report.new, report.unchanged) == (7, 5)
-    assert len(list(convex_backend.iter_workspace(tenant, 'w'))) == 12
+    assert len(list(convex_backend.structures.iter_workspace(tenant, 'w'))) == 12
 
 
 @pytest.mark.parametrize(
@@ -313,7 +313,7 @@ def test_bad_arguments(memory_backend, kwargs, match):
 def test_unchanged_nodes_are_decided_from_extras_alone(convex_backend, structures, tenant, monkeypatch):
     group, _ = structures
     sync(convex_backend, tenant, group=group)
-    import aiida_structstore.sync as sync_module
+    import aiida_structstore.structures.sync as sync_module
 
     def no_loading(pks):
         raise AssertionError(f'attributes of {len(pks)} unchanged nodes were loaded')
@@ -328,10 +328,10 @@ def test_outdated_projection_entry_is_recomputed_not_rewritten(convex_backend, s
     node = orm.load_node(nodes[2].pk)
     name = target_extra(convex_backend.store_id, tenant, 'w')
     node.base.extras.set(name, {**node.base.extras.get(name), 'projection': 0})  # remembered by older rules
-    before = convex_backend.get(StructureKey.of(tenant, 'w', node.uuid)).updated_at
+    before = convex_backend.structures.get(StructureKey.of(tenant, 'w', node.uuid)).updated_at
     report = sync(convex_backend, tenant, group=group)
     assert (report.new, report.updated, report.unchanged) == (0, 0, 12)
-    assert convex_backend.get(StructureKey.of(tenant, 'w', node.uuid)).updated_at == before
+    assert convex_backend.structures.get(StructureKey.of(tenant, 'w', node.uuid)).updated_at == before
     assert entry_of(node, convex_backend, tenant, 'w')['projection'] == PROJECTION_VERSION
 
 

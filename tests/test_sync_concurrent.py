@@ -18,10 +18,10 @@ import pytest
 from aiida import orm
 from aiida.manage.configuration import get_config
 
-from aiida_structstore.projection.nodes import target_extra
+from aiida_structstore.tracking import target_extra
 from aiida_structstore.store.convex import ConvexStore
-from aiida_structstore.sync import sync_structures
-from aiida_structstore.verify import verify_workspace
+from aiida_structstore.structures.sync import sync_structures
+from aiida_structstore.structures.verify import verify_workspace
 
 from .faults import FaultProxy
 

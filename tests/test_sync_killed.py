@@ -25,10 +25,10 @@ from aiida import orm
 from aiida.manage.configuration import get_config
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.nodes import PROJECTION_VERSION, target_extra
-from aiida_structstore.sync import sync_structures
-from aiida_structstore.verify import verify_workspace
+from aiida_structstore.core.structures import StructureKey
+from aiida_structstore.tracking import PROJECTION_VERSION, target_extra
+from aiida_structstore.structures.sync import sync_structures
+from aiida_structstore.structures.verify import verify_workspace
 
 from .faults import FaultProxy
 
@@ -161,11 +161,11 @@ def test_sync_killed_at_chosen_points_ends_in_the_exact_state(aiida_profile, con
         report = sync_structures(store, tenant_id='killed', workspace_id=workspace, group=group, progress=False)
         assert report.ok, report.failures
         assert report.new + report.updated + report.unchanged == 30
-        records = {r.key.structure_id: r for r in store.iter_workspace('killed', workspace, page_size=100)}
+        records = {r.key.structure_id: r for r in store.structures.iter_workspace('killed', workspace, page_size=100)}
         assert set(records) == {node.uuid for node in nodes}
         check = verify_workspace(store, 'killed', workspace)
         assert (check.checked, check.matching, check.remembered, check.problems) == (30, 30, 30, [])
-        stats = store.storage_stats('killed', workspace)
+        stats = store.structures.storage_stats('killed', workspace)
         assert stats['records'] == 30
         assert stats['chunk_sets'] == []  # no abandoned upload: each one was resumed and committed
         assert stats['chunks'] == stats['committed_chunks'] > 30  # and no orphan chunk; raw inputs are there
@@ -175,7 +175,7 @@ def test_sync_killed_at_chosen_points_ends_in_the_exact_state(aiida_profile, con
             assert entry['projection'] == PROJECTION_VERSION
             assert entry['instance'] == store.instance
         big = max(nodes, key=lambda n: records[n.uuid].raw_size)
-        raw = store.get_raw(StructureKey.of('killed', workspace, big.uuid))
+        raw = store.structures.get_raw(StructureKey.of('killed', workspace, big.uuid))
         assert len(raw.encode()) == records[big.uuid].raw_size > 5_000_000
         again = sync_structures(store, tenant_id='killed', workspace_id=workspace, group=group, progress=False)
         assert again.unchanged == 30
@@ -222,12 +222,12 @@ def test_a_whole_sync_through_20_percent_faults_ends_in_the_exact_state(convex_s
         assert report.ok, report.failures
         assert report.new + report.unchanged == 1000
         # Reading back goes through the same faults.
-        records = {r.key.structure_id: r for r in store.iter_workspace('faults', 'w', page_size=500)}
+        records = {r.key.structure_id: r for r in store.structures.iter_workspace('faults', 'w', page_size=500)}
         assert set(records) == {node.uuid for node in group.nodes}
         assert sum(1 for r in records.values() if r.chunk_count >= 2) == 100
         check = verify_workspace(store, 'faults', 'w')  # every hash, and every raw input read back and checked
         assert (check.checked, check.matching, check.remembered, check.problems) == (1000, 1000, 1000, [])
-        stats = store.storage_stats('faults', 'w')
+        stats = store.structures.storage_stats('faults', 'w')
         assert stats['chunk_sets'] == []
         assert stats['chunks'] == stats['committed_chunks']
         again = sync_structures(store, tenant_id='faults', workspace_id='w', group=group, progress=False)

@@ -10,8 +10,8 @@ from aiida import orm
 from aiida.engine import ProcessState
 from aiida.plugins import WorkflowFactory
 
-from aiida_structstore.projection.nodes import target_extra
-from aiida_structstore.verify import verify_workspace
+from aiida_structstore.tracking import target_extra
+from aiida_structstore.structures.verify import verify_workspace
 
 SyncWorkChain = WorkflowFactory('structstore.sync')
 
@@ -62,7 +62,7 @@ def test_slices_run_by_two_workers_sync_everything_once(
     pk = int(re.search(r'SyncWorkChain<(\d+)>', result.output).group(1))
     node = submit_and_await(orm.load_node(pk), timeout=300)
     assert node.outputs.report['new'] == 60
-    assert len(list(convex_backend.iter_workspace(tenant, 'cli', page_size=100))) == 60
+    assert len(list(convex_backend.structures.iter_workspace(tenant, 'cli', page_size=100))) == 60
 
 
 def test_invalid_inputs_are_refused_before_anything_runs(convex_backend):

@@ -8,10 +8,10 @@ import pytest
 from aiida import orm
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store.convex import ConvexStore
-from aiida_structstore.sync import sync_structures
-from aiida_structstore.verify import verify_workspace
+from aiida_structstore.structures.sync import sync_structures
+from aiida_structstore.structures.verify import verify_workspace
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_a_faithful_store_verifies(convex_backend, synced):
 
 def test_records_lost_by_the_store_are_found(convex_backend, synced):
     tenant, nodes = synced
-    convex_backend.delete(StructureKey.of(tenant, 'w', nodes[1].uuid))
+    convex_backend.structures.delete(StructureKey.of(tenant, 'w', nodes[1].uuid))
     report = verify_workspace(convex_backend, tenant, 'w')
     assert (report.checked, report.matching, report.missing) == (3, 3, 1)
     assert report.problems == [
@@ -46,7 +46,7 @@ def test_records_lost_by_the_store_are_found(convex_backend, synced):
 
 def test_a_record_without_a_node_is_not_a_match(convex_backend, synced):
     tenant, _ = synced
-    convex_backend.put(StructureContent(key=StructureKey.of(tenant, 'w', 'manual'), source=Source.of('cif'), cif='x'))
+    convex_backend.structures.put(StructureContent(key=StructureKey.of(tenant, 'w', 'manual'), source=Source.of('cif'), cif='x'))
     report = verify_workspace(convex_backend, tenant, 'w')
     assert (report.checked, report.matching, report.without_node) == (5, 4, 1)
     assert report.problems[0][0] == 'manual' and 'has no AiiDA node' in report.problems[0][1]

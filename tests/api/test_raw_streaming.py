@@ -13,7 +13,7 @@ import tracemalloc
 import httpx
 import pytest
 
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import MemoryStore
 from aiida_structstore.store.convex import ConvexStore
 
@@ -30,7 +30,7 @@ def test_50_mb_raw_streams_with_flat_memory(backend, live_server, tenant):
     text = LINE * (50_000_000 // len(LINE.encode()))
     expected = hashlib.sha256(text.encode()).hexdigest()
     content = StructureContent(key=StructureKey.of(tenant, 'big', 'huge'), source=Source(kind='pw-input'))
-    backend.put(content, raw=text)
+    backend.structures.put(content, raw=text)
     size = len(text.encode())
     del text
     headers = bearer(make_token(tenant, ['big']))
@@ -51,7 +51,7 @@ def test_50_mb_raw_streams_with_flat_memory(backend, live_server, tenant):
     # For comparison, the same raw input read whole by the store (what a non-streaming route would do).
     tracemalloc.start()
     try:
-        assert len(backend.get_raw(content.key)) > 0
+        assert len(backend.structures.get_raw(content.key)) > 0
         _, whole = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -69,7 +69,7 @@ def test_a_corrupted_raw_input_cuts_the_response_short(backend, live_server, ten
     """Every chunk is corrupted in the same-sized way: only the sha256, checked after the last chunk, can tell. The
     last piece is held back until then, so the body stays short of Content-Length and the client sees an error."""
     content = StructureContent(key=StructureKey.of(tenant, 'lab', 'torn'), source=Source(kind='pw-input'))
-    backend.put(content, raw='x' * (3 * backend.chunk_bytes))
+    backend.structures.put(content, raw='x' * (3 * backend.structures.chunk_bytes))
     if isinstance(backend, MemoryStore):
         original = MemoryStore._chunks_of
         monkeypatch.setattr(

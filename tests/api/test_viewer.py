@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from aiida_structstore.api.app import STATIC
-from aiida_structstore.models import StructureKey
+from aiida_structstore.core.structures import StructureKey
 
 from .conftest import make_token
 
@@ -93,7 +93,7 @@ def page(browser, live_server) -> Iterator[Page]:
 @pytest.fixture
 def theirs(backend, seeded, tenant):
     """A structure only another tenant has."""
-    backend.put(seeded['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')}))
+    backend.structures.put(seeded['si'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'their-secret')}))
 
 
 def _not_blank(png: bytes) -> tuple[float, int]:
@@ -169,7 +169,7 @@ def test_the_structure_lists_its_executions_and_follows_their_state(page, backen
     import datetime as dt
     import uuid as uuid_lib
 
-    from aiida_structstore.executions.models import ExecutionContent, ExecutionKey
+    from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
 
     start = dt.datetime(2025, 5, 1, 9, 30, tzinfo=dt.timezone.utc)
 
@@ -185,7 +185,7 @@ def test_the_structure_lists_its_executions_and_follows_their_state(page, backen
     relax = execution(1, 1, process_label='PwBaseWorkChain', kind='workchain', state='waiting')
     calc = dict(process_label='PwCalculation', kind='calcjob', computer='slurm', parent_uuid=relax.key.process_uuid)
     job = {'type': 'core.slurm', 'job_id': '4711', 'state': 'running'}
-    backend.put_executions(
+    backend.executions.put_many(
         [
             relax,
             execution(2, 2, **calc, state='waiting', scheduler=job),
@@ -200,7 +200,7 @@ def test_the_structure_lists_its_executions_and_follows_their_state(page, backen
             ),
         ]
     )
-    backend.put_execution(
+    backend.executions.put(
         execution(9, 5, tenant_id=f'{tenant}-other', process_label='TheirSecret', kind='workchain', state='running')
     )
     page.open('workspace=lab&id=si', make_token(tenant, ['lab']))
@@ -219,7 +219,7 @@ def test_the_structure_lists_its_executions_and_follows_their_state(page, backen
     assert page.text('#executions-title') == 'Executions: 3, 2 active'
 
     # The calculation finishes in the store: the page shows it without a reload.
-    backend.put_execution(execution(2, 30, **calc, state='finished', exit_status=0, scheduler={**job, 'state': 'done'}))
+    backend.executions.put(execution(2, 30, **calc, state='finished', exit_status=0, scheduler={**job, 'state': 'done'}))
     page.page.wait_for_selector(f'#executions-rows tr[data-uuid="{uuid_lib.UUID(int=2)}"][data-state="finished"]')
     assert page.text('#executions-title') == 'Executions: 3, 1 active'
     assert len([r for r in page.api_requests() if r.url.endswith('/executions?workspace=lab&limit=100')]) >= 2

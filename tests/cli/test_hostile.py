@@ -16,7 +16,7 @@ from aiida import orm
 from click.testing import CliRunner
 
 from aiida_structstore.cli import cmd_structstore
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T = 'hostile'
@@ -76,15 +76,15 @@ def world(aiida_profile, tmp_path_factory):
 def store(convex_backend, world):
     """The local Convex server, holding A's record under the id ``owned``."""
     key = StructureKey.of(T, 'w', 'owned')
-    if convex_backend.find(key) is None:
+    if convex_backend.structures.find(key) is None:
         content = StructureContent(key=key, source=Source.of('aiida'), cif='data_a\n', node_uuid=world['a'].uuid)
-        convex_backend.put(content)
+        convex_backend.structures.put(content)
     return convex_backend
 
 
 def counts(store) -> tuple:
-    records = sum(1 for _ in store.iter_workspace(T, 'w')) + sum(1 for _ in store.iter_workspace(T, 'other'))
-    executions = sum(1 for _ in store.iter_executions(T, 'w'))
+    records = sum(1 for _ in store.structures.iter_workspace(T, 'w')) + sum(1 for _ in store.structures.iter_workspace(T, 'other'))
+    executions = sum(1 for _ in store.executions.iter(T, 'w'))
     nodes, groups = orm.QueryBuilder().append(orm.Node).count(), orm.QueryBuilder().append(orm.Group).count()
     return records, executions, nodes, groups
 

@@ -174,19 +174,19 @@ def test_reset_needs_the_admin_key(convex_server):
 def test_reset_is_a_new_empty_deployment_at_the_same_url():
     """What a restart on the same port does to the data (tests/executions/test_watch.py restarts for real): every
     table is empty, the instance id is new, and a client that was connected carries on against the new deployment."""
-    from aiida_structstore.models import Source, StructureContent, StructureKey
+    from aiida_structstore.core.structures import Source, StructureContent, StructureKey
     from aiida_structstore.store.convex import ConvexStore
     from devserver.local_convex import local_convex
 
     key = StructureKey.of('devserver', 'ws', 'before-reset')
     with local_convex() as server, ConvexStore(server.url, server.deploy_key) as store:
-        store.put(StructureContent(key=key, source=Source.of('cif'), cif='data_x\n'), raw='raw text')
+        store.structures.put(StructureContent(key=key, source=Source.of('cif'), cif='data_x\n'), raw='raw text')
         before = store.current_instance()
-        assert store.find(key) is not None
+        assert store.structures.find(key) is not None
         server.reset()
         assert httpx.get(f'{server.url}/stats').json()['calls'] == {}
-        assert store.find(key) is None
-        assert store.storage_stats('devserver', 'ws')['records'] == 0
+        assert store.structures.find(key) is None
+        assert store.structures.storage_stats('devserver', 'ws')['records'] == 0
         with ConvexStore(server.url, server.deploy_key) as fresh:
             assert fresh.current_instance() != before
             assert fresh.current_instance() == store.current_instance()

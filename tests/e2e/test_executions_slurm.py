@@ -11,7 +11,7 @@ from aiida.engine import submit
 from aiida.engine.processes import control
 from aiida.plugins import CalculationFactory
 
-from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.core.executions import ExecutionKey
 from aiida_structstore.executions.sync import sync_executions
 from aiida_structstore.executions.watch import ExecutionWatcher
 from aiida_structstore.store.convex import ConvexStore
@@ -45,7 +45,7 @@ def watched(daemon, convex_server, convex_backend):
             return node
 
         def record(node):
-            return convex_backend.find_execution(ExecutionKey.of(tenant, 'jobs', node.uuid))
+            return convex_backend.executions.find(ExecutionKey.of(tenant, 'jobs', node.uuid))
 
         yield submit_into_group, record, pushes, watcher
 
@@ -86,7 +86,7 @@ def test_host_names_only_when_configured(watched, add_code, convex_backend, monk
     tenant = record(node).key.tenant_id
     report = sync_executions(convex_backend, tenant_id=tenant, workspace_id='hosts', processes=[node.pk])
     assert report.new == 1
-    shown = convex_backend.get_execution(ExecutionKey.of(tenant, 'hosts', node.uuid))
+    shown = convex_backend.executions.get(ExecutionKey.of(tenant, 'hosts', node.uuid))
     assert shown.hostname == add_code.computer.hostname == 'localhost'
 
 

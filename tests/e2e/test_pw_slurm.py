@@ -16,10 +16,10 @@ from aiida.common.links import LinkType
 from aiida.plugins import DataFactory, WorkflowFactory
 
 from aiida_structstore.calculations.functions.project_structure import project_structure, projection_inputs
-from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.core.executions import ExecutionKey
 from aiida_structstore.executions.watch import ExecutionWatcher
-from aiida_structstore.models import StructureKey
-from aiida_structstore.projection.optimade import optimade_fields
+from aiida_structstore.core.structures import StructureKey
+from aiida_structstore.structures.optimade import optimade_fields
 from aiida_structstore.store.convex import ConvexStore
 
 from ..executions.conftest import Pushes
@@ -70,7 +70,7 @@ def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_b
         calcjob = base.outputs.output_structure.creator
 
         def record(process):
-            return convex_backend.find_execution(ExecutionKey.of('e2e', 'slurm', process.uuid))
+            return convex_backend.executions.find(ExecutionKey.of('e2e', 'slurm', process.uuid))
 
         def done() -> bool:
             records = [record(process) for process in (node, base, calcjob)]
@@ -95,7 +95,7 @@ def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_b
     assert calc_record.computer == calcjob.computer.label and calc_record.hostname is None
     assert 'waiting' in pushes.states(calcjob.uuid)
     assert record(node).structures_out == ('si-relax-relaxed',)  # exposed from the PwBaseWorkChain
-    of_relaxed = convex_backend.list_executions('e2e', 'slurm', structure_id='si-relax-relaxed').items
+    of_relaxed = convex_backend.executions.list('e2e', 'slurm', structure_id='si-relax-relaxed').items
     assert {base.uuid, calcjob.uuid} <= {r.key.process_uuid for r in of_relaxed}
     latencies = sorted(stats.latencies)
     print(
@@ -112,7 +112,7 @@ def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_b
 
     # Both structures are in the store, read back through the store, and match the nodes.
     for name, source_node in (('input', structure), ('relaxed', relaxed)):
-        record = convex_backend.get(StructureKey.of('e2e', 'slurm', f'si-relax-{name}'))
+        record = convex_backend.structures.get(StructureKey.of('e2e', 'slurm', f'si-relax-{name}'))
         assert record.node_uuid == source_node.uuid
         assert record.structure == optimade_fields(source_node.base.attributes.all)
         assert record.summary['chemical_formula_reduced'] == 'Si'

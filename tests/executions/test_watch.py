@@ -9,10 +9,10 @@ import secrets
 
 import pytest
 
-from aiida_structstore.executions.models import ExecutionKey
+from aiida_structstore.core.executions import ExecutionKey
 from aiida_structstore.executions.watch import ExecutionWatcher
 from aiida_structstore.store.convex import ConvexStore
-from aiida_structstore.sync import sync_structures
+from aiida_structstore.structures.sync import sync_structures
 
 from ..faults import FaultProxy
 from ..tcp_proxy import TcpProxy
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def find(store, tenant, node, workspace='w'):
-    return store.find_execution(ExecutionKey.of(tenant, workspace, node.uuid))
+    return store.executions.find(ExecutionKey.of(tenant, workspace, node.uuid))
 
 
 def finished(store, tenant, node, workspace='w'):

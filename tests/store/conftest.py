@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import MemoryStore
 from aiida_structstore.store.convex import ConvexStore
 

@@ -9,14 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import (
-    IntegrityError,
-    InvalidInputError,
-    LimitExceededError,
-    NotFoundError,
-    OwnershipError,
-)
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.exceptions import IntegrityError, InvalidInputError, LimitExceededError, NotFoundError, OwnershipError
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import base
 
 RAW_SAMPLES = {
@@ -31,9 +25,9 @@ RAW_SAMPLES = {
 class TestWriteRead:
     def test_put_then_get_returns_what_was_written(self, store, make_content):
         content = make_content(params={'SYSTEM': {'ecutwfc': 30.0, 'celldm(1)': 10.2}})
-        result = store.put(content, raw='raw text')
+        result = store.structures.put(content, raw='raw text')
         assert result.status == 'created'
-        record = store.get(content.key)
+        record = store.structures.get(content.key)
         assert record.to_content() == content
         assert record.content_hash == result.content_hash
         assert record.summary['chemical_formula_reduced'] == 'Si'
@@ -44,97 +38,97 @@ class TestWriteRead:
 
     def test_same_content_again_is_a_noop(self, store, make_content):
         content = make_content()
-        first = store.put(content, raw='abc')
-        before = store.get(content.key)
-        second = store.put(content, raw='abc')
+        first = store.structures.put(content, raw='abc')
+        before = store.structures.get(content.key)
+        second = store.structures.put(content, raw='abc')
         assert second.status == 'unchanged'
         assert second.content_hash == first.content_hash
-        assert store.get(content.key) == before
+        assert store.structures.get(content.key) == before
 
     def test_changed_content_updates_the_one_record(self, store, make_content):
-        store.put(make_content(cif='data_a\n'), raw='one')
-        created = store.get(make_content().key)
-        result = store.put(make_content(cif='data_b\n'), raw='two')
+        store.structures.put(make_content(cif='data_a\n'), raw='one')
+        created = store.structures.get(make_content().key)
+        result = store.structures.put(make_content(cif='data_b\n'), raw='two')
         assert result.status == 'updated'
-        record = store.get(make_content().key)
+        record = store.structures.get(make_content().key)
         assert record.cif == 'data_b\n'
-        assert store.get_raw(record.key) == 'two'
+        assert store.structures.get_raw(record.key) == 'two'
         assert record.created_at == created.created_at
         assert record.updated_at >= created.updated_at
-        page = store.list(record.key.tenant_id, 'ws')
+        page = store.structures.list(record.key.tenant_id, 'ws')
         assert [item.key for item in page.items] == [record.key]
 
     def test_raw_change_alone_changes_the_hash(self, store, make_content):
         content = make_content()
-        first = store.put(content, raw='one')
-        second = store.put(content, raw='two')
-        third = store.put(content)
+        first = store.structures.put(content, raw='one')
+        second = store.structures.put(content, raw='two')
+        third = store.structures.put(content)
         assert len({first.content_hash, second.content_hash, third.content_hash}) == 3
-        assert store.get_raw(content.key) is None
-        assert store.get(content.key).chunk_count == 0
+        assert store.structures.get_raw(content.key) is None
+        assert store.structures.get(content.key).chunk_count == 0
 
     @pytest.mark.parametrize('name', sorted(RAW_SAMPLES))
     def test_raw_round_trip_is_byte_exact(self, store, make_content, name):
         text = RAW_SAMPLES[name]
         content = make_content(f'raw-{name}')
-        store.put(content, raw=text)
-        back = store.get_raw(content.key)
+        store.structures.put(content, raw=text)
+        back = store.structures.get_raw(content.key)
         assert back.encode('utf-8') == text.encode('utf-8')
-        record = store.get(content.key)
+        record = store.structures.get(content.key)
         assert record.raw_size == len(text.encode('utf-8'))
-        assert record.chunk_count == (len(text.encode()) + store.chunk_bytes - 1) // store.chunk_bytes
+        assert record.chunk_count == (len(text.encode()) + store.structures.chunk_bytes - 1) // store.structures.chunk_bytes
 
     @pytest.mark.parametrize('name', ['empty', 'astral', 'multi-chunk'])
     def test_open_raw_streams_the_committed_version(self, store, make_content, name):
         text = RAW_SAMPLES[name]
         content = make_content(f'stream-{name}')
-        result = store.put(content, raw=text)
-        stream = store.open_raw(content.key)
+        result = store.structures.put(content, raw=text)
+        stream = store.structures.open_raw(content.key)
         assert (stream.size, stream.chunk_count, stream.content_hash) == (
             len(text.encode()),
             result.chunk_count,
             result.content_hash,
         )
         assert ''.join(stream) == text
-        assert store.open_raw(store.put(make_content('stream-none')).key) is None
+        assert store.structures.open_raw(store.structures.put(make_content('stream-none')).key) is None
         with pytest.raises(NotFoundError):
-            store.open_raw(StructureKey.of(content.key.tenant_id, 'ws', 'missing'))
+            store.structures.open_raw(StructureKey.of(content.key.tenant_id, 'ws', 'missing'))
 
     def test_raw_bytes_are_decoded_as_utf8(self, store, make_content):
         content = make_content()
-        store.put(content, raw='Å\r\n'.encode())
-        assert store.get_raw(content.key) == 'Å\r\n'
+        store.structures.put(content, raw='Å\r\n'.encode())
+        assert store.structures.get_raw(content.key) == 'Å\r\n'
 
     def test_put_many_reports_each_status(self, store, make_content):
         items = [(make_content(f's{i}'), f'raw {i}') for i in range(5)]
-        assert {r.status for r in store.put_many(items)} == {'created'}
+        assert {r.status for r in store.structures.put_many(items)} == {'created'}
         items[2] = (make_content('s2', cif='data_changed\n'), 'raw 2')
-        statuses = [r.status for r in store.put_many(items)]
+        statuses = [r.status for r in store.structures.put_many(items)]
         assert statuses == ['unchanged', 'unchanged', 'updated', 'unchanged', 'unchanged']
 
     def test_content_hashes(self, store, make_content, tenant):
-        results = store.put_many([(make_content('a'), None), (make_content('b'), 'x')])
-        hashes = store.content_hashes(tenant, 'ws', ['a', 'b', 'missing'])
+        results = store.structures.put_many([(make_content('a'), None), (make_content('b'), 'x')])
+        hashes = store.structures.content_hashes(tenant, 'ws', ['a', 'b', 'missing'])
         assert hashes == {'a': results[0].content_hash, 'b': results[1].content_hash}
 
 
 class TestListDelete:
     def test_list_is_paginated_newest_first(self, store, make_content, tenant):
         for index in range(7):
-            store.put(make_content(f's{index}'))
-        latest = max(store.get(StructureKey.of(tenant, 'ws', f's{index}')).updated_at for index in range(7))
+            store.structures.put(make_content(f's{index}'))
+        latest = max(store.structures.get(StructureKey.of(tenant, 'ws', f's{index}')).updated_at for index in range(7))
         # Timestamps have millisecond resolution: s3 is rewritten until its time is later than every other one
         # (waiting on that condition, not for a while).
         version = 0
         while True:
-            store.put(make_content('s3', cif=f'data_newest_{version}\n'))
-            if store.get(StructureKey.of(tenant, 'ws', 's3')).updated_at > latest:
+            store.structures.put(make_content('s3', cif=f'data_newest_{version}\n'))
+            if store.structures.get(StructureKey.of(tenant, 'ws', 's3')).updated_at > latest:
                 break
             version += 1
         seen = []
         cursor = None
         while True:
-            page = store.list(tenant, 'ws', cursor=cursor, limit=3)
+            page = store.structures.list(tenant, 'ws', cursor=cursor, limit=3)
             assert len(page.items) <= 3
             seen.extend(page.items)
             if page.next_cursor is None:
@@ -145,15 +139,15 @@ class TestListDelete:
         assert seen[0].key.structure_id == 's3'
         stamps = [s.updated_at for s in seen]
         assert stamps == sorted(stamps, reverse=True)
-        assert [s.key for s in store.iter_workspace(tenant, 'ws', page_size=2)] == [s.key for s in seen]
+        assert [s.key for s in store.structures.iter_workspace(tenant, 'ws', page_size=2)] == [s.key for s in seen]
 
     def test_list_restricted_to_an_updated_at_range(self, store, make_content, tenant):
         for structure_id in ('a', 'b', 'c'):
-            store.put(make_content(structure_id))
-        stamps = {sid: store.get(StructureKey.of(tenant, 'ws', sid)).updated_at for sid in 'abc'}
+            store.structures.put(make_content(structure_id))
+        stamps = {sid: store.structures.get(StructureKey.of(tenant, 'ws', sid)).updated_at for sid in 'abc'}
 
         def ids(**bounds):
-            return [item.key.structure_id for item in store.iter_workspace(tenant, 'ws', page_size=1, **bounds)]
+            return [item.key.structure_id for item in store.structures.iter_workspace(tenant, 'ws', page_size=1, **bounds)]
 
         newest_first = ids()
         assert ids(updated_from=stamps['b']) == [sid for sid in newest_first if stamps[sid] >= stamps['b']]
@@ -162,44 +156,44 @@ class TestListDelete:
         assert ids(updated_from=stamps['b'], updated_to=stamps['b']) == same
         assert ids(updated_from=max(stamps.values()) + dt.timedelta(milliseconds=1)) == []
         with pytest.raises(InvalidInputError, match='timezone-aware'):
-            store.list(tenant, 'ws', updated_from=dt.datetime(2020, 1, 1))
+            store.structures.list(tenant, 'ws', updated_from=dt.datetime(2020, 1, 1))
 
     def test_list_pages_of_the_largest_size(self, store, make_content, tenant):
-        store.put_many([(make_content(f's{i:03d}'), None) for i in range(base.MAX_PAGE_SIZE + 20)])
-        first = store.list(tenant, 'ws', limit=base.MAX_PAGE_SIZE)
+        store.structures.put_many([(make_content(f's{i:03d}'), None) for i in range(base.MAX_PAGE_SIZE + 20)])
+        first = store.structures.list(tenant, 'ws', limit=base.MAX_PAGE_SIZE)
         assert len(first.items) == base.MAX_PAGE_SIZE
-        rest = store.list(tenant, 'ws', cursor=first.next_cursor, limit=base.MAX_PAGE_SIZE)
+        rest = store.structures.list(tenant, 'ws', cursor=first.next_cursor, limit=base.MAX_PAGE_SIZE)
         assert len(rest.items) == 20 and rest.next_cursor is None
         ids = [i.key.structure_id for i in first.items + rest.items]
         assert sorted(ids) == [f's{i:03d}' for i in range(base.MAX_PAGE_SIZE + 20)]
 
     def test_list_of_empty_workspace(self, store, tenant):
-        page = store.list(tenant, 'nothing-here')
+        page = store.structures.list(tenant, 'nothing-here')
         assert page.items == ()
         assert page.next_cursor is None
 
     @pytest.mark.parametrize('limit', [0, -1, 10_000, 2.5, True])
     def test_list_rejects_bad_limits(self, store, tenant, limit):
         with pytest.raises(InvalidInputError, match='page limit'):
-            store.list(tenant, 'ws', limit=limit)
+            store.structures.list(tenant, 'ws', limit=limit)
 
     def test_list_rejects_a_bad_cursor(self, store, tenant, make_content):
-        store.put(make_content())
+        store.structures.put(make_content())
         with pytest.raises(InvalidInputError, match='cursor'):
-            store.list(tenant, 'ws', cursor='not a cursor !!')
+            store.structures.list(tenant, 'ws', cursor='not a cursor !!')
 
     def test_delete(self, store, make_content):
         content = make_content()
-        store.put(content, raw=RAW_SAMPLES['multi-chunk'])
-        assert store.delete(content.key) is True
-        assert store.delete(content.key) is False
-        assert store.find(content.key) is None
+        store.structures.put(content, raw=RAW_SAMPLES['multi-chunk'])
+        assert store.structures.delete(content.key) is True
+        assert store.structures.delete(content.key) is False
+        assert store.structures.find(content.key) is None
         with pytest.raises(NotFoundError, match='no structure'):
-            store.get(content.key)
+            store.structures.get(content.key)
         with pytest.raises(NotFoundError):
-            store.get_raw(content.key)
-        assert store.collect_garbage(content.key.tenant_id, 'ws', older_than_seconds=0) == 0
-        assert store.put(content).status == 'created'
+            store.structures.get_raw(content.key)
+        assert store.structures.collect_garbage(content.key.tenant_id, 'ws', older_than_seconds=0) == 0
+        assert store.structures.put(content).status == 'created'
 
 
 class TestOwnership:
@@ -208,37 +202,37 @@ class TestOwnership:
     A, B = '11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222'
 
     def test_another_nodes_record_is_not_replaced(self, store, make_content):
-        store.put(make_content(node_uuid=self.A), raw='from A')
+        store.structures.put(make_content(node_uuid=self.A), raw='from A')
         with pytest.raises(OwnershipError) as info:
-            store.put(make_content(cif='data_other\n', node_uuid=self.B), raw='from B')
+            store.structures.put(make_content(cif='data_other\n', node_uuid=self.B), raw='from B')
         assert self.A in str(info.value) and self.B in str(info.value)
-        record = store.get(make_content().key)
+        record = store.structures.get(make_content().key)
         assert record.node_uuid == self.A
-        assert store.get_raw(record.key) == 'from A'
+        assert store.structures.get_raw(record.key) == 'from A'
 
     @pytest.mark.parametrize(('first', 'second'), [(A, None), (None, A)])
     def test_a_record_of_no_node_and_one_of_a_node_do_not_replace_each_other(self, store, make_content, first, second):
-        store.put(make_content(node_uuid=first))
+        store.structures.put(make_content(node_uuid=first))
         with pytest.raises(OwnershipError, match='no AiiDA node'):
-            store.put(make_content(cif='data_other\n', node_uuid=second))
-        assert store.get(make_content().key).node_uuid == first
+            store.structures.put(make_content(cif='data_other\n', node_uuid=second))
+        assert store.structures.get(make_content().key).node_uuid == first
 
     def test_the_same_node_updates_its_record(self, store, make_content):
-        store.put(make_content(node_uuid=self.A))
-        assert store.put(make_content(cif='data_new\n', node_uuid=self.A)).status == 'updated'
+        store.structures.put(make_content(node_uuid=self.A))
+        assert store.structures.put(make_content(cif='data_new\n', node_uuid=self.A)).status == 'updated'
 
     def test_replace_owner(self, store, make_content):
-        store.put(make_content(node_uuid=self.A), raw='from A')
-        result = store.put(make_content(cif='data_b\n', node_uuid=self.B), raw='from B', replace_owner=True)
+        store.structures.put(make_content(node_uuid=self.A), raw='from A')
+        result = store.structures.put(make_content(cif='data_b\n', node_uuid=self.B), raw='from B', replace_owner=True)
         assert result.status == 'updated'
-        record = store.get(make_content().key)
+        record = store.structures.get(make_content().key)
         assert record.node_uuid == self.B
-        assert store.get_raw(record.key) == 'from B'
+        assert store.structures.get_raw(record.key) == 'from B'
 
     def test_a_batch_commits_the_rest_and_reports_the_conflict(self, store, make_content):
-        store.put(make_content('s1', node_uuid=self.A))
+        store.structures.put(make_content('s1', node_uuid=self.A))
         big = 'x' * (5 * 1024 * 1024)  # staged on Convex: its upload must not be left behind
-        results = store.put_many(
+        results = store.structures.put_many(
             [
                 (make_content('s1', cif='data_b\n', node_uuid=self.B), big),
                 (make_content('s2', node_uuid=self.B), 'two'),
@@ -248,10 +242,10 @@ class TestOwnership:
             ('s1', 'conflict', self.A),
             ('s2', 'created', None),
         ]
-        assert store.get(make_content('s1').key).node_uuid == self.A
-        assert store.get_raw(make_content('s1').key) is None
+        assert store.structures.get(make_content('s1').key).node_uuid == self.A
+        assert store.structures.get_raw(make_content('s1').key) is None
         if hasattr(store, 'storage_stats'):
-            stats = store.storage_stats(make_content().key.tenant_id, 'ws')
+            stats = store.structures.storage_stats(make_content().key.tenant_id, 'ws')
             assert stats['chunk_sets'] == []
             assert stats['chunks'] == stats['committed_chunks']
 
@@ -265,15 +259,15 @@ class TestIsolation:
             (other, 'ws'): make_content('same', tenant_id=other, cif='data_other\n'),
         }
         for content in keys.values():
-            store.put(content, raw=content.cif)
+            store.structures.put(content, raw=content.cif)
         for (t, w), content in keys.items():
-            assert store.get(content.key).cif == content.cif
-            assert store.get_raw(content.key) == content.cif
-            assert [item.key for item in store.list(t, w).items] == [content.key]
-            assert store.content_hashes(t, w, ['same']) == {'same': store.get(content.key).content_hash}
-        store.delete(keys[(tenant, 'ws')].key)
-        assert store.get(keys[(tenant, 'ws2')].key).cif == 'data_ws2\n'
-        assert store.get(keys[(other, 'ws')].key).cif == 'data_other\n'
+            assert store.structures.get(content.key).cif == content.cif
+            assert store.structures.get_raw(content.key) == content.cif
+            assert [item.key for item in store.structures.list(t, w).items] == [content.key]
+            assert store.structures.content_hashes(t, w, ['same']) == {'same': store.structures.get(content.key).content_hash}
+        store.structures.delete(keys[(tenant, 'ws')].key)
+        assert store.structures.get(keys[(tenant, 'ws2')].key).cif == 'data_ws2\n'
+        assert store.structures.get(keys[(other, 'ws')].key).cif == 'data_other\n'
 
     @pytest.mark.slow
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -292,20 +286,20 @@ class TestIsolation:
         for t, w, sid, variant in writes:
             cif = f'data_{tenants[t]}_{workspaces[w]}_{sid}_{variant}\n'
             key = StructureKey.of(tenants[t], workspaces[w], sid)
-            store.put(StructureContent(key=key, source=Source(kind='cif'), cif=cif), raw=cif)
+            store.structures.put(StructureContent(key=key, source=Source(kind='cif'), cif=cif), raw=cif)
             model[(tenants[t], workspaces[w], sid)] = cif
         for t in tenants:
             for w in workspaces:
-                listed = {item.key.structure_id for item in store.iter_workspace(t, w)}
+                listed = {item.key.structure_id for item in store.structures.iter_workspace(t, w)}
                 expected = {sid for (mt, mw, sid) in model if (mt, mw) == (t, w)}
                 assert listed == expected
-                for item in store.iter_workspace(t, w):
+                for item in store.structures.iter_workspace(t, w):
                     assert (item.key.tenant_id, item.key.workspace_id) == (t, w)
                 for sid in 'abc':
-                    record = store.find(StructureKey.of(t, w, sid))
+                    record = store.structures.find(StructureKey.of(t, w, sid))
                     if (t, w, sid) in model:
                         assert record.cif == model[(t, w, sid)]
-                        assert store.get_raw(record.key) == model[(t, w, sid)]
+                        assert store.structures.get_raw(record.key) == model[(t, w, sid)]
                     else:
                         assert record is None
 
@@ -323,7 +317,7 @@ class TestInvalidInputWritesNothing:
 
     def test_invalid_scope_in_list(self, store):
         with pytest.raises(InvalidInputError, match='tenant_id'):
-            store.list('../etc', 'ws')
+            store.structures.list('../etc', 'ws')
 
     @pytest.mark.parametrize(
         ('raw', 'match'),
@@ -332,26 +326,26 @@ class TestInvalidInputWritesNothing:
     def test_bad_raw_writes_nothing(self, store, make_content, raw, match):
         content = make_content()
         with pytest.raises(InvalidInputError, match=match):
-            store.put(content, raw=raw)
-        assert store.find(content.key) is None
+            store.structures.put(content, raw=raw)
+        assert store.structures.find(content.key) is None
 
     def test_bad_item_in_a_batch_writes_nothing(self, store, make_content, tenant):
         items = [(make_content('good1'), 'ok'), (make_content('bad'), b'\xc3\x28'), (make_content('good2'), 'ok')]
         with pytest.raises(InvalidInputError, match='bad: raw input is not valid UTF-8'):
-            store.put_many(items)
-        assert store.list(tenant, 'ws').items == ()
+            store.structures.put_many(items)
+        assert store.structures.list(tenant, 'ws').items == ()
 
     def test_duplicate_keys_in_a_batch(self, store, make_content, tenant):
         with pytest.raises(InvalidInputError, match='more than once'):
-            store.put_many([(make_content('x'), None), (make_content('x', cif='data_y\n'), None)])
-        assert store.list(tenant, 'ws').items == ()
+            store.structures.put_many([(make_content('x'), None), (make_content('x', cif='data_y\n'), None)])
+        assert store.structures.list(tenant, 'ws').items == ()
 
     def test_oversize_raw_writes_nothing(self, store, make_content, monkeypatch):
         monkeypatch.setattr(base, 'MAX_RAW_BYTES', 1000)
         content = make_content()
         with pytest.raises(LimitExceededError, match='raw input is 1001 bytes; the limit is 1000'):
-            store.put(content, raw='x' * 1001)
-        assert store.find(content.key) is None
+            store.structures.put(content, raw='x' * 1001)
+        assert store.structures.find(content.key) is None
 
     @pytest.mark.parametrize(
         'structure', [{'x': float('nan')}, {'x': float('inf')}, {1: 'int key'}, {'x': object()}, {'x': 2**70}]
@@ -366,12 +360,12 @@ class TestInvalidInputWritesNothing:
 
     def test_corrupted_chunks_fail_loudly(self, store, make_content, corrupt_chunks):
         content = make_content()
-        store.put(content, raw='abc' * 10)
+        store.structures.put(content, raw='abc' * 10)
         corrupt_chunks(store, lambda text: text[:-1] + 'd')
         with pytest.raises(IntegrityError, match='sha256'):
-            store.get_raw(content.key)
+            store.structures.get_raw(content.key)
         with pytest.raises(IntegrityError, match='sha256'):
-            ''.join(store.open_raw(content.key))
+            ''.join(store.structures.open_raw(content.key))
 
 
 def _nested(depth: int) -> dict:
@@ -389,12 +383,12 @@ class TestValuesBeyondConvexLimits:
         line = 'Fe1  0.1234567890  0.2345678901  0.3456789012  ! é \U0001f9f2\r\n'
         text = line * (50_000_000 // len(line.encode()))
         content = make_content('huge-raw')
-        assert store.put(content, raw=text).status == 'created'
-        back = store.get_raw(content.key)
+        assert store.structures.put(content, raw=text).status == 'created'
+        back = store.structures.get_raw(content.key)
         assert back == text
-        record = store.get(content.key)
+        record = store.structures.get(content.key)
         assert record.raw_size == len(text.encode('utf-8')) >= 49_000_000
-        assert store.put(content, raw=text).status == 'unchanged'
+        assert store.structures.put(content, raw=text).status == 'unchanged'
 
     def test_50000_site_structure_round_trips_exactly(self, store, make_content):
         nsites = 50_000
@@ -410,8 +404,8 @@ class TestValuesBeyondConvexLimits:
             'species': [{'name': 'Fe1', 'chemical_symbols': ['Fe'], 'concentration': [1.0]}],
         }
         content = make_content('many-sites', structure=structure)
-        store.put(content)
-        record = store.get(content.key)
+        store.structures.put(content)
+        record = store.structures.get(content.key)
         assert record.structure == structure
         assert record.summary['nsites'] == nsites
         assert record.to_content() == content
@@ -420,9 +414,9 @@ class TestValuesBeyondConvexLimits:
         cif = 'data_big\nloop_\n_atom_site_label\n' + ''.join(f'Si{i} 0.{i:07d} 0.5 0.5\n' for i in range(60_000))
         assert len(cif.encode()) > 1024 * 1024
         content = make_content('big-cif', cif=cif)
-        store.put(content, raw=cif)
-        assert store.get(content.key).cif == cif
-        assert store.get_raw(content.key) == cif
+        store.structures.put(content, raw=cif)
+        assert store.structures.get(content.key).cif == cif
+        assert store.structures.get_raw(content.key) == cif
 
     def test_params_with_keys_that_are_not_convex_field_names(self, store, make_content):
         params = {
@@ -432,8 +426,8 @@ class TestValuesBeyondConvexLimits:
             'long_list': list(range(10_000)),
         }
         content = make_content('params', params=params)
-        store.put(content)
-        back = store.get(content.key).params
+        store.structures.put(content)
+        back = store.structures.get(content.key).params
         assert back == params
         assert isinstance(back['SYSTEM']['ibrav'], int)
         assert isinstance(back['long_list'][5], int)

@@ -11,14 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiida_structstore.exceptions import InvalidInputError, NotFoundError
-from aiida_structstore.executions.models import (
-    MAX_STRUCTURE_LINKS,
-    ExecutionContent,
-    ExecutionKey,
-    execution_hash,
-    scrub_text,
-)
+from aiida_structstore.core.exceptions import InvalidInputError, NotFoundError
+from aiida_structstore.core.executions import MAX_STRUCTURE_LINKS, ExecutionContent, ExecutionKey, execution_hash, scrub_text
 
 T0 = dt.datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
 
@@ -46,9 +40,9 @@ def make_execution(tenant):
 class TestWriteRead:
     def test_put_then_get_returns_what_was_written(self, store, make_execution):
         content = make_execution(state='finished', exit_status=0, structures_out=['si-relaxed'], parent_uuid=None)
-        result = store.put_execution(content)
+        result = store.executions.put(content)
         assert result.status == 'created'
-        record = store.get_execution(content.key)
+        record = store.executions.get(content.key)
         assert record.to_content() == content
         assert record.content_hash == result.content_hash == execution_hash(content)
         assert record.modified_at == T0.replace(microsecond=123000)  # milliseconds, as Convex keeps them
@@ -57,28 +51,28 @@ class TestWriteRead:
 
     def test_same_content_again_is_a_noop(self, store, make_execution):
         content = make_execution()
-        store.put_execution(content)
-        before = store.get_execution(content.key)
-        assert store.put_execution(content).status == 'unchanged'
-        assert store.get_execution(content.key) == before
+        store.executions.put(content)
+        before = store.executions.get(content.key)
+        assert store.executions.put(content).status == 'unchanged'
+        assert store.executions.get(content.key) == before
 
     def test_a_later_state_updates_and_an_earlier_one_is_stale(self, store, make_execution):
-        store.put_execution(make_execution(state='waiting', seconds=1))
-        assert store.put_execution(make_execution(state='running', seconds=2)).status == 'updated'
-        stale = store.put_execution(make_execution(state='waiting', seconds=1))
+        store.executions.put(make_execution(state='waiting', seconds=1))
+        assert store.executions.put(make_execution(state='running', seconds=2)).status == 'updated'
+        stale = store.executions.put(make_execution(state='waiting', seconds=1))
         assert stale.status == 'stale'
-        record = store.get_execution(make_execution().key)
+        record = store.executions.get(make_execution().key)
         assert record.state == 'running'
         # The same modification time with other content (a structure projected later) replaces the record.
         linked = make_execution(state='running', seconds=2, structures_out=['late'])
-        assert store.put_execution(linked).status == 'updated'
-        assert store.get_execution(linked.key).structures_out == ('late',)
+        assert store.executions.put(linked).status == 'updated'
+        assert store.executions.get(linked.key).structures_out == ('late',)
 
     def test_put_executions_reports_each_status(self, store, make_execution):
         items = [make_execution(n) for n in range(1, 6)]
-        assert {r.status for r in store.put_executions(items)} == {'created'}
+        assert {r.status for r in store.executions.put_many(items)} == {'created'}
         items[2] = make_execution(3, state='running', seconds=5)
-        assert [r.status for r in store.put_executions(items)] == ['unchanged'] * 2 + ['updated'] + ['unchanged'] * 2
+        assert [r.status for r in store.executions.put_many(items)] == ['unchanged'] * 2 + ['updated'] + ['unchanged'] * 2
 
     def test_many_links_are_written_in_several_calls(self, store, make_execution, tenant):
         ids = [f'{n}-s{i}' for n in range(12) for i in range(MAX_STRUCTURE_LINKS)]
@@ -87,53 +81,53 @@ class TestWriteRead:
             for n in range(12)
         ]
         calls = getattr(store, 'calls', 0)
-        assert {r.status for r in store.put_executions(items)} == {'created'}
+        assert {r.status for r in store.executions.put_many(items)} == {'created'}
         if hasattr(store, 'calls'):
-            assert store.calls - calls >= 2  # 6,000 links: more than one putExecutions call
-        listed = store.list_executions(tenant, 'ws', structure_id='7-s499').items
+            assert store.transport.calls - calls >= 2  # 6,000 links: more than one putExecutions call
+        listed = store.executions.list(tenant, 'ws', structure_id='7-s499').items
         assert [r.key for r in listed] == [items[7].key]
 
     def test_execution_hashes(self, store, make_execution, tenant):
-        results = store.put_executions([make_execution(1), make_execution(2, state='running')])
+        results = store.executions.put_many([make_execution(1), make_execution(2, state='running')])
         missing = str(uuid_lib.UUID(int=99))
-        hashes = store.execution_hashes(tenant, 'ws', [str(uuid_lib.UUID(int=1)), str(uuid_lib.UUID(int=2)), missing])
+        hashes = store.executions.content_hashes(tenant, 'ws', [str(uuid_lib.UUID(int=1)), str(uuid_lib.UUID(int=2)), missing])
         assert hashes == {r.key.process_uuid: r.content_hash for r in results}
 
     def test_delete(self, store, make_execution, tenant):
         content = make_execution()
-        store.put_execution(content)
-        assert store.delete_execution(content.key) is True
-        assert store.delete_execution(content.key) is False
+        store.executions.put(content)
+        assert store.executions.delete(content.key) is True
+        assert store.executions.delete(content.key) is False
         with pytest.raises(NotFoundError):
-            store.get_execution(content.key)
-        assert store.find_execution(content.key) is None
-        assert store.list_executions(tenant, 'ws', structure_id='si').items == ()
+            store.executions.get(content.key)
+        assert store.executions.find(content.key) is None
+        assert store.executions.list(tenant, 'ws', structure_id='si').items == ()
 
 
 class TestListing:
     def test_most_recently_modified_first_with_pages(self, store, make_execution, tenant):
-        store.put_executions([make_execution(n, seconds=n) for n in range(1, 8)])
+        store.executions.put_many([make_execution(n, seconds=n) for n in range(1, 8)])
         seen, cursor = [], None
         while True:
-            page = store.list_executions(tenant, 'ws', cursor=cursor, limit=3)
+            page = store.executions.list(tenant, 'ws', cursor=cursor, limit=3)
             seen.extend(record.key.process_uuid for record in page.items)
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
         assert seen == [str(uuid_lib.UUID(int=n)) for n in range(7, 0, -1)]
-        assert store.latest_execution_modified(tenant, 'ws') == (T0 + dt.timedelta(seconds=7)).replace(
+        assert store.executions.latest_modified(tenant, 'ws') == (T0 + dt.timedelta(seconds=7)).replace(
             microsecond=123000
         )
-        assert store.latest_execution_modified(tenant, 'empty') is None
+        assert store.executions.latest_modified(tenant, 'empty') is None
 
     def test_recently_changed(self, store, make_execution, tenant):
-        store.put_executions([make_execution(n, seconds=10 * n) for n in range(1, 5)])
+        store.executions.put_many([make_execution(n, seconds=10 * n) for n in range(1, 5)])
         since = T0 + dt.timedelta(seconds=25)
-        recent = store.list_executions(tenant, 'ws', modified_from=since).items
+        recent = store.executions.list(tenant, 'ws', modified_from=since).items
         assert [r.key.process_uuid for r in recent] == [str(uuid_lib.UUID(int=4)), str(uuid_lib.UUID(int=3))]
 
     def test_executions_of_one_structure(self, store, make_execution, tenant):
-        store.put_executions(
+        store.executions.put_many(
             [
                 make_execution(1, seconds=1, structures_in=['si']),
                 make_execution(2, seconds=3, structures_in=['si'], structures_out=['si-relaxed']),
@@ -141,27 +135,27 @@ class TestListing:
                 make_execution(4, seconds=4, structures_in=['si-relaxed'], structures_out=['si-relaxed']),
             ]
         )
-        si = store.list_executions(tenant, 'ws', structure_id='si').items
+        si = store.executions.list(tenant, 'ws', structure_id='si').items
         assert [r.key.process_uuid[-1] for r in si] == ['2', '1']
-        relaxed = store.list_executions(tenant, 'ws', structure_id='si-relaxed').items
+        relaxed = store.executions.list(tenant, 'ws', structure_id='si-relaxed').items
         assert [(r.key.process_uuid[-1], r.roles('si-relaxed')) for r in relaxed] == [
             ('4', ['input', 'output']),
             ('2', ['output']),
         ]
-        assert store.list_executions(tenant, 'ws', structure_id='nothing').items == ()
-        first = store.list_executions(tenant, 'ws', structure_id='si', limit=1)
-        rest = store.list_executions(tenant, 'ws', structure_id='si', limit=1, cursor=first.next_cursor)
+        assert store.executions.list(tenant, 'ws', structure_id='nothing').items == ()
+        first = store.executions.list(tenant, 'ws', structure_id='si', limit=1)
+        rest = store.executions.list(tenant, 'ws', structure_id='si', limit=1, cursor=first.next_cursor)
         assert [r.key.process_uuid[-1] for r in first.items + rest.items] == ['2', '1']
 
     @pytest.mark.parametrize('limit', [0, -1, 201, 2.5, True])
     def test_bad_limits(self, store, tenant, limit):
         with pytest.raises(InvalidInputError, match='page limit'):
-            store.list_executions(tenant, 'ws', limit=limit)
+            store.executions.list(tenant, 'ws', limit=limit)
 
     def test_bad_cursor(self, store, make_execution, tenant):
-        store.put_executions([make_execution(1), make_execution(2)])
+        store.executions.put_many([make_execution(1), make_execution(2)])
         with pytest.raises(InvalidInputError, match='cursor'):
-            store.list_executions(tenant, 'ws', cursor='not-a-cursor', limit=1)
+            store.executions.list(tenant, 'ws', cursor='not-a-cursor', limit=1)
 
 
 class TestIsolation:
@@ -172,14 +166,14 @@ class TestIsolation:
             make_execution(1, workspace='ws2', state='finished', exit_status=3),
             make_execution(1, tenant_id=other),
         ]
-        store.put_executions([mine, *elsewhere])
-        assert store.get_execution(mine.key).state == 'running'
+        store.executions.put_many([mine, *elsewhere])
+        assert store.executions.get(mine.key).state == 'running'
         for content in elsewhere:
-            assert store.get_execution(content.key).to_content() == content
+            assert store.executions.get(content.key).to_content() == content
             scope = (content.key.tenant_id, content.key.workspace_id)
-            assert [r.key for r in store.list_executions(*scope, structure_id='si').items] == [content.key]
-        store.delete_execution(mine.key)
-        assert all(store.find_execution(content.key) is not None for content in elsewhere)
+            assert [r.key for r in store.executions.list(*scope, structure_id='si').items] == [content.key]
+        store.executions.delete(mine.key)
+        assert all(store.executions.find(content.key) is not None for content in elsewhere)
 
     @pytest.mark.slow
     @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -205,16 +199,16 @@ class TestIsolation:
                 created_at=T0,
                 modified_at=T0 + dt.timedelta(seconds=step),
             )
-            store.put_execution(content)
+            store.executions.put(content)
             model[(tenants[t], workspaces[w], n)] = structure
         for t in tenants:
             for w in workspaces:
                 expected = {n for (mt, mw, n) in model if (mt, mw) == (t, w)}
-                listed = list(store.iter_executions(t, w))
+                listed = list(store.executions.iter(t, w))
                 assert {int(uuid_lib.UUID(r.key.process_uuid)) for r in listed} == expected
                 assert all(r.process_label == f'{t}-{w}' for r in listed)
                 for structure in 'ab':
-                    of = store.list_executions(t, w, structure_id=structure).items
+                    of = store.executions.list(t, w, structure_id=structure).items
                     assert {int(uuid_lib.UUID(r.key.process_uuid)) for r in of} == {
                         n for (mt, mw, n), s in model.items() if (mt, mw) == (t, w) and s == structure
                     }
@@ -244,17 +238,17 @@ class TestInvalidInputWritesNothing:
         with pytest.raises(InvalidInputError):
             ExecutionKey.of(tenant, 'ws', bad)
         with pytest.raises(InvalidInputError):
-            store.execution_hashes(tenant, 'ws', [bad])
+            store.executions.content_hashes(tenant, 'ws', [bad])
 
     def test_a_duplicate_in_a_batch_writes_nothing(self, store, make_execution, tenant):
         with pytest.raises(InvalidInputError, match='more than once'):
-            store.put_executions([make_execution(1), make_execution(2), make_execution(2, state='running')])
-        assert store.list_executions(tenant, 'ws').items == ()
+            store.executions.put_many([make_execution(1), make_execution(2), make_execution(2, state='running')])
+        assert store.executions.list(tenant, 'ws').items == ()
 
     def test_not_a_content(self, store, make_execution, tenant):
         with pytest.raises(InvalidInputError, match='ExecutionContent'):
-            store.put_executions([make_execution(1), {'key': 'x'}])
-        assert store.list_executions(tenant, 'ws').items == ()
+            store.executions.put_many([make_execution(1), {'key': 'x'}])
+        assert store.executions.list(tenant, 'ws').items == ()
 
     def test_exit_messages_lose_their_paths(self):
         text = scrub_text("failed: cannot open '/scratch/alice/aiida/ab/cd/aiida.out' (see ~/logs/run.txt)")

@@ -12,8 +12,8 @@ import textwrap
 
 import pytest
 
-from aiida_structstore.exceptions import BackendError, BackendUnavailableError, ConfigurationError
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.exceptions import BackendError, BackendUnavailableError, ConfigurationError
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import open_store
 from aiida_structstore.store.convex import ConvexStore
 
@@ -34,7 +34,7 @@ def content_factory(tenant):
 
 
 def assert_no_orphans(store: ConvexStore, tenant: str, workspace: str = 'ws') -> None:
-    stats = store.storage_stats(tenant, workspace)
+    stats = store.structures.storage_stats(tenant, workspace)
     assert stats['chunk_sets'] == []
     assert stats['chunks'] == stats['committed_chunks']
 
@@ -48,12 +48,12 @@ def test_transient_faults_are_retried_and_end_in_the_exact_state(server, content
     with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key, backoff_max=0.05) as store:
         content = content_factory()
         proxy.faults.extend(faults)
-        result = store.put(content, raw='raw \U0001f600' * 1000)
+        result = store.structures.put(content, raw='raw \U0001f600' * 1000)
         # A lost reply means the mutation ran and its retry found the same content: reported as unchanged.
         assert result.status in ('created', 'unchanged')
         assert not proxy.faults
-        assert store.get(content.key).cif == 'data_x\n'
-        assert store.get_raw(content.key) == 'raw \U0001f600' * 1000
+        assert store.structures.get(content.key).cif == 'data_x\n'
+        assert store.structures.get_raw(content.key) == 'raw \U0001f600' * 1000
         assert_no_orphans(store, tenant)
 
 
@@ -62,11 +62,11 @@ def test_lost_reply_of_a_staged_upload(server, content_factory, tenant):
     big = 'x' * (9 * 1024 * 1024)
     with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key, backoff_max=0.05) as store:
         content = content_factory('staged')
-        store.put(content, raw='old version')
+        store.structures.put(content, raw='old version')
         # contentHashes, stageChunks (2 calls: lose the 1st reply), putBatch (lose the reply)
         proxy.faults.extend([None, 'drop-reply', None, 'drop-reply'])
-        store.put(content, raw=big)
-        assert store.get_raw(content.key) == big
+        store.structures.put(content, raw=big)
+        assert store.structures.get_raw(content.key) == big
         assert_no_orphans(store, tenant)
 
 
@@ -77,8 +77,8 @@ def test_a_timeout_is_retried(server, content_factory):
     ):
         proxy.faults.append('delay:1.0')
         content = content_factory()
-        store.put(content)
-        assert store.get(content.key).cif == 'data_x\n'
+        store.structures.put(content)
+        assert store.structures.get(content.key).cif == 'data_x\n'
 
 
 def test_persistent_failure_is_a_clear_error_without_the_key(server, content_factory, caplog):
@@ -89,7 +89,7 @@ def test_persistent_failure_is_a_clear_error_without_the_key(server, content_fac
     ):
         proxy.faults.extend(['status:503'] * 3)
         with pytest.raises(BackendUnavailableError, match='after 3 attempts: HTTP 503') as info:
-            store.put(content_factory())
+            store.structures.put(content_factory())
     assert server.deploy_key not in str(info.value)
     assert server.deploy_key not in caplog.text
     assert 'retrying' in caplog.text
@@ -98,7 +98,7 @@ def test_persistent_failure_is_a_clear_error_without_the_key(server, content_fac
 def test_unreachable_deployment(content_factory):
     with ConvexStore('http://127.0.0.1:9', 'some-key', retries=2, backoff_max=0.01) as store:
         with pytest.raises(BackendUnavailableError, match='ConnectError'):
-            store.put(content_factory())
+            store.structures.put(content_factory())
 
 
 def test_wrong_deploy_key_is_named_but_never_shown(server, content_factory):
@@ -106,7 +106,7 @@ def test_wrong_deploy_key_is_named_but_never_shown(server, content_factory):
     with ConvexStore(server.url, wrong) as store:
         assert wrong not in repr(store)
         with pytest.raises(ConfigurationError, match='rejected the deploy key') as info:
-            store.put(content_factory())
+            store.structures.put(content_factory())
     assert wrong not in str(info.value)
     assert server.deploy_key not in str(info.value)
 
@@ -118,7 +118,7 @@ def test_open_store_selects_convex(server, monkeypatch, content_factory):
     with open_store() as store:
         assert isinstance(store, ConvexStore)
         assert server.deploy_key not in repr(store)
-        store.put(content_factory())
+        store.structures.put(content_factory())
 
 
 @pytest.mark.slow
@@ -133,11 +133,11 @@ def test_batches_use_few_calls(server, tenant):
             )
             for i in range(1000)
         ]
-        before = store.calls
-        results = store.put_many(items)
+        before = store.transport.calls
+        results = store.structures.put_many(items)
         assert {r.status for r in results} == {'created'}
-        assert store.calls - before <= 10
-        assert len(list(store.iter_workspace(tenant, 'ws', page_size=200))) == 1000
+        assert store.transport.calls - before <= 10
+        assert len(list(store.structures.iter_workspace(tenant, 'ws', page_size=200))) == 1000
 
 
 WRITER = textwrap.dedent(
@@ -164,7 +164,7 @@ def test_writer_killed_between_chunk_batches(server, content_factory, tenant):
     old_raw = 'old \u00e9 version\r\n' * 400_000  # ~7 MB: itself staged
     with ConvexStore(server.url, server.deploy_key) as store:
         old = content_factory('victim', cif='data_old')
-        store.put(old, raw=old_raw)
+        store.structures.put(old, raw=old_raw)
         writer = subprocess.Popen(
             [sys.executable, '-c', WRITER, server.url, server.deploy_key, tenant],
             stdout=subprocess.PIPE,
@@ -177,18 +177,18 @@ def test_writer_killed_between_chunk_batches(server, content_factory, tenant):
             writer.send_signal(signal.SIGKILL)
             writer.wait()
         # The previous version is still what readers get, intact.
-        assert store.get(old.key).cif == 'data_old'
-        assert store.get_raw(old.key) == old_raw
-        stats = store.storage_stats(tenant, 'ws')
+        assert store.structures.get(old.key).cif == 'data_old'
+        assert store.structures.get_raw(old.key) == old_raw
+        stats = store.structures.storage_stats(tenant, 'ws')
         assert [s['state'] for s in stats['chunk_sets']] == ['staging']
         assert stats['chunks'] > stats['committed_chunks']
         # A young staging upload may belong to a live writer: the default collection leaves it.
-        assert store.collect_garbage(tenant, 'ws') == 0
+        assert store.structures.collect_garbage(tenant, 'ws') == 0
         # A later write and a collection leave no orphan chunk.
         new = content_factory('victim', cif='data_newer')
-        assert store.put(new, raw='newer').status == 'updated'
-        assert store.collect_garbage(tenant, 'ws', older_than_seconds=0) > 0
-        assert store.get_raw(new.key) == 'newer'
+        assert store.structures.put(new, raw='newer').status == 'updated'
+        assert store.structures.collect_garbage(tenant, 'ws', older_than_seconds=0) > 0
+        assert store.structures.get_raw(new.key) == 'newer'
         assert_no_orphans(store, tenant)
 
 
@@ -198,7 +198,7 @@ def test_writer_killed_between_chunk_batches(server, content_factory, tenant):
 @pytest.mark.parametrize('suffix', ['\n', ' ', '\r\n', '\t'])
 def test_whitespace_around_the_key_is_removed(server, content_factory, suffix):
     with ConvexStore(server.url, server.deploy_key + suffix) as store:
-        assert store.put(content_factory()).status == 'created'
+        assert store.structures.put(content_factory()).status == 'created'
 
 
 @pytest.mark.parametrize('bad', ['in side', 'new\nline', 'tab\there', 'caf\u00e9', 'nul\x00'])
@@ -269,7 +269,7 @@ def test_failures_show_neither_key_nor_url_and_keep_no_frame_with_them(server, c
     ):
         proxy.faults.extend(faults)
         with pytest.raises(Exception) as info:
-            store.put(content_factory())
+            store.structures.put(content_factory())
         assert leaks(info.value, server.deploy_key, proxy.url) == []
         assert server.deploy_key not in caplog.text  # not even in the HTTP libraries' debug logs
         # The URL may appear in httpx's own INFO/DEBUG lines (off unless the root logger is set lower than WARNING).
@@ -286,7 +286,7 @@ def test_unreachable_deployment_keeps_no_frame_with_the_key(content_factory, cap
         caplog.at_level(logging.DEBUG),
     ):
         with pytest.raises(BackendUnavailableError) as info:
-            store.put(content_factory())
+            store.structures.put(content_factory())
     assert leaks(info.value, key, '127.0.0.1:9') == []
     assert key not in caplog.text
 
@@ -295,8 +295,8 @@ def test_malformed_replies_are_retried(server, content_factory, tenant):
     with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key, backoff_max=0.01) as store:
         proxy.faults.extend(['garble', 'reply:200:{"status":"success"}', 'reply:560:not json', 'garble'])
         content = content_factory()
-        assert store.put(content, raw='r' * 1000).status in ('created', 'unchanged')
-        assert store.get_raw(content.key) == 'r' * 1000
+        assert store.structures.put(content, raw='r' * 1000).status in ('created', 'unchanged')
+        assert store.structures.get_raw(content.key) == 'r' * 1000
         assert not proxy.faults
         assert_no_orphans(store, tenant)
 
@@ -307,7 +307,7 @@ def test_a_missing_function_answered_as_a_real_deployment_does(server, content_f
     with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key) as store:
         proxy.faults.append(f'reply:200:{reply}')
         with pytest.raises(BackendError, match=r'is not deployed.*deploy the functions in convex/'):
-            store.put(content_factory())
+            store.structures.put(content_factory())
 
 
 @pytest.mark.slow
@@ -316,10 +316,10 @@ def test_deleting_and_replacing_large_records_leaves_nothing_behind(server, cont
     raw = 'K_POINTS \u00e9\n' * int(megabytes * 1024 * 1024 / 12)
     with ConvexStore(server.url, server.deploy_key) as store:
         first = content_factory('big')
-        store.put(first, raw=raw)
-        assert store.put(content_factory('big', cif='data_new\n'), raw=raw[::-1]).status == 'updated'
-        assert store.get_raw(first.key) == raw[::-1]
-        assert store.delete(first.key)
-        store.put(content_factory('other'), raw=raw)
-        assert store.collect_garbage(tenant, 'ws', older_than_seconds=0) == 0  # nothing was left to collect
+        store.structures.put(first, raw=raw)
+        assert store.structures.put(content_factory('big', cif='data_new\n'), raw=raw[::-1]).status == 'updated'
+        assert store.structures.get_raw(first.key) == raw[::-1]
+        assert store.structures.delete(first.key)
+        store.structures.put(content_factory('other'), raw=raw)
+        assert store.structures.collect_garbage(tenant, 'ws', older_than_seconds=0) == 0  # nothing was left to collect
         assert_no_orphans(store, tenant)

@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from aiida_structstore.models import Source, StructureContent, StructureKey
+from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store.convex import ConvexStore
 
 RATE = 4 * 1024 * 1024
@@ -36,8 +36,8 @@ def content(tenant, structure_id):
 def test_a_50_mb_upload_is_paced_and_never_refused(paced_server):
     raw = 'K_POINTS crystal \u00e9\n' * (50 * 1024 * 1024 // 20)
     with ConvexStore(paced_server.url, paced_server.deploy_key) as store:
-        store.put(content('paced', 'big'), raw=raw)
-        assert store.get_raw(StructureKey.of('paced', 'w', 'big')) == raw
+        store.structures.put(content('paced', 'big'), raw=raw)
+        assert store.structures.get_raw(StructureKey.of('paced', 'w', 'big')) == raw
     stats = server_stats(paced_server)
     assert stats['throttled'] == 0
     assert stats['bytes_in'] > 50 * 1024 * 1024
@@ -48,7 +48,7 @@ def test_an_unpaced_writer_runs_into_the_limit(paced_server):
     """Without pacing the same upload is refused again and again (and only the client's retries save it)."""
     raw = 'y' * (30 * 1024 * 1024)
     with ConvexStore(paced_server.url, paced_server.deploy_key, write_rate=0, retries=30, backoff_max=0.5) as store:
-        store.put(content('unpaced', 'big'), raw=raw)
+        store.structures.put(content('unpaced', 'big'), raw=raw)
     assert server_stats(paced_server)['throttled'] > 0
 
 
@@ -62,8 +62,8 @@ def test_parallel_writers_slow_down_and_all_finish(paced_server):
     def upload(index):
         try:
             with ConvexStore(paced_server.url, paced_server.deploy_key, backoff_max=1.0) as store:
-                store.put(content('parallel', f's{index}'), raw=raw)
-                rates.append(store.pacer.rate)
+                store.structures.put(content('parallel', f's{index}'), raw=raw)
+                rates.append(store.transport.pacer.rate)
         except Exception as exc:
             errors.append(exc)
 
@@ -75,7 +75,7 @@ def test_parallel_writers_slow_down_and_all_finish(paced_server):
     assert errors == []
     with ConvexStore(paced_server.url, paced_server.deploy_key) as store:
         for index in range(3):
-            assert store.get_raw(StructureKey.of('parallel', 'w', f's{index}')) == raw
+            assert store.structures.get_raw(StructureKey.of('parallel', 'w', f's{index}')) == raw
 
 
 @pytest.mark.slow
@@ -83,7 +83,7 @@ def test_many_small_records_under_the_limit(paced_server):
     tenant = f'many-{secrets.token_hex(3)}'
     items = [(content(tenant, f's{i:05d}'), f'raw text {i} ' * 100) for i in range(10_000)]
     with ConvexStore(paced_server.url, paced_server.deploy_key) as store:
-        results = store.put_many(items)
+        results = store.structures.put_many(items)
         assert {r.status for r in results} == {'created'}
-        assert sum(1 for _ in store.iter_workspace(tenant, 'w', page_size=500)) == 10_000
+        assert sum(1 for _ in store.structures.iter_workspace(tenant, 'w', page_size=500)) == 10_000
     assert server_stats(paced_server)['throttled'] == 0

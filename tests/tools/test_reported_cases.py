@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aiida_structstore.exceptions import ParseError
+from aiida_structstore.core.exceptions import ParseError
 from aiida_structstore.tools.cif import parse_cif
 from aiida_structstore.tools.pw import BOHR_TO_ANGSTROM, parse_pw_input
 from aiida_structstore.tools.pw.kpoints import LETTERS
