@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,17 @@ class LocalConvex:
     deploy_key: str
     process: subprocess.Popen
 
+    def reset(self) -> None:
+        """Wipe every table, as a restart of the server would: afterwards it is a new, empty deployment at the same
+        URL (the next client to ask gets a new instance id). Not part of Convex's API (``POST /reset``, admin only)."""
+        # The URL is this server's own (http://127.0.0.1:port), never a user's.
+        request = urllib.request.Request(  # noqa: S310
+            f'{self.url}/reset', data=b'', method='POST', headers={'Authorization': f'Convex {self.deploy_key}'}
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310
+            if reply.status != 200:
+                raise RuntimeError(f'the local Convex server did not reset: HTTP {reply.status}')
+
 
 @contextlib.contextmanager
 def local_convex(
@@ -38,7 +50,8 @@ def local_convex(
     sink: bool = False,
 ) -> Iterator[LocalConvex]:
     """Run the local Convex server (on a free port unless ``port`` is given); yield its URL and admin key; stop it
-    afterwards. A server started again on the same port is a new, empty deployment at the same URL.
+    afterwards. A server started again on the same port is a new, empty deployment at the same URL; so is one
+    after :meth:`LocalConvex.reset`.
 
     ``verify_indexes`` checks every index lookup against a full table scan (slower; for tests);
     ``write_bytes_per_second`` sets its write-throughput limit (default: Convex's 4 MiB/s; 0: none); ``sink`` runs

@@ -7,6 +7,10 @@
 //
 // Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/start.mjs [--port N] [--host H]
 // It prints one JSON line on stdout when it listens: {"url": "...", "kind": "local-convex-test-double"}.
+//
+// Two routes are not part of Convex's API: `GET|POST /stats` (calls and bytes seen; POST also zeroes them) and
+// `POST /reset` with the admin key, which wipes every table as a restart would (a new, empty deployment at the same
+// URL: the next client to ask gets a new instance id) without stopping the process.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 import { randomBytes, timingSafeEqual } from "node:crypto";
@@ -102,13 +106,14 @@ function requestId(): string {
 }
 
 export async function startServer(options: ServerOptions) {
-  const t = convexTest({ schema, modules, transactionLimits: true });
+  const newDatabase = () => convexTest({ schema, modules, transactionLimits: true });
+  let t = newDatabase();
   installDocumentChecks();
   installIndexes(DatabaseFake, { verify: options.verifyIndexes });
   const adminKey = Buffer.from(options.adminKey);
   // The counting sink measures the client: no write limit unless asked for.
   const writeRate = options.writeBytesPerSecond ?? (options.sink ? 0 : LIMITS.writeBytesPerSecond);
-  const budget = writeRate > 0 ? new WriteBudget(writeRate) : null;
+  let budget = writeRate > 0 ? new WriteBudget(writeRate) : null;
   const stats = newStats();
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -176,6 +181,25 @@ export async function startServer(options: ServerOptions) {
       const text = JSON.stringify(stats);
       if (req.method === "POST") Object.assign(stats, newStats());
       return send(res, 200, text);
+    }
+    if (req.method === "POST" && url.pathname === "/reset") {
+      // Not part of Convex's API: what a restart does to the data, without a restart. Only for the admin.
+      try {
+        if (!isAdmin(req.headers.authorization)) throw new HttpError(401, "MissingAdminKey", "POST /reset needs the admin key");
+      } catch (error) {
+        const e = error as HttpError;
+        return send(res, e.status, JSON.stringify({ code: e.code, message: e.message }));
+      }
+      // After the function that is running, before any that comes later: the same queue as the functions.
+      const wipe = () => {
+        t = newDatabase();
+        budget = writeRate > 0 ? new WriteBudget(writeRate) : null;
+        Object.assign(stats, newStats());
+      };
+      const done = queue.then(wipe, wipe);
+      queue = done.catch(() => undefined);
+      await done;
+      return send(res, 200, JSON.stringify({ status: "reset" }));
     }
     const kind = /^\/api\/(query|mutation|action)$/.exec(url.pathname)?.[1] as Kind | undefined;
     if (req.method !== "POST" || kind === undefined) {

@@ -37,6 +37,38 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f'aiida test profile storage: {DB_BACKENDS[config.getoption("--db-backend")]}'
 
 
+#: Fixtures that need RabbitMQ (the profile's broker, the daemon, a RabbitMQ node of the test's own).
+RMQ_FIXTURES = {
+    'broker',
+    'rabbitmq_node',
+    'daemon',
+    'store_daemon',
+    'daemon_environment',
+    'started_daemon_client',
+    'submit_and_await',
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the fixtures they use (``requires_rmq``, ``requires_slurm`` and ``browser``, see pyproject.toml),
+    keep the ones that share a machine-wide service or a browser on one xdist worker (``xdist_group``, with
+    ``--dist loadgroup``), and run the modules with slow tests first, so that parallel workers end together. Every
+    worker orders the same way (the order depends on the collected tests only)."""
+    for item in items:
+        names = set(getattr(item, 'fixturenames', ()))
+        if names & RMQ_FIXTURES:
+            item.add_marker(pytest.mark.requires_rmq)
+        if 'slurm' in names:
+            # One Slurm cluster per machine: its fixture starts and stops it, so its tests share one worker.
+            item.add_marker(pytest.mark.requires_slurm)
+            item.add_marker(pytest.mark.xdist_group('slurm'))
+        if 'browser' in names:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.xdist_group('browser'))  # one Chromium, not one per worker
+    first = {item.path for item in items if item.get_closest_marker('slow') or item.get_closest_marker('xdist_group')}
+    items.sort(key=lambda item: item.path not in first)  # stable: the order within a module stays
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_line(f'AiiDA tests ran on storage backend {DB_BACKENDS[config.getoption("--db-backend")]}')
 
@@ -62,7 +94,9 @@ class RunningServerCluster:
         from psycopg import sql
 
         name = database_name or f'structstore_test_{secrets.token_hex(6)}'
-        username = database_username or 'structstore_test'
+        # One role per xdist worker: workers that shared one would change each other's password.
+        worker = os.environ.get('PYTEST_XDIST_WORKER')
+        username = database_username or ('structstore_test' + (f'_{worker}' if worker else ''))
         password = database_password or secrets.token_hex(8)
         with self._connect() as conn:
             exists = conn.execute('SELECT 1 FROM pg_roles WHERE rolname = %s', (username,)).fetchone()
@@ -83,6 +117,9 @@ class RunningServerCluster:
                     sql.Identifier(name), sql.Identifier(username)
                 )
             )
+            # A test database need not survive a crash of the server: commits return before the WAL is on disk
+            # (every connection to it, the daemon's and subprocesses' too). Nothing else about a commit changes.
+            conn.execute(sql.SQL('ALTER DATABASE {} SET synchronous_commit TO off').format(sql.Identifier(name)))
         self.databases.append(name)
         return {
             'database_engine': 'postgresql_psycopg',
@@ -105,8 +142,19 @@ class RunningServerCluster:
 
 @pytest.fixture(scope='session')
 def convex_server():
-    """The local Convex server (an in-memory test double of Convex), started once per session on a free port. Every
-    index lookup it makes is checked against a full table scan."""
+    """The local Convex server (an in-memory test double of Convex), started once per session (per xdist worker) on
+    a free port. Its index lookups are not checked against full scans here (``verifying_convex_server`` does that):
+    with the documents every test leaves, those scans made late tests slow."""
+    from devserver.local_convex import local_convex
+
+    with local_convex() as server:
+        yield server
+
+
+@pytest.fixture(scope='module')
+def verifying_convex_server():
+    """A local Convex server of the test module's own that checks every index lookup against a full table scan: for
+    the tests whose subject is the server (tests/devserver) or the store contract (the contract suites)."""
     from devserver.local_convex import local_convex
 
     with local_convex(verify_indexes=True) as server:
@@ -205,31 +253,92 @@ def convex_backend(monkeypatch, convex_server):
         yield store
 
 
-@pytest.fixture
-def daemon_environment(daemon_client, monkeypatch):
-    """Make the next ``started_daemon_client`` (or ``submit_and_await``) start a fresh daemon in this test's
-    environment, as a user runs ``verdi daemon start``; request it after the fixtures that set the environment.
-    The daemon is stopped after the test."""
-    import sys
+#: The store settings the running daemon was started with (``None``: not started by ``store_daemon``).
+_daemon_settings: dict[str, str | None] = {'url': None}
 
+
+def _stop_daemon(daemon_client) -> None:
+    """Stop the daemon if it runs. Circus answers once every worker has exited; on a busy machine that took longer
+    than the client's default wait (``daemon.timeout``, 20 s), so the wait here is a guard against a hang, longer."""
+    if daemon_client.is_daemon_running:
+        daemon_client.stop_daemon(wait=True, timeout=180)
+    _daemon_settings['url'] = None
+
+
+@pytest.fixture(scope='session')
+def daemon_client(aiida_profile):
+    """Override aiida's fixture: the same client, and the daemon stopped at the end of the session with
+    ``_stop_daemon``'s longer wait."""
+    from aiida.engine.daemon import get_daemon_client
+
+    client = get_daemon_client(aiida_profile.name)
+    yield client
+    _stop_daemon(client)
+
+
+@pytest.fixture
+def no_daemon(daemon_client):
+    """No daemon runs during the test (the session's may have been started by an earlier test)."""
+    _stop_daemon(daemon_client)
+
+
+def _reset_this_process_broker() -> None:
+    """After the daemon stopped: the workers' task queue went away with the last worker; this process's broker
+    connection still believes it exists, and a submit before a new worker declares it again would be unroutable
+    (NO_ROUTE). A new connection declares the queue itself."""
+    from aiida.manage import get_manager
+
+    get_manager().reset_runner()
+    get_manager().reset_broker()
+
+
+def _verdi_on_path(monkeypatch) -> None:
+    """`verdi daemon start` needs the venv's bin/ on PATH (aiida looks for `verdi` when it is imported)."""
+    bin_dir = pathlib.Path(sys.executable).parent
+    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    monkeypatch.setattr('aiida.engine.daemon.client.VERDI_BIN', str(bin_dir / 'verdi'))
+
+
+def _skip_without_broker() -> None:
     from aiida.manage import get_manager
 
     if get_manager().get_profile().process_control_backend is None:
         pytest.skip('the daemon needs RabbitMQ (bash scripts/services.sh rabbitmq)')
-    if daemon_client.is_daemon_running:
-        daemon_client.stop_daemon(wait=True)
-    # The workers' task queue goes away with the last worker; this process's broker connection still believes it
-    # exists, and a submit before the new worker declares it again would be unroutable (NO_ROUTE). A new
-    # connection declares the queue itself.
-    get_manager().reset_runner()
-    get_manager().reset_broker()
-    # `verdi daemon start` needs the venv's bin/ on PATH (aiida looks for `verdi` when it is imported).
-    bin_dir = pathlib.Path(sys.executable).parent
-    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
-    monkeypatch.setattr('aiida.engine.daemon.client.VERDI_BIN', str(bin_dir / 'verdi'))
+
+
+@pytest.fixture
+def daemon_environment(daemon_client, monkeypatch):
+    """Make the next ``started_daemon_client`` (or ``submit_and_await``) start a fresh daemon in this test's
+    environment, as a user runs ``verdi daemon start``; request it after the fixtures that set the environment.
+    The daemon is stopped after the test. For tests whose subject is the daemon's environment; the others use
+    ``store_daemon``."""
+    _skip_without_broker()
+    _stop_daemon(daemon_client)
+    _reset_this_process_broker()
+    _verdi_on_path(monkeypatch)
     yield
-    if daemon_client.is_daemon_running:
-        daemon_client.stop_daemon(wait=True)
+    _stop_daemon(daemon_client)
+
+
+@pytest.fixture
+def store_daemon(daemon_client, convex_server, convex_backend):
+    """The AiiDA daemon with two workers, started (as users start it) in an environment that has the store settings
+    of the session's local Convex server. One daemon for the whole session: started by the first test that asks,
+    again only if another test stopped it (``daemon_environment`` does)."""
+    _skip_without_broker()
+    if not (daemon_client.is_daemon_running and _daemon_settings['url'] == convex_server.url):
+        _stop_daemon(daemon_client)
+        _reset_this_process_broker()
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            _verdi_on_path(monkeypatch)
+            monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
+            monkeypatch.setenv('CONVEX_URL', convex_server.url)
+            monkeypatch.setenv('CONVEX_DEPLOY_KEY', convex_server.deploy_key)
+            monkeypatch.delenv('STRUCTURE_STORE_SETTINGS_FILE', raising=False)
+            daemon_client.start_daemon(number_workers=2)
+        _daemon_settings['url'] = convex_server.url
+    assert daemon_client.is_daemon_running
+    return daemon_client
 
 
 @pytest.fixture

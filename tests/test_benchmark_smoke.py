@@ -14,6 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(600)
 
 
+@pytest.mark.slow
 def test_the_benchmark_suite_runs(tmp_path):
     out = tmp_path / 'bench.json'
     command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_sync.py'), '--sizes', '300', '--repeat', '1']

@@ -147,6 +147,7 @@ def settings_file(tmp_path, monkeypatch):
     return path
 
 
+@pytest.mark.slow
 def test_failing_projections_in_the_daemon_leave_no_secret_in_its_log_file(
     convex_server, generate_structure, settings_file, daemon_environment, submit_and_await, started_daemon_client
 ):

@@ -52,6 +52,7 @@ def group(generate_structure):
     return group
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('other_workspace', ['b', 'a'], ids=['other-target', 'same-target'])
 def test_a_sync_held_mid_batch_keeps_user_extras_and_another_syncs_work(
     aiida_profile, convex_server, group, other_workspace
@@ -92,6 +93,7 @@ def test_a_sync_held_mid_batch_keeps_user_extras_and_another_syncs_work(
             assert (check.checked, check.matching, check.remembered, check.problems) == (100, 100, 100, [])
 
 
+@pytest.mark.slow
 def test_two_syncs_of_one_target_at_once(aiida_profile, convex_backend, convex_server, group):
     tenant = f'both-{secrets.token_hex(3)}'
     syncs = [start_sync(aiida_profile.name, convex_server.url, convex_server.deploy_key, group, tenant, 'w')]

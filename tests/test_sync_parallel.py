@@ -19,12 +19,13 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
-def two_workers(convex_backend, daemon_environment, started_daemon_client):
+def two_workers(convex_backend, store_daemon):
     """The daemon with two workers, started with the store settings in its environment."""
-    started_daemon_client.increase_workers(1)
-    return started_daemon_client
+    assert store_daemon.get_numprocesses()['numprocesses'] == 2
+    return store_daemon
 
 
+@pytest.mark.slow
 def test_slices_run_by_two_workers_sync_everything_once(
     two_workers, submit_and_await, convex_backend, generate_structure, run_cli_command
 ):

@@ -55,16 +55,15 @@ def test_a_record_without_a_node_is_not_a_match(convex_backend, synced):
 
 
 def test_a_store_that_lost_everything_fails_verify(synced, run_cli_command, monkeypatch):
-    """The deployment's data is gone (here: the in-memory server restarted on the same URL): every node that was
-    projected is reported missing, and the command fails."""
+    """The deployment's data is gone (here: the in-memory server reset, a new empty deployment at the same URL, as a
+    restart leaves it): every node that was projected is reported missing, and the command fails."""
     from devserver.local_convex import local_convex
 
     tenant, nodes = synced
     with local_convex() as server:
         with ConvexStore(server.url, server.deploy_key) as store:
             sync_structures(store, tenant_id=tenant, workspace_id='lost', nodes=[n.pk for n in nodes], progress=False)
-        port, key = int(server.url.rsplit(':', 1)[1]), server.deploy_key
-    with local_convex(port=port, deploy_key=key) as server:
+        server.reset()
         monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
         monkeypatch.setenv('CONVEX_URL', server.url)
         monkeypatch.setenv('CONVEX_DEPLOY_KEY', server.deploy_key)

@@ -1,4 +1,5 @@
-"""The console scripts, run as a user runs them: ``structstore-api`` serves, ``structstore-dev-token`` mints."""
+"""The console scripts: ``structstore-api`` serves, ``structstore-dev-token`` mints. Each runs once as a user runs
+it (a subprocess, through its installed script); their error cases run the same functions in this process."""
 
 from __future__ import annotations
 
@@ -37,20 +38,43 @@ def test_dev_token_prints_a_token_the_api_accepts(env):
     assert principal.tenant_id == 'acme' and principal.workspaces == ('lab', 'hematite')
 
 
-def test_dev_token_errors_name_the_problem(env):
-    del env['STRUCTURE_API_JWT_SECRET']
-    result = run('structstore-dev-token', '-t', 'acme', '-w', 'lab', env=env)
-    assert result.returncode == 2 and 'STRUCTURE_API_JWT_SECRET' in result.stderr
-    env['STRUCTURE_API_JWT_SECRET'] = SECRET
-    result = run('structstore-dev-token', '-t', 'acme', '-w', 'no/slash', env=env)
-    assert result.returncode == 2 and "character '/' is not allowed" in result.stderr
-    assert SECRET not in result.stderr + result.stdout
+@pytest.fixture
+def in_process(env, monkeypatch, capsys):
+    """Run a console script's function in this process, in ``env``; return (exit code, stdout, stderr)."""
+    from aiida_structstore.api import cli
+
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def call(command: str, *args: str) -> tuple[int, str, str]:
+        function = {'structstore-dev-token': cli.dev_token, 'structstore-api': cli.serve}[command]
+        try:
+            function(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
 
 
-def test_api_refuses_to_start_without_a_way_to_verify_tokens(env):
-    del env['STRUCTURE_API_JWT_SECRET']
-    result = run('structstore-api', '--port', '1', env=env)
-    assert result.returncode == 2 and 'STRUCTURE_API_JWKS_URL' in result.stderr
+def test_dev_token_errors_name_the_problem(in_process, env, monkeypatch):
+    monkeypatch.delenv('STRUCTURE_API_JWT_SECRET')
+    code, out, err = in_process('structstore-dev-token', '-t', 'acme', '-w', 'lab')
+    assert code == 2 and 'STRUCTURE_API_JWT_SECRET' in err
+    monkeypatch.setenv('STRUCTURE_API_JWT_SECRET', SECRET)
+    code, out, err = in_process('structstore-dev-token', '-t', 'acme', '-w', 'no/slash')
+    assert code == 2 and "character '/' is not allowed" in err
+    assert SECRET not in err + out
+
+
+def test_api_refuses_to_start_without_a_way_to_verify_tokens(in_process, monkeypatch):
+    monkeypatch.delenv('STRUCTURE_API_JWT_SECRET')
+    code, _, err = in_process('structstore-api', '--port', '1')
+    assert code == 2 and 'STRUCTURE_API_JWKS_URL' in err
 
 
 def test_the_public_url_defaults_from_host_and_port(env):

@@ -11,6 +11,7 @@ import hashlib
 import tracemalloc
 
 import httpx
+import pytest
 
 from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store import MemoryStore
@@ -25,6 +26,7 @@ LINE = 'Fe1  0.1234567890  0.2345678901  0.3456789012  ! é \U0001f9f2\r\n'
 PEAK_LIMIT = 40 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_50_mb_raw_streams_with_flat_memory(backend, live_server, tenant):
     text = LINE * (50_000_000 // len(LINE.encode()))
     expected = hashlib.sha256(text.encode()).hexdigest()

@@ -205,6 +205,7 @@ def test_the_workspace_list_links_to_each_structure(page, seeded, tenant):
     assert page.text('#title') == 'si'
 
 
+@pytest.mark.slow
 def test_the_structure_lists_its_executions_and_follows_their_state(page, backend, seeded, tenant):
     import datetime as dt
     import uuid as uuid_lib

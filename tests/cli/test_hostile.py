@@ -204,7 +204,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(('args', 'environment', 'expected'), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_hostile_input(store, world, monkeypatch, tmp_path, args, environment, expected):
+def test_hostile_input(no_daemon, store, world, monkeypatch, tmp_path, args, environment, expected):
+    """No daemon runs (the session's may have been started by an earlier test): `--parts` without one is a case
+    here, and nothing submitted may write behind the test's back."""
     from aiida.common import AttributeDict
     from aiida.manage.configuration import get_config, get_profile
 

@@ -205,3 +205,30 @@ def test_optimade_queries_run_over_http(call):
         'code': 'INVALID_ARGUMENT',
         'message': 'invalid filter: unknown operator "$regex"',
     }
+
+
+def test_reset_needs_the_admin_key(convex_server):
+    assert httpx.post(f'{convex_server.url}/reset').status_code == 401
+    wrong = httpx.post(f'{convex_server.url}/reset', headers={'Authorization': 'Convex nope'})
+    assert (wrong.status_code, wrong.json()['code']) == (401, 'BadAdminKey')
+
+
+def test_reset_is_a_new_empty_deployment_at_the_same_url():
+    """What a restart on the same port does to the data (tests/executions/test_watch.py restarts for real): every
+    table is empty, the instance id is new, and a client that was connected carries on against the new deployment."""
+    from aiida_structstore.core.structures import Source, StructureContent, StructureKey
+    from aiida_structstore.store.convex import ConvexStore
+    from devserver.local_convex import local_convex
+
+    key = StructureKey.of('devserver', 'ws', 'before-reset')
+    with local_convex() as server, ConvexStore(server.url, server.deploy_key) as store:
+        store.structures.put(StructureContent(key=key, source=Source.of('cif'), cif='data_x\n'), raw='raw text')
+        before = store.current_instance()
+        assert store.structures.find(key) is not None
+        server.reset()
+        assert httpx.get(f'{server.url}/stats').json()['calls'] == {}
+        assert store.structures.find(key) is None
+        assert store.structures.storage_stats('devserver', 'ws')['records'] == 0
+        with ConvexStore(server.url, server.deploy_key) as fresh:
+            assert fresh.current_instance() != before
+            assert fresh.current_instance() == store.current_instance()

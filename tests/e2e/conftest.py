@@ -2,7 +2,7 @@
 environment that has the store settings.
 
 The Slurm cluster is started by the ``slurm`` fixture (``scripts/services.sh slurm``) and stopped afterwards if it was
-not already running.
+not already running. The daemon is the session's (``store_daemon`` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ def _slurm_up() -> bool:
     return result.returncode == 0 and any(s in result.stdout for s in ('idle', 'mixed', 'alloc'))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def slurm():
+    """The one-node Slurm cluster: started once (if it is not running) for the session, stopped at its end."""
     missing = [tool for tool in ('sinfo', 'slurmctld', 'slurmd', 'munged', 'pw.x') if shutil.which(tool) is None]
     if missing or not PSEUDO.exists():
         reason = f'the real stack is not installed ({", ".join(missing) or PSEUDO}): bash .ci/run installs it'
@@ -81,6 +82,6 @@ def add_code(slurm_computer):
 
 
 @pytest.fixture
-def daemon(convex_backend, daemon_environment, started_daemon_client):
+def daemon(store_daemon):
     """The AiiDA daemon, started in an environment that has the store settings (as users start it)."""
-    return started_daemon_client
+    return store_daemon

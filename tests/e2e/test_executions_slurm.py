@@ -30,7 +30,11 @@ def watched(daemon, convex_server, convex_backend):
     pushes = Pushes()
     with (
         ConvexStore(convex_server.url, convex_server.deploy_key) as store,
-        ExecutionWatcher(store, tenant_id=tenant, workspace_id='jobs', group=group, on_push=pushes) as watcher,
+        # A job's Slurm state (queued, running) changes without a broadcast: the watcher's periodic catch-up finds
+        # it. Every second here, not every minute (the default), so the tests wait for the catch-up, not the clock.
+        ExecutionWatcher(
+            store, tenant_id=tenant, workspace_id='jobs', group=group, on_push=pushes, catch_up_interval=1.0
+        ) as watcher,
     ):
 
         def submit_into_group(builder):
@@ -58,6 +62,7 @@ def add_builder(code, x, y, prepend_text=''):
     return builder
 
 
+@pytest.mark.slow
 def test_a_failed_calculation_on_slurm(watched, add_code):
     submit_into_group, record, pushes, _ = watched
     node = submit_into_group(add_builder(add_code, 1, -3))  # a negative sum: exit status 410
@@ -71,6 +76,7 @@ def test_a_failed_calculation_on_slurm(watched, add_code):
     assert 'waiting' in pushes.states(node.uuid)
 
 
+@pytest.mark.slow
 def test_host_names_only_when_configured(watched, add_code, convex_backend, monkeypatch):
     submit_into_group, record, pushes, _ = watched
     node = submit_into_group(add_builder(add_code, 1, 1))
@@ -85,6 +91,7 @@ def test_host_names_only_when_configured(watched, add_code, convex_backend, monk
     assert shown.hostname == add_code.computer.hostname == 'localhost'
 
 
+@pytest.mark.slow
 def test_a_killed_calculation_on_slurm(watched, add_code):
     submit_into_group, record, pushes, _ = watched
     node = submit_into_group(add_builder(add_code, 1, 2, prepend_text='sleep 600'))

@@ -28,6 +28,7 @@ from .conftest import PSEUDO
 pytestmark = pytest.mark.timeout(600)
 
 
+@pytest.mark.slow
 def test_relax_on_slurm_then_project(daemon, submit_and_await, pw_code, convex_backend, convex_server):
     UpfData = DataFactory('pseudo.upf')  # noqa: N806
     structure = orm.StructureData(cell=[[-2.7, 0, 2.7], [0, 2.7, 2.7], [-2.7, 2.7, 0]])

@@ -282,6 +282,7 @@ class TestIsolation:
         assert store.structures.get(keys[(tenant, 'ws2')].key).cif == 'data_ws2\n'
         assert store.structures.get(keys[(other, 'ws')].key).cif == 'data_other\n'
 
+    @pytest.mark.slow
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
         writes=st.lists(
@@ -390,6 +391,7 @@ def _nested(depth: int) -> dict:
 class TestValuesBeyondConvexLimits:
     """Values over Convex's document, array and field-name limits project and read back exactly."""
 
+    @pytest.mark.slow
     def test_50_mb_raw_input_round_trips_byte_exactly(self, store, make_content):
         line = 'Fe1  0.1234567890  0.2345678901  0.3456789012  ! é \U0001f9f2\r\n'
         text = line * (50_000_000 // len(line.encode()))

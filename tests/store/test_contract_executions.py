@@ -185,6 +185,7 @@ class TestIsolation:
         store.executions.delete(mine.key)
         assert all(store.executions.find(content.key) is not None for content in elsewhere)
 
+    @pytest.mark.slow
     @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(
         writes=st.lists(

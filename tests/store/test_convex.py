@@ -43,6 +43,7 @@ def assert_no_orphans(store: ConvexStore, tenant: str, workspace: str = 'ws') ->
     'faults',
     [['status:503'], ['status:429', 'status:502'], ['reset'], ['drop-reply'], ['reset', 'drop-reply', 'status:500']],
 )
+@pytest.mark.slow
 def test_transient_faults_are_retried_and_end_in_the_exact_state(server, content_factory, tenant, faults):
     with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key, backoff_max=0.05) as store:
         content = content_factory()
@@ -56,6 +57,7 @@ def test_transient_faults_are_retried_and_end_in_the_exact_state(server, content
         assert_no_orphans(store, tenant)
 
 
+@pytest.mark.slow
 def test_lost_reply_of_a_staged_upload(server, content_factory, tenant):
     big = 'x' * (9 * 1024 * 1024)
     with FaultProxy(server.url) as proxy, ConvexStore(proxy.url, server.deploy_key, backoff_max=0.05) as store:
@@ -119,6 +121,7 @@ def test_open_store_selects_convex(server, monkeypatch, content_factory):
         store.structures.put(content_factory())
 
 
+@pytest.mark.slow
 def test_batches_use_few_calls(server, tenant):
     with ConvexStore(server.url, server.deploy_key) as store:
         items = [
@@ -307,6 +310,7 @@ def test_a_missing_function_answered_as_a_real_deployment_does(server, content_f
             store.structures.put(content_factory())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('megabytes', [8.1, 20])
 def test_deleting_and_replacing_large_records_leaves_nothing_behind(server, content_factory, tenant, megabytes):
     raw = 'K_POINTS \u00e9\n' * int(megabytes * 1024 * 1024 / 12)

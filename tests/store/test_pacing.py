@@ -32,6 +32,7 @@ def content(tenant, structure_id):
     return StructureContent(key=StructureKey.of(tenant, 'w', structure_id), source=Source.of('pw-input'), cif='x')
 
 
+@pytest.mark.slow
 def test_a_50_mb_upload_is_paced_and_never_refused(paced_server):
     raw = 'K_POINTS crystal \u00e9\n' * (50 * 1024 * 1024 // 20)
     with ConvexStore(paced_server.url, paced_server.deploy_key) as store:
@@ -42,6 +43,7 @@ def test_a_50_mb_upload_is_paced_and_never_refused(paced_server):
     assert stats['bytes_in'] > 50 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_an_unpaced_writer_runs_into_the_limit(paced_server):
     """Without pacing the same upload is refused again and again (and only the client's retries save it)."""
     raw = 'y' * (30 * 1024 * 1024)
@@ -50,6 +52,7 @@ def test_an_unpaced_writer_runs_into_the_limit(paced_server):
     assert server_stats(paced_server)['throttled'] > 0
 
 
+@pytest.mark.slow
 def test_parallel_writers_slow_down_and_all_finish(paced_server):
     """Three writers, each paced to the whole limit: the deployment refuses some writes, the writers halve their
     rate on each refusal, and every upload finishes."""
@@ -75,6 +78,7 @@ def test_parallel_writers_slow_down_and_all_finish(paced_server):
             assert store.structures.get_raw(StructureKey.of('parallel', 'w', f's{index}')) == raw
 
 
+@pytest.mark.slow
 def test_many_small_records_under_the_limit(paced_server):
     tenant = f'many-{secrets.token_hex(3)}'
     items = [(content(tenant, f's{i:05d}'), f'raw text {i} ' * 100) for i in range(10_000)]

@@ -254,6 +254,7 @@ PSEUDO = Path('/usr/share/espresso/pseudo/Si.pz-vbc.UPF')
     shutil.which('pw.x') is None or not PSEUDO.exists(),
     reason='pw.x and its pseudopotentials (Debian package quantum-espresso, installed by .ci/run) are not installed',
 )
+@pytest.mark.requires_pwx
 @pytest.mark.parametrize('ibrav', sorted(LETTERS))
 def test_letter_tables_agree_with_pwx(tmp_path, ibrav):
     """pw.x itself resolves every letter of the table; the crystal coordinates it prints must be ours."""
