@@ -51,13 +51,13 @@ def make_profile(folder: str):
     os.environ['AIIDA_PATH'] = folder
     from aiida.manage.configuration import create_profile, get_config, load_profile
 
-    from tests.conftest import RunningServerCluster, _port_open
+    from devserver.postgres import RunningServerCluster, port_open
 
     cluster = RunningServerCluster()
     storage_config = cluster.create_database()
     storage_config['repository_uri'] = pathlib.Path(folder, 'repository').as_uri()
     config = get_config(create=True)
-    broker = 'core.rabbitmq' if _port_open('127.0.0.1', 5672) else None
+    broker = 'core.rabbitmq' if port_open('127.0.0.1', 5672) else None
     kwargs = {'broker_backend': broker, 'broker_config': {}} if broker else {}
     create_profile(
         config,
