@@ -8,7 +8,8 @@ Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app`:
   token grants (a workspace it does not grant is 404, like a missing one).
 
 Responses are built from the ``optimade`` package's models; errors are OPTIMADE error documents with the status
-the specification prescribes (400 bad filter or parameter, 401 no or bad token, 403 page limit over the maximum,
+the specification prescribes (400 bad filter, parameter or page cursor, 401 no or bad token, 403 page limit or
+offset over the maximum or a scan over its bound (:mod:`.query`),
 404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve), and 421
 for a request whose links cannot be built: absolute links come from ``STRUCTURE_API_PUBLIC_URL``, or from the
 request's URL only when its host is loopback, never from another ``Host`` header. A record the models refuse is
@@ -385,7 +386,16 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of, cursors: CursorCodec)
         state = _cursor_state(cursors.unwrap(page_cursor, listing)) if page_cursor is not None else None
         with http_errors('entries'):
             try:
-                result = walk(store, scope, compiled, strategy, offset=page_offset, limit=page_limit, state=state)
+                result = walk(
+                    store,
+                    scope,
+                    compiled,
+                    strategy,
+                    offset=page_offset,
+                    limit=page_limit,
+                    state=state,
+                    with_records=_needs_payload(fields),
+                )
             except (InvalidInputError, BackendError):
                 if state is None:
                     raise

@@ -340,14 +340,16 @@ def walk(
     offset: int,
     limit: int,
     state: dict[str, Any] | None,
+    with_records: bool = False,
 ) -> WalkResult:
-    """The page of ``limit`` entries after ``offset`` (or continuing ``state``, a cursor's content)."""
+    """The page of ``limit`` entries after ``offset`` (or continuing ``state``, a cursor's content); with the full
+    records of the page's entries when ``with_records`` (an index walk reads them in one ``get_many`` call)."""
     if offset > MAX_PAGE_OFFSET:
         raise FilterError(
             403, 'Forbidden', f'page_offset {offset} is over the maximum of {MAX_PAGE_OFFSET}; follow links.next'
         )
     if strategy.kind == 'index':
-        return _walk_index(store, scope, strategy, offset=offset, limit=limit, state=state)
+        return _walk_index(store, scope, strategy, offset=offset, limit=limit, state=state, with_records=with_records)
     if state is not None:
         raise InvalidInputError('a page cursor is only issued for index walks')
     if strategy.kind == 'ids':
@@ -396,7 +398,14 @@ def _scan(
 
 
 def _walk_index(
-    store: Store, scope: Scope, strategy: Strategy, *, offset: int, limit: int, state: dict[str, Any] | None
+    store: Store,
+    scope: Scope,
+    strategy: Strategy,
+    *,
+    offset: int,
+    limit: int,
+    state: dict[str, Any] | None,
+    with_records: bool,
 ) -> WalkResult:
     """Read ``offset + limit + 1`` matches (the one more says whether there are more), from the start or from a
     cursor's state: the store's cursor after the entry the previous page read ahead, that entry's id, and the
@@ -410,13 +419,7 @@ def _walk_index(
     exhausted = state is not None and cursor is None
     ahead = None if state is None else state.get('ahead')
     if ahead is not None:
-        # The entry read ahead by the previous page, read again (it may have changed or gone since).
-        found = _records(store, scope, [ahead])
-        if ahead in found:
-            doc = document(found[ahead])
-            if strategy.store_filter is None or matches(strategy.store_filter, doc):
-                records.update(found)
-                documents.append(doc)
+        documents.append({'id': ahead})  # read below, with the page's records
     while len(documents) < need and not exhausted:
         page = store.structures.query(
             scope.tenant_id,
@@ -431,6 +434,18 @@ def _walk_index(
         exhausted = cursor is None
     page_docs = documents[skip : skip + limit]
     rest = documents[skip + limit :]
+    # One get_many for the page: the entry read ahead by the previous page (read again: it may have changed or gone
+    # since) and, when the response needs them, the full records.
+    wanted = [doc['id'] for doc in page_docs] if with_records else [ahead] if ahead is not None else []
+    if wanted:
+        records.update(_records(store, scope, wanted))
+    if ahead is not None:
+        record = records.get(ahead)
+        doc = None if record is None else document(record)
+        if doc is None or (strategy.store_filter is not None and not matches(strategy.store_filter, doc)):
+            page_docs = page_docs[1:]
+        else:
+            page_docs[0] = doc
     more = bool(rest)
     returned = None
     if not more:
