@@ -542,6 +542,11 @@ class TestPushDown:
                 ('index', 'chemical_formula_reduced', None, ('Fe2O3', True), ('Fe2O3', True), 'asc'),
             ),
             ('nelements = 2', '', ('index', 'nelements', None, (2, True), (2, True), 'asc')),
+            (
+                'chemical_formula_reduced STARTS "Fe" AND nelements = 2',
+                '',
+                ('index', 'chemical_formula_reduced', None, ('Fe', True), ('Ff', False), 'asc'),
+            ),
             ('NOT nsites > 3 OR elements HAS "Fe"', '', ('index', 'structure_id', None, None, None, 'asc')),
             ('elements HAS "Fe"', '-nsites', ('index', 'nsites', None, None, None, 'desc')),
             ('nsites > 2', 'nsites', ('index', 'nsites', None, (2, False), None, 'asc')),
@@ -687,6 +692,7 @@ class TestPaging:
         'nsites >= 2 AND nsites < 5',
         'nsites = 4',
         'chemical_formula_reduced = "Fe3O"',
+        'chemical_formula_reduced STARTS "Fe"',
         'nelements = 2 AND NOT elements HAS "Si"',
         'chemical_formula_reduced STARTS "Si" OR nsites = 7',
     )

@@ -138,6 +138,12 @@ def _bounds(conjuncts: list[dict[str, Any]], index: str) -> tuple[Bound | None, 
         if set(part) != {name} or not isinstance(part[name], dict):
             continue
         for operator, value in part[name].items():
+            if operator == '$startswith' and index == 'chemical_formula_reduced':
+                # A prefix is a range: from the prefix to the prefix with its last character the next one (ASCII).
+                if isinstance(value, str) and 0 < len(value) <= 1024 and ' ' <= value[-1] < '~':
+                    lowers.append(Bound(value))
+                    uppers.append(Bound(value[:-1] + chr(ord(value[-1]) + 1), inclusive=False))
+                continue
             value = _bound_value(index, value)
             if value is None:
                 continue
@@ -202,7 +208,8 @@ def _element(conjuncts: list[dict[str, Any]]) -> str | None:
 
 def _best_plan(conjuncts: list[dict[str, Any]]) -> QueryPlan:
     """The most selective index the top-level conjuncts give, by a fixed ranking (there are no statistics):
-    an equal formula, an equal ``nsites``, an element, a closed range (``last_modified``, ``nsites``), a one-sided
+    an equal formula, an equal ``nsites``, an element, a closed range (``last_modified``, ``nsites``, a formula
+    prefix: ``chemical_formula_reduced STARTS "Fe"``), a one-sided
     range (``last_modified``, then ``nsites``), ``nelements``; else every structure by id."""
     ranked: list[tuple[int, QueryPlan]] = []
     for index in ('chemical_formula_reduced', 'nsites', 'updated_at', 'nelements'):
