@@ -432,3 +432,23 @@ describe("instance", () => {
     expect(await t.query(internal.structures.getInstance, {})).toBe("first");
   });
 });
+
+describe("getStructures", () => {
+  test("returns the records asked for, in order, null for missing ones and other scopes' records", async () => {
+    const t = setup();
+    await t.mutation(internal.structures.putBatch, { ...scope, records: [record("a"), record("b")] });
+    await t.mutation(internal.structures.putBatch, { tenant_id: "t2", workspace_id: "w1", records: [record("c")] });
+    const found = await t.query(internal.structures.getStructures, { ...scope, structure_ids: ["b", "missing", "c", "a"] });
+    expect(found.map((r) => r?.structure_id ?? null)).toEqual(["b", null, null, "a"]);
+    const one = await t.query(internal.structures.getStructure, { ...scope, structure_id: "b" });
+    expect(found[0]).toEqual(one);
+    expect(await t.query(internal.structures.getStructures, { ...scope, structure_ids: [] })).toEqual([]);
+  });
+
+  test("refuses too many ids and bad ids", async () => {
+    const t = setup();
+    const many = Array.from({ length: 101 }, (_, i) => `s${i}`);
+    await expectCode(t.query(internal.structures.getStructures, { ...scope, structure_ids: many }), "LIMIT_EXCEEDED");
+    await expectCode(t.query(internal.structures.getStructures, { ...scope, structure_ids: ["../x"] }), "INVALID_ARGUMENT");
+  });
+});

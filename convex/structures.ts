@@ -37,6 +37,7 @@ const GC_PAGE_BYTES = 3 * 1024 * 1024;
 const SETS_PER_CALL = 64;
 // contentHashes answers for at most this many ids per call (each reads one record document).
 const MAX_HASH_IDS = limits.protocol.maxHashIds;
+const MAX_GET_STRUCTURES = limits.protocol.maxGetStructures;
 
 // The element rows (structure_elements) one putBatch call may have to write for its records' summaries: the
 // distinct elements of every record together (the client sizes its batches to it).
@@ -467,6 +468,33 @@ export const getStructure = internalQuery({
     if (record === null) return null;
     const { _id, _creationTime, ...fields } = record;
     return fields;
+  },
+});
+
+/**
+ * The committed records of `structure_ids` (at most maxGetStructures, one workspace), in the order asked, null for
+ * those that have none: one round trip for a page of entries. Each is what getStructure returns; a record whose
+ * CIF, structure or parameters are chunked (null here, listed in `parts`) is read whole with readChunks.
+ */
+export const getStructures = internalQuery({
+  args: { tenant_id: v.string(), workspace_id: v.string(), structure_ids: v.array(v.string()) },
+  handler: async (ctx, { tenant_id, workspace_id, structure_ids }) => {
+    checkScope(tenant_id, workspace_id);
+    if (structure_ids.length > MAX_GET_STRUCTURES) {
+      fail("LIMIT_EXCEEDED", `at most ${MAX_GET_STRUCTURES} structure_ids per call`);
+    }
+    const found = [];
+    for (const structure_id of structure_ids) {
+      checkId(structure_id, "structure_id");
+      const record = await findRecord(ctx, { tenant_id, workspace_id }, structure_id);
+      if (record === null) {
+        found.push(null);
+        continue;
+      }
+      const { _id, _creationTime, ...fields } = record;
+      found.push(fields);
+    }
+    return found;
   },
 });
 

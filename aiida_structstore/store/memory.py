@@ -175,6 +175,14 @@ class MemoryStructures(StructureStore):
     def get(self, key: StructureKey) -> StructureRecord:
         return self._entry(key).record
 
+    def get_many(self, keys: Sequence[StructureKey]) -> list[StructureRecord | None]:
+        keys = list(keys)
+        for key in keys:
+            if not isinstance(key, StructureKey):
+                raise InvalidInputError(f'key must be a StructureKey, got {type(key).__name__}')
+        with self._lock:
+            return [self.find(key) for key in keys]
+
     def get_raw(self, key: StructureKey) -> str | None:
         entry = self._entry(key)  # one consistent snapshot: record and chunks were committed together
         record = entry.record

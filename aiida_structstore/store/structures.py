@@ -223,6 +223,15 @@ class StructureStore(abc.ABC):
         except NotFoundError:
             return None
 
+    def get_many(self, keys: Sequence[StructureKey]) -> list[StructureRecord | None]:
+        """The committed records under ``keys``, in the same order, ``None`` for a key without one: a page of
+        entries in one round trip where the backend can (this default reads them one by one)."""
+        keys = list(keys)
+        for key in keys:
+            if not isinstance(key, StructureKey):
+                raise InvalidInputError(f'key must be a StructureKey, got {type(key).__name__}')
+        return [self.find(key) for key in keys]
+
     @abc.abstractmethod
     def get_raw(self, key: StructureKey) -> str | None:
         """Return the raw input of the record under ``key`` (``None`` if it has none), verified byte for byte.

@@ -365,7 +365,7 @@ class TestLinks:
         assert info.json()['data']['attributes']['available_api_versions'] == [{'url': public, 'version': '1.2.0'}]
         page = get(f'{prefix}/structures', settings, self.EVIL, page_limit=1, sort='id')
         body = page.json()
-        assert body['links']['next'] == f'{public}/structures?page_limit=1&sort=id&page_offset=1'
+        assert body['links']['next'].startswith(f'{public}/structures?page_limit=1&sort=id&page_cursor=')
         assert body['meta']['query']['representation'] == '/structures?page_limit=1&sort=id'
         assert 'evil' not in info.text + page.text
 
@@ -524,24 +524,72 @@ class TestIsolation:
 
 
 class TestPushDown:
-    """What the store's indexes answer: fewer records read, the same entries selected."""
+    """What the store's indexes answer: the plan the planner picks, the records read, the same entries selected."""
 
-    def test_id_equality_is_point_lookups(self, backend, workspace, tenant):
-        from aiida_structstore.api.context import Scope
+    @pytest.mark.parametrize(
+        ('query', 'sort', 'expected'),
+        [
+            ('', '', ('index', 'structure_id', None, None, None, 'asc')),
+            ('id = "si" OR id = "fe2o3"', '-nsites', ('ids',)),
+            ('elements HAS "Fe"', '', ('index', 'element', 'Fe', None, None, 'asc')),
+            ('elements HAS ALL "O", "Fe" AND nsites > 3', '', ('index', 'element', 'Fe', None, None, 'asc')),
+            ('elements HAS ANY "O", "Fe"', '', ('index', 'structure_id', None, None, None, 'asc')),
+            ('nsites >= 3 AND nsites < 9', '', ('index', 'nsites', None, (3, True), (9, False), 'asc')),
+            ('nsites = 4 AND elements HAS "Fe"', '', ('index', 'nsites', None, (4, True), (4, True), 'asc')),
+            (
+                'chemical_formula_reduced = "Fe2O3"',
+                '',
+                ('index', 'chemical_formula_reduced', None, ('Fe2O3', True), ('Fe2O3', True), 'asc'),
+            ),
+            ('nelements = 2', '', ('index', 'nelements', None, (2, True), (2, True), 'asc')),
+            (
+                'chemical_formula_reduced STARTS "Fe" AND nelements = 2',
+                '',
+                ('index', 'chemical_formula_reduced', None, ('Fe', True), ('Ff', False), 'asc'),
+            ),
+            ('NOT nsites > 3 OR elements HAS "Fe"', '', ('index', 'structure_id', None, None, None, 'asc')),
+            ('elements HAS "Fe"', '-nsites', ('index', 'nsites', None, None, None, 'desc')),
+            ('nsites > 2', 'nsites', ('index', 'nsites', None, (2, False), None, 'asc')),
+            ('nsites > 2', '-id', ('index', 'structure_id', None, None, None, 'desc')),
+            ('', 'chemical_formula_reduced', ('index', 'chemical_formula_reduced', None, None, None, 'asc')),
+            ('elements HAS "Fe"', 'nsites,id', ('scan', 'element', 'Fe', None, None, 'asc')),
+            ('', 'chemical_formula_hill', ('scan', 'structure_id', None, None, None, 'asc')),
+            ('species_at_sites HAS "Fe1" AND nsites = 30', '', ('scan', 'nsites', None, (30, True), (30, True), 'asc')),
+        ],
+    )
+    def test_the_plans_the_planner_picks(self, query, sort, expected):
         from aiida_structstore.api.optimade.filters import compile_filter
-        from aiida_structstore.api.optimade.query import select
+        from aiida_structstore.api.optimade.query import parse_sort, plan_request
 
-        scope = Scope(tenant, 'lab')
-        selection = select(backend, scope, compile_filter('id = "si" OR id = "nope" OR id = "bad id!"'))
-        assert [doc['id'] for doc in selection.documents] == ['si']
-        assert selection.read == 2 and selection.available is None  # the invalid id is never looked up
-        everything = select(backend, scope, compile_filter('nsites > 0'))
-        assert everything.read == everything.available == len(workspace)
+        compiled = compile_filter(query)
+        strategy = plan_request(compiled, parse_sort(sort))
+        if strategy.kind == 'ids':
+            assert expected == ('ids',)
+            return
+        plan = strategy.plan
 
-    def test_last_modified_is_a_range_of_the_index(self, backend, workspace, tenant):
-        from aiida_structstore.api.context import Scope
-        from aiida_structstore.api.optimade.filters import compile_filter
-        from aiida_structstore.api.optimade.query import select
+        def side(bound):
+            return None if bound is None else (bound.value, bound.inclusive)
+
+        assert (strategy.kind, plan.index, plan.element, side(plan.lower), side(plan.upper), plan.order) == expected
+        if not compiled.needs_payload:
+            assert strategy.store_filter == compiled.query  # the whole filter always decides
+        else:
+            assert strategy.store_filter == {'nsites': {'$eq': 30}}
+
+    def test_id_equality_is_point_reads_in_one_call(self, backend, api_settings, workspace, tenant):
+        with TestClient(create_app(api_settings, store=backend)) as client:
+            calls = _calls(backend)
+            body = client.get(
+                '/optimade/v1/structures',
+                params={'filter': 'id = "si" OR id = "nope" OR id = "bad id!"'},
+                headers=bearer(make_token(tenant, ['lab'])),
+            ).json()
+            assert [entry['id'] for entry in body['data']] == ['si']
+            assert body['meta']['data_returned'] == 1
+            assert _calls(backend) - calls <= 1  # one get_many, the invalid id never looked up
+
+    def test_last_modified_is_a_range_of_the_index(self, backend, api_settings, workspace, tenant):
         from aiida_structstore.core.structures import StructureKey
 
         def updated(sid):
@@ -554,10 +602,202 @@ class TestPushDown:
             if updated('si') > before:
                 break
         stamp = updated('si').isoformat(timespec='milliseconds').replace('+00:00', 'Z')
-        scope = Scope(tenant, 'lab')
-        recent = select(backend, scope, compile_filter(f'last_modified >= "{stamp}" AND nsites > 0'))
-        assert [doc['id'] for doc in recent.documents] == ['si']
-        assert recent.read == 1 and recent.available is None  # only the range was read
-        older = select(backend, scope, compile_filter(f'NOT last_modified >= "{stamp}"'))
-        assert {doc['id'] for doc in older.documents} == set(workspace) - {'si'}
-        assert older.read == len(workspace)  # the range is inclusive: the boundary record is read, then filtered out
+        headers = bearer(make_token(tenant, ['lab']))
+        with TestClient(create_app(api_settings, store=backend)) as client:
+
+            def ids(query):
+                body = client.get('/optimade/v1/structures', params={'filter': query}, headers=headers).json()
+                return [entry['id'] for entry in body['data']]
+
+            assert ids(f'last_modified >= "{stamp}" AND nsites > 0') == ['si']
+            assert set(ids(f'NOT last_modified >= "{stamp}"')) == set(workspace) - {'si'}
+            assert ids(f'last_modified > "{stamp}"') == []
+
+
+def _calls(store) -> int:
+    """Convex calls made by ``store`` so far (0 on memory)."""
+    transport = getattr(store, 'transport', None)
+    return 0 if transport is None else transport.calls
+
+
+class TestPaging:
+    """Pages of the index walk: cursors, orders with ties, isolation and cost, on a workspace of a few hundred."""
+
+    SIZE = 300
+
+    @pytest.fixture
+    def many(self, backend, tenant):
+        """``SIZE`` synthetic structures in ``tenant``/``big`` (many ties on nsites, nelements, formulas, few with
+        Cu), and look-alikes in ``tenant``/``big2`` and another tenant's ``big``."""
+        from aiida_structstore.core.structures import Source, StructureContent, StructureKey
+
+        def content(tenant_id, workspace, i):
+            elements = [('Fe', 'O'), ('Si',), ('Fe',), ('O', 'Si'), ('Cu', 'O')][i % 5 if i % 37 else 4]
+            nsites = 1 + i % 7
+            formula = ''.join(f'{e}{nsites if n == 0 and nsites > 1 else ""}' for n, e in enumerate(elements))
+            structure = {
+                'elements': list(elements),
+                'nelements': len(elements),
+                'nsites': nsites,
+                'chemical_formula_reduced': formula,
+                'lattice_vectors': [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]],
+                'dimension_types': [1, 1, 1],
+                'nperiodic_dimensions': 3,
+                'structure_features': [],
+                'chemical_formula_descriptive': formula,
+                'chemical_formula_hill': formula,
+                'chemical_formula_anonymous': 'A' if len(elements) == 1 else 'AB',
+                'elements_ratios': [1 / len(elements)] * len(elements),
+                'species': [{'name': e, 'chemical_symbols': [e], 'concentration': [1.0]} for e in elements],
+                'species_at_sites': [elements[n % len(elements)] for n in range(nsites)],
+                'cartesian_site_positions': [[0.1 * n, 0.0, 0.0] for n in range(nsites)],
+            }
+            key = StructureKey.of(tenant_id, workspace, f'm{i:04d}')
+            return StructureContent(key=key, source=Source(kind='cif', filename=f'{i}.cif'), structure=structure)
+
+        backend.structures.put_many([(content(tenant, 'big', i), None) for i in range(self.SIZE)])
+        backend.structures.put_many([(content(tenant, 'big2', i), None) for i in range(0, self.SIZE, 10)])
+        backend.structures.put_many([(content(f'{tenant}-x', 'big', i), None) for i in range(0, self.SIZE, 10)])
+        return list(backend.structures.iter_workspace(tenant, 'big', page_size=200))
+
+    @pytest.fixture
+    def client(self, backend, api_settings, tenant):
+        headers = bearer(make_token(tenant, ['big']))
+        with TestClient(create_app(api_settings, store=backend)) as client:
+
+            def get(url, **params):
+                return client.get(url, params=params or None, headers=headers)
+
+            yield get
+
+    @staticmethod
+    def follow(get, **params):
+        """Every page of a listing, following links.next: ``(ids, bodies)``."""
+        ids, bodies = [], []
+        response = get('/optimade/v1/structures', **params)
+        for _ in range(400):
+            assert response.status_code == 200, response.text
+            body = response.json()
+            bodies.append(body)
+            ids += [entry['id'] for entry in body['data']]
+            if not body['meta']['more_data_available']:
+                assert body['links'].get('next') is None
+                return ids, bodies
+            response = get(body['links']['next'].split('testserver', 1)[1])
+        raise AssertionError('the listing never ended')
+
+    INDEXED_FILTERS = (
+        'elements HAS "Cu"',
+        'elements HAS ALL "Fe", "O" AND nsites >= 3',
+        'nsites >= 2 AND nsites < 5',
+        'nsites = 4',
+        'chemical_formula_reduced = "Fe3O"',
+        'chemical_formula_reduced STARTS "Fe"',
+        'nelements = 2 AND NOT elements HAS "Si"',
+        'chemical_formula_reduced STARTS "Si" OR nsites = 7',
+    )
+
+    def test_an_indexed_filter_selects_what_a_full_scan_selects(self, many, client):
+        from aiida_structstore.api.optimade.filters import compile_filter
+        from aiida_structstore.core.query import entry_document, matches
+
+        for query in self.INDEXED_FILTERS:
+            compiled = compile_filter(query)
+            expected = sorted(i.key.structure_id for i in many if matches(compiled.query, entry_document(i)))
+            assert expected, query  # every case selects something
+            ids, bodies = self.follow(client, filter=query, page_limit=13, response_fields='nsites')
+            assert sorted(ids) == expected and len(ids) == len(set(ids)), query
+            assert all(len(body['data']) <= 13 for body in bodies)
+            last = bodies[-1]['meta']
+            assert last['data_returned'] == len(expected)  # known once the walk has reached the end
+            if len(bodies) > 1:
+                assert 'data_returned' not in bodies[0]['meta']  # not counted before then
+
+    def test_sort_orders_with_ties(self, many, client):
+        for sort in ('nsites', '-nsites', 'id', '-id', 'nelements', '-chemical_formula_reduced', '-last_modified'):
+            name, descending = sort.removeprefix('-'), sort.startswith('-')
+
+            def value(item, name=name):
+                if name == 'id':
+                    return item.key.structure_id
+                if name == 'last_modified':
+                    return item.updated_at
+                return item.summary[name]
+
+            # Ties by id, in the sort's direction (the index order).
+            expected = [
+                i.key.structure_id
+                for i in sorted(many, key=lambda i: (value(i), i.key.structure_id), reverse=descending)
+            ]
+            ids, bodies = self.follow(client, sort=sort, page_limit=29, response_fields='nsites')
+            assert ids == expected, sort
+            assert bodies[-1]['meta']['data_returned'] == bodies[-1]['meta']['data_available'] == self.SIZE
+
+    def test_offsets_walk_to_the_same_entries_as_cursors(self, many, client):
+        ids, _ = self.follow(client, sort='-nsites', page_limit=10, response_fields='nsites')
+        for offset in (0, 7, 95, 290):
+            body = client('/optimade/v1/structures', sort='-nsites', page_limit=10, page_offset=offset).json()
+            assert [entry['id'] for entry in body['data']] == ids[offset : offset + 10]
+            assert body['meta']['more_data_available'] == (offset + 10 < self.SIZE)
+        body = client('/optimade/v1/structures', sort='-nsites', page_limit=10, page_number=4).json()
+        assert [entry['id'] for entry in body['data']] == ids[30:40]
+        response = client('/optimade/v1/structures', page_offset=1001)
+        assert response.status_code == 403 and 'page_offset' in response.json()['errors'][0]['detail']
+
+    def test_a_page_never_lists_another_workspace(self, many, client):
+        for params in ({}, {'filter': 'elements HAS "Fe"'}, {'sort': '-nsites'}, {'filter': 'nsites < 3'}):
+            ids, _ = self.follow(client, page_limit=50, response_fields='nsites', **params)
+            assert set(ids) <= {i.key.structure_id for i in many}
+        ids, _ = self.follow(client, page_limit=50)
+        assert sorted(ids) == sorted(i.key.structure_id for i in many)
+
+    def test_cursor_tampering_is_a_400(self, many, client):
+        body = client('/optimade/v1/structures', filter='nsites > 1', page_limit=5).json()
+        cursor = body['links']['next'].split('page_cursor=', 1)[1]
+        payload, tag = cursor.split('.')
+        flipped = payload[:-2] + ('A' if payload[-2] != 'A' else 'B') + payload[-1]
+        for bad, params in (
+            (f'{flipped}.{tag}', {'filter': 'nsites > 1'}),
+            (cursor[:-1], {'filter': 'nsites > 1'}),
+            (cursor, {'filter': 'nsites > 2'}),  # another listing's cursor
+            (cursor, {'filter': 'nsites > 1', 'sort': 'id'}),
+            ('garbage', {'filter': 'nsites > 1'}),
+        ):
+            response = client('/optimade/v1/structures', page_cursor=bad, page_limit=5, **params)
+            assert response.status_code == 400, response.text
+            assert response.json()['errors'][0]['detail'].startswith('invalid page cursor')
+        ok = client('/optimade/v1/structures', page_cursor=cursor, filter='nsites > 1', page_limit=5)
+        assert ok.status_code == 200
+
+    def test_calls_per_page_are_bounded(self, many, backend, client):
+        if not hasattr(backend, 'transport'):
+            pytest.skip('counts Convex calls')
+        for params in (
+            {'filter': 'elements HAS "Cu"'},  # selective: 1 in 5 or so
+            {'filter': 'chemical_formula_reduced = "Fe3O"'},
+            {'filter': 'nsites = 4 AND elements HAS "Si"'},
+            {'sort': '-nsites'},
+        ):
+            response = client('/optimade/v1/structures', page_limit=3, **params)
+            for _ in range(3):
+                if not response.json()['meta']['more_data_available']:
+                    break
+                before = backend.transport.calls
+                response = client(response.json()['links']['next'].split('testserver', 1)[1])
+                assert response.status_code == 200
+                # the index walk (one queryStructures), the page's records with the entry read ahead (one get_many)
+                assert backend.transport.calls - before <= 2, params
+
+    def test_payload_filters_and_unindexed_sorts_are_bounded_scans(self, many, client, monkeypatch):
+        from aiida_structstore.api.optimade import query
+
+        body = client('/optimade/v1/structures', sort='nelements,-id', page_limit=100).json()
+        assert body['meta']['data_returned'] == self.SIZE and body['meta']['more_data_available']
+        assert body['links']['next'].endswith('page_offset=100')
+        monkeypatch.setattr(query, 'MAX_SCAN_ENTRIES', 50)
+        response = client('/optimade/v1/structures', sort='nelements,-id')
+        assert response.status_code == 403 and 'more than 50 entries' in response.json()['errors'][0]['detail']
+        response = client(
+            '/optimade/v1/structures', filter='species_at_sites IS KNOWN AND chemical_formula_reduced = "Fe3O"'
+        )
+        assert response.status_code == 200  # the Fe3O structures only: under the bound

@@ -8,7 +8,8 @@ Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app`:
   token grants (a workspace it does not grant is 404, like a missing one).
 
 Responses are built from the ``optimade`` package's models; errors are OPTIMADE error documents with the status
-the specification prescribes (400 bad filter or parameter, 401 no or bad token, 403 page limit over the maximum,
+the specification prescribes (400 bad filter, parameter or page cursor, 401 no or bad token, 403 page limit or
+offset over the maximum or a scan over its bound (:mod:`.query`),
 404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve), and 421
 for a request whose links cannot be built: absolute links come from ``STRUCTURE_API_PUBLIC_URL``, or from the
 request's URL only when its host is loopback, never from another ``Host`` header. A record the models refuse is
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -54,14 +56,15 @@ from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
-from ...core.query import timestamp_text
+from ...core.exceptions import BackendError, InvalidInputError
 from ...store import Store
 from ..auth import Principal
 from ..context import ReadContext, Scope, http_errors
+from ..cursors import MAX_CURSOR_LENGTH, CursorCodec, bad_cursor, listing_of
 from ..structures import CACHE_HEADERS
-from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, document, entry_properties, sortable_fields
+from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, document, entry_properties
 from .filters import FilterError, compile_filter
-from .query import select
+from .query import MAX_PAGE_OFFSET, parse_sort, plan_request, walk
 
 __all__ = ('API_VERSION', 'MAX_PAGE_LIMIT', 'create_optimade_app')
 
@@ -223,39 +226,6 @@ def _response_fields(value: str | None) -> tuple[list[str] | None, list[str]]:
     return names, notes
 
 
-def _sort(documents: list[dict[str, Any]], value: str | None) -> list[dict[str, Any]]:
-    ordered = sorted(documents, key=lambda doc: doc['id'])
-    if not value:
-        return ordered
-    keys = [part.strip() for part in value.split(',') if part.strip()]
-    for key in reversed(keys):
-        name, descending = key.removeprefix('-'), key.startswith('-')
-        if name not in sortable_fields():
-            known = name in SERVED_FIELDS or name in _ALL_STANDARD
-            raise OptimadeHTTPError(
-                400,
-                'Bad Request',
-                f"'{name}' is {'not sortable' if known else 'not a known property'}; "
-                f'sortable: {", ".join(sorted(sortable_fields()))}',
-            )
-        present = [doc for doc in ordered if doc.get(name) is not None]
-        missing = [doc for doc in ordered if doc.get(name) is None]
-        present.sort(key=lambda doc: _sort_key(doc[name]), reverse=descending)
-        ordered = present + missing  # entries without the value last, either way
-    return ordered
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    """A key that orders any values without an error: numbers, then text, then timestamps, then anything else."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return (0, value) if value == value else (3, '')  # NaN last
-    if isinstance(value, str):
-        return (1, value)
-    if isinstance(value, dt.datetime):
-        return (2, timestamp_text(value))
-    return (3, repr(value))
-
-
 def _resource(doc: dict[str, Any], fields: list[str] | None, notes: list[tuple[str, str]]) -> dict[str, Any] | None:
     """The resource of an entry's document with the attributes ``fields`` (``None``: all served).
 
@@ -302,11 +272,29 @@ def _resource(doc: dict[str, Any], fields: list[str] | None, notes: list[tuple[s
     return body
 
 
+def _cursor_state(payload: str) -> dict[str, Any]:
+    """The state inside a page cursor (signed by this API, so malformed means another version's): 400 otherwise."""
+    try:
+        state = json.loads(payload)
+    except ValueError:
+        raise bad_cursor() from None
+    if (
+        not isinstance(state, dict)
+        or set(state) != {'position', 'cursor', 'ahead'}
+        or not isinstance(state['position'], int)
+        or state['position'] < 0
+        or not isinstance(state['cursor'], str | None)
+        or not isinstance(state['ahead'], str | None)
+    ):
+        raise bad_cursor()
+    return state
+
+
 def _needs_payload(fields: list[str] | None) -> bool:
     return fields is None or bool(PAYLOAD_FIELDS & set(fields))
 
 
-def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
+def _routes(app: FastAPI, prefix: str, scope_of, store_of, cursors: CursorCodec) -> None:
     base = f'{prefix}/{MAJOR}'
 
     @app.get(f'{prefix}/versions', response_class=PlainTextResponse, include_in_schema=prefix == '')
@@ -359,6 +347,7 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
         page_limit: int = Query(DEFAULT_PAGE_LIMIT, ge=1),
         page_offset: int = Query(0, ge=0),
         page_number: int | None = Query(None, ge=1),
+        page_cursor: str | None = Query(None, description='the page_cursor of links.next, unchanged (opaque)'),
         email_address: str | None = Query(None),
         include: str | None = Query(None),
         api_hint: str | None = Query(None),
@@ -372,37 +361,83 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of) -> None:
             )
         if page_number is not None:
             page_offset = (page_number - 1) * page_limit
+        if page_cursor is not None and (page_offset or page_number is not None):
+            raise OptimadeHTTPError(
+                400, 'Bad Request', 'page_cursor cannot be combined with page_offset or page_number'
+            )
+        if page_offset > MAX_PAGE_OFFSET:
+            raise OptimadeHTTPError(
+                403,
+                'Forbidden',
+                f'page_offset {page_offset} is over the maximum of {MAX_PAGE_OFFSET}; follow links.next',
+            )
+        sort_keys = parse_sort(sort)
         compiled = compile_filter(filter)
         fields, notes = _response_fields(response_fields)
+        strategy = plan_request(compiled, sort_keys)
+        # A cursor serves only the listing that issued it: same scope, same filter, same sort.
+        listing = listing_of(
+            'optimade',
+            scope.tenant_id,
+            scope.workspace_id,
+            json.dumps(compiled.query, sort_keys=True, separators=(',', ':')),
+            json.dumps(sort_keys),
+        )
+        state = _cursor_state(cursors.unwrap(page_cursor, listing)) if page_cursor is not None else None
         with http_errors('entries'):
-            selection = select(store, scope, compiled)
-            ordered = _sort(selection.documents, sort)
-            page = ordered[page_offset : page_offset + page_limit]
-            records = []
-            for doc in page:
-                record = selection.records.get(doc['id'])
-                if record is None and _needs_payload(fields):
-                    record = store.structures.find(scope.key(doc['id']))
-                records.append(record)
+            try:
+                result = walk(
+                    store,
+                    scope,
+                    compiled,
+                    strategy,
+                    offset=page_offset,
+                    limit=page_limit,
+                    state=state,
+                    with_records=_needs_payload(fields),
+                )
+            except (InvalidInputError, BackendError):
+                if state is None:
+                    raise
+                raise bad_cursor() from None  # the store refused its own cursor: never show its text
+            records = dict(result.records)
+            if _needs_payload(fields):
+                missing = [doc['id'] for doc in result.documents if doc['id'] not in records]
+                if missing:
+                    keys = [scope.key(structure_id) for structure_id in missing]
+                    records.update(
+                        (record.key.structure_id, record)
+                        for record in store.structures.get_many(keys)
+                        if record is not None
+                    )
         entry_notes: list[tuple[str, str]] = []
         data = []
-        for doc, record in zip(page, records, strict=True):
+        for doc in result.documents:
+            record = records.get(doc['id'])
             resource = _resource(doc if record is None else document(record), fields, entry_notes)
             if resource is not None:
                 data.append(resource)
-        more = page_offset + len(page) < len(ordered)
         next_link = None
-        if more:
-            next_url = _public_url(request)
-            if 'page_number' in request.query_params:
-                next_url = next_url.remove_query_params('page_number')
-            next_link = str(next_url.include_query_params(page_offset=page_offset + len(page)))
+        if result.more:
+            next_url = _public_url(request).remove_query_params(['page_number', 'page_offset', 'page_cursor'])
+            wrapped = None
+            if result.next_state is not None:
+                wrapped = cursors.wrap(json.dumps(result.next_state, separators=(',', ':')), listing)
+            if wrapped is not None and len(wrapped) <= MAX_CURSOR_LENGTH:
+                next_link = str(next_url.include_query_params(page_cursor=wrapped))
+            else:
+                position = result.next_state['position'] if result.next_state else page_offset + len(result.documents)
+                next_link = str(next_url.include_query_params(page_offset=position))
+        counts: dict[str, Any] = {}
+        if result.returned is not None:
+            counts['data_returned'] = result.returned
+            if compiled.query is None:
+                counts['data_available'] = result.returned
         meta = _meta(
             request,
             warnings_=[*compiled.warnings, *notes, *entry_notes],
-            data_returned=len(ordered),
-            data_available=selection.available if selection.available is not None else None,
-            more_data_available=more,
+            more_data_available=result.more,
+            **counts,
         )
         body = StructureResponseMany(meta=meta, data=data, links=ToplevelLinks(next=next_link))
         return _json(body)
@@ -450,8 +485,8 @@ def create_optimade_app(context: ReadContext) -> FastAPI:
     ) -> Scope:
         return context.scope(principal, workspace)
 
-    _routes(app, '', token_scope, context.store)
-    _routes(app, '/workspaces/{workspace}', path_scope, context.store)
+    _routes(app, '', token_scope, context.store, context.cursors)
+    _routes(app, '/workspaces/{workspace}', path_scope, context.store, context.cursors)
 
     @app.get('/{path:path}', include_in_schema=False)
     def unknown(request: Request, path: str) -> Response:

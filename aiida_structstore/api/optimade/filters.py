@@ -24,16 +24,12 @@ stack), all answered with 400 Bad Request:
   ``>=``, ``CONTAINS``, ``STARTS``, ``ENDS``, ``HAS``, ``LENGTH``, ``IS``), opening parentheses and the commas of
   value lists, counted outside strings (the parser's time grows with each of them).
 
-What the store's indexes can answer is taken out of the query before the scan (:class:`CompiledFilter`):
-
-* ``id = "x"`` (or several joined by ``OR``) at the top level becomes point lookups on the index
-  ``by_tenant_id_and_workspace_id_and_structure_id``: only those records are read;
-* ``last_modified`` compared with a time (``>``, ``>=``, ``<``, ``<=``, ``=``) at the top level becomes a range of
-  the index ``by_tenant_id_and_workspace_id_and_updated_at``: only records updated in that range are read.
-
-Everything else is evaluated after reading: on the summaries of the workspace's records, or, when the filter names a
-property of the structure payload (``species_at_sites``, ``species``, ``cartesian_site_positions``), on the full
-records. Errors follow the specification: an unknown property is 400 Bad Request, a property of the specification
+What the store's indexes can answer is noted on the compiled filter (:class:`CompiledFilter`): ``id = "x"`` (or
+several joined by ``OR``) at the top level (point reads), and bounds on ``last_modified``. Which index a request
+walks is the planner's choice (:mod:`.query`, from the top-level conjuncts and ``sort``); the whole query is always
+evaluated on each row, next to the data (``store.structures.query``), on the summaries, or, when the filter names a
+property of the structure payload (``species_at_sites``, ``species``, ``cartesian_site_positions``), in the API on the
+full records. Errors follow the specification: an unknown property is 400 Bad Request, a property of the specification
 this database does not hold (``space_group_*``, ``assemblies``, ``immutable_id``) is 501 Not Implemented, never an
 empty answer that looks like "no match".
 

@@ -1,83 +1,467 @@
-"""Selecting the entries of one workspace that match a compiled filter (see :mod:`.filters` for what is pushed to
-the store's indexes and what is evaluated after reading).
+"""Answering ``/structures`` from the store's index queries: the planner and the page walk.
 
-Cost per request, for a workspace of N records:
+:func:`plan_request` turns the compiled filter and ``sort`` into a :class:`Strategy`:
 
-* no filter, or a filter on summary properties only: the summaries of all N records, read in pages of 200 through
-  the ``updated_at`` index (small documents: no payload, no chunks), plus one full read per entry returned;
-* ``last_modified`` bounded at the top level: only the records updated in that range (a range of the index);
-* ``id = ...`` at the top level: one point read per id, nothing else;
-* a filter on ``species_at_sites``, ``species`` or ``cartesian_site_positions``: a full read of each of the N
-  records (payload included, chunks reassembled), since the payload is not in any index.
+* ``ids``: ``id = "x"`` (or several joined by ``OR``) at the top level: the records are read with one
+  ``get_many`` call, filtered, sorted and sliced here; everything is exact.
+* ``index``: one index of the workspace walked by ``store.structures.query`` with the WHOLE compiled query as the
+  residual filter (evaluated next to the data); the plan only narrows the walk, it never decides what matches.
+  A single-key ``sort`` on an indexed property (``id``, ``last_modified``, ``nsites``, ``nelements``,
+  ``chemical_formula_reduced``; ``-`` for descending) fixes the index and order, bounded by the filter's top-level
+  conjuncts on that property. Without ``sort``, the most selective index the top-level conjuncts give (see
+  :func:`_best_plan`), else every structure by id. Pages follow the store's cursor.
+* ``scan``: a filter on the structure payload (``species_at_sites``, ``species``, ``cartesian_site_positions``),
+  a sort on several keys or on a property without an index: the matches are collected (the walk narrowed by the
+  same planner, payload conjuncts evaluated here on full records read by ``get_many``), sorted here and sliced.
+  At most :data:`MAX_SCAN_ENTRIES` entries are read; beyond that the request is refused with 403.
+
+Offsets (``page_offset``, ``page_number``) walk the store's pages up to the offset: at most
+:data:`MAX_PAGE_OFFSET`, 403 beyond.
 
 This module imports no AiiDA module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from ...core.exceptions import InvalidInputError
-from ...core.structures import StructureKey, StructureRecord
+from ...core.query import Bound, QueryPlan, matches, timestamp_text
+from ...core.structures import StructureKey, StructureRecord, StructureSummary
 from ...store import Store
+from ...store.structures import MAX_PAGE_SIZE as MAX_STORE_PAGE
 from ..context import Scope
-from .fields import document
-from .filters import CompiledFilter
+from .fields import PAYLOAD_FIELDS, SERVED_FIELDS, document, sortable_fields
+from .filters import CompiledFilter, FilterError, parse_timestamp
 
-__all__ = ('SCAN_PAGE_SIZE', 'Selection', 'select')
+__all__ = (
+    'MAX_PAGE_OFFSET',
+    'MAX_SCAN_ENTRIES',
+    'SORT_INDEXES',
+    'Strategy',
+    'WalkResult',
+    'parse_sort',
+    'plan_request',
+    'walk',
+)
 
-#: Summaries per store page while scanning a workspace.
-SCAN_PAGE_SIZE = 200
+#: Entries a ``scan`` strategy reads at most (payload filters, multi-key or non-indexed sorts); 403 beyond.
+MAX_SCAN_ENTRIES = 1000
+#: The largest ``page_offset`` (or ``(page_number - 1) * page_limit``) served; 403 beyond (follow ``links.next``).
+MAX_PAGE_OFFSET = 1000
+#: Summaries per ``store.structures.query`` call.
+STORE_PAGE = 200
+#: Full records per ``get_many`` call while scanning for a payload filter.
+RECORD_BATCH = 100
+#: The properties ``sort`` is served from an index for, and the index.
+SORT_INDEXES = {
+    'id': 'structure_id',
+    'last_modified': 'updated_at',
+    'nsites': 'nsites',
+    'nelements': 'nelements',
+    'chemical_formula_reduced': 'chemical_formula_reduced',
+}
+#: Elements so common that another element of ``HAS ALL`` is walked first.
+_COMMON_ELEMENTS = ('O', 'H', 'C', 'N')
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a request is answered (see the module docstring)."""
+
+    kind: Literal['ids', 'index', 'scan']
+    plan: QueryPlan | None = None
+    #: The query given to the store (the whole compiled query, or for a payload filter its summary conjuncts).
+    store_filter: dict[str, Any] | None = None
+    sort: tuple[tuple[str, bool], ...] = ()
+
+
+def parse_sort(value: str | None) -> tuple[tuple[str, bool], ...]:
+    """``sort`` as ``(property, descending)`` pairs; 400 for an unknown or unsortable property."""
+    if not value:
+        return ()
+    keys = []
+    for part in (part.strip() for part in value.split(',')):
+        if not part:
+            continue
+        name, descending = part.removeprefix('-'), part.startswith('-')
+        if name not in sortable_fields():
+            from optimade.models import StructureResource
+
+            standard = StructureResource.model_fields['attributes'].annotation.model_fields
+            known = name in SERVED_FIELDS or name in standard
+            raise FilterError(
+                400,
+                'Bad Request',
+                f"'{name}' is {'not sortable' if known else 'not a known property'}; "
+                f'sortable: {", ".join(sorted(sortable_fields()))}',
+            )
+        keys.append((name, descending))
+    return tuple(keys)
+
+
+def _conjuncts(query: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not query:
+        return []
+    if set(query) == {'$and'}:
+        return [part for item in query['$and'] for part in _conjuncts(item)]
+    return [query]
+
+
+def _mentions(query: Any, names: frozenset[str]) -> bool:
+    """Whether ``query`` names a property of ``names`` anywhere."""
+    if isinstance(query, list):
+        return any(_mentions(item, names) for item in query)
+    if not isinstance(query, dict):
+        return False
+    for key, value in query.items():
+        if key in ('$and', '$or'):
+            if _mentions(value, names):
+                return True
+        elif not key.startswith('$') and key.split('.', 1)[0] in names:
+            return True
+    return False
+
+
+_INDEX_PROPERTY = {index: name for name, index in SORT_INDEXES.items()}
+
+
+def _bounds(conjuncts: list[dict[str, Any]], index: str) -> tuple[Bound | None, Bound | None]:
+    """The tightest range on ``index`` that top-level comparisons of its property give (``None``: unbounded)."""
+    name = _INDEX_PROPERTY[index]
+    lowers: list[Bound] = []
+    uppers: list[Bound] = []
+    for part in conjuncts:
+        if set(part) != {name} or not isinstance(part[name], dict):
+            continue
+        for operator, value in part[name].items():
+            if operator == '$startswith' and index == 'chemical_formula_reduced':
+                # A prefix is a range: from the prefix to the prefix with its last character the next one (ASCII).
+                if isinstance(value, str) and 0 < len(value) <= 1024 and ' ' <= value[-1] < '~':
+                    lowers.append(Bound(value))
+                    uppers.append(Bound(value[:-1] + chr(ord(value[-1]) + 1), inclusive=False))
+                continue
+            value = _bound_value(index, value)
+            if value is None:
+                continue
+            if operator in ('$gt', '$gte', '$eq'):
+                lowers.append(Bound(value, inclusive=operator != '$gt'))
+            if operator in ('$lt', '$lte', '$eq'):
+                uppers.append(Bound(value, inclusive=operator != '$lt'))
+    lower = max(lowers, key=lambda b: (b.value, not b.inclusive), default=None)
+    upper = min(uppers, key=lambda b: (b.value, b.inclusive), default=None)
+    return lower, upper
+
+
+def _bound_value(index: str, value: Any) -> Any:
+    """``value`` as a bound of ``index``, or ``None`` when it cannot be one (then the filter alone decides)."""
+    if index in ('nsites', 'nelements'):
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+        return value if ok and abs(value) != float('inf') else None
+    if index == 'updated_at':
+        if not isinstance(value, str):
+            return None
+        try:
+            moment = parse_timestamp(value)
+        except FilterError:
+            return None
+        # Whole milliseconds, widened (the store keeps milliseconds); the filter applies the exact comparison.
+        return moment
+    return value if isinstance(value, str) and len(value) <= 1024 else None
+
+
+def _widen(bound: Bound | None, lower: bool) -> Bound | None:
+    """A time bound made inclusive and rounded outwards to the millisecond (never narrower than asked)."""
+    if bound is None or not isinstance(bound.value, dt.datetime):
+        return bound
+    moment = bound.value
+    rounded = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+    if not lower and rounded != moment:
+        rounded += dt.timedelta(milliseconds=1)
+    return Bound(rounded, inclusive=True)
+
+
+def _plan(index: str, conjuncts: list[dict[str, Any]], order: str = 'asc') -> QueryPlan:
+    lower, upper = _bounds(conjuncts, index) if index != 'structure_id' else (None, None)
+    return QueryPlan(index=index, lower=_widen(lower, True), upper=_widen(upper, False), order=order)
+
+
+def _element(conjuncts: list[dict[str, Any]]) -> str | None:
+    """An element every match has (``elements HAS "X"`` or ``HAS ALL``), preferring a less common one."""
+    candidates: list[str] = []
+    for part in conjuncts:
+        condition = part.get('elements') if set(part) == {'elements'} else None
+        if not isinstance(condition, dict):
+            continue
+        for operator, values in condition.items():
+            if not isinstance(values, list) or not all(isinstance(v, str) and 0 < len(v) <= 64 for v in values):
+                continue
+            if operator == '$all' or (operator == '$in' and len(values) == 1):
+                candidates += values
+    if not candidates:
+        return None
+    return next((e for e in candidates if e not in _COMMON_ELEMENTS), candidates[0])
+
+
+def _best_plan(conjuncts: list[dict[str, Any]]) -> QueryPlan:
+    """The most selective index the top-level conjuncts give, by a fixed ranking (there are no statistics):
+    an equal formula, an equal ``nsites``, an element, a closed range (``last_modified``, ``nsites``, a formula
+    prefix: ``chemical_formula_reduced STARTS "Fe"``), a one-sided
+    range (``last_modified``, then ``nsites``), ``nelements``; else every structure by id."""
+    ranked: list[tuple[int, QueryPlan]] = []
+    for index in ('chemical_formula_reduced', 'nsites', 'updated_at', 'nelements'):
+        lower, upper = _bounds(conjuncts, index)
+        if lower is None and upper is None:
+            continue
+        equal = lower is not None and upper is not None and lower.value == upper.value
+        closed = lower is not None and upper is not None
+        if index == 'nelements':
+            rank = 7
+        elif equal and index in ('chemical_formula_reduced', 'nsites'):
+            rank = 0 if index == 'chemical_formula_reduced' else 1
+        elif closed:
+            rank = 3
+        elif index == 'updated_at':
+            rank = 4
+        else:
+            rank = 5
+        ranked.append((rank, _plan(index, conjuncts)))
+    element = _element(conjuncts)
+    if element is not None:
+        ranked.append((2, QueryPlan(index='element', element=element)))
+    ranked.sort(key=lambda item: item[0])
+    return ranked[0][1] if ranked else QueryPlan()
+
+
+def plan_request(compiled: CompiledFilter, sort: tuple[tuple[str, bool], ...]) -> Strategy:
+    """The strategy for ``compiled`` and ``sort`` (see the module docstring)."""
+    if compiled.ids is not None:
+        return Strategy('ids', sort=sort)
+    conjuncts = _conjuncts(compiled.query)
+    if compiled.needs_payload:
+        # The store evaluates documents without the payload: give it only the conjuncts that do not need it.
+        summary = [part for part in conjuncts if not _mentions(part, PAYLOAD_FIELDS)]
+        store_filter = None if not summary else summary[0] if len(summary) == 1 else {'$and': summary}
+    else:
+        store_filter = compiled.query
+    indexed = len(sort) == 1 and sort[0][0] in SORT_INDEXES
+    if indexed:
+        name, descending = sort[0]
+        plan = _plan(SORT_INDEXES[name], conjuncts, 'desc' if descending else 'asc')
+    else:
+        plan = _best_plan(conjuncts)
+    kind = 'index' if not compiled.needs_payload and (indexed or not sort) else 'scan'
+    return Strategy(kind, plan=plan, store_filter=store_filter, sort=sort)
+
+
+# -- walking ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Selection:
-    """The matching entries' documents, the full records read on the way, and the workspace's size when known."""
+class WalkResult:
+    """What a request read: the documents of the page, the full records read on the way, and what is known."""
 
     documents: list[dict[str, Any]]
-    records: dict[str, StructureRecord] = field(default_factory=dict)
-    #: Records in the workspace; ``None`` when the selection did not read it whole (point lookups, a time range).
-    available: int | None = None
-    #: Records read from the store to answer.
-    read: int = 0
+    records: dict[str, StructureRecord]
+    #: Entries matching in all (``None``: not known without reading further).
+    returned: int | None
+    more: bool
+    #: The store's cursor and the id of the entry read ahead, for the next page (``index`` strategy only).
+    next_state: dict[str, Any] | None = None
 
 
-def select(store: Store, scope: Scope, compiled: CompiledFilter) -> Selection:
-    """The entries of ``scope``'s workspace that match ``compiled`` (in no particular order)."""
-    selection = Selection(documents=[])
-    candidates: list[dict[str, Any]] = []
-    if compiled.ids is not None:
-        for structure_id in sorted(compiled.ids):
-            try:
-                key = StructureKey.of(scope.tenant_id, scope.workspace_id, structure_id)
-            except InvalidInputError:
-                continue  # no record can have this id
-            record = store.structures.find(key)
-            selection.read += 1
-            if record is not None:
-                selection.records[structure_id] = record
-                candidates.append(document(record))
-    else:
-        count = 0
-        bounded = compiled.modified_from is not None or compiled.modified_to is not None
-        for summary in store.structures.iter_workspace(
+def _too_many(what: str, limit: int) -> FilterError:
+    return FilterError(
+        403,
+        'Forbidden',
+        f'{what} reads more than {limit} entries: narrow the filter (an id, elements HAS, nsites or '
+        'last_modified ranges use indexes) or sort on one indexed property (id, last_modified, nsites, nelements, '
+        'chemical_formula_reduced)',
+    )
+
+
+def _summaries(store: Store, scope: Scope, strategy: Strategy, cursor: str | None) -> Iterator[tuple[Any, str | None]]:
+    """The matching summaries in the plan's order, each with the store cursor after the store page it came from."""
+    while True:
+        page = store.structures.query(
             scope.tenant_id,
             scope.workspace_id,
-            page_size=SCAN_PAGE_SIZE,
-            updated_from=compiled.modified_from,
-            updated_to=compiled.modified_to,
-        ):
-            count += 1
-            selection.read += 1
-            if compiled.needs_payload:
-                record = store.structures.find(summary.key)
-                if record is None:
-                    continue  # deleted meanwhile
-                selection.records[summary.key.structure_id] = record
-                candidates.append(document(record))
-            else:
-                candidates.append(document(summary))
-        selection.available = None if bounded else count
-    selection.documents = [doc for doc in candidates if compiled.matches(doc)]
-    return selection
+            plan=strategy.plan,
+            filter=strategy.store_filter,
+            cursor=cursor,
+            limit=STORE_PAGE,
+        )
+        cursor = page.next_cursor
+        for index, item in enumerate(page.items):
+            yield item, cursor if index == len(page.items) - 1 else None
+        if cursor is None:
+            return
+
+
+def _sort(documents: list[dict[str, Any]], sort: tuple[tuple[str, bool], ...]) -> list[dict[str, Any]]:
+    """Documents sorted by ``sort`` in Python (ties and entries without the value: by id, the latter last)."""
+    ordered = sorted(documents, key=lambda doc: doc['id'])
+    for name, descending in reversed(sort):
+        present = [doc for doc in ordered if doc.get(name) is not None]
+        missing = [doc for doc in ordered if doc.get(name) is None]
+        present.sort(key=lambda doc: _sort_key(doc[name]), reverse=descending)
+        ordered = present + missing
+    return ordered
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """A key that orders any values without an error: numbers, then text, then timestamps, then anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value) if value == value else (3, '')
+    if isinstance(value, str):
+        return (1, value)
+    if isinstance(value, dt.datetime):
+        return (2, timestamp_text(value))
+    return (3, repr(value))
+
+
+def _records(store: Store, scope: Scope, ids: list[str]) -> dict[str, StructureRecord]:
+    keys = []
+    for structure_id in ids:
+        try:
+            keys.append(StructureKey.of(scope.tenant_id, scope.workspace_id, structure_id))
+        except InvalidInputError:
+            continue  # no record can have this id
+    found = {}
+    for start in range(0, len(keys), RECORD_BATCH):
+        for record in store.structures.get_many(keys[start : start + RECORD_BATCH]):
+            if record is not None:
+                found[record.key.structure_id] = record
+    return found
+
+
+def walk(
+    store: Store,
+    scope: Scope,
+    compiled: CompiledFilter,
+    strategy: Strategy,
+    *,
+    offset: int,
+    limit: int,
+    state: dict[str, Any] | None,
+    with_records: bool = False,
+) -> WalkResult:
+    """The page of ``limit`` entries after ``offset`` (or continuing ``state``, a cursor's content); with the full
+    records of the page's entries when ``with_records`` (an index walk reads them in one ``get_many`` call)."""
+    if offset > MAX_PAGE_OFFSET:
+        raise FilterError(
+            403, 'Forbidden', f'page_offset {offset} is over the maximum of {MAX_PAGE_OFFSET}; follow links.next'
+        )
+    if strategy.kind == 'index':
+        return _walk_index(store, scope, strategy, offset=offset, limit=limit, state=state, with_records=with_records)
+    if state is not None:
+        raise InvalidInputError('a page cursor is only issued for index walks')
+    if strategy.kind == 'ids':
+        records = _records(store, scope, sorted(compiled.ids or ()))
+        matched = [document(r) for r in records.values()]
+    else:
+        records, matched = _scan(store, scope, compiled, strategy)
+    matched = [doc for doc in matched if compiled.matches(doc)]
+    ordered = _sort(matched, strategy.sort)
+    return WalkResult(
+        documents=ordered[offset : offset + limit],
+        records=records,
+        returned=len(ordered),
+        more=offset + limit < len(ordered),
+    )
+
+
+def _scan(
+    store: Store, scope: Scope, compiled: CompiledFilter, strategy: Strategy
+) -> tuple[dict[str, StructureRecord], list[dict[str, Any]]]:
+    records: dict[str, StructureRecord] = {}
+    matched: list[dict[str, Any]] = []
+    batch: list[StructureSummary] = []
+    count = 0
+
+    def flush() -> None:
+        found = _records(store, scope, [item.key.structure_id for item in batch])
+        records.update(found)
+        matched.extend(document(record) for record in found.values())
+        batch.clear()
+
+    for item, _ in _summaries(store, scope, strategy, None):
+        count += 1
+        if count > MAX_SCAN_ENTRIES:
+            what = 'a filter on the structure payload' if compiled.needs_payload else 'this sort'
+            raise _too_many(what, MAX_SCAN_ENTRIES)
+        if compiled.needs_payload:
+            batch.append(item)
+            if len(batch) == RECORD_BATCH:
+                flush()
+        else:
+            matched.append(document(item))
+    if batch:
+        flush()
+    return records, matched
+
+
+def _walk_index(
+    store: Store,
+    scope: Scope,
+    strategy: Strategy,
+    *,
+    offset: int,
+    limit: int,
+    state: dict[str, Any] | None,
+    with_records: bool,
+) -> WalkResult:
+    """Read ``offset + limit + 1`` matches (the one more says whether there are more), from the start or from a
+    cursor's state: the store's cursor after the entry the previous page read ahead, that entry's id, and the
+    position of the page. Each store call asks for exactly the matches still needed, so the store's cursor always
+    stands right after the last entry read."""
+    documents: list[dict[str, Any]] = []
+    records: dict[str, StructureRecord] = {}
+    skip = offset if state is None else 0
+    need = skip + limit + 1
+    cursor = None if state is None else state['cursor']
+    exhausted = state is not None and cursor is None
+    ahead = None if state is None else state.get('ahead')
+    if ahead is not None:
+        documents.append({'id': ahead})  # read below, with the page's records
+    while len(documents) < need and not exhausted:
+        page = store.structures.query(
+            scope.tenant_id,
+            scope.workspace_id,
+            plan=strategy.plan,
+            filter=strategy.store_filter,
+            cursor=cursor,
+            limit=min(need - len(documents), MAX_STORE_PAGE),
+        )
+        documents += [document(item) for item in page.items]
+        cursor = page.next_cursor
+        exhausted = cursor is None
+    page_docs = documents[skip : skip + limit]
+    rest = documents[skip + limit :]
+    # One get_many for the page: the entry read ahead by the previous page (read again: it may have changed or gone
+    # since) and, when the response needs them, the full records.
+    wanted = [doc['id'] for doc in page_docs] if with_records else [ahead] if ahead is not None else []
+    if wanted:
+        records.update(_records(store, scope, wanted))
+    if ahead is not None:
+        record = records.get(ahead)
+        doc = None if record is None else document(record)
+        if doc is None or (strategy.store_filter is not None and not matches(strategy.store_filter, doc)):
+            page_docs = page_docs[1:]
+        else:
+            page_docs[0] = doc
+    more = bool(rest)
+    returned = None
+    if not more:
+        returned = len(documents) if state is None else state['position'] + len(page_docs)
+    next_state = None
+    if more:
+        next_state = {
+            'position': (offset if state is None else state['position']) + len(page_docs),
+            'cursor': cursor,
+            'ahead': rest[0]['id'],
+        }
+    return WalkResult(documents=page_docs, records=records, returned=returned, more=more, next_state=next_state)

@@ -58,6 +58,9 @@ STREAM_PAGE_BYTES = 2 * 1024 * 1024
 LIST_PAGE = PROTOCOL['maxListPage']
 #: Matching records per queryStructures call at most (the function's own limit).
 QUERY_PAGE = PROTOCOL['maxQueryPage']
+#: Keys per getStructures query (the function's own limit).
+GET_MANY = PROTOCOL['maxGetStructures']
+_PAYLOAD_PARTS = ('cif', 'structure', 'params')
 #: The Convex module of queryStructures.
 QUERY_MODULE = 'optimade'
 #: How often a read is retried when a concurrent commit replaced the version being read.
@@ -354,6 +357,47 @@ class ConvexStructures(StructureStore):
 
         return self._consistent_read(key, read)
 
+    def get_many(self, keys: Sequence[StructureKey]) -> list[StructureRecord | None]:
+        """One ``getStructures`` call per :data:`GET_MANY` keys of a workspace; a record with a chunked CIF, payload
+        or parameters is then read on its own (:meth:`get`, chunks reassembled and verified)."""
+        keys = list(keys)
+        for key in keys:
+            if not isinstance(key, StructureKey):
+                raise InvalidInputError(f'key must be a StructureKey, got {type(key).__name__}')
+        found: dict[StructureKey, StructureRecord | None] = {}
+        groups: dict[tuple[str, str], list[StructureKey]] = {}
+        for key in dict.fromkeys(keys):
+            groups.setdefault((key.tenant_id, key.workspace_id), []).append(key)
+        for (tenant_id, workspace_id), group in groups.items():
+            for start in range(0, len(group), GET_MANY):
+                part = group[start : start + GET_MANY]
+                documents = self.transport.call(
+                    'query',
+                    'getStructures',
+                    {
+                        'tenant_id': tenant_id,
+                        'workspace_id': workspace_id,
+                        'structure_ids': [key.structure_id for key in part],
+                    },
+                )
+                for key, document in zip(part, documents, strict=True):
+                    if document is None:
+                        found[key] = None
+                    elif any(document[name] is None and _has_part(document, name) for name in _PAYLOAD_PARTS):
+                        found[key] = self.find(key)  # chunked: read whole and verified
+                    else:
+                        found[key] = self._inline_record(document)
+        return [found[key] for key in keys]
+
+    def _inline_record(self, document: dict[str, Any]) -> StructureRecord:
+        structure, params = document['structure'], document['params']
+        return self._record(
+            document,
+            cif=document['cif'],
+            structure=None if structure is None else json.loads(structure),
+            params=None if params is None else json.loads(params),
+        )
+
     def get_raw(self, key: StructureKey) -> str | None:
         return self._consistent_read(key, lambda document: self._read_part(key, document, 'raw'))
 
@@ -553,6 +597,10 @@ class ConvexStructures(StructureStore):
         if not older_than_seconds >= 0:
             raise InvalidInputError(f'older_than_seconds must be >= 0, got {older_than_seconds!r}')
         return self._collect(tenant_id, workspace_id, older_than_seconds=older_than_seconds)
+
+
+def _has_part(document: dict[str, Any], name: str) -> bool:
+    return any(part['name'] == name for part in document['parts'])
 
 
 def _floats(summary: dict[str, Any]) -> dict[str, Any]:
