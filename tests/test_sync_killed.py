@@ -198,7 +198,9 @@ def test_a_whole_sync_through_20_percent_faults_ends_in_the_exact_state(convex_s
     files = []
     for index in range(100):
         path = tmp_path / f'raw-{index:03d}.cif'
-        path.write_text(text + ''.join(f'# {index} line {i:08d} {"y" * 40}\n' for i in range(12_000)))
+        # About 90 KB: two chunks of the store's 64 KiB below (the same code paths as 512 KiB chunks, a tenth of the
+        # bytes through the proxy and the write pacing).
+        path.write_text(text + ''.join(f'# {index} line {i:08d} {"y" * 40}\n' for i in range(1_500)))
         files.append(path)
     label = f'faults-{secrets.token_hex(4)}'
     obj = AttributeDict({'config': get_config(), 'profile': get_profile()})
@@ -213,7 +215,9 @@ def test_a_whole_sync_through_20_percent_faults_ends_in_the_exact_state(convex_s
 
     with (
         FaultProxy(convex_server.url) as proxy,
-        ConvexStore(proxy.url, convex_server.deploy_key, timeout=1.0, retries=12, backoff_max=0.05) as store,
+        ConvexStore(
+            proxy.url, convex_server.deploy_key, chunk_bytes=64 * 1024, timeout=1.0, retries=12, backoff_max=0.05
+        ) as store,
     ):
         proxy.chaos(0.2, FAULTS, seed=20261201)
         report = sync_structures(
