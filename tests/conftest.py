@@ -203,6 +203,39 @@ def daemon_client(aiida_profile):
 
 
 @pytest.fixture
+def submit_and_await(started_daemon_client):
+    """aiida's fixture (submit, then wait for a state), with a race fixed: it read the state twice per look
+    (``process_state``, then ``is_excepted``), so a process that excepted between the two reads failed a wait for
+    ``EXCEPTED``. Here each look reads the state once."""
+    import inspect
+    import time
+
+    from aiida.engine import Process, ProcessBuilder, ProcessState, submit
+    from aiida.orm import ProcessNode
+
+    def factory(submittable, state=ProcessState.FINISHED, timeout: int = 20, **kwargs):
+        if inspect.isclass(submittable) and issubclass(submittable, Process):
+            node = submit(submittable, **kwargs)
+        elif isinstance(submittable, ProcessBuilder):
+            node = submit(submittable)
+        elif isinstance(submittable, ProcessNode):
+            node = submittable
+        else:
+            raise ValueError(f'type of submittable `{type(submittable)}` is not supported.')
+        start_time = time.monotonic()
+        while (current := node.process_state) is not state:
+            if current is ProcessState.EXCEPTED:
+                raise RuntimeError(f'The process excepted: {node.exception}')
+            if time.monotonic() - start_time >= timeout:
+                log = pathlib.Path(started_daemon_client.daemon_log_file).read_text(encoding='utf-8')
+                raise RuntimeError(f'Timed out waiting for state `{state}` (now `{current}`); daemon log:\n{log}')
+            time.sleep(0.1)  # as aiida's fixture polls
+        return node
+
+    return factory
+
+
+@pytest.fixture
 def no_daemon(daemon_client):
     """No daemon runs during the test (the session's may have been started by an earlier test)."""
     _stop_daemon(daemon_client)
