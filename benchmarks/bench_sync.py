@@ -339,7 +339,7 @@ def parallel(suite: Suite, n: int, group_pk: int) -> None:
         )
         results = {}
         for workers in (1, 2):
-            client.start_daemon(number_workers=workers)
+            client.start_daemon(number_workers=workers, timeout=180)
             try:
                 label = orm.load_group(group_pk).label
                 node = submit(
@@ -356,7 +356,9 @@ def parallel(suite: Suite, n: int, group_pk: int) -> None:
                 results[workers] = seconds
                 suite.add(f'parallel sync → counting sink, {workers} daemon worker(s)', n, [seconds], parts=2 * workers)
             finally:
-                client.stop_daemon(wait=True)
+                # circus answers once the workers have exited: on a busy machine that takes longer than the client's
+                # default 20 s (daemon.timeout), so the stop waits longer (a guard against a hang, not a pace).
+                client.stop_daemon(wait=True, timeout=180)
         suite.rows[-1]['speedup_2_vs_1'] = round(results[1] / results[2], 2)
         print(f'    speed-up of 2 workers over 1: {results[1] / results[2]:.2f}x', flush=True)
 

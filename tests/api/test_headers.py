@@ -78,7 +78,8 @@ def test_an_unexpected_error_has_the_headers_too(backend, api_settings, tenant, 
     def broken(*args, **kwargs):
         raise RuntimeError('a bug')
 
-    monkeypatch.setattr(type(backend.structures), 'list', broken)
+    monkeypatch.setattr(type(backend.structures), 'list', broken)  # the read API's listing
+    monkeypatch.setattr(type(backend.structures), 'query', broken)  # the OPTIMADE listing
     with TestClient(create_app(api_settings), raise_server_exceptions=False) as client:
         for path in ('/api/structures', '/optimade/v1/structures'):
             response = client.get(path, headers=bearer(make_token(tenant, ['lab'])))
