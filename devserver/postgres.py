@@ -18,7 +18,9 @@ __all__ = ('RunningServerCluster', 'port_open')
 class RunningServerCluster:
     """Stand-in for aiida's pgtest-based ``PostgresCluster``: databases on the running PostgreSQL server."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = True) -> None:
+        """``durable=False`` (tests): commits to the databases created return before the WAL is on disk."""
+        self.durable = durable
         self.dsn = {
             'host': os.environ.get('AIIDA_TEST_PG_HOST', '127.0.0.1'),
             'port': int(os.environ.get('AIIDA_TEST_PG_PORT', '5432')),
@@ -59,9 +61,11 @@ class RunningServerCluster:
                     sql.Identifier(name), sql.Identifier(username)
                 )
             )
-            # A test database need not survive a crash of the server: commits return before the WAL is on disk
-            # (every connection to it, the daemon's and subprocesses' too). Nothing else about a commit changes.
-            conn.execute(sql.SQL('ALTER DATABASE {} SET synchronous_commit TO off').format(sql.Identifier(name)))
+            if not self.durable:
+                # A test database need not survive a crash of the server: commits return before the WAL is on disk
+                # (every connection to it, the daemon's and subprocesses' too). Nothing else about a commit changes.
+                # Benchmarks keep durable commits, as users have them.
+                conn.execute(sql.SQL('ALTER DATABASE {} SET synchronous_commit TO off').format(sql.Identifier(name)))
         self.databases.append(name)
         return {
             'database_engine': 'postgresql_psycopg',

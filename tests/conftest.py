@@ -98,7 +98,7 @@ def verifying_convex_server():
 @pytest.fixture(scope='session')
 def postgres_cluster():
     """Override aiida's fixture: create test databases on the running server, drop them afterwards."""
-    cluster = RunningServerCluster()
+    cluster = RunningServerCluster(durable=False)
     yield cluster
     cluster.close()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiida import orm
 
@@ -111,15 +111,19 @@ class ProcessSelection:
     group: orm.Group | None = None
     processes: tuple[int, ...] = ()
     linked: bool = False
+    _group: tuple[int, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.group is None and not self.processes and not self.linked:
             raise InvalidInputError('select processes: a group, processes, or those linked to the synced structures')
+        # The group's pk and label, read now: the ORM object belongs to the caller's thread and session, and the live
+        # path evaluates the selection in its own thread.
+        object.__setattr__(self, '_group', None if self.group is None else (self.group.pk, self.group.label))
 
     def describe(self) -> str:
         parts = []
-        if self.group is not None:
-            parts.append(f'group {self.group.label!r}')
+        if self._group is not None:
+            parts.append(f'group {self._group[1]!r}')
         if self.processes:
             parts.append(f'{len(self.processes)} processes')
         if self.linked:
@@ -130,9 +134,9 @@ class ProcessSelection:
         """The roots of the selection (among ``among`` only, if given)."""
         among_list = None if among is None else sorted(set(among))
         found: set[int] = set()
-        if self.group is not None:
+        if self._group is not None:
             query = orm.QueryBuilder()
-            query.append(orm.Group, filters={'id': self.group.pk}, tag='group')
+            query.append(orm.Group, filters={'id': self._group[0]}, tag='group')
             filters = {} if among_list is None else {'id': {'in': among_list}}
             query.append(orm.ProcessNode, with_group='group', filters=filters, project=['id'])
             found |= _ids(query)
