@@ -249,9 +249,11 @@ class MemoryStructures(StructureStore):
         filter: dict[str, Any] | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        max_rows: int | None = None,
     ) -> Page:
         self._check_scope(tenant_id, workspace_id)
         self._check_limit(limit)
+        self._check_max_rows(max_rows)
         plan = self._check_query(plan, filter)
         with self._lock:
             summaries = [_summary(entry.record) for entry in self._data.get((tenant_id, workspace_id), {}).values()]
@@ -267,10 +269,16 @@ class MemoryStructures(StructureStore):
         if cursor is not None:
             after = _decode_position(cursor)
             rows = [r for r in rows if (position(r) < after if descending else position(r) > after)]
-        page = [r for r in rows if filter is None or matches(filter, entry_document(r))][:limit]
-        last = page[-1] if len(page) == limit else None
-        more = last is not None and rows.index(last) < len(rows) - 1
-        return Page(items=tuple(page), next_cursor=_encode_position(position(last)) if more else None)
+        page: list[StructureSummary] = []
+        for read, row in enumerate(rows, start=1):
+            if filter is None or matches(filter, entry_document(row)):
+                page.append(row)
+            if read == len(rows):
+                break
+            if len(page) == limit or (max_rows is not None and read >= max_rows):
+                # The page is full or the call read its rows: the next one goes on after the last row read.
+                return Page(items=tuple(page), next_cursor=_encode_position(position(row)))
+        return Page(items=tuple(page), next_cursor=None)
 
     def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
         self._check_scope(tenant_id, workspace_id)

@@ -281,6 +281,7 @@ class StructureStore(abc.ABC):
         filter: dict[str, Any] | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        max_rows: int | None = None,
     ) -> Page:
         """One page of the summaries of a workspace that match ``filter`` (a query of :mod:`~..core.query`,
         evaluated on each entry's document), walking ``plan``'s index (default: every structure by id) over its range
@@ -290,6 +291,9 @@ class StructureStore(abc.ABC):
         Pass each page's cursor (with the same plan and filter) for the next. A page may hold fewer than ``limit``
         items and still have a next cursor: a backend stops a page after reading its row budget, so a selective
         filter never makes one call read the whole workspace. ``next_cursor`` is ``None`` at the end.
+
+        ``max_rows`` bounds the rows (index entries) this call reads in all, whatever the backend's own budget: the
+        page then ends, short or empty, with a cursor. Without it a backend reads until the page is full.
         """
 
     def iter_workspace(
@@ -358,6 +362,11 @@ class StructureStore(abc.ABC):
             except QueryError as exc:
                 raise InvalidInputError(f'invalid query: {exc}') from None
         return plan or QueryPlan()
+
+    @staticmethod
+    def _check_max_rows(max_rows: int | None) -> None:
+        if max_rows is not None and (not isinstance(max_rows, int) or isinstance(max_rows, bool) or max_rows < 1):
+            raise InvalidInputError(f'max_rows must be a positive integer, got {max_rows!r}')
 
     @staticmethod
     def _check_limit(limit: int) -> int:

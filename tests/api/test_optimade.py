@@ -788,6 +788,32 @@ class TestPaging:
                 # the index walk (one queryStructures), the page's records with the entry read ahead (one get_many)
                 assert backend.transport.calls - before <= 2, params
 
+    def test_a_filter_that_matches_little_ends_pages_at_the_row_budget(self, many, backend, client, monkeypatch):
+        """A residual filter matching one entry at the far end of the walk never makes a request read the whole
+        workspace: each page stops after its row budget, short or empty with a next link, and following the links
+        finds exactly what a full scan finds, in a bounded number of Convex calls per page."""
+        from aiida_structstore.api.optimade import query
+
+        monkeypatch.setattr(query, 'ROWS_PER_CALL', 20)
+        monkeypatch.setattr(query, 'MAX_SHORT_CALLS', 2)
+        last = max(item.key.structure_id for item in many)
+        text = f'chemical_formula_descriptive CONTAINS "O" AND id ENDS "{last[-3:]}"'
+        first = client('/optimade/v1/structures', filter=text, page_limit=5).json()
+        assert first['data'] == [] and first['meta']['more_data_available'] and first['links']['next']
+        assert 'data_returned' not in first['meta']
+        before = _calls(backend)
+        ids, bodies = self.follow(client, filter=text, page_limit=5)
+        assert ids == [last]
+        pages = len(bodies)
+        assert pages >= self.SIZE // 40  # 40 rows per request: every request stopped at its budget
+        if hasattr(backend, 'transport'):
+            # per page: at most two index walks, and no get_many when nothing was read ahead
+            assert _calls(backend) - before <= 3 * pages
+        response = client('/optimade/v1/structures', filter=text, page_offset=100)
+        assert response.status_code == 403 and 'more than 40 rows' in response.json()['errors'][0]['detail']
+        response = client('/optimade/v1/structures', filter=text, sort='nelements,-id')
+        assert response.status_code == 403 and 'more than 40 rows' in response.json()['errors'][0]['detail']
+
     def test_payload_filters_and_unindexed_sorts_are_bounded_scans(self, many, client, monkeypatch):
         from aiida_structstore.api.optimade import query
 

@@ -73,10 +73,12 @@ def expected(items, plan: QueryPlan, query) -> list[str]:
     return [item.key.structure_id for item in rows]
 
 
-def collect(store, tenant, plan, query, limit) -> list[str]:
+def collect(store, tenant, plan, query, limit, max_rows=None) -> list[str]:
     found, cursor = [], None
-    for _ in range(100):
-        page = store.structures.query(tenant, 'q', plan=plan, filter=query, cursor=cursor, limit=limit)
+    for _ in range(200):
+        page = store.structures.query(
+            tenant, 'q', plan=plan, filter=query, cursor=cursor, limit=limit, max_rows=max_rows
+        )
         assert len(page.items) <= limit
         found += [item.key.structure_id for item in page.items]
         cursor = page.next_cursor
@@ -111,6 +113,30 @@ def test_paging_a_query_returns_what_a_full_scan_returns(workspace):
         assert collect(store, tenant, plan, query, limit) == expected(items, plan, query)
 
     check()
+
+
+def test_paging_with_a_row_budget_returns_what_a_full_scan_returns(workspace):
+    """Pages that end at their row budget (short, even empty, with a cursor) lose and repeat nothing."""
+    store, tenant, items = workspace
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(plan=plans(items), text=st.sampled_from(FILTERS), limit=st.integers(1, 9), max_rows=st.integers(1, 7))
+    def check(plan, text, limit, max_rows):
+        query = compile_filter(text).query
+        assert collect(store, tenant, plan, query, limit, max_rows) == expected(items, plan, query)
+
+    check()
+
+
+def test_a_row_budget_ends_a_page_that_matches_nothing(workspace):
+    """A filter that matches nothing reads ``max_rows`` rows and stops, with a cursor, instead of the workspace."""
+    store, tenant, items = workspace
+    query = {'chemical_formula_descriptive': {'$contains': 'Zz'}}
+    page = store.structures.query(tenant, 'q', filter=query, limit=5, max_rows=3)
+    assert page.items == () and page.next_cursor is not None
+    assert collect(store, tenant, QueryPlan(), query, 5, max_rows=3) == []
+    with pytest.raises(InvalidInputError, match='max_rows'):
+        store.structures.query(tenant, 'q', max_rows=0)
 
 
 def test_a_time_range(workspace):

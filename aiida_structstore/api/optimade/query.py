@@ -54,6 +54,11 @@ MAX_SCAN_ENTRIES = 1000
 MAX_PAGE_OFFSET = 1000
 #: Summaries per ``store.structures.query`` call.
 STORE_PAGE = 200
+#: Index rows one ``store.structures.query`` call reads at most (Convex's per-call budget of the protocol).
+ROWS_PER_CALL = 5000
+#: Calls per request that may end short (their rows read, the page not full): a filter that matches little reads at
+#: most this many times :data:`ROWS_PER_CALL` rows; the page then ends early, with a next link.
+MAX_SHORT_CALLS = 4
 #: Full records per ``get_many`` call while scanning for a payload filter.
 RECORD_BATCH = 100
 #: The properties ``sort`` is served from an index for, and the index.
@@ -273,27 +278,50 @@ class WalkResult:
     next_state: dict[str, Any] | None = None
 
 
-def _too_many(what: str, limit: int) -> FilterError:
+def _too_many(what: str, limit: int, unit: str = 'entries') -> FilterError:
     return FilterError(
         403,
         'Forbidden',
-        f'{what} reads more than {limit} entries: narrow the filter (an id, elements HAS, nsites or '
+        f'{what} reads more than {limit} {unit}: narrow the filter (an id, elements HAS, nsites or '
         'last_modified ranges use indexes) or sort on one indexed property (id, last_modified, nsites, nelements, '
         'chemical_formula_reduced)',
     )
 
 
-def _summaries(store: Store, scope: Scope, strategy: Strategy, cursor: str | None) -> Iterator[tuple[Any, str | None]]:
-    """The matching summaries in the plan's order, each with the store cursor after the store page it came from."""
-    while True:
+class _Budget:
+    """The store calls of one request: each reads at most :data:`ROWS_PER_CALL` rows, and at most
+    :data:`MAX_SHORT_CALLS` of them may end short because of that."""
+
+    def __init__(self) -> None:
+        self.short = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.short >= MAX_SHORT_CALLS
+
+    def query(self, store: Store, scope: Scope, strategy: Strategy, cursor: str | None, limit: int):
         page = store.structures.query(
             scope.tenant_id,
             scope.workspace_id,
             plan=strategy.plan,
             filter=strategy.store_filter,
             cursor=cursor,
-            limit=STORE_PAGE,
+            limit=limit,
+            max_rows=ROWS_PER_CALL,
         )
+        if page.next_cursor is not None and len(page.items) < limit:
+            self.short += 1
+        return page
+
+
+def _summaries(store: Store, scope: Scope, strategy: Strategy, cursor: str | None) -> Iterator[tuple[Any, str | None]]:
+    """The matching summaries in the plan's order, each with the store cursor after the store page it came from;
+    403 when the request's row budget runs out first."""
+    budget = _Budget()
+    while True:
+        if budget.spent:
+            raise _too_many('this filter', MAX_SHORT_CALLS * ROWS_PER_CALL, 'rows')
+        page = budget.query(store, scope, strategy, cursor, STORE_PAGE)
         cursor = page.next_cursor
         for index, item in enumerate(page.items):
             yield item, cursor if index == len(page.items) - 1 else None
@@ -427,20 +455,18 @@ def _walk_index(
     ahead = None if state is None else state.get('ahead')
     if ahead is not None:
         documents.append({'id': ahead})  # read below, with the page's records
-    while len(documents) < need and not exhausted:
-        page = store.structures.query(
-            scope.tenant_id,
-            scope.workspace_id,
-            plan=strategy.plan,
-            filter=strategy.store_filter,
-            cursor=cursor,
-            limit=min(need - len(documents), MAX_STORE_PAGE),
-        )
+    budget = _Budget()
+    while len(documents) < need and not exhausted and not budget.spent:
+        page = budget.query(store, scope, strategy, cursor, min(need - len(documents), MAX_STORE_PAGE))
         documents += [document(item) for item in page.items]
         cursor = page.next_cursor
         exhausted = cursor is None
+    if len(documents) < skip and not exhausted:
+        raise _too_many(f'page_offset {offset} with this filter', MAX_SHORT_CALLS * ROWS_PER_CALL, 'rows')
     page_docs = documents[skip : skip + limit]
     rest = documents[skip + limit :]
+    # The row budget ran out before the page was full: the page ends here, and the next one goes on from the cursor.
+    cut = len(documents) < need and not exhausted
     # One get_many for the page: the entry read ahead by the previous page (read again: it may have changed or gone
     # since) and, when the response needs them, the full records.
     wanted = [doc['id'] for doc in page_docs] if with_records else [ahead] if ahead is not None else []
@@ -453,7 +479,7 @@ def _walk_index(
             page_docs = page_docs[1:]
         else:
             page_docs[0] = doc
-    more = bool(rest)
+    more = bool(rest) or cut
     returned = None
     if not more:
         returned = len(documents) if state is None else state['position'] + len(page_docs)
@@ -462,6 +488,6 @@ def _walk_index(
         next_state = {
             'position': (offset if state is None else state['position']) + len(page_docs),
             'cursor': cursor,
-            'ahead': rest[0]['id'],
+            'ahead': rest[0]['id'] if rest else None,
         }
     return WalkResult(documents=page_docs, records=records, returned=returned, more=more, next_state=next_state)

@@ -58,6 +58,7 @@ STREAM_PAGE_BYTES = 2 * 1024 * 1024
 LIST_PAGE = PROTOCOL['maxListPage']
 #: Matching records per queryStructures call at most (the function's own limit).
 QUERY_PAGE = PROTOCOL['maxQueryPage']
+QUERY_ROWS = PROTOCOL['maxQueryRowsRead']
 #: Keys per getStructures query (the function's own limit).
 GET_MANY = PROTOCOL['maxGetStructures']
 _PAYLOAD_PARTS = ('cif', 'structure', 'params')
@@ -504,18 +505,22 @@ class ConvexStructures(StructureStore):
         filter: dict[str, Any] | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        max_rows: int | None = None,
     ) -> Page:
         """The page from the function ``queryStructures``, which walks the plan's index range inside Convex and
         evaluates the filter on each row there; a call ends early after its row budget, and the next call goes on
         from its cursor until the page is full or the range is done. The page's cursor is Convex's."""
         self._check_scope(tenant_id, workspace_id)
         self._check_limit(limit)
+        self._check_max_rows(max_rows)
         plan = self._check_query(plan, filter)
         if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
             raise InvalidInputError('invalid page cursor')
         items: list[StructureSummary] = []
         next_cursor = cursor
+        rows_read = 0
         while True:
+            rows = QUERY_ROWS if max_rows is None else min(QUERY_ROWS, max_rows - rows_read)
             args = {
                 'tenant_id': tenant_id,
                 'workspace_id': workspace_id,
@@ -524,11 +529,13 @@ class ConvexStructures(StructureStore):
                 'filter': None if filter is None else json.dumps(filter, separators=(',', ':')),
                 'cursor': next_cursor,
                 'numItems': float(min(limit - len(items), QUERY_PAGE)),
+                'maximumRowsRead': float(rows),
             }
             reply = self.transport.call('query', 'queryStructures', args, module=QUERY_MODULE)
             items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
             next_cursor = None if reply['isDone'] else reply['continueCursor']
-            if next_cursor is None or len(items) >= limit:
+            rows_read += int(reply['rowsRead'])
+            if next_cursor is None or len(items) >= limit or (max_rows is not None and rows_read >= max_rows):
                 return Page(items=tuple(items), next_cursor=next_cursor)
 
     def _hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
