@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -205,6 +206,47 @@ def test_optimade_queries_run_over_http(call):
         'code': 'INVALID_ARGUMENT',
         'message': 'invalid filter: unknown operator "$regex"',
     }
+
+
+def test_sorted_indexes_follow_every_commit(call):
+    """Index ranges are slices of sorted indexes kept up to date commit by commit: records written, rewritten
+    several times between two reads, and deleted are listed in index order, ascending and descending, exactly as a
+    full scan lists them (the verifying server compares every lookup with one)."""
+    scope = {'tenant_id': 'devserver', 'workspace_id': 'sorted'}
+
+    def put(ids, nsites):
+        records = [
+            record(
+                i,
+                generation=f'{i}-{nsites}',
+                content_hash=hashlib.sha256(f'{i}-{nsites}'.encode()).hexdigest(),
+                summary={'nsites': float(nsites)},
+            )
+            for i in ids
+        ]
+        reply = call('mutation', 'structures:putBatch', {**scope, 'records': records})
+        assert reply.status_code == 200, reply.text
+
+    def walk(order):
+        found, cursor = [], None
+        while True:
+            args = {**scope, 'plan': {'index': 'nsites', 'order': order}, 'filter': None, 'cursor': cursor}
+            value = call('query', 'optimade:queryStructures', {**args, 'numItems': 3}).json()['value']
+            found += [(item['summary'].get('nsites'), item['structure_id']) for item in value['page']]
+            if value['isDone']:
+                return found
+            cursor = value['continueCursor']
+
+    put([f'r{i}' for i in range(10)], 1)
+    assert [n for n, _ in walk('asc')] == [1.0] * 10
+    for nsites in (5, 2, 7):  # the same records changed three times between two reads
+        put(['r3', 'r8'], nsites)
+    put(['r0'], 0)
+    reply = call('mutation', 'structures:removeStructure', {**scope, 'structure_id': 'r5'})
+    assert reply.status_code == 200, reply.text
+    expected = sorted([(1.0, f'r{i}') for i in (1, 2, 4, 6, 7, 9)] + [(0.0, 'r0'), (7.0, 'r3'), (7.0, 'r8')])
+    assert walk('asc') == expected
+    assert walk('desc') == expected[::-1]
 
 
 def test_reset_needs_the_admin_key(convex_server):
