@@ -36,6 +36,7 @@ deployment's, but the calls and rows it is asked for are what a deployment would
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -207,6 +208,21 @@ class Ours:
         check(response, 'expensive filter')
 
 
+@functools.cache
+def restapi_query() -> dict:
+    """:data:`FILTER` as a ``QueryBuilder`` (serialised as the REST API takes it): the kinds contain Fe and there
+    are more than 10 sites, the first 100 by id."""
+    from aiida import orm
+
+    builder = orm.QueryBuilder().append(
+        orm.StructureData,
+        tag='s',
+        filters={'attributes.kinds': {'contains': [{'symbols': ['Fe']}]}, 'attributes.sites': {'longer': 10}},
+        project=['*'],
+    )
+    return builder.order_by({'s': {'id': 'asc'}}).limit(100).as_dict()
+
+
 class RestApi:
     """The same requests to ``verdi restapi``."""
 
@@ -225,18 +241,7 @@ class RestApi:
         check(response, 'restapi page', self.full)
 
     def filter(self, client, i: int) -> None:
-        query = {
-            'path': [{'entity_type': 'data.core.structure.StructureData.', 'orm_base': 'node', 'tag': 's'}],
-            'filters': {
-                's': {
-                    'attributes.kinds': {'contains': [{'symbols': ['Fe']}]},
-                    'attributes.sites': {'longer': 10},
-                }
-            },
-            'project': {'s': [['*']]},
-            'limit': 100,
-            'order_by': [{'s': [{'id': {'order': 'asc'}}]}],
-        }
+        query = restapi_query()
         response = client.post(f'{self.url}/api/v4/querybuilder', json=query)
         check(response, 'restapi querybuilder')
         if len(response.json()['data']['s']) != self.matching:
@@ -382,7 +387,7 @@ def main() -> None:
     print(tabulate(calls_rows, headers=['structures', 'request', 'Convex calls']))
     if isolation:
         print()
-        print(tabulate(isolation, headers=['another tenant\'s GET /api/structures/{id}', 'median ms', 'p95 ms']))
+        print(tabulate(isolation, headers=["another tenant's GET /api/structures/{id}", 'median ms', 'p95 ms']))
     machine = f'{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}'
     print(f'\nmachine: {machine}')
     if args.json:

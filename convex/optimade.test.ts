@@ -345,6 +345,48 @@ describe("queryStructures with a residual filter", () => {
     expect([after.page, after.isDone, after.rowsRead]).toEqual([[], true, 0]);
   });
 
+  test("each item's cursor resumes right after it; withStructures gives each item's payload text", async () => {
+    const t = setup();
+    await workspace(t);
+    for (const plan of [
+      { index: "structure_id", order: "asc" },
+      { index: "nsites", order: "desc" },
+      { index: "element", element: "O", order: "asc" },
+    ] as Plan[]) {
+      const all = await query(t, plan);
+      const ids = all.page.map((s) => s.structure_id);
+      const first = (await t.query(internal.optimade.queryStructures, {
+        ...scope,
+        plan,
+        filter: null,
+        cursor: null,
+        numItems: 3,
+        withStructures: true,
+      })) as Result & { itemCursors: string[]; structures: (string | null | false)[] };
+      expect(first.itemCursors.length).toBe(3);
+      expect(first.structures.length).toBe(3);
+      // Cut after the second item: the rest follows from its cursor, nothing lost, nothing twice.
+      const rest = await query(t, plan, { cursor: first.itemCursors[1] });
+      expect([...first.page.slice(0, 2), ...rest.page].map((s) => s.structure_id)).toEqual(ids);
+      expect((await query(t, plan, { cursor: first.itemCursors[2] })).page.map((s) => s.structure_id)).toEqual(ids.slice(3));
+    }
+    await put(t, [
+      record("inline", { nsites: 1 }, { structure: '{"nsites":1}' }),
+      record("chunked", { nsites: 1 }, { parts: [{ name: "structure", size: 10, sha256: "0".repeat(64), chunk_count: 1 }], chunks: [{ part: "structure", chunk_index: 0, text: '{"nsites":1}' }] }),
+    ], { tenant_id: "t1", workspace_id: "payloads" });
+    const payloads = (await t.query(internal.optimade.queryStructures, {
+      tenant_id: "t1",
+      workspace_id: "payloads",
+      plan: { index: "structure_id", order: "asc" },
+      filter: null,
+      cursor: null,
+      numItems: 10,
+      withStructures: true,
+    })) as Result & { structures: (string | null | false)[] };
+    expect(payloads.page.map((s) => s.structure_id)).toEqual(["chunked", "inline"]);
+    expect(payloads.structures).toEqual([false, '{"nsites":1}']);
+  });
+
   test("a call stops at half of a transaction's read bytes, with the rest on the next call", async () => {
     const t = setup();
     const big = "x".repeat(60_000); // near the 64 KiB of inline payloads a record may have

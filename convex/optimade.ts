@@ -223,7 +223,9 @@ function positionOf(plan: Plan, record: Doc<"structures">): Position {
  * its start), evaluate `filter` (the JSON text of a query of evaluate.py's language; null: everything matches) on
  * each record's entry document, and stop after `numItems` matches, `maximumRowsRead` rows (index entries), half of
  * a transaction's read budget, or the end of the range. Returns the matching records' summaries (as listStructures
- * gives them), in index order, `rowsRead`, and `continueCursor`/`isDone`: call again with `continueCursor` until
+ * gives them), in index order, the cursor right after each of them (`itemCursors`: a page cut after item k goes on from
+ * `itemCursors[k]`), with `withStructures` their structure payloads (`structures`: the JSON text, `false` when
+ * chunked, `null` when there is none), `rowsRead`, and `continueCursor`/`isDone`: call again with `continueCursor` until
  * enough matches are collected or `isDone` is true. A page may be short, even empty, with `isDone` false: a
  * selective filter ends a call at its read budget instead of failing.
  *
@@ -242,6 +244,7 @@ export const queryStructures = internalQuery({
     cursor: v.union(v.string(), v.null()),
     numItems: v.number(),
     maximumRowsRead: v.optional(v.number()),
+    withStructures: v.optional(v.boolean()),
   },
   handler: async (ctx, args) => {
     const { tenant_id, workspace_id, plan } = args;
@@ -258,9 +261,12 @@ export const queryStructures = internalQuery({
     const maxRows = args.maximumRowsRead ?? MAX_QUERY_ROWS_READ;
     const query = checkFilter(args.filter);
     const start = decodeCursor(args.cursor, plan);
-    if (start === "end") return { page: [], continueCursor: encodeCursor(plan, "end"), isDone: true, rowsRead: 0 };
+    const done = { page: [], itemCursors: [], continueCursor: encodeCursor(plan, "end"), isDone: true, rowsRead: 0 };
+    if (start === "end") return args.withStructures ? { ...done, structures: [] } : done;
     const scope = { tenant_id, workspace_id };
     const page = [];
+    const itemCursors: string[] = [];
+    const structures: (string | null | false)[] = [];
     let rowsRead = 0;
     let bytes = 0;
     let documents = 0;
@@ -279,12 +285,19 @@ export const queryStructures = internalQuery({
         } else {
           last = positionOf(plan, row);
         }
-        if (record !== null && (query === null || matches(query, entryDocument(record)))) page.push(toSummary(record));
+        if (record !== null && (query === null || matches(query, entryDocument(record)))) {
+          page.push(toSummary(record));
+          itemCursors.push(encodeCursor(plan, positionOf(plan, record)));
+          // The payload's JSON text; false when it is chunked (read it with getStructure), null when there is none.
+          if (args.withStructures) structures.push(record.structure ?? (record.parts.some((p) => p.name === "structure") ? false : null));
+        }
         if (page.length >= args.numItems || rowsRead >= maxRows || bytes >= READ_BUDGET_BYTES || documents + 2 > READ_BUDGET_DOCUMENTS) {
-          return { page, continueCursor: encodeCursor(plan, last), isDone: false, rowsRead };
+          const reply = { page, itemCursors, continueCursor: encodeCursor(plan, last), isDone: false, rowsRead };
+          return args.withStructures ? { ...reply, structures } : reply;
         }
       }
     }
-    return { page, continueCursor: encodeCursor(plan, "end"), isDone: true, rowsRead };
+    const reply = { page, itemCursors, continueCursor: encodeCursor(plan, "end"), isDone: true, rowsRead };
+    return args.withStructures ? { ...reply, structures } : reply;
   },
 });

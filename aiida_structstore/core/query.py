@@ -54,6 +54,7 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -360,10 +361,11 @@ PREFIX = 'structstore'
 PAYLOAD_FIELDS = frozenset({'cartesian_site_positions', 'species_at_sites', 'species'})
 
 
-def entry_document(item: StructureSummary) -> dict[str, Any]:
+def entry_document(item: StructureSummary, structure: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The flat document of an entry (what queries are evaluated on), from a summary or a full record.
 
-    Payload properties are present only when ``item`` is a :class:`StructureRecord` with a structure payload.
+    Payload properties are present only when ``item`` is a :class:`StructureRecord` with a structure payload, or
+    when the payload is given as ``structure``.
     """
     doc: dict[str, Any] = {
         'id': item.key.structure_id,
@@ -373,8 +375,10 @@ def entry_document(item: StructureSummary) -> dict[str, Any]:
         f'_{PREFIX}_aiida_node': item.node_uuid,
     }
     doc.update({name: item.summary.get(name) for name in SUMMARY_FIELDS})
-    if isinstance(item, StructureRecord) and item.structure is not None:
-        doc.update({name: item.structure.get(name) for name in PAYLOAD_FIELDS})
+    if structure is None and isinstance(item, StructureRecord):
+        structure = item.structure
+    if structure is not None:
+        doc.update({name: structure.get(name) for name in PAYLOAD_FIELDS})
     return doc
 
 

@@ -371,10 +371,18 @@ class PutResult(_Model):
 
 
 class Page(_Model):
-    """One page of a workspace listing, newest first; pass ``next_cursor`` to get the next page."""
+    """One page of a workspace listing, newest first; pass ``next_cursor`` to get the next page.
+
+    Pages of :meth:`~aiida_structstore.store.structures.StructureStore.query` also give ``cursors``, the cursor right
+    after each item (to cut a page after any item and go on from there), and when asked for them ``structures``, the
+    structure payload of each item: the payload, ``None`` when the record has none, ``False`` when it is stored in
+    chunks and was not read (read the record with ``get``).
+    """
 
     items: tuple[StructureSummary, ...]
     next_cursor: str | None = None
+    cursors: tuple[str, ...] = ()
+    structures: tuple[dict[str, Any] | Literal[False] | None, ...] | None = None
 
 
 def _build(cls: type[_Model], data: Mapping[str, Any]) -> Any:

@@ -250,13 +250,16 @@ class MemoryStructures(StructureStore):
         cursor: str | None = None,
         limit: int = 100,
         max_rows: int | None = None,
+        with_structures: bool = False,
     ) -> Page:
         self._check_scope(tenant_id, workspace_id)
         self._check_limit(limit)
         self._check_max_rows(max_rows)
         plan = self._check_query(plan, filter)
         with self._lock:
-            summaries = [_summary(entry.record) for entry in self._data.get((tenant_id, workspace_id), {}).values()]
+            records = [entry.record for entry in self._data.get((tenant_id, workspace_id), {}).values()]
+        payloads = {record.key.structure_id: record.structure for record in records}
+        summaries = [_summary(record) for record in records]
         rows = [item for item in summaries if plan.admits(item)]
         descending = plan.order == 'desc'
 
@@ -270,6 +273,15 @@ class MemoryStructures(StructureStore):
             after = _decode_position(cursor)
             rows = [r for r in rows if (position(r) < after if descending else position(r) > after)]
         page: list[StructureSummary] = []
+
+        def done(next_cursor: str | None) -> Page:
+            return Page(
+                items=tuple(page),
+                next_cursor=next_cursor,
+                cursors=tuple(_encode_position(position(item)) for item in page),
+                structures=tuple(payloads[item.key.structure_id] for item in page) if with_structures else None,
+            )
+
         for read, row in enumerate(rows, start=1):
             if filter is None or matches(filter, entry_document(row)):
                 page.append(row)
@@ -277,8 +289,8 @@ class MemoryStructures(StructureStore):
                 break
             if len(page) == limit or (max_rows is not None and read >= max_rows):
                 # The page is full or the call read its rows: the next one goes on after the last row read.
-                return Page(items=tuple(page), next_cursor=_encode_position(position(row)))
-        return Page(items=tuple(page), next_cursor=None)
+                return done(_encode_position(position(row)))
+        return done(None)
 
     def content_hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
         self._check_scope(tenant_id, workspace_id)

@@ -282,6 +282,7 @@ class StructureStore(abc.ABC):
         cursor: str | None = None,
         limit: int = 100,
         max_rows: int | None = None,
+        with_structures: bool = False,
     ) -> Page:
         """One page of the summaries of a workspace that match ``filter`` (a query of :mod:`~..core.query`,
         evaluated on each entry's document), walking ``plan``'s index (default: every structure by id) over its range
@@ -294,6 +295,9 @@ class StructureStore(abc.ABC):
 
         ``max_rows`` bounds the rows (index entries) this call reads in all, whatever the backend's own budget: the
         page then ends, short or empty, with a cursor. Without it a backend reads until the page is full.
+
+        The page's ``cursors`` give the cursor right after each item; with ``with_structures`` its ``structures``
+        give each item's structure payload, read in the same call (see :class:`~aiida_structstore.core.Page`).
         """
 
     def iter_workspace(

@@ -195,3 +195,32 @@ def serve(app, *, port: int = 0, timeout: float = 30.0) -> Iterator[LiveServer]:
 def live_server(backend, api_settings) -> Iterator[LiveServer]:
     """The app on the selected backend, served over real HTTP."""
     yield from serve(create_app(api_settings))
+
+
+def run_validator(base_url: str, token: str) -> dict:
+    """``optimade-validator`` (optional tests included) against ``base_url`` with the token: its JSON summary, after
+    asserting that nothing failed and that more than 30 tests ran."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    validator = Path(sys.executable).parent / 'optimade-validator'
+    result = subprocess.run(
+        [str(validator), base_url, '--headers', json.dumps(bearer(token)), '--json'],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    summary = json.loads(result.stdout)
+    failures = {
+        name: summary[name]
+        for name in ('failure_count', 'internal_failure_count', 'optional_failure_count')
+        if summary[name]
+    }
+    print(f'\nvalidator: {summary["success_count"]} passed, {summary["optional_success_count"]} optional passed')
+    assert not failures, json.dumps(summary, indent=1)[:20000]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary['success_count'] > 30
+    return summary

@@ -130,13 +130,30 @@ def test_paging_with_a_row_budget_returns_what_a_full_scan_returns(workspace):
 
 def test_a_row_budget_ends_a_page_that_matches_nothing(workspace):
     """A filter that matches nothing reads ``max_rows`` rows and stops, with a cursor, instead of the workspace."""
-    store, tenant, items = workspace
+    store, tenant, _ = workspace
     query = {'chemical_formula_descriptive': {'$contains': 'Zz'}}
     page = store.structures.query(tenant, 'q', filter=query, limit=5, max_rows=3)
     assert page.items == () and page.next_cursor is not None
     assert collect(store, tenant, QueryPlan(), query, 5, max_rows=3) == []
     with pytest.raises(InvalidInputError, match='max_rows'):
         store.structures.query(tenant, 'q', max_rows=0)
+
+
+def test_item_cursors_cut_a_page_anywhere_and_payloads_come_with_the_page(workspace):
+    """``cursors[k]`` goes on right after item k (nothing lost, nothing twice), and ``with_structures`` gives each
+    item's payload as ``get`` reads it, in the same call."""
+    store, tenant, _ = workspace
+    for plan in (QueryPlan(), QueryPlan(index='nsites', order='desc'), QueryPlan(index='element', element='O')):
+        everything = collect(store, tenant, plan, None, 50)
+        page = store.structures.query(tenant, 'q', plan=plan, limit=7, with_structures=True)
+        assert len(page.cursors) == len(page.items) == len(page.structures) == 7
+        for k in (0, 3, 6):
+            rest = store.structures.query(tenant, 'q', plan=plan, cursor=page.cursors[k], limit=50)
+            ids = [item.key.structure_id for item in page.items[: k + 1] + rest.items]
+            assert ids == everything[: len(ids)] and len(rest.items) == min(50, len(everything) - k - 1)
+        for item, payload in zip(page.items, page.structures, strict=True):
+            assert payload == store.structures.get(item.key).structure
+    assert store.structures.query(tenant, 'q', limit=3).structures is None
 
 
 def test_a_time_range(workspace):

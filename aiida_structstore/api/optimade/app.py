@@ -402,7 +402,12 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of, cursors: CursorCodec)
                 raise bad_cursor() from None  # the store refused its own cursor: never show its text
             records = dict(result.records)
             if _needs_payload(fields):
-                missing = [doc['id'] for doc in result.documents if doc['id'] not in records]
+                # Entries read without their payload (a sort-only scan): their full records, in one call.
+                missing = [
+                    doc['id']
+                    for doc in result.documents
+                    if doc['id'] not in records and not PAYLOAD_FIELDS.intersection(doc)
+                ]
                 if missing:
                     keys = [scope.key(structure_id) for structure_id in missing]
                     records.update(

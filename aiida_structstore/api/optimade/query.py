@@ -299,7 +299,7 @@ class _Budget:
     def spent(self) -> bool:
         return self.short >= MAX_SHORT_CALLS
 
-    def query(self, store: Store, scope: Scope, strategy: Strategy, cursor: str | None, limit: int):
+    def query(self, store: Store, scope: Scope, strategy: Strategy, cursor: str | None, limit: int, **options: Any):
         page = store.structures.query(
             scope.tenant_id,
             scope.workspace_id,
@@ -308,6 +308,7 @@ class _Budget:
             cursor=cursor,
             limit=limit,
             max_rows=ROWS_PER_CALL,
+            **options,
         )
         if page.next_cursor is not None and len(page.items) < limit:
             self.short += 1
@@ -443,10 +444,17 @@ def _walk_index(
     with_records: bool,
 ) -> WalkResult:
     """Read ``offset + limit + 1`` matches (the one more says whether there are more), from the start or from a
-    cursor's state: the store's cursor after the entry the previous page read ahead, that entry's id, and the
-    position of the page. Each store call asks for exactly the matches still needed, so the store's cursor always
-    stands right after the last entry read."""
+    cursor's state: the store's cursor right after the last entry of the previous page, and the position of the page.
+    The entries come with their structure payloads from the same store calls when ``with_records`` (a payload
+    stored in chunks is read with ``get_many``), so a page usually costs one store call. Each call asks for exactly
+    the matches still needed.
+
+    A state may also name an entry the previous page read ahead (``ahead``, from cursors issued before item cursors
+    existed): it is read again with ``get_many`` and kept if it still matches."""
     documents: list[dict[str, Any]] = []
+    #: The store cursor right after each document (``None`` for the entry read ahead).
+    after: list[str | None] = []
+    chunked: list[str] = []
     records: dict[str, StructureRecord] = {}
     skip = offset if state is None else 0
     need = skip + limit + 1
@@ -454,11 +462,18 @@ def _walk_index(
     exhausted = state is not None and cursor is None
     ahead = None if state is None else state.get('ahead')
     if ahead is not None:
-        documents.append({'id': ahead})  # read below, with the page's records
+        documents.append({'id': ahead})  # read below
+        after.append(cursor)
     budget = _Budget()
     while len(documents) < need and not exhausted and not budget.spent:
-        page = budget.query(store, scope, strategy, cursor, min(need - len(documents), MAX_STORE_PAGE))
-        documents += [document(item) for item in page.items]
+        limit_now = min(need - len(documents), MAX_STORE_PAGE)
+        page = budget.query(store, scope, strategy, cursor, limit_now, with_structures=with_records)
+        for index, item in enumerate(page.items):
+            payload = page.structures[index] if page.structures is not None else None
+            if payload is False:
+                chunked.append(item.key.structure_id)
+            documents.append(document(item, payload or None))
+        after += page.cursors
         cursor = page.next_cursor
         exhausted = cursor is None
     if len(documents) < skip and not exhausted:
@@ -467,12 +482,10 @@ def _walk_index(
     rest = documents[skip + limit :]
     # The row budget ran out before the page was full: the page ends here, and the next one goes on from the cursor.
     cut = len(documents) < need and not exhausted
-    # One get_many for the page: the entry read ahead by the previous page (read again: it may have changed or gone
-    # since) and, when the response needs them, the full records.
-    wanted = [doc['id'] for doc in page_docs] if with_records else [ahead] if ahead is not None else []
+    wanted = [doc['id'] for doc in page_docs if doc['id'] in chunked or doc['id'] == ahead]
     if wanted:
         records.update(_records(store, scope, wanted))
-    if ahead is not None:
+    if ahead is not None and page_docs and page_docs[0]['id'] == ahead:
         record = records.get(ahead)
         doc = None if record is None else document(record)
         if doc is None or (strategy.store_filter is not None and not matches(strategy.store_filter, doc)):
@@ -485,9 +498,13 @@ def _walk_index(
         returned = len(documents) if state is None else state['position'] + len(page_docs)
     next_state = None
     if more:
+        # Right after the page's last entry (the entry read beyond it is read again by the next page), or where the
+        # row budget stopped the walk.
+        last = skip + limit - 1
+        position_cursor = after[last] if rest and last < len(after) and after[last] is not None else cursor
         next_state = {
             'position': (offset if state is None else state['position']) + len(page_docs),
-            'cursor': cursor,
-            'ahead': rest[0]['id'] if rest else None,
+            'cursor': position_cursor,
+            'ahead': rest[0]['id'] if rest and position_cursor is cursor else None,
         }
     return WalkResult(documents=page_docs, records=records, returned=returned, more=more, next_state=next_state)

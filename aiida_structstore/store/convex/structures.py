@@ -506,6 +506,7 @@ class ConvexStructures(StructureStore):
         cursor: str | None = None,
         limit: int = 100,
         max_rows: int | None = None,
+        with_structures: bool = False,
     ) -> Page:
         """The page from the function ``queryStructures``, which walks the plan's index range inside Convex and
         evaluates the filter on each row there; a call ends early after its row budget, and the next call goes on
@@ -517,6 +518,8 @@ class ConvexStructures(StructureStore):
         if cursor is not None and (not isinstance(cursor, str) or not cursor.strip()):
             raise InvalidInputError('invalid page cursor')
         items: list[StructureSummary] = []
+        cursors: list[str] = []
+        structures: list[Any] = []
         next_cursor = cursor
         rows_read = 0
         while True:
@@ -531,12 +534,23 @@ class ConvexStructures(StructureStore):
                 'numItems': float(min(limit - len(items), QUERY_PAGE)),
                 'maximumRowsRead': float(rows),
             }
+            if with_structures:
+                args['withStructures'] = True
             reply = self.transport.call('query', 'queryStructures', args, module=QUERY_MODULE)
             items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+            cursors.extend(reply['itemCursors'])
+            if with_structures:
+                # The payload's canonical JSON text; False: chunked (not read here); None: the record has none.
+                structures.extend(json.loads(text) if isinstance(text, str) else text for text in reply['structures'])
             next_cursor = None if reply['isDone'] else reply['continueCursor']
             rows_read += int(reply['rowsRead'])
             if next_cursor is None or len(items) >= limit or (max_rows is not None and rows_read >= max_rows):
-                return Page(items=tuple(items), next_cursor=next_cursor)
+                return Page(
+                    items=tuple(items),
+                    next_cursor=next_cursor,
+                    cursors=tuple(cursors),
+                    structures=tuple(structures) if with_structures else None,
+                )
 
     def _hashes(self, tenant_id: str, workspace_id: str, structure_ids: Sequence[str]) -> dict[str, str]:
         return self.transport.content_hashes('contentHashes', tenant_id, workspace_id, 'structure_ids', structure_ids)
