@@ -81,6 +81,8 @@ class ConvexExecutions(ExecutionStore):
                 )
                 by_uuid = {write.key.process_uuid: write for write in batch}
                 deferred = []
+                if sorted(item['process_uuid'] for item in reply) != sorted(by_uuid):
+                    raise self.transport.wrong_reply('executions:putExecutions', 'its items are not the records sent')
                 for item in reply:
                     write = by_uuid[item['process_uuid']]
                     if item['status'] == 'deferred':
@@ -137,7 +139,8 @@ class ConvexExecutions(ExecutionStore):
         document = self.transport.call('query', 'getExecution', self._execution_key_args(key), module=MODULE)
         if document is None:
             raise NotFoundError(f'no execution {key}')
-        return self._execution_record(document)
+        with self.transport.reading(f'{MODULE}:getExecution'):
+            return self._execution_record(document)
 
     def list(
         self,
@@ -169,7 +172,8 @@ class ConvexExecutions(ExecutionStore):
                 if cursor is not None:
                     raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
                 raise
-            items.extend(self._execution_record(document) for document in reply['page'])
+            with self.transport.reading(f'{MODULE}:{function}'):
+                items.extend(self._execution_record(document) for document in reply['page'])
             convex_cursor = None if reply['isDone'] else reply['continueCursor']
             if convex_cursor is None or len(items) >= limit:
                 next_cursor = None if convex_cursor is None else _wrap_cursor(convex_cursor, structure_id)

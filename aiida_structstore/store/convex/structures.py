@@ -272,6 +272,8 @@ class ConvexStructures(StructureStore):
                     if plan.staged:
                         self._stage(scope, plan)
                 continue
+            if [reply['structure_id'] for reply in replies] != [plan.write.key.structure_id for plan in batch]:
+                raise self.transport.wrong_reply('structures:putBatch', 'its items are not the records sent')
             for plan, reply in zip(batch, replies, strict=True):
                 plan.result = self._result(plan, reply['status'], int(reply['chunk_count']), reply.get('owner'))
                 plan.garbage = bool(reply['garbage'])
@@ -348,12 +350,13 @@ class ConvexStructures(StructureStore):
             for name in payload:
                 if payload[name] is None:
                     payload[name] = self._read_part(key, document, name)
-            return self._record(
-                document,
-                cif=payload['cif'],
-                structure=None if payload['structure'] is None else json.loads(payload['structure']),
-                params=None if payload['params'] is None else json.loads(payload['params']),
-            )
+            with self.transport.reading('structures:getStructure'):
+                return self._record(
+                    document,
+                    cif=payload['cif'],
+                    structure=None if payload['structure'] is None else json.loads(payload['structure']),
+                    params=None if payload['params'] is None else json.loads(payload['params']),
+                )
 
         return self._consistent_read(key, read)
 
@@ -380,13 +383,18 @@ class ConvexStructures(StructureStore):
                         'structure_ids': [key.structure_id for key in part],
                     },
                 )
+                if len(documents) != len(part):
+                    raise self.transport.wrong_reply(
+                        'structures:getStructures', f'{len(documents)} items for {len(part)} structure ids'
+                    )
                 for key, document in zip(part, documents, strict=True):
                     if document is None:
                         found[key] = None
                     elif any(document[name] is None and _has_part(document, name) for name in _PAYLOAD_PARTS):
                         found[key] = self.find(key)  # chunked: read whole and verified
                     else:
-                        found[key] = self._inline_record(document)
+                        with self.transport.reading('structures:getStructures'):
+                            found[key] = self._inline_record(document)
         return [found[key] for key in keys]
 
     def _inline_record(self, document: dict[str, Any]) -> StructureRecord:
@@ -490,7 +498,8 @@ class ConvexStructures(StructureStore):
                 if cursor is not None:
                     raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
                 raise
-            items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+            with self.transport.reading('structures:listStructures'):
+                items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
             next_cursor = None if reply['isDone'] else reply['continueCursor']
             if next_cursor is None or len(items) >= limit:
                 return Page(items=tuple(items), next_cursor=next_cursor)
@@ -526,7 +535,8 @@ class ConvexStructures(StructureStore):
                 'numItems': float(min(limit - len(items), QUERY_PAGE)),
             }
             reply = self.transport.call('query', 'queryStructures', args, module=QUERY_MODULE)
-            items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+            with self.transport.reading(f'{QUERY_MODULE}:queryStructures'):
+                items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
             next_cursor = None if reply['isDone'] else reply['continueCursor']
             if next_cursor is None or len(items) >= limit:
                 return Page(items=tuple(items), next_cursor=next_cursor)

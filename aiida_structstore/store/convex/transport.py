@@ -13,6 +13,11 @@ Pacing
     Mutations are paced to the deployment's write throughput (Convex: 4 MiB/s by default) by a client-side budget;
     an HTTP 429 (``TooManyWrites``) halves the rate and is retried, slower, for up to ``throttle_patience`` seconds.
 
+Replies
+    A function's value is checked against its reply type (:mod:`.replies`) before it is returned: a value of another
+    shape (another version of the functions, a proxy) is a :class:`BackendError` naming the function and what was
+    wrong, not retried (the same call would get the same answer).
+
 Secrets
     Neither the deploy key nor the URL appears in an error message, a log line or a ``repr``; errors are raised
     outside ``except`` blocks, so no chained exception keeps the HTTP library's frames (with the request and its
@@ -23,16 +28,17 @@ This module imports no AiiDA module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import tenacity
 from convex.values import json_to_convex
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from ... import __version__
 from ...core.exceptions import (
@@ -47,6 +53,7 @@ from ...core.exceptions import (
 )
 from ...core.limits import CONVEX, PROTOCOL
 from ..settings import check_deploy_key, check_url
+from .replies import REPLIES, describe
 
 __all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError')
 
@@ -197,6 +204,28 @@ class ConvexTransport:
             found.update({item[field[:-1]]: item['content_hash'] for item in reply})
         return found
 
+    @contextlib.contextmanager
+    def reading(self, path: str) -> Iterator[None]:
+        """Turn a record of ``path``'s reply that the client's models refuse (an invalid id, a summary or payload
+        that is not what this version writes) into :meth:`wrong_reply`."""
+        problem = None
+        try:
+            yield
+        except ValidationError as exc:
+            problem = f'a record in it is not valid: {describe(exc)}'
+        except ValueError as exc:  # InvalidInputError (an id), JSON text that does not decode
+            problem = f'a record in it is not valid: {" ".join(str(exc).split())[:200]}'
+        if problem is not None:
+            raise self.wrong_reply(path, problem)
+
+    def wrong_reply(self, path: str, problem: str) -> BackendError:
+        """The error for a reply of ``path`` that does not fit what was asked (``problem`` says how)."""
+        return BackendError(
+            f'{path} answered with a reply of an unexpected shape ({self._scrub(problem)}); is this deployment '
+            f'running the functions of this version? {DEPLOY_HINT}',
+            code='UnexpectedReply',
+        )
+
     def call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE) -> Any:
         """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
         failures."""
@@ -297,7 +326,7 @@ class ConvexTransport:
         if status == 200 and reply['status'] == 'success':
             if 'value' not in reply:
                 raise _TransientError(f'HTTP {status} with a malformed reply')
-            return json_to_convex(reply['value'])
+            return self._value(path, reply['value'])
         if status in (200, 560):
             raise self._function_error(path, reply)
         code = reply.get('code') if isinstance(reply, dict) else None
@@ -309,6 +338,23 @@ class ConvexTransport:
         if status == 413:
             raise LimitExceededError(f'the request to {path} is larger than Convex accepts (HTTP 413)')
         raise BackendError(f'Convex returned HTTP {status} for {path}: {code}: {message}', code=code)
+
+    def _value(self, path: str, value: Any) -> Any:
+        """The decoded ``value`` of a successful call of ``path``, checked against its reply type."""
+        problem = None
+        try:
+            decoded = json_to_convex(value)
+        except (ValueError, TypeError, KeyError) as exc:  # a JSON value Convex never sends (a bare integer, ...)
+            problem = f'not a Convex value: {" ".join(str(exc).split())[:200]}'
+        else:
+            shape = REPLIES.get(path)
+            if shape is None:
+                return decoded
+            try:
+                return shape.validate_python(decoded)
+            except ValidationError as exc:
+                problem = describe(exc)
+        raise self.wrong_reply(path, problem)
 
     def _function_error(self, path: str, reply: dict[str, Any]) -> StructStoreError:
         """The error of a function that failed (HTTP 200 or 560 with ``status: error``)."""
