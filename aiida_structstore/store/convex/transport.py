@@ -12,6 +12,10 @@ Retries
 Pacing
     Mutations are paced to the deployment's write throughput (Convex: 4 MiB/s by default) by a client-side budget;
     an HTTP 429 (``TooManyWrites``) halves the rate and is retried, slower, for up to ``throttle_patience`` seconds.
+    A deployment never accepts a write larger than its budget (one with a lower budget than the client was told, or
+    a batch whose JSON escapes made it larger than estimated), so a call its caller can send in parts
+    (``divisible``) that is refused while larger than the halved rate raises :class:`WriteBudgetExceeded` at once:
+    the caller splits it.
 
 Replies
     A function's value is checked against its reply type (:mod:`.replies`) before it is returned: a value of another
@@ -55,7 +59,7 @@ from ...core.limits import CONVEX, PROTOCOL
 from ..settings import check_deploy_key, check_url
 from .replies import REPLIES, describe
 
-__all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError')
+__all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError', 'WriteBudgetExceeded')
 
 LOGGER = logging.getLogger('aiida_structstore.store.convex')
 MODULE = 'structures'
@@ -100,6 +104,16 @@ class RequestTooLargeError(LimitExceededError):
         super().__init__(f'a request of {size} bytes is larger than Convex accepts ({MAX_REQUEST_BYTES} bytes)')
 
 
+class WriteBudgetExceeded(BackendError):
+    """A divisible mutation of ``size`` bytes that the deployment refused as over its write throughput (HTTP 429)
+    while larger than the rate the client now paces to: the caller sends it in smaller parts."""
+
+    def __init__(self, path: str, size: int) -> None:
+        message = f"{path}: a write of {size} bytes is over the deployment's write throughput"
+        super().__init__(message, code='TooManyWrites')
+        self.size = size
+
+
 class _WritePacer:
     """A client-side write budget: ``limit`` bytes per second on average, with a one-second burst. A write larger
     than the budget at hand waits until the budget is full, then overdraws it (the next write waits longer). A 429
@@ -133,6 +147,11 @@ class _WritePacer:
             self.rate = max(self.limit / 16, self.rate / 2)
             self.tokens = min(self.tokens, 0.0)
 
+    def over_budget(self, size: int) -> None:
+        """A write of ``size`` bytes was refused: the deployment's budget is probably below it. Pace to half of it."""
+        self.rate = max(self.limit / 16, min(self.rate, size / 2))
+        self.tokens = min(self.tokens, 0.0)
+
     def succeeded(self) -> None:
         if self.limit:
             self.rate = min(self.limit, self.rate + self.limit / 16)
@@ -147,6 +166,10 @@ class _TransientError(Exception):
 
 class _ThrottledError(_TransientError):
     """HTTP 429: the deployment is over its write throughput. Repeated, slower, for up to ``throttle_patience``."""
+
+
+class _OverBudget(Exception):
+    """HTTP 429 for a divisible write larger than the halved rate: not repeated, the caller splits it."""
 
 
 class ConvexTransport:
@@ -226,9 +249,12 @@ class ConvexTransport:
             code='UnexpectedReply',
         )
 
-    def call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE) -> Any:
+    def call(
+        self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE, divisible: bool = False
+    ) -> Any:
         """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
-        failures."""
+        failures. ``divisible``: the caller can send these arguments in parts, so a write over the deployment's
+        budget raises :class:`WriteBudgetExceeded` instead of being repeated."""
         path = f'{module}:{name}'
         # The arguments this package builds are JSON values whose numbers are already floats and whose keys are
         # plain names, which is their convex_encoded_json form: they are written as they are (the convex package's
@@ -254,9 +280,13 @@ class ConvexTransport:
         )
         failure = None
         try:
-            return retrying(self._post, kind, path, body)
+            return retrying(self._post, kind, path, body, divisible)
         except _TransientError as exc:
             failure = str(exc)
+        except _OverBudget:
+            failure = None
+        if failure is None:
+            raise WriteBudgetExceeded(path, len(body))
         # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
         attempts = retrying.statistics.get('attempt_number', self.retries)
         raise BackendUnavailableError(
@@ -304,11 +334,16 @@ class ConvexTransport:
             )
         raise _TransientError(failure)
 
-    def _post(self, kind: str, path: str, body: bytes) -> Any:
+    def _post(self, kind: str, path: str, body: bytes, divisible: bool = False) -> Any:
         if kind == 'mutation':
             self.pacer.wait(len(body))
         status, content = self._send(kind, body)
         if status == 429:
+            if divisible and self.pacer.limit and len(body) > self.pacer.rate / 2:
+                # Most likely refused for its size, which no rate makes acceptable: the caller splits it.
+                self.pacer.over_budget(len(body))
+                LOGGER.info('Convex call %s: %d bytes over the write throughput; sending it in parts', path, len(body))
+                raise _OverBudget()
             self.pacer.throttled()
             raise _ThrottledError('HTTP 429 (the deployment is over its write throughput; writing slower)')
         if status >= 500 and status != 560:
