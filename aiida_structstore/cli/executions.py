@@ -91,32 +91,30 @@ def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_si
         echo.echo_error(report.aborted)
     since = report.since.isoformat(timespec='seconds') if report.since else 'the beginning'
     verb = 'would be ' if dry_run else ''
-    echo.echo(
-        table(
-            [
-                [
-                    report.selected,
-                    report.considered,
-                    report.new,
-                    report.updated,
-                    report.unchanged,
-                    report.stale,
-                    report.failed,
-                    f'{report.seconds:.2f}',
-                ]
-            ],
-            [
-                'selected',
-                f'changed since {since}',
-                f'{verb}new',
-                f'{verb}updated',
-                'unchanged',
-                'stale',
-                'failed',
-                'seconds',
-            ],
-        )
-    )
+    row = [
+        report.selected,
+        report.considered,
+        report.new,
+        report.updated,
+        report.unchanged,
+        report.stale,
+        report.failed,
+        f'{report.seconds:.2f}',
+    ]
+    headers = [
+        'selected',
+        f'changed since {since}',
+        f'{verb}new',
+        f'{verb}updated',
+        'unchanged',
+        'stale',
+        'failed',
+        'seconds',
+    ]
+    if report.lost:  # written, then lost with the store's data: not in new or updated
+        row.insert(-1, report.lost)
+        headers.insert(-1, 'lost by the store')
+    echo.echo(table([row], headers))
     if report.aborted:
         echo.echo_critical('the sync was aborted')
     if not report.ok:

@@ -9,10 +9,17 @@ AiiDA → store, for each node that remembers a projection into this target (its
 must hold a record under the remembered structure id. A record that is missing is reported
 even when the remembered projection was into an earlier instance of the store (its data was lost since): that is
 exactly the case a sync cannot see, since it trusts what the nodes remember.
+
+For the missing records the report gives the commands that restore them (``restore``): a ``sync --check-store``
+(which compares with the store, not with what the nodes remember) of exactly those nodes, with the id template and
+raw option they were synced with; ``project --structure-id`` for a node whose id template is not known (projected by
+``project``, or by a version that did not remember it).
 """
 
 from __future__ import annotations
 
+import json
+import shlex
 from dataclasses import replace as dc_replace
 
 from aiida import orm
@@ -22,9 +29,13 @@ from ..core.values import validate_id
 from ..store.base import Store
 from ..sync import VerifyReport
 from ..tracking import find_origins, iter_remembered, target_extra
+from .projection import DEFAULT_ID_TEMPLATE
 from .sync import prepare_node
 
 __all__ = ('VerifyReport', 'verify_workspace')
+
+#: Missing nodes a restore command names by pk at most; beyond, it selects them by the extra that remembers them.
+RESTORE_BY_PK = 50
 
 
 def verify_workspace(
@@ -85,6 +96,8 @@ def _nodes_against_records(
     store: Store, tenant_id: str, workspace_id: str, report: VerifyReport, *, page_size: int
 ) -> None:
     extra = target_extra(store.store_id, tenant_id, workspace_id)
+    missing: dict[tuple[str | None, bool], list[tuple[int, str]]] = {}
+    ways: set[tuple[str | None, bool]] = set()  # how the nodes remembered here were synced
     for rows in iter_remembered(orm.StructureData, extra, page_size):
         remembered = {}
         for pk, uuid, entry in rows:
@@ -92,14 +105,54 @@ def _nodes_against_records(
                 continue  # copied from another node by clone(): not a projection of this one
             structure_id = entry.get('structure_id') if isinstance(entry, dict) else None
             try:
-                remembered[validate_id(structure_id, 'structure_id')] = (pk, uuid)
+                remembered[validate_id(structure_id, 'structure_id')] = (pk, uuid, _synced_as(entry, uuid))
             except InvalidInputError:
                 report.problems.append((str(structure_id), f'node {pk} ({uuid}) remembers an invalid structure id'))
         report.remembered += len(remembered)
         found = store.structures.content_hashes(tenant_id, workspace_id, list(remembered)) if remembered else {}
-        for structure_id, (pk, uuid) in remembered.items():
+        for structure_id, (pk, uuid, way) in remembered.items():
+            ways.add(way)
             if structure_id not in found:
                 report.missing += 1
+                missing.setdefault(way, []).append((pk, structure_id))
                 report.problems.append(
-                    (structure_id, f'missing from the store: node {pk} ({uuid}) was projected here (sync it again)')
+                    (structure_id, f'missing from the store: node {pk} ({uuid}) was projected here')
                 )
+    for way, nodes in missing.items():
+        report.restore.extend(_restore_commands(tenant_id, workspace_id, extra, way, nodes, alone=ways == {way}))
+
+
+def _synced_as(entry: dict, uuid: str) -> tuple[str | None, bool]:
+    """How a node was projected: its id template (``None``: not known) and whether with its raw file."""
+    template = entry.get('id_template')
+    if not isinstance(template, str):
+        template = DEFAULT_ID_TEMPLATE if entry.get('structure_id') == uuid else None
+    return template, entry.get('with_raw') is not False
+
+
+def _restore_commands(
+    tenant_id: str,
+    workspace_id: str,
+    extra: str,
+    way: tuple[str | None, bool],
+    nodes: list[tuple[int, str]],
+    *,
+    alone: bool,
+) -> list[str]:
+    """The commands that write the records of ``nodes`` (``(pk, structure_id)``, projected the same ``way``) again.
+    ``alone``: every node remembered in this target was projected this way, so the extra selects them."""
+    template, with_raw = way
+    target = ['-t', tenant_id, '-w', workspace_id] + ([] if with_raw else ['--no-raw'])
+    if template is None:
+        return [
+            shlex.join(['verdi', 'data', 'structstore', 'project', str(pk), *target, '--structure-id', structure_id])
+            for pk, structure_id in nodes
+        ]
+    command = ['verdi', 'data', 'structstore', 'sync', *target, '--check-store']
+    if template != DEFAULT_ID_TEMPLATE:
+        command += ['--id-template', template]
+    if len(nodes) > RESTORE_BY_PK and alone:
+        command += ['--filters', json.dumps({'extras': {'has_key': extra}}, separators=(',', ':'))]
+    else:
+        command += ['-N', *(str(pk) for pk, _ in nodes)]
+    return [shlex.join(command)]
