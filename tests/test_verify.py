@@ -94,7 +94,7 @@ def _advice(output: str) -> list[list[str]]:
     """The restore commands ``verify`` printed, as arguments of ``verdi data structstore``."""
     import shlex
 
-    prefix = 'to write the missing records again: verdi data structstore '
+    prefix = 'to write the records again: verdi data structstore '
     return [shlex.split(line.split(prefix, 1)[1]) for line in output.splitlines() if prefix in line]
 
 
@@ -144,3 +144,23 @@ def test_the_advice_after_delete_restores_the_records(
 
     run_cli_command(cmd_structstore, ['verify', *target])
     assert {r.key.structure_id for r in convex_backend.structures.iter_workspace(tenant, 'w')} == set(ids)
+
+
+def test_the_advice_for_a_record_that_differs_restores_it(convex_backend, generate_structure, run_cli_command):
+    """A record edited in the store (same node, other content): a plain sync trusts what the node remembers; the
+    command ``verify`` prints writes the node's record again."""
+    tenant = f't-{secrets.token_hex(4)}'
+    target = ['-t', tenant, '-w', 'w']
+    nodes = [generate_structure(name).store() for name in ('silicon', 'fe2o3')]
+    run_cli_command(cmd_structstore, ['sync', *target, '-N', *(node.pk for node in nodes)])
+    key = StructureKey.of(tenant, 'w', nodes[1].uuid)
+    original = convex_backend.structures.get(key)
+    convex_backend.structures.put(original.to_content().model_copy(update={'cif': 'tampered'}))
+
+    result = run_cli_command(cmd_structstore, ['verify', *target], raises=True)
+    assert f'differs from its AiiDA node {nodes[1].pk}' in result.output
+    (command,) = _advice(result.output)
+    assert command == ['sync', *target, '--check-store', '-N', str(nodes[1].pk)]
+    run_cli_command(cmd_structstore, command)
+    assert convex_backend.structures.get(key).content_hash == original.content_hash
+    run_cli_command(cmd_structstore, ['verify', *target])

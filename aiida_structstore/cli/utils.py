@@ -84,7 +84,7 @@ def echo_verify(report, what: str, node: str, nodes: str) -> None:
         )
     )
     for command in report.restore[:MAX_RESTORE_COMMANDS]:
-        echo.echo_report(f'to write the missing records again: {command}')
+        echo.echo_report(f'to write the records again: {command}')
     if len(report.restore) > MAX_RESTORE_COMMANDS:
         echo.echo_report(f'... and {len(report.restore) - MAX_RESTORE_COMMANDS} more commands like these')
     if not report.ok:
