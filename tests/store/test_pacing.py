@@ -119,3 +119,40 @@ def test_a_batch_over_the_deployments_write_budget_is_written_in_parts(small_bud
     stats = server_stats(server)
     assert stats['throttled'] > 0  # the client was told too large a budget, and learnt
     assert stats['calls']['structures:putBatch'] >= 3 and stats['calls']['structures:stageChunks'] >= 2
+
+
+def test_execution_records_over_the_deployments_write_budget_are_written_in_parts():
+    """200 execution records in one putExecutions call (about 300 KB) against a deployment of 256 KiB/s: the call is
+    refused as over the budget, sent again in smaller ones, and every record lands."""
+    import datetime as dt
+    import uuid as uuid_lib
+
+    from devserver.local_convex import local_convex
+
+    from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
+
+    tenant = f'exec-budget-{secrets.token_hex(3)}'
+    t0 = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+    records = [
+        ExecutionContent.build(
+            key=ExecutionKey.of(tenant, 'w', str(uuid_lib.UUID(int=n + 1))),
+            process_label='PwCalculation',
+            kind='calcjob',
+            state='finished',
+            exit_status=400,
+            exit_message=f'{n:04d} ' + 'x' * 990,
+            structures_in=[f's{n:04d}-{i:03d}' for i in range(15)],
+            created_at=t0,
+            modified_at=t0,
+        )
+        for n in range(200)
+    ]
+    with local_convex(write_bytes_per_second=256 * 1024) as server:
+        with ConvexStore(server.url, server.deploy_key, throttle_patience=60) as store:
+            results = store.executions.put_many(records)
+            assert [r.status for r in results] == ['created'] * 200
+            assert store.executions.bytes_per_call < 256 * 1024
+            listed = store.executions.list(tenant, 'w', limit=200)
+            assert len(listed.items) == 200
+        stats = server_stats(server)
+    assert stats['throttled'] > 0 and stats['calls']['executions:putExecutions'] >= 2
