@@ -220,7 +220,7 @@ class ConvexStructures(StructureStore):
             if plan is None:
                 return
             if not plan.staged and plan.chunk_bytes and plan.batch_bytes > self.batch_bytes:
-                plan.forced = True  # only after the deployment refused a larger call (the budget shrank)
+                plan.forced = True  # alone over the byte budget (or the budget shrank): its chunks are staged
                 self._stage(scope, plan)
             batch.append(plan)
             batch_bytes += plan.batch_bytes

@@ -284,8 +284,8 @@ class ConvexTransport:
         except _TransientError as exc:
             failure = str(exc)
         except _OverBudget:
-            failure = None
-        if failure is None:
+            pass
+        if failure is None:  # over the budget: the caller splits it
             raise WriteBudgetExceeded(path, len(body))
         # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
         attempts = retrying.statistics.get('attempt_number', self.retries)
