@@ -165,9 +165,10 @@ def target_entry(
     *,
     with_raw: bool,
     node_uuid: str,
+    id_template: str | None = None,
 ) -> dict:
     now = dt.datetime.now(dt.timezone.utc)
-    return {
+    entry = {
         'store': store.store_id,
         'instance': store.instance,
         'tenant_id': tenant_id,
@@ -180,6 +181,9 @@ def target_entry(
         'projected_at': now.isoformat(timespec='seconds'),
         'projected_ms': int(now.timestamp() * 1000),
     }
+    if id_template is not None:  # how a sync named the record: verify's advice to restore it uses the same
+        entry['id_template'] = id_template
+    return entry
 
 
 def is_current(

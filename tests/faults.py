@@ -9,6 +9,8 @@ Each request takes the next fault from a queue (none: pass through):
 * ``garble``: forward the request (the function runs) and answer HTTP 200 with a cut, malformed body;
 * ``reply:<status>:<json>``: answer with that status and body without forwarding (a real deployment's error shapes).
 
+``answers`` maps a function path to the fault every call of that function gets (before the queue).
+
 ``hook``, if set, is called as ``hook(phase, function)`` for every request, with ``phase`` ``'request'`` (before it
 is forwarded) and ``'reply'`` (after the deployment answered, before the client gets the answer) and ``function``
 the Convex function path (``structures:putBatch``); when it returns ``'drop'`` the connection is closed there. Tests
@@ -30,6 +32,8 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip('/')
         self.faults: collections.deque[str] = collections.deque()
+        #: A fault for every call of one function (``{'structures:putBatch': 'reply:200:...'}``), before the queue.
+        self.answers: dict[str, str] = {}
         self.requests: list[str] = []
         self.forwarded = 0
         self.hook = None
@@ -59,7 +63,9 @@ class FaultProxy:
                 if proxy.hook is not None and proxy.hook('request', function) == 'drop':
                     self.close_connection = True
                     return
-                fault = proxy.faults.popleft() if proxy.faults else proxy.random_fault()
+                fault = proxy.answers.get(function)
+                if fault is None:
+                    fault = proxy.faults.popleft() if proxy.faults else proxy.random_fault()
                 if fault:
                     proxy.injected[fault.split(':')[0] if fault.startswith('delay') else fault] += 1
                 proxy.requests.append(f'{self.path} {fault}')

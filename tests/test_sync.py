@@ -355,8 +355,9 @@ def test_a_store_that_lost_its_data_is_noticed(structures, tenant):
 
 def test_a_store_that_loses_its_data_during_a_sync_aborts_it(structures, tenant, monkeypatch):
     """The deployment is wiped between two batches (the local server reset, as a lost deployment): the sync stops as
-    aborted, says so, counts only what it wrote, remembers nothing of the batch written into the new instance, and
-    the next sync writes everything again."""
+    aborted, says so, counts as written only what the store holds (the second batch, written into the new instance)
+    and as lost the first batch, remembers nothing of the batch written into the new instance, and the next sync
+    writes everything again."""
     import aiida_structstore.sync.engine as engine_module
     from devserver.local_convex import local_convex
 
@@ -376,7 +377,8 @@ def test_a_store_that_loses_its_data_during_a_sync_aborts_it(structures, tenant,
         monkeypatch.setattr(engine_module, '_write', write_then_wipe)
         report = sync(store, tenant, group=group, batch_size=4)
         assert report.aborted is not None and 'lost its data' in report.aborted and not report.ok
-        assert batches == [4, 4] and (report.new, report.failed) == (8, 0)
+        assert batches == [4, 4] and (report.new, report.lost, report.failed) == (4, 4, 0)
+        assert '4 records this sync wrote are gone' in report.aborted
         remembered = [entry_of(node, store, tenant, 'w') for node in nodes]
         assert sum(entry is not None for entry in remembered) == 4  # the first batch only, of the old instance
         store.forget_instance()
@@ -397,3 +399,37 @@ def test_a_clone_is_projected_although_it_carries_the_originals_extra(convex_bac
     report = sync(convex_backend, tenant, 'clones', nodes=[clone.pk], id_template='{label}')
     assert report.unchanged == 0 and report.failed == 1  # the id belongs to the original: refused, not skipped
     assert original.uuid in report.failures[0][1] and clone.uuid in report.failures[0][1]
+
+
+def test_the_summary_after_a_lost_store_says_what_was_written(structures, tenant, monkeypatch, run_cli_command):
+    """``verdi data structstore sync`` while the store loses its data after the first of three batches: the summary
+    counts as new only the records the store holds, and as lost those it wrote into the lost data."""
+    import aiida_structstore.sync.engine as engine_module
+    from aiida_structstore.cli import cmd_structstore
+    from devserver.local_convex import local_convex
+
+    group, _ = structures
+    original = engine_module._write
+    batches: list[int] = []
+    with local_convex() as server:
+
+        def write_then_wipe(adapter, changed, check_instance):
+            written = original(adapter, changed, check_instance)
+            batches.append(len(changed))
+            if len(batches) == 2:  # after the second batch is committed and checked
+                server.reset()
+            return written
+
+        monkeypatch.setattr(engine_module, '_write', write_then_wipe)
+        monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
+        monkeypatch.setenv('CONVEX_URL', server.url)
+        monkeypatch.setenv('CONVEX_DEPLOY_KEY', server.deploy_key)
+        result = run_cli_command(
+            cmd_structstore, ['sync', '-t', tenant, '-w', 'w', '-G', group.label, '--batch-size', '4'], raises=True
+        )
+        with ConvexStore(server.url, server.deploy_key) as store:
+            held = sum(1 for _ in store.structures.iter_workspace(tenant, 'w'))
+    assert batches == [4, 4, 4] and held == 4
+    assert '8 records this sync wrote are gone' in result.output
+    header, row = [line.split() for line in result.output.splitlines() if line.split()[:1] in (['selected'], ['12'])]
+    assert row[:5] == ['12', '4', '0', '0', '0'] and row[5] == '8', result.output  # new 4, lost 8

@@ -62,10 +62,13 @@ def cmd_executions():
     'the newest record of the workspace, less a minute.',
 )
 @click.option('--batch-size', type=click.IntRange(1, 5000), default=500, show_default=True, help='Processes per batch.')
+@click.option(
+    '--check-store', is_flag=True, help='Compare against the hashes in the store, not the ones remembered on the nodes.'
+)
 @options.DRY_RUN(help='Count what would be written; write nothing.')
 @decorators.with_dbenv()
 @store_errors
-def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_size, dry_run):
+def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_size, check_store, dry_run):
     """Project the selected processes into the store, writing only the records that changed.
 
     Exit code 1 if any process failed.
@@ -82,6 +85,7 @@ def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_si
             since=None if everything else 'auto',
             batch_size=batch_size,
             hostnames=settings.execution_hostnames,
+            check_store=check_store,
             dry_run=dry_run,
             **selection,
         )
@@ -91,32 +95,30 @@ def cmd_sync(group, nodes, linked, tenant_id, workspace_id, everything, batch_si
         echo.echo_error(report.aborted)
     since = report.since.isoformat(timespec='seconds') if report.since else 'the beginning'
     verb = 'would be ' if dry_run else ''
-    echo.echo(
-        table(
-            [
-                [
-                    report.selected,
-                    report.considered,
-                    report.new,
-                    report.updated,
-                    report.unchanged,
-                    report.stale,
-                    report.failed,
-                    f'{report.seconds:.2f}',
-                ]
-            ],
-            [
-                'selected',
-                f'changed since {since}',
-                f'{verb}new',
-                f'{verb}updated',
-                'unchanged',
-                'stale',
-                'failed',
-                'seconds',
-            ],
-        )
-    )
+    row = [
+        report.selected,
+        report.considered,
+        report.new,
+        report.updated,
+        report.unchanged,
+        report.stale,
+        report.failed,
+        f'{report.seconds:.2f}',
+    ]
+    headers = [
+        'selected',
+        f'changed since {since}',
+        f'{verb}new',
+        f'{verb}updated',
+        'unchanged',
+        'stale',
+        'failed',
+        'seconds',
+    ]
+    if report.lost:  # written, then lost with the store's data: not in new or updated
+        row.insert(-1, report.lost)
+        headers.insert(-1, 'lost by the store')
+    echo.echo(table([row], headers))
     if report.aborted:
         echo.echo_critical('the sync was aborted')
     if not report.ok:

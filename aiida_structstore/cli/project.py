@@ -176,12 +176,12 @@ def cmd_sync(
     if report.aborted:
         echo.echo_error(report.aborted)
     verb = 'would be ' if dry_run else ''
-    echo.echo(
-        table(
-            [[report.selected, report.new, report.updated, report.unchanged, report.failed, f'{report.seconds:.2f}']],
-            ['selected', f'{verb}new', f'{verb}updated', 'unchanged', 'failed', 'seconds'],
-        )
-    )
+    row = [report.selected, report.new, report.updated, report.unchanged, report.failed, f'{report.seconds:.2f}']
+    headers = ['selected', f'{verb}new', f'{verb}updated', 'unchanged', 'failed', 'seconds']
+    if report.lost:  # written, then lost with the store's data: not in new or updated
+        row.insert(-1, report.lost)
+        headers.insert(-1, 'lost by the store')
+    echo.echo(table([row], headers))
     if report.aborted:
         echo.echo_critical('the sync was aborted')
     if not report.ok:

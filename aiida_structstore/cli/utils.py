@@ -69,6 +69,10 @@ def table(rows, headers) -> str:
     return tabulate(rows, headers=headers, tablefmt='simple')
 
 
+#: Restore commands printed by ``verify`` at most (``project`` commands are one per node).
+MAX_RESTORE_COMMANDS = 20
+
+
 def echo_verify(report, what: str, node: str, nodes: str) -> None:
     """Print a verification's problems and its table; exit 1 if the store and AiiDA do not match."""
     for ident, problem in report.problems:
@@ -79,6 +83,10 @@ def echo_verify(report, what: str, node: str, nodes: str) -> None:
             ['records', f'match their {node}', f'without {node}', f'{nodes} projected here', 'missing from the store'],
         )
     )
+    for command in report.restore[:MAX_RESTORE_COMMANDS]:
+        echo.echo_report(f'to write the records again: {command}')
+    if len(report.restore) > MAX_RESTORE_COMMANDS:
+        echo.echo_report(f'... and {len(report.restore) - MAX_RESTORE_COMMANDS} more commands like these')
     if not report.ok:
         echo.echo_critical(f'{len(report.problems)} problems: the store and AiiDA do not match')
     echo.echo_success(f'{report.matching} {what} match their AiiDA {nodes}, and no projected {node} is missing')

@@ -136,9 +136,11 @@ def sync_executions(
     since: dt.datetime | Literal['auto'] | None = None,
     batch_size: int = 500,
     hostnames: bool = False,
+    check_store: bool = False,
     dry_run: bool = False,
 ) -> SyncReport:
     """Project the selected processes into ``tenant_id``/``workspace_id`` of ``store`` (see the module docstring).
+    ``check_store``: compare with the store's hashes, not those remembered on the nodes (restores deleted records).
 
     ``hostnames``: records carry the computer's host name (the CLI passes ``STRUCTURE_STORE_EXECUTION_HOSTNAMES``).
     """
@@ -160,7 +162,8 @@ def sync_executions(
     report.selected = len(selected)
     considered = selection.changed_since(selected, since) if since is not None else selected
     report.considered = len(considered)
-    run_sync(ExecutionSync(target), batched(sorted(considered), batch_size), report, dry_run=dry_run)
+    batches = batched(sorted(considered), batch_size)
+    run_sync(ExecutionSync(target), batches, report, check_store=check_store, dry_run=dry_run)
     report.seconds = time.perf_counter() - started
     return report
 

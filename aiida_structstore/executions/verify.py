@@ -8,10 +8,13 @@ content hash. A process that moved on since (a new state, a structure projected 
 AiiDA → store, for each process node that remembers a projection into this target (its ``structstore_…`` extra):
 the store must hold a record for it. A record that is missing is reported even when the remembered projection was
 into an earlier instance of the store (its data was lost since): the case a sync cannot see, since it trusts what
-the nodes remember.
+the nodes remember. The report gives the commands that write them again (``restore``): ``executions sync --all
+--check-store`` of those processes.
 """
 
 from __future__ import annotations
+
+import shlex
 
 from aiida import orm
 
@@ -23,6 +26,9 @@ from ..tracking import iter_remembered
 from .projection import ProjectionTarget, project_processes
 
 __all__ = ('verify_executions',)
+
+#: Missing processes one restore command names at most.
+RESTORE_BY_PK = 50
 
 
 def verify_executions(
@@ -68,6 +74,7 @@ def _records_against_processes(target: ProjectionTarget, report: VerifyReport, p
 
 
 def _processes_against_records(target: ProjectionTarget, report: VerifyReport, page_size: int) -> None:
+    missing: list[int] = []
     for rows in iter_remembered(orm.ProcessNode, target.extra, page_size):
         remembered = {uuid: pk for pk, uuid, entry in rows if isinstance(entry, dict)}
         report.remembered += len(remembered)
@@ -75,6 +82,9 @@ def _processes_against_records(target: ProjectionTarget, report: VerifyReport, p
         for uuid, pk in remembered.items():
             if uuid not in found:
                 report.missing += 1
-                report.problems.append(
-                    (uuid, f'missing from the store: process {pk} was projected here (sync it again)')
-                )
+                missing.append(pk)
+                report.problems.append((uuid, f'missing from the store: process {pk} was projected here'))
+    command = ['verdi', 'data', 'structstore', 'executions', 'sync', '-t', target.tenant_id, '-w', target.workspace_id]
+    for start in range(0, len(missing), RESTORE_BY_PK):
+        pks = [str(pk) for pk in missing[start : start + RESTORE_BY_PK]]
+        report.restore.append(shlex.join([*command, '--all', '--check-store', '-N', *pks]))

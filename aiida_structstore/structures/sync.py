@@ -167,6 +167,7 @@ class StructureSync(SyncAdapter):
             write.content_hash,
             with_raw=self.include_raw,
             node_uuid=write.content.node_uuid,
+            id_template=self.id_template,
         )
 
     def conflict(self, item: Item, owner: str | None) -> str:

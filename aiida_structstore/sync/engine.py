@@ -15,8 +15,10 @@ what to remember on them; the engine does the rest, the same way for every kind.
    batch is written one by one so that only that node fails; a record owned by another node (``conflict``) fails
    its node, naming both.
 4. **Check** that the store still has the instance it had when the sync started (it did not lose its data), else
-   the sync is aborted with nothing more remembered; then **remember** each written or unchanged-but-unremembered
-   record on its node (:func:`aiida_structstore.tracking.remember`, one atomic merge per batch).
+   the sync is aborted with nothing more remembered, and the report counts as ``lost`` what this sync wrote into
+   the lost data (every earlier batch, and what of this batch the store does not hold); then **remember** each
+   written or unchanged-but-unremembered record on its node (:func:`aiida_structstore.tracking.remember`, one
+   atomic merge per batch).
 
 A node that cannot be projected or written fails alone, with its reason; a store that fails after its retries
 stops the sync with its error. Every write is idempotent, so a sync interrupted anywhere can simply run again.
@@ -30,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.exceptions import InvalidInputError
+from ..core.exceptions import InvalidInputError, StructStoreError
 from ..store.base import Store
 from ..tracking import remember
 from .report import SyncReport
@@ -38,8 +40,8 @@ from .report import SyncReport
 __all__ = ('Item', 'Projected', 'SyncAdapter', 'run_sync')
 
 LOST_DATA = (
-    'the store lost its data during this sync (its instance id changed): what was written before may be gone; '
-    'run the sync again'
+    'the store lost its data during this sync (its instance id changed): {lost} records this sync wrote are gone '
+    'with it, and so is what earlier syncs wrote; the counts say what the store holds now; run the sync again'
 )
 
 
@@ -185,6 +187,27 @@ class _Run:
             if notes:
                 self.report.note(item.pk, '; '.join(notes))
 
+    def lost_store(self, result: _Written) -> None:
+        """The store lost its data while this batch was written: everything this sync wrote before is gone, and of
+        this batch only what the store holds now counts as written (the rest is ``lost``)."""
+        adapter, report = self.adapter, self.report
+        written = [(item, status) for item, status in result.written if status in ('created', 'updated')]
+        report.lost += report.new + report.updated - len(written)  # the earlier batches (this one was counted)
+        report.new = report.updated = 0
+        try:
+            held = adapter.collection.content_hashes(
+                adapter.tenant_id, adapter.workspace_id, [item.ident for item, _ in written]
+            )
+        except StructStoreError:
+            held = {}  # not known to be in the store: counted as lost
+        for item, status in written:
+            if held.get(item.ident) == item.write.content_hash:
+                report.new += status == 'created'
+                report.updated += status == 'updated'
+            else:
+                report.lost += 1
+        report.abort(LOST_DATA.format(lost=report.lost))
+
     def finish(self, future: Future[_Written], same: list[Item]) -> bool:
         """Wait for a batch's writes, count them, and remember the batch; false if the sync must stop."""
         result = future.result()  # the store's failure (after its retries) stops the sync here
@@ -200,7 +223,7 @@ class _Run:
                 item.write.content for item, status in result.written if status in ('created', 'updated')
             )
         if result.instance is not None and result.instance != adapter.instance:
-            report.abort(LOST_DATA)
+            self.lost_store(result)
             return False
         if adapter.tracked:
             entries = {item.pk: adapter.entry(item) for item in [*(item for item, _ in result.written), *same]}

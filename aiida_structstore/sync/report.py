@@ -22,7 +22,8 @@ class SyncReport:
     ``selected`` nodes were chosen, ``considered`` of them looked at (fewer with an incremental ``since``), and each
     considered node ended ``new``, ``updated``, ``unchanged``, ``stale`` (the store holds a later state: executions
     only) or ``failed``. A sync that had to stop as a whole (the store lost its data during it) is ``aborted``, with
-    the reason; its counts say what was written before it stopped.
+    the reason; ``new`` and ``updated`` then count what the store holds, and ``lost`` what this sync wrote into the
+    data the store lost.
     """
 
     tenant_id: str
@@ -35,6 +36,8 @@ class SyncReport:
     unchanged: int = 0
     stale: int = 0
     failed: int = 0
+    #: Records this sync wrote that the store lost with its data during the sync (not in ``new``/``updated``).
+    lost: int = 0
     failures: list[tuple[int, str]] = field(default_factory=list)
     notes: list[tuple[int, str]] = field(default_factory=list)
     #: Why the sync stopped as a whole (``None``: it did not).
@@ -70,7 +73,7 @@ class SyncReport:
 
     def add(self, other: SyncReport) -> None:
         """Count ``other``'s outcome into this report."""
-        for name in ('considered', 'new', 'updated', 'unchanged', 'stale'):
+        for name in ('considered', 'new', 'updated', 'unchanged', 'stale', 'lost'):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for pk, message in other.failures:
             self.fail(pk, message)
@@ -91,6 +94,7 @@ class SyncReport:
             'unchanged': self.unchanged,
             'stale': self.stale,
             'failed': self.failed,
+            'lost': self.lost,
             'aborted': self.aborted,
             'since': None if self.since is None else self.since.isoformat(),
             'seconds': round(self.seconds, 3),
@@ -108,6 +112,8 @@ class VerifyReport:
     remembered: int = 0
     missing: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)
+    #: The commands that write the missing records again (a plain ``sync`` trusts what the nodes remember).
+    restore: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

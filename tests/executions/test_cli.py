@@ -133,3 +133,23 @@ def test_verify(run_cli_command, convex_backend, ran, scope, tenant):
     result = run_cli_command(cmd_structstore, ['executions', 'verify', *scope], raises=True)
     assert f'{chain.uuid}: missing from the store' in result.output
     assert rows(result.output)[0]['missing from the store'] == '1'
+
+
+def test_verify_says_how_to_write_a_deleted_record_again(run_cli_command, convex_backend, ran, scope, tenant):
+    """A deleted execution record: a plain sync trusts what the process remembers; the command ``verify`` prints
+    (``executions sync --all --check-store -N``) writes it again."""
+    import shlex
+
+    _, chain, _ = ran
+    run_cli_command(cmd_structstore, ['executions', 'sync', *scope])
+    key = ExecutionKey.of(tenant, 'w', chain.uuid)
+    assert convex_backend.executions.delete(key)
+    result = run_cli_command(cmd_structstore, ['executions', 'verify', *scope], raises=True)
+    assert f'missing from the store: process {chain.pk} was projected here' in result.output
+    run_cli_command(cmd_structstore, ['executions', 'sync', '--all', *scope])
+    assert convex_backend.executions.find(key) is None  # a plain sync does not write it again
+    prefix = 'to write the records again: verdi data structstore '
+    (line,) = [line for line in result.output.splitlines() if prefix in line]
+    run_cli_command(cmd_structstore, shlex.split(line.split(prefix, 1)[1]))
+    assert convex_backend.executions.find(key) is not None
+    run_cli_command(cmd_structstore, ['executions', 'verify', *scope])

@@ -323,3 +323,29 @@ def test_deleting_and_replacing_large_records_leaves_nothing_behind(server, cont
         store.structures.put(content_factory('other'), raw=raw)
         assert store.structures.collect_garbage(tenant, 'ws', older_than_seconds=0) == 0  # nothing was left to collect
         assert_no_orphans(store, tenant)
+
+
+def test_batches_are_sized_to_the_elements_one_call_may_name(server, tenant):
+    """250 records of 20 elements each name 5,000 elements, more than one putBatch takes (maxBatchElements, 4,000):
+    the client sends them in more calls, each within the limit."""
+    from aiida_structstore.core.limits import PROTOCOL
+
+    symbols = sorted('H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca'.split())
+    structure = {
+        'elements': symbols,
+        'nelements': len(symbols),
+        'nsites': len(symbols),
+        'chemical_formula_reduced': ''.join(symbols),
+        'cartesian_site_positions': [[float(i), 0.0, 0.0] for i in range(len(symbols))],
+    }
+    items = [
+        StructureContent(key=StructureKey.of(tenant, 'ws', f's{i:03d}'), source=Source(kind='cif'), structure=structure)
+        for i in range(250)
+    ]
+    assert 250 * len(symbols) > PROTOCOL['maxBatchElements']
+    with ConvexStore(server.url, server.deploy_key) as store:
+        calls = store.transport.calls
+        results = store.structures.put_many([(item, None) for item in items])
+        assert [r.status for r in results] == ['created'] * 250
+        assert store.transport.calls - calls == 2
+        assert sum(1 for _ in store.structures.iter_workspace(tenant, 'ws')) == 250

@@ -87,3 +87,72 @@ def test_many_small_records_under_the_limit(paced_server):
         assert {r.status for r in results} == {'created'}
         assert sum(1 for _ in store.structures.iter_workspace(tenant, 'w', page_size=500)) == 10_000
     assert server_stats(paced_server)['throttled'] == 0
+
+
+@pytest.fixture
+def small_budget_server():
+    """A deployment with a quarter of the write throughput the client is told (1 MiB/s against 4 MiB/s)."""
+    from devserver.local_convex import local_convex
+
+    with local_convex(write_bytes_per_second=RATE // 4) as server:
+        yield server
+
+
+def test_a_batch_over_the_deployments_write_budget_is_written_in_parts(small_budget_server):
+    """One putBatch of 30 records (1.5 MiB) and one record of 1.5 MiB (chunks inline: one putBatch) are each over a
+    budget of 1 MiB/s, which the deployment never accepts in one call: the client splits the batch, stages the
+    record's chunks over several calls, and every record lands."""
+    server = small_budget_server
+    tenant = f'budget-{secrets.token_hex(3)}'
+    raws = {f's{i:02d}': f'{i:02d} ' * (50 * 1024 // 3) for i in range(30)}
+    raws['big'] = 'K_POINTS gamma\n' * (1536 * 1024 // 15)
+    items = [(content(tenant, structure_id), raw) for structure_id, raw in raws.items()]
+    httpx.post(f'{server.url}/stats')
+    with ConvexStore(server.url, server.deploy_key, throttle_patience=30) as store:
+        results = store.structures.put_many(items)
+        assert [r.status for r in results] == ['created'] * 31
+        stored = list(store.structures.iter_workspace(tenant, 'w'))
+        assert len(stored) == 31
+        for structure_id, raw in raws.items():
+            assert store.structures.get_raw(StructureKey.of(tenant, 'w', structure_id)) == raw
+        assert store.structures.batch_bytes <= RATE // 4  # later batches are sized to what the deployment took
+    stats = server_stats(server)
+    assert stats['throttled'] > 0  # the client was told too large a budget, and learnt
+    assert stats['calls']['structures:putBatch'] >= 3 and stats['calls']['structures:stageChunks'] >= 2
+
+
+def test_execution_records_over_the_deployments_write_budget_are_written_in_parts():
+    """200 execution records in one putExecutions call (about 300 KB) against a deployment of 256 KiB/s: the call is
+    refused as over the budget, sent again in smaller ones, and every record lands."""
+    import datetime as dt
+    import uuid as uuid_lib
+
+    from devserver.local_convex import local_convex
+
+    from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
+
+    tenant = f'exec-budget-{secrets.token_hex(3)}'
+    t0 = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+    records = [
+        ExecutionContent.build(
+            key=ExecutionKey.of(tenant, 'w', str(uuid_lib.UUID(int=n + 1))),
+            process_label='PwCalculation',
+            kind='calcjob',
+            state='finished',
+            exit_status=400,
+            exit_message=f'{n:04d} ' + 'x' * 990,
+            structures_in=[f's{n:04d}-{i:03d}' for i in range(15)],
+            created_at=t0,
+            modified_at=t0,
+        )
+        for n in range(200)
+    ]
+    with local_convex(write_bytes_per_second=256 * 1024) as server:
+        with ConvexStore(server.url, server.deploy_key, throttle_patience=60) as store:
+            results = store.executions.put_many(records)
+            assert [r.status for r in results] == ['created'] * 200
+            assert store.executions.bytes_per_call < 256 * 1024
+            listed = store.executions.list(tenant, 'w', limit=200)
+            assert len(listed.items) == 200
+        stats = server_stats(server)
+    assert stats['throttled'] > 0 and stats['calls']['executions:putExecutions'] >= 2

@@ -1,7 +1,9 @@
 """The execution records in a Convex deployment: the functions of ``convex/executions.ts`` over the transport.
 
 Records go to ``putExecutions`` many per mutation, within the function's limits (records, structure links) and a
-byte budget; a record the function defers (its write budget ran out first) is sent again in the next call. Reads
+byte budget; a record the function defers (its write budget ran out first) is sent again in the next call. A call
+the deployment refuses as over its write throughput (:class:`.transport.WriteBudgetExceeded`) is sent again in
+calls of half its bytes, and so are later ones. Reads
 page through ``listExecutions`` (a workspace, most recently modified first) or ``listExecutionsOfStructure`` (the
 link index of one structure).
 
@@ -22,7 +24,7 @@ from ...core.exceptions import BackendError, InvalidInputError, NotFoundError
 from ...core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
 from ...core.limits import PROTOCOL
 from ..executions import ExecutionStore, PreparedExecution
-from .transport import ConvexTransport
+from .transport import ConvexTransport, WriteBudgetExceeded
 
 __all__ = ('ConvexExecutions',)
 
@@ -60,6 +62,7 @@ class ConvexExecutions(ExecutionStore):
 
     def __init__(self, transport: ConvexTransport) -> None:
         self.transport = transport
+        self.bytes_per_call = BYTES_PER_CALL
 
     def _put_prepared(self, writes: Sequence[PreparedExecution]) -> list[ExecutionPutResult]:
         statuses: dict[ExecutionKey, str] = {}
@@ -68,19 +71,26 @@ class ConvexExecutions(ExecutionStore):
             by_scope.setdefault((write.key.tenant_id, write.key.workspace_id), []).append(write)
         for (tenant_id, workspace_id), pending in by_scope.items():
             while pending:
-                batch = self._next_batch(pending)
-                reply = self.transport.call(
-                    'mutation',
-                    'putExecutions',
-                    {
-                        'tenant_id': tenant_id,
-                        'workspace_id': workspace_id,
-                        'records': [self._argument(write) for write in batch],
-                    },
-                    module=MODULE,
-                )
+                batch, size = self._next_batch(pending, self.bytes_per_call)
+                try:
+                    reply = self.transport.call(
+                        'mutation',
+                        'putExecutions',
+                        {
+                            'tenant_id': tenant_id,
+                            'workspace_id': workspace_id,
+                            'records': [self._argument(write) for write in batch],
+                        },
+                        module=MODULE,
+                        divisible=len(batch) > 1,
+                    )
+                except WriteBudgetExceeded:
+                    self.bytes_per_call = max(1, size // 2)  # the next batch is smaller, down to one record
+                    continue
                 by_uuid = {write.key.process_uuid: write for write in batch}
                 deferred = []
+                if sorted(item['process_uuid'] for item in reply) != sorted(by_uuid):
+                    raise self.transport.wrong_reply('executions:putExecutions', 'its items are not the records sent')
                 for item in reply:
                     write = by_uuid[item['process_uuid']]
                     if item['status'] == 'deferred':
@@ -96,19 +106,20 @@ class ConvexExecutions(ExecutionStore):
         ]
 
     @staticmethod
-    def _next_batch(pending: list[PreparedExecution]) -> list[PreparedExecution]:
+    def _next_batch(pending: list[PreparedExecution], max_bytes: int) -> tuple[list[PreparedExecution], int]:
+        """The next records to send (within the function's limits and ``max_bytes``) and their estimated bytes."""
         batch: list[PreparedExecution] = []
         links = size = 0
         for write in pending:
             count = len(write.content.structures_in) + len(write.content.structures_out)
             bytes_ = len(json.dumps(write.content.payload())) + 200
-            full = len(batch) >= RECORDS_PER_CALL or links + count > LINKS_PER_CALL or size + bytes_ > BYTES_PER_CALL
+            full = len(batch) >= RECORDS_PER_CALL or links + count > LINKS_PER_CALL or size + bytes_ > max_bytes
             if batch and full:
                 break
             batch.append(write)
             links += count
             size += bytes_
-        return batch
+        return batch, size
 
     @staticmethod
     def _argument(write: PreparedExecution) -> dict[str, Any]:
@@ -137,7 +148,8 @@ class ConvexExecutions(ExecutionStore):
         document = self.transport.call('query', 'getExecution', self._execution_key_args(key), module=MODULE)
         if document is None:
             raise NotFoundError(f'no execution {key}')
-        return self._execution_record(document)
+        with self.transport.reading(f'{MODULE}:getExecution'):
+            return self._execution_record(document)
 
     def list(
         self,
@@ -169,7 +181,8 @@ class ConvexExecutions(ExecutionStore):
                 if cursor is not None:
                     raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
                 raise
-            items.extend(self._execution_record(document) for document in reply['page'])
+            with self.transport.reading(f'{MODULE}:{function}'):
+                items.extend(self._execution_record(document) for document in reply['page'])
             convex_cursor = None if reply['isDone'] else reply['continueCursor']
             if convex_cursor is None or len(items) >= limit:
                 next_cursor = None if convex_cursor is None else _wrap_cursor(convex_cursor, structure_id)

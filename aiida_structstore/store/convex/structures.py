@@ -6,9 +6,15 @@ are internal, so only the deploy key can call them.
 
 Batching
     Records are sent many per ``putBatch`` mutation, within a byte budget well inside Convex's 16 MiB argument and
-    write limits. Payloads that do not fit a Convex document are stored as chunks: the raw input always, and the CIF
-    text, structure payload JSON and parameters JSON when together they exceed :data:`INLINE_BYTES`. A record whose
-    chunks exceed :data:`STAGE_THRESHOLD_BYTES` is staged with ``stageChunks`` and committed atomically afterwards.
+    write limits and below one second of the write throughput, and within the elements one call may name
+    (``maxBatchElements``), all read from ``convex/limits.json``. A call the deployment refuses as over its write
+    throughput (:class:`.transport.WriteBudgetExceeded`: a deployment with a lower budget than the client was told)
+    is sent in halves, and later batches are sized to half of it; a single record over it is staged, its chunks in
+    as many ``stageChunks`` calls as it takes.
+
+    Payloads that do not fit a Convex document are stored as chunks: the raw input always, and the CIF text,
+    structure payload JSON and parameters JSON when together they exceed :data:`INLINE_BYTES`. A record whose chunks
+    exceed :data:`STAGE_THRESHOLD_BYTES` is staged with ``stageChunks`` and committed atomically afterwards.
 
 This module imports no AiiDA module.
 """
@@ -32,21 +38,25 @@ from ...core.exceptions import (
     LimitExceededError,
     NotFoundError,
 )
-from ...core.limits import PROTOCOL
+from ...core.limits import CONVEX, PROTOCOL
 from ...core.query import QueryPlan
 from ...core.structures import Page, PutResult, Source, StructureKey, StructureRecord, StructureSummary
 from ..structures import INLINE_BYTES, PreparedWrite, RawStream, StructureStore
-from .transport import ConvexTransport, RequestTooLargeError
+from .transport import ConvexTransport, RequestTooLargeError, WriteBudgetExceeded
 
 __all__ = ('ConvexStructures',)
 
 
-#: Bytes of arguments per mutation the store aims for. Convex allows 16 MiB of arguments and of writes, and a
+#: Bytes of arguments per mutation the store aims for (3 MiB). Convex allows 16 MiB of arguments and of writes, and a
 #: replaced version's chunks are read and deleted in the same mutation; it also stays below one second of the write
 #: rate (a deployment refuses a write larger than its throughput budget).
-BATCH_BYTES = 3 * 1024 * 1024
+BATCH_BYTES = min(CONVEX['argumentBytes'], CONVEX['transactionWriteBytes']) * 3 // 16
 #: Records per putBatch mutation at most.
 BATCH_RECORDS = 250
+#: Distinct elements of the records' summaries per putBatch mutation at most (the function's own limit).
+BATCH_ELEMENTS = PROTOCOL['maxBatchElements']
+#: The smallest byte budget per mutation the store shrinks to after a write over the deployment's throughput.
+MIN_BATCH_BYTES = 64 * 1024
 #: A record with more chunk bytes than this is staged over several mutations, then committed.
 STAGE_THRESHOLD_BYTES = 4 * 1024 * 1024
 #: Bytes of chunks per readChunks query (its reply stays well below the 16 MiB return limit).
@@ -95,12 +105,20 @@ class _Planned:
     parts: list[_Part]
     chunk_bytes: int
     inline_bytes: int
+    elements: int = 0
     result: PutResult | None = None
     garbage: bool = False
+    #: Staged although small enough to go inline: inline, it was over the deployment's write throughput.
+    forced: bool = False
 
     @property
     def staged(self) -> bool:
-        return self.chunk_bytes > STAGE_THRESHOLD_BYTES
+        return self.forced or self.chunk_bytes > STAGE_THRESHOLD_BYTES
+
+    @property
+    def batch_bytes(self) -> int:
+        """Bytes this record adds to a putBatch call (estimated from the texts; JSON escapes may add more)."""
+        return self.inline_bytes + (0 if self.staged else self.chunk_bytes)
 
     def new_generation(self) -> None:
         self.record['generation'] = secrets.token_hex(12)
@@ -157,7 +175,8 @@ class ConvexStructures(StructureStore):
             'parts': [part.meta for part in parts],
         }
         chunk_bytes = sum(part.chunked.size for part in parts)
-        return _Planned(write, record, parts, chunk_bytes, sum(sizes.values()) + 1024)
+        elements = len(set(content.summary.get('elements') or ()))
+        return _Planned(write, record, parts, chunk_bytes, sum(sizes.values()) + 1024, elements)
 
     def _put_prepared(self, writes: Sequence[PreparedWrite], *, replace_owner: bool = False) -> list[PutResult]:
         by_scope: dict[tuple[str, str], list[_Planned]] = {}
@@ -174,17 +193,7 @@ class ConvexStructures(StructureStore):
                         plan.result = self._result(plan, 'unchanged')
                     else:
                         self._stage(scope, plan)
-            batch: list[_Planned] = []
-            batch_bytes = 0
-            for plan in (p for p in plans if p.result is None):
-                size = plan.inline_bytes + (0 if plan.staged else plan.chunk_bytes)
-                if batch and (batch_bytes + size > self.batch_bytes or len(batch) >= BATCH_RECORDS):
-                    self._commit(scope, batch, replace_owner)
-                    batch, batch_bytes = [], 0
-                batch.append(plan)
-                batch_bytes += size
-            if batch:
-                self._commit(scope, batch, replace_owner)
+            self._send(scope, [p for p in plans if p.result is None], replace_owner)
             for plan in plans:
                 if plan.garbage:
                     self._collect(
@@ -194,6 +203,29 @@ class ConvexStructures(StructureStore):
                         older_than_seconds=float('inf'),
                     )
         return [plan.result for plan in planned if plan.result is not None]
+
+    def _send(self, scope: dict[str, str], plans: list[_Planned], replace_owner: bool) -> None:
+        """Commit ``plans`` in putBatch calls of at most :attr:`batch_bytes`, :data:`BATCH_ELEMENTS` and
+        :data:`BATCH_RECORDS` each; a record with inline chunks that alone is over the byte budget is staged first."""
+        batch: list[_Planned] = []
+        batch_bytes = batch_elements = 0
+        for plan in [*plans, None]:
+            full = plan is None or (
+                batch_bytes + plan.batch_bytes > self.batch_bytes
+                or batch_elements + plan.elements > BATCH_ELEMENTS
+                or len(batch) >= BATCH_RECORDS
+            )
+            if batch and full:
+                self._commit(scope, batch, replace_owner)
+                batch, batch_bytes, batch_elements = [], 0, 0
+            if plan is None:
+                return
+            if not plan.staged and plan.chunk_bytes and plan.batch_bytes > self.batch_bytes:
+                plan.forced = True  # alone over the byte budget (or the budget shrank): its chunks are staged
+                self._stage(scope, plan)
+            batch.append(plan)
+            batch_bytes += plan.batch_bytes
+            batch_elements += plan.elements
 
     def _result(
         self, plan: _Planned, status: str, chunk_count: int | None = None, owner: str | None = None
@@ -217,19 +249,28 @@ class ConvexStructures(StructureStore):
                     raise
                 plan.new_generation()
 
-    def _stage_chunks(self, scope: dict[str, str], plan: _Planned) -> None:
-        chunks = [chunk for part in plan.parts for chunk in part.chunk_args()]
+    def _stage_chunks(self, scope: dict[str, str], plan: _Planned, chunks: list[dict[str, Any]] | None = None) -> None:
+        """Stage ``chunks`` (default: all of ``plan``'s) in calls of at most :attr:`batch_bytes` each; a call over the
+        deployment's write throughput is sent again in smaller ones (chunks already received are skipped)."""
+        if chunks is None:
+            chunks = [chunk for part in plan.parts for chunk in part.chunk_args()]
+            if not chunks:
+                self._stage_group(scope, plan, [])
+                return
         group: list[dict[str, Any]] = []
         group_bytes = 0
-        for chunk in chunks:
-            size = len(chunk['text'].encode('utf-8'))
-            if group and group_bytes + size > self.batch_bytes:
-                self._stage_group(scope, plan, group)
+        for chunk in [*chunks, None]:
+            size = 0 if chunk is None else len(chunk['text'].encode('utf-8'))
+            if group and (chunk is None or group_bytes + size > self.batch_bytes):
+                try:
+                    self._stage_group(scope, plan, group)
+                except WriteBudgetExceeded:
+                    self._shrink(group_bytes)
+                    self._stage_chunks(scope, plan, group)
                 group, group_bytes = [], 0
-            group.append(chunk)
-            group_bytes += size
-        if group or not chunks:
-            self._stage_group(scope, plan, group)
+            if chunk is not None:
+                group.append(chunk)
+                group_bytes += size
 
     def _stage_group(self, scope: dict[str, str], plan: _Planned, chunks: list[dict[str, Any]]) -> None:
         self.transport.call(
@@ -241,7 +282,12 @@ class ConvexStructures(StructureStore):
                 'generation': plan.record['generation'],
                 'chunks': chunks,
             },
+            divisible=len(chunks) > 1,
         )
+
+    def _shrink(self, sent_bytes: int) -> None:
+        """A call of ``sent_bytes`` was over the deployment's write throughput: from now on, send at most half."""
+        self.batch_bytes = max(MIN_BATCH_BYTES, min(self.batch_bytes, sent_bytes // 2))
 
     def _commit(self, scope: dict[str, str], batch: list[_Planned], replace_owner: bool) -> None:
         for attempt in range(3):
@@ -249,10 +295,23 @@ class ConvexStructures(StructureStore):
                 {**plan.record, 'chunks': None if plan.staged else [c for p in plan.parts for c in p.chunk_args()]}
                 for plan in batch
             ]
+            # A batch can be sent in parts, and so can a single record's chunks (staged instead).
+            divisible = len(batch) > 1 or (not batch[0].staged and batch[0].chunk_bytes > 0)
             try:
                 replies = self.transport.call(
-                    'mutation', 'putBatch', {**scope, 'records': records, 'replace_owner': replace_owner}
+                    'mutation',
+                    'putBatch',
+                    {**scope, 'records': records, 'replace_owner': replace_owner},
+                    divisible=divisible,
                 )
+            except WriteBudgetExceeded:
+                # Sent again in smaller calls; a record alone over the smaller budget has its chunks staged.
+                self._shrink(sum(plan.batch_bytes for plan in batch))
+                if len(batch) == 1:
+                    batch[0].forced = True
+                    self._stage(scope, batch[0])
+                self._send(scope, batch, replace_owner)
+                return
             except RequestTooLargeError:
                 if len(batch) == 1:
                     raise LimitExceededError(
@@ -273,6 +332,8 @@ class ConvexStructures(StructureStore):
                     if plan.staged:
                         self._stage(scope, plan)
                 continue
+            if [reply['structure_id'] for reply in replies] != [plan.write.key.structure_id for plan in batch]:
+                raise self.transport.wrong_reply('structures:putBatch', 'its items are not the records sent')
             for plan, reply in zip(batch, replies, strict=True):
                 plan.result = self._result(plan, reply['status'], int(reply['chunk_count']), reply.get('owner'))
                 plan.garbage = bool(reply['garbage'])
@@ -349,12 +410,13 @@ class ConvexStructures(StructureStore):
             for name in payload:
                 if payload[name] is None:
                     payload[name] = self._read_part(key, document, name)
-            return self._record(
-                document,
-                cif=payload['cif'],
-                structure=None if payload['structure'] is None else json.loads(payload['structure']),
-                params=None if payload['params'] is None else json.loads(payload['params']),
-            )
+            with self.transport.reading('structures:getStructure'):
+                return self._record(
+                    document,
+                    cif=payload['cif'],
+                    structure=None if payload['structure'] is None else json.loads(payload['structure']),
+                    params=None if payload['params'] is None else json.loads(payload['params']),
+                )
 
         return self._consistent_read(key, read)
 
@@ -381,13 +443,18 @@ class ConvexStructures(StructureStore):
                         'structure_ids': [key.structure_id for key in part],
                     },
                 )
+                if len(documents) != len(part):
+                    raise self.transport.wrong_reply(
+                        'structures:getStructures', f'{len(documents)} items for {len(part)} structure ids'
+                    )
                 for key, document in zip(part, documents, strict=True):
                     if document is None:
                         found[key] = None
                     elif any(document[name] is None and _has_part(document, name) for name in _PAYLOAD_PARTS):
                         found[key] = self.find(key)  # chunked: read whole and verified
                     else:
-                        found[key] = self._inline_record(document)
+                        with self.transport.reading('structures:getStructures'):
+                            found[key] = self._inline_record(document)
         return [found[key] for key in keys]
 
     def _inline_record(self, document: dict[str, Any]) -> StructureRecord:
@@ -491,7 +558,8 @@ class ConvexStructures(StructureStore):
                 if cursor is not None:
                     raise InvalidInputError(f'invalid page cursor {cursor[:40]!r}: {exc}') from None
                 raise
-            items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+            with self.transport.reading('structures:listStructures'):
+                items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
             next_cursor = None if reply['isDone'] else reply['continueCursor']
             if next_cursor is None or len(items) >= limit:
                 return Page(items=tuple(items), next_cursor=next_cursor)
@@ -537,11 +605,14 @@ class ConvexStructures(StructureStore):
             if with_structures:
                 args['withStructures'] = True
             reply = self.transport.call('query', 'queryStructures', args, module=QUERY_MODULE)
-            items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
-            cursors.extend(reply['itemCursors'])
-            if with_structures:
-                # The payload's canonical JSON text; False: chunked (not read here); None: the record has none.
-                structures.extend(json.loads(text) if isinstance(text, str) else text for text in reply['structures'])
+            with self.transport.reading(f'{QUERY_MODULE}:queryStructures'):
+                items.extend(StructureSummary(**self._summary_fields(doc)) for doc in reply['page'])
+                cursors.extend(reply['itemCursors'])
+                if with_structures:
+                    # The payload's canonical JSON text; False: chunked (not read here); None: the record has none.
+                    structures.extend(
+                        json.loads(text) if isinstance(text, str) else text for text in reply['structures']
+                    )
             next_cursor = None if reply['isDone'] else reply['continueCursor']
             rows_read += int(reply['rowsRead'])
             if next_cursor is None or len(items) >= limit or (max_rows is not None and rows_read >= max_rows):

@@ -12,6 +12,15 @@ Retries
 Pacing
     Mutations are paced to the deployment's write throughput (Convex: 4 MiB/s by default) by a client-side budget;
     an HTTP 429 (``TooManyWrites``) halves the rate and is retried, slower, for up to ``throttle_patience`` seconds.
+    A deployment never accepts a write larger than its budget (one with a lower budget than the client was told, or
+    a batch whose JSON escapes made it larger than estimated), so a call its caller can send in parts
+    (``divisible``) that is refused while larger than the halved rate raises :class:`WriteBudgetExceeded` at once:
+    the caller splits it.
+
+Replies
+    A function's value is checked against its reply type (:mod:`.replies`) before it is returned: a value of another
+    shape (another version of the functions, a proxy) is a :class:`BackendError` naming the function and what was
+    wrong, not retried (the same call would get the same answer).
 
 Secrets
     Neither the deploy key nor the URL appears in an error message, a log line or a ``repr``; errors are raised
@@ -23,16 +32,17 @@ This module imports no AiiDA module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import tenacity
 from convex.values import json_to_convex
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from ... import __version__
 from ...core.exceptions import (
@@ -47,8 +57,9 @@ from ...core.exceptions import (
 )
 from ...core.limits import CONVEX, PROTOCOL
 from ..settings import check_deploy_key, check_url
+from .replies import REPLIES, describe
 
-__all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError')
+__all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError', 'WriteBudgetExceeded')
 
 LOGGER = logging.getLogger('aiida_structstore.store.convex')
 MODULE = 'structures'
@@ -93,6 +104,16 @@ class RequestTooLargeError(LimitExceededError):
         super().__init__(f'a request of {size} bytes is larger than Convex accepts ({MAX_REQUEST_BYTES} bytes)')
 
 
+class WriteBudgetExceeded(BackendError):
+    """A divisible mutation of ``size`` bytes that the deployment refused as over its write throughput (HTTP 429)
+    while larger than the rate the client now paces to: the caller sends it in smaller parts."""
+
+    def __init__(self, path: str, size: int) -> None:
+        message = f"{path}: a write of {size} bytes is over the deployment's write throughput"
+        super().__init__(message, code='TooManyWrites')
+        self.size = size
+
+
 class _WritePacer:
     """A client-side write budget: ``limit`` bytes per second on average, with a one-second burst. A write larger
     than the budget at hand waits until the budget is full, then overdraws it (the next write waits longer). A 429
@@ -126,6 +147,11 @@ class _WritePacer:
             self.rate = max(self.limit / 16, self.rate / 2)
             self.tokens = min(self.tokens, 0.0)
 
+    def over_budget(self, size: int) -> None:
+        """A write of ``size`` bytes was refused: the deployment's budget is probably below it. Pace to half of it."""
+        self.rate = max(self.limit / 16, min(self.rate, size / 2))
+        self.tokens = min(self.tokens, 0.0)
+
     def succeeded(self) -> None:
         if self.limit:
             self.rate = min(self.limit, self.rate + self.limit / 16)
@@ -140,6 +166,10 @@ class _TransientError(Exception):
 
 class _ThrottledError(_TransientError):
     """HTTP 429: the deployment is over its write throughput. Repeated, slower, for up to ``throttle_patience``."""
+
+
+class _OverBudget(Exception):
+    """HTTP 429 for a divisible write larger than the halved rate: not repeated, the caller splits it."""
 
 
 class ConvexTransport:
@@ -197,9 +227,32 @@ class ConvexTransport:
             found.update({item[field[:-1]]: item['content_hash'] for item in reply})
         return found
 
-    def call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE) -> Any:
+    @contextlib.contextmanager
+    def reading(self, path: str) -> Iterator[None]:
+        """Turn a record of ``path``'s reply that the client's models refuse (an invalid id, a summary or payload
+        that is not what this version writes) into :meth:`wrong_reply`."""
+        problem = None
+        try:
+            yield
+        except ValidationError as exc:
+            problem = f'a record in it is not valid: {describe(exc)}'
+        except ValueError as exc:  # InvalidInputError (an id), JSON text that does not decode
+            problem = f'a record in it is not valid: {" ".join(str(exc).split())[:200]}'
+        if problem is not None:
+            raise self.wrong_reply(path, problem)
+
+    def wrong_reply(self, path: str, problem: str) -> BackendError:
+        """The error for a reply of ``path`` that does not fit what was asked (``problem`` says how)."""
+        return BackendError(
+            f'{path} answered with a reply of an unexpected shape ({self._scrub(problem)}); is this deployment '
+            f'running the functions of this version? {DEPLOY_HINT}',
+            code='UnexpectedReply',
+        )
+
+    def call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE, divisible: bool = False) -> Any:
         """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
-        failures."""
+        failures. ``divisible``: the caller can send these arguments in parts, so a write over the deployment's
+        budget raises :class:`WriteBudgetExceeded` instead of being repeated."""
         path = f'{module}:{name}'
         # The arguments this package builds are JSON values whose numbers are already floats and whose keys are
         # plain names, which is their convex_encoded_json form: they are written as they are (the convex package's
@@ -225,9 +278,13 @@ class ConvexTransport:
         )
         failure = None
         try:
-            return retrying(self._post, kind, path, body)
+            return retrying(self._post, kind, path, body, divisible)
         except _TransientError as exc:
             failure = str(exc)
+        except _OverBudget:
+            pass
+        if failure is None:  # over the budget: the caller splits it
+            raise WriteBudgetExceeded(path, len(body))
         # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
         attempts = retrying.statistics.get('attempt_number', self.retries)
         raise BackendUnavailableError(
@@ -275,11 +332,16 @@ class ConvexTransport:
             )
         raise _TransientError(failure)
 
-    def _post(self, kind: str, path: str, body: bytes) -> Any:
+    def _post(self, kind: str, path: str, body: bytes, divisible: bool = False) -> Any:
         if kind == 'mutation':
             self.pacer.wait(len(body))
         status, content = self._send(kind, body)
         if status == 429:
+            if divisible and self.pacer.limit and len(body) > self.pacer.rate / 2:
+                # Most likely refused for its size, which no rate makes acceptable: the caller splits it.
+                self.pacer.over_budget(len(body))
+                LOGGER.info('Convex call %s: %d bytes over the write throughput; sending it in parts', path, len(body))
+                raise _OverBudget()
             self.pacer.throttled()
             raise _ThrottledError('HTTP 429 (the deployment is over its write throughput; writing slower)')
         if status >= 500 and status != 560:
@@ -297,7 +359,7 @@ class ConvexTransport:
         if status == 200 and reply['status'] == 'success':
             if 'value' not in reply:
                 raise _TransientError(f'HTTP {status} with a malformed reply')
-            return json_to_convex(reply['value'])
+            return self._value(path, reply['value'])
         if status in (200, 560):
             raise self._function_error(path, reply)
         code = reply.get('code') if isinstance(reply, dict) else None
@@ -309,6 +371,23 @@ class ConvexTransport:
         if status == 413:
             raise LimitExceededError(f'the request to {path} is larger than Convex accepts (HTTP 413)')
         raise BackendError(f'Convex returned HTTP {status} for {path}: {code}: {message}', code=code)
+
+    def _value(self, path: str, value: Any) -> Any:
+        """The decoded ``value`` of a successful call of ``path``, checked against its reply type."""
+        problem = None
+        try:
+            decoded = json_to_convex(value)
+        except (ValueError, TypeError, KeyError) as exc:  # a JSON value Convex never sends (a bare integer, ...)
+            problem = f'not a Convex value: {" ".join(str(exc).split())[:200]}'
+        else:
+            shape = REPLIES.get(path)
+            if shape is None:
+                return decoded
+            try:
+                return shape.validate_python(decoded)
+            except ValidationError as exc:
+                problem = describe(exc)
+        raise self.wrong_reply(path, problem)
 
     def _function_error(self, path: str, reply: dict[str, Any]) -> StructStoreError:
         """The error of a function that failed (HTTP 200 or 560 with ``status: error``)."""
