@@ -31,8 +31,7 @@ COD = ROOT / 'tests' / 'cli' / 'files' / 'cod'
 def many_blocks(count: int) -> str:
     texts = [file.read_text() for file in sorted(COD.glob('*.cif'))]
     return ''.join(
-        re.sub(r'(?m)^data_(\S+)', rf'data_\g<1>_{index}', texts[index % len(texts)], count=1)
-        for index in range(count)
+        re.sub(r'(?m)^data_(\S+)', rf'data_\g<1>_{index}', texts[index % len(texts)], count=1) for index in range(count)
     )
 
 
