@@ -176,7 +176,7 @@ def _import_file(path: pathlib.Path, file_format: str, group_label: str | None):
     from ..core.values import ensure_text
     from ..store.structures import MAX_RAW_BYTES
     from ..tools.cif import parse_cif
-    from ..tools.files import check_block_count, check_file_type, check_filename, unique_warnings
+    from ..tools.files import check_block_count, check_file_type, check_filename, read_file, unique_warnings
     from ..tools.pw import parse_pw_input
 
     try:
@@ -184,7 +184,7 @@ def _import_file(path: pathlib.Path, file_format: str, group_label: str | None):
         size = check_file_type(path).st_size  # before opening it: a FIFO would block, a device never end
         if size > MAX_RAW_BYTES:
             raise LimitExceededError(f'the file has {size} bytes; the store takes raw inputs up to {MAX_RAW_BYTES}')
-        text = ensure_text(path.read_bytes(), 'the file')
+        text = ensure_text(read_file(path), 'the file')
         kind = detect_format(path, text) if file_format == 'auto' else file_format
         # Parse first: a file that fails leaves nothing behind, not even a failed process.
         if kind == 'cif':

@@ -23,6 +23,7 @@ __all__ = (
     'check_file_type',
     'check_filename',
     'link_label',
+    'read_file',
     'read_text',
     'report',
     'unique_warnings',
@@ -100,6 +101,15 @@ def check_block_count(text: str) -> None:
         raise LimitExceededError(
             f'the file has {count} data blocks; an import takes up to {MAX_DATA_BLOCKS} per file: split the file'
         )
+
+
+def read_file(path: pathlib.Path) -> bytes:
+    """The bytes of ``path``, raising :class:`InvalidInputError` if the system cannot read them (an I/O error, a file
+    removed meanwhile, a file such as ``/proc/self/mem`` that claims to be regular)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f'cannot read the file: {exc.strerror or exc}') from exc
 
 
 def unique_warnings(messages: Iterable[str], limit: int = MAX_REPORTED_WARNINGS) -> list[str]:
