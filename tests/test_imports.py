@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pathlib
+import re
 import uuid
 
 import pytest
@@ -311,3 +312,56 @@ def test_a_cif_imported_as_cifdata_is_synced_with_its_raw_file(run_cli_command, 
     (record,) = memory_backend.structures.iter_workspace('cif', label)
     assert record.source.kind == 'cif' and record.source.filename == 'si.cif'
     assert memory_backend.structures.get_raw(record.key) == path.read_text()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Big and hostile inputs (#19): outputs stored in bulk as the engine stores them, a byte-order mark, capped warnings
+
+
+def test_outputs_stored_in_bulk_are_what_the_engine_stores(run_cli_command):
+    """The CLI stores a multi-block CIF's structures in bulk; the calcfunction called alone lets the engine store them.
+    Both give the same link labels, attributes, node types and caching hashes."""
+    path = CIF_FILES / 'two_blocks.cif'
+    alone, engine_node = import_cif.run_get_node(file=orm.CifData(file=path).store())
+    label = f'bulk-{uuid.uuid4().hex[:8]}'
+    run_cli_command(cmd_structstore, ['import', str(path), '-G', label])
+    bulk_node = orm.QueryBuilder().append(orm.CalcFunctionNode, tag='p').order_by({'p': {'id': 'desc'}}).first()[0]
+    assert bulk_node.is_finished_ok and bulk_node.pk != engine_node.pk
+
+    def outputs(process):
+        links = process.base.links.get_outgoing(link_type=LinkType.CREATE).all()
+        return {link.link_label: link.node for link in links}
+
+    engine, bulk = outputs(engine_node), outputs(bulk_node)
+    assert set(engine) == set(bulk) and len(bulk) == 2
+    for name, node in bulk.items():
+        assert node.node_type == engine[name].node_type
+        assert node.base.attributes.all == engine[name].base.attributes.all
+        assert node.base.caching.get_hash() == node.base.caching.compute_hash() == engine[name].base.caching.get_hash()
+        assert node.user.pk == engine[name].user.pk and node.ctime is not None
+    assert {node.pk for node in orm.load_group(label).nodes} == {node.pk for node in bulk.values()}
+    assert set(alone['structures']) == {name.split('__')[1] for name in bulk}
+
+
+def test_a_cif_with_a_byte_order_mark_imports(run_cli_command, tmp_path):
+    """AiiDA's CifData parsed eagerly with PyCifRW, which fails on a UTF-8 byte-order mark (a 62-line traceback)."""
+    path = tmp_path / 'bom.cif'
+    path.write_bytes(b'\xef\xbb\xbf' + (EXAMPLES / 'cif' / 'si.cif').read_bytes())
+    result = run_cli_command(cmd_structstore, ['import', str(path)])
+    assert 'imported 1 structures from 1 files' in result.output
+    assert 'Traceback' not in result.output
+
+
+def test_repeated_warnings_are_shown_once_and_counted(run_cli_command, tmp_path):
+    """A pw.x input with one variable assigned 2,000 times: pw.x takes the last value; the reader warns for each
+    repeat, the CLI shows the distinct warnings (at most 20) and counts the rest."""
+    from aiida_structstore.tools.files import MAX_REPORTED_WARNINGS
+
+    text = (EXAMPLES / 'pw' / 'si_scf.in').read_text()
+    repeats = ''.join(f'  ecutwfc = {20 + index % 30}.0\n' for index in range(2000))
+    path = tmp_path / 'repeated.in'
+    path.write_text(re.sub(r'(?im)^(\s*&system\s*\n)', lambda m: m.group(1) + repeats, text, count=1))
+    result = run_cli_command(cmd_structstore, ['import', str(path)])
+    warnings = [line for line in result.output.splitlines() if line.startswith('Warning:')]
+    assert 2 <= len(warnings) <= MAX_REPORTED_WARNINGS + 1, result.output
+    assert re.search(r'\d+ more warnings not shown', warnings[-1]), warnings[-1]

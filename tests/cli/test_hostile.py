@@ -10,6 +10,7 @@ import os
 import pathlib
 import re
 import secrets
+import socket
 
 import pytest
 from aiida import orm
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 
 from aiida_structstore.cli import cmd_structstore
 from aiida_structstore.core.structures import Source, StructureContent, StructureKey
+from aiida_structstore.tools.files import MAX_DATA_BLOCKS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 T = 'hostile'
@@ -24,6 +26,7 @@ SCOPE = ['-t', T, '-w', 'w']
 
 
 SI_CIF = (ROOT / 'examples' / 'cif' / 'si.cif').read_text()
+COD_CIF = (ROOT / 'tests' / 'cli' / 'files' / 'cod' / 'cod_9004112.cif').read_text()
 SI_PW = (ROOT / 'examples' / 'pw' / 'si_scf.in').read_text()
 #: Files for the import cases: name → content (bytes are written as they are).
 FILES = {
@@ -41,6 +44,10 @@ FILES = {
     'tab\tname.cif': SI_CIF,
     'evil\u202ename.cif': SI_CIF,
     'notes.txt': 'nothing a structure reader knows',
+    # One more data block than an import takes (a real COD entry, renamed): refused before any block is read.
+    'many-blocks.cif': ''.join(
+        COD_CIF.replace('data_9004112', f'data_9004112_{i}') for i in range(MAX_DATA_BLOCKS + 1)
+    ),
 }
 
 
@@ -58,6 +65,12 @@ def world(aiida_profile, tmp_path_factory):
         files[name] = path
     (folder / 'a-directory').mkdir()
     files['a-directory'] = folder / 'a-directory'
+    # Files that are no regular files: opening a FIFO blocks until a writer comes, a device is read forever.
+    os.mkfifo(folder / 'fifo.cif')
+    files['fifo.cif'] = folder / 'fifo.cif'
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / 'socket.cif'))  # the socket file stays after the socket is closed
+    files['socket.cif'] = folder / 'socket.cif'
     a = orm.StructureData(cell=[[3, 0, 0], [0, 3, 0], [0, 0, 3]])
     a.append_atom(position=(0, 0, 0), symbols='Si')
     a.label = 'with space'
@@ -157,6 +170,11 @@ CASES = [
     ('file-name-tab', lambda w: ['import', w['files']['tab\tname.cif']], {}, 'U+0009'),
     ('file-name-bidi', lambda w: ['import', w['files']['evil\u202ename.cif']], {}, 'U+202E'),
     ('file-unknown-kind', lambda w: ['import', w['files']['notes.txt']], {}, 'cannot tell whether'),
+    ('file-fifo', lambda w: ['import', w['files']['fifo.cif']], {}, 'fifo.cif: is a FIFO (named pipe), not a regular'),
+    ('file-socket', lambda w: ['import', w['files']['socket.cif']], {}, 'socket.cif: is a socket, not a regular file'),
+    ('file-device', ['import', '/dev/zero', '--format', 'cif'], {}, 'zero: is a character device, not a regular file'),
+    ('file-unreadable', ['import', '/proc/self/mem', '--format', 'cif'], {}, 'mem: cannot read the file: Input/output'),
+    ('file-many-blocks', lambda w: ['import', w['files']['many-blocks.cif']], {}, '1001 data blocks; an import takes'),
     ('file-format', lambda w: ['import', w['files']['notes.txt'], '--format', 'xyz'], {}, "'xyz' is not one of"),
     ('import-project-no-target', lambda w: ['import', w['files']['empty.cif'], '--project'], {}, '--project needs'),
     ('import-group-failed', lambda w: ['import', w['files']['empty.cif'], '-G', 'never-made'], {}, 'empty.cif'),
@@ -236,3 +254,36 @@ def test_hostile_input(no_daemon, store, world, monkeypatch, tmp_path, args, env
         assert len(problems) == 1, result.output
         assert expected in problems[0], result.output
     assert counts(store) == before
+
+
+def test_import_refuses_to_start_after_an_interrupted_import(no_daemon, store, world):
+    """An import process an earlier version left Running, with an output in no group (no runner recorded: it was
+    run before runs were marked): the next import names it and stores nothing until it is deleted."""
+    from aiida.common import AttributeDict
+    from aiida.common.links import LinkType
+    from aiida.manage.configuration import get_config, get_profile
+    from aiida.tools import delete_nodes
+    from plumpy import ProcessState
+
+    process = orm.CalcFunctionNode()
+    process.set_process_type('aiida.calculations:structstore.import_cif')
+    process.set_process_state(ProcessState.RUNNING)
+    process.store()
+    output = orm.StructureData(cell=[[3, 0, 0], [0, 3, 0], [0, 0, 3]])
+    output.append_atom(position=(0, 0, 0), symbols='Si')
+    output.base.links.add_incoming(process, LinkType.CREATE, 'structures__a')
+    output.store()
+    try:
+        before = counts(store)
+        obj = AttributeDict({'config': get_config(), 'profile': get_profile()})
+        result = CliRunner().invoke(cmd_structstore, ['import', str(world['files']['tab\tname.cif'])], obj=obj)
+        assert result.exit_code not in (0, None) and isinstance(result.exception, SystemExit), result.output
+        assert 'Traceback' not in result.output
+        errors = [line for line in result.output.splitlines() if line.startswith(('Error:', 'Critical:'))]
+        assert len(errors) == 1, result.output
+        # (other tests of the session leave none; if they did, their pks would be named too)
+        assert re.search(rf'interrupted and left unfinished processes \(pks [\d ]*\b{process.pk}\b', errors[0])
+        assert re.search(rf'verdi node delete [\d ]*\b{process.pk}\b', errors[0]), errors[0]
+        assert counts(store) == before
+    finally:
+        delete_nodes([process.pk], dry_run=False)

@@ -14,6 +14,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from ...tools.files import check_filename, read_text, report
+from .interrupted import mark_runner
 
 
 @calcfunction
@@ -21,6 +22,7 @@ def import_pw_input(file: orm.SinglefileData) -> dict:
     """Parse a pw.x input file into structure, parameters and k-points."""
     from ...tools.pw import parse_pw_input
 
+    mark_runner()
     check_filename(file.filename)
     parsed = parse_pw_input(read_text(file), filename=file.filename)
     report(parsed.warnings)
