@@ -431,5 +431,5 @@ def test_the_summary_after_a_lost_store_says_what_was_written(structures, tenant
             held = sum(1 for _ in store.structures.iter_workspace(tenant, 'w'))
     assert batches == [4, 4, 4] and held == 4
     assert '8 records this sync wrote are gone' in result.output
-    header, row = [line.split() for line in result.output.splitlines() if line.split()[:1] in (['selected'], ['12'])]
+    _, row = [line.split() for line in result.output.splitlines() if line.split()[:1] in (['selected'], ['12'])]
     assert row[:5] == ['12', '4', '0', '0', '0'] and row[5] == '8', result.output  # new 4, lost 8

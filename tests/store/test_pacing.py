@@ -127,9 +127,8 @@ def test_execution_records_over_the_deployments_write_budget_are_written_in_part
     import datetime as dt
     import uuid as uuid_lib
 
-    from devserver.local_convex import local_convex
-
     from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
+    from devserver.local_convex import local_convex
 
     tenant = f'exec-budget-{secrets.token_hex(3)}'
     t0 = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)

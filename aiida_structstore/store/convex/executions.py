@@ -2,7 +2,7 @@
 
 Records go to ``putExecutions`` many per mutation, within the function's limits (records, structure links) and a
 byte budget; a record the function defers (its write budget ran out first) is sent again in the next call. A call
-the deployment refuses as over its write throughput (:class:`.transport.WriteBudgetExceeded`) is sent again in
+the deployment refuses as over its write throughput (:class:`.transport.WriteBudgetExceededError`) is sent again in
 calls of half its bytes, and so are later ones. Reads
 page through ``listExecutions`` (a workspace, most recently modified first) or ``listExecutionsOfStructure`` (the
 link index of one structure).
@@ -24,7 +24,7 @@ from ...core.exceptions import BackendError, InvalidInputError, NotFoundError
 from ...core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
 from ...core.limits import PROTOCOL
 from ..executions import ExecutionStore, PreparedExecution
-from .transport import ConvexTransport, WriteBudgetExceeded
+from .transport import ConvexTransport, WriteBudgetExceededError
 
 __all__ = ('ConvexExecutions',)
 
@@ -84,7 +84,7 @@ class ConvexExecutions(ExecutionStore):
                         module=MODULE,
                         divisible=len(batch) > 1,
                     )
-                except WriteBudgetExceeded:
+                except WriteBudgetExceededError:
                     self.bytes_per_call = max(1, size // 2)  # the next batch is smaller, down to one record
                     continue
                 by_uuid = {write.key.process_uuid: write for write in batch}

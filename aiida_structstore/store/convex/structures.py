@@ -8,7 +8,7 @@ Batching
     Records are sent many per ``putBatch`` mutation, within a byte budget well inside Convex's 16 MiB argument and
     write limits and below one second of the write throughput, and within the elements one call may name
     (``maxBatchElements``), all read from ``convex/limits.json``. A call the deployment refuses as over its write
-    throughput (:class:`.transport.WriteBudgetExceeded`: a deployment with a lower budget than the client was told)
+    throughput (:class:`.transport.WriteBudgetExceededError`: a deployment with a lower budget than the client was told)
     is sent in halves, and later batches are sized to half of it; a single record over it is staged, its chunks in
     as many ``stageChunks`` calls as it takes.
 
@@ -42,7 +42,7 @@ from ...core.limits import CONVEX, PROTOCOL
 from ...core.query import QueryPlan
 from ...core.structures import Page, PutResult, Source, StructureKey, StructureRecord, StructureSummary
 from ..structures import INLINE_BYTES, PreparedWrite, RawStream, StructureStore
-from .transport import ConvexTransport, RequestTooLargeError, WriteBudgetExceeded
+from .transport import ConvexTransport, RequestTooLargeError, WriteBudgetExceededError
 
 __all__ = ('ConvexStructures',)
 
@@ -264,7 +264,7 @@ class ConvexStructures(StructureStore):
             if group and (chunk is None or group_bytes + size > self.batch_bytes):
                 try:
                     self._stage_group(scope, plan, group)
-                except WriteBudgetExceeded:
+                except WriteBudgetExceededError:
                     self._shrink(group_bytes)
                     self._stage_chunks(scope, plan, group)
                 group, group_bytes = [], 0
@@ -304,7 +304,7 @@ class ConvexStructures(StructureStore):
                     {**scope, 'records': records, 'replace_owner': replace_owner},
                     divisible=divisible,
                 )
-            except WriteBudgetExceeded:
+            except WriteBudgetExceededError:
                 # Sent again in smaller calls; a record alone over the smaller budget has its chunks staged.
                 self._shrink(sum(plan.batch_bytes for plan in batch))
                 if len(batch) == 1:

@@ -14,7 +14,7 @@ Pacing
     an HTTP 429 (``TooManyWrites``) halves the rate and is retried, slower, for up to ``throttle_patience`` seconds.
     A deployment never accepts a write larger than its budget (one with a lower budget than the client was told, or
     a batch whose JSON escapes made it larger than estimated), so a call its caller can send in parts
-    (``divisible``) that is refused while larger than the halved rate raises :class:`WriteBudgetExceeded` at once:
+    (``divisible``) that is refused while larger than the halved rate raises :class:`WriteBudgetExceededError` at once:
     the caller splits it.
 
 Replies
@@ -59,7 +59,13 @@ from ...core.limits import CONVEX, PROTOCOL
 from ..settings import check_deploy_key, check_url
 from .replies import REPLIES, describe
 
-__all__ = ('DEFAULT_WRITE_RATE', 'MAX_REQUEST_BYTES', 'ConvexTransport', 'RequestTooLargeError', 'WriteBudgetExceeded')
+__all__ = (
+    'DEFAULT_WRITE_RATE',
+    'MAX_REQUEST_BYTES',
+    'ConvexTransport',
+    'RequestTooLargeError',
+    'WriteBudgetExceededError',
+)
 
 LOGGER = logging.getLogger('aiida_structstore.store.convex')
 MODULE = 'structures'
@@ -104,7 +110,7 @@ class RequestTooLargeError(LimitExceededError):
         super().__init__(f'a request of {size} bytes is larger than Convex accepts ({MAX_REQUEST_BYTES} bytes)')
 
 
-class WriteBudgetExceeded(BackendError):
+class WriteBudgetExceededError(BackendError):
     """A divisible mutation of ``size`` bytes that the deployment refused as over its write throughput (HTTP 429)
     while larger than the rate the client now paces to: the caller sends it in smaller parts."""
 
@@ -168,7 +174,7 @@ class _ThrottledError(_TransientError):
     """HTTP 429: the deployment is over its write throughput. Repeated, slower, for up to ``throttle_patience``."""
 
 
-class _OverBudget(Exception):
+class _OverBudgetError(Exception):
     """HTTP 429 for a divisible write larger than the halved rate: not repeated, the caller splits it."""
 
 
@@ -252,7 +258,7 @@ class ConvexTransport:
     def call(self, kind: str, name: str, args: dict[str, Any], *, module: str = MODULE, divisible: bool = False) -> Any:
         """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
         failures. ``divisible``: the caller can send these arguments in parts, so a write over the deployment's
-        budget raises :class:`WriteBudgetExceeded` instead of being repeated."""
+        budget raises :class:`WriteBudgetExceededError` instead of being repeated."""
         path = f'{module}:{name}'
         # The arguments this package builds are JSON values whose numbers are already floats and whose keys are
         # plain names, which is their convex_encoded_json form: they are written as they are (the convex package's
@@ -281,10 +287,10 @@ class ConvexTransport:
             return retrying(self._post, kind, path, body, divisible)
         except _TransientError as exc:
             failure = str(exc)
-        except _OverBudget:
+        except _OverBudgetError:
             pass
         if failure is None:  # over the budget: the caller splits it
-            raise WriteBudgetExceeded(path, len(body))
+            raise WriteBudgetExceededError(path, len(body))
         # Raised outside the except block: no chained exception keeps the HTTP library's frames alive.
         attempts = retrying.statistics.get('attempt_number', self.retries)
         raise BackendUnavailableError(
@@ -341,7 +347,7 @@ class ConvexTransport:
                 # Most likely refused for its size, which no rate makes acceptable: the caller splits it.
                 self.pacer.over_budget(len(body))
                 LOGGER.info('Convex call %s: %d bytes over the write throughput; sending it in parts', path, len(body))
-                raise _OverBudget()
+                raise _OverBudgetError()
             self.pacer.throttled()
             raise _ThrottledError('HTTP 429 (the deployment is over its write throughput; writing slower)')
         if status >= 500 and status != 560:
