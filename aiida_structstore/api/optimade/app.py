@@ -21,7 +21,8 @@ build the response. Pieces of the package not used, and why (each would lose a p
   ``config.base_url`` or the ``Host`` header, know one base URL (not ``/workspaces/<id>/v1``), and ``HandleApiHint``
   redirects to a URL built from ``Host``; ``AddWarnings`` replaces the process-wide ``warnings.showwarning`` for each
   request, so with requests served in parallel threads one tenant's warnings could reach another's response. The
-  version check is :func:`unknown` here (553 for any other ``v<n>``), warnings are collected per request;
+  version check is :func:`unknown` here (553 for any other ``v<n>``), warnings are collected per request, the
+  blocks that collect them taking turns (:func:`.filters.request_warnings`);
 * its handlers of ``RequestValidationError`` (answered 500 there: 400 here), of Starlette's ``HTTPException`` (it
   drops the ``WWW-Authenticate`` header of a 401) and of any other exception (it returns the exception's text:
   here a 500 document without details).
@@ -42,7 +43,6 @@ import datetime as dt
 import inspect
 import ipaddress
 import re
-import warnings
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -96,7 +96,7 @@ from .fields import (
     entry_properties,
     server_config,
 )
-from .filters import FilterError
+from .filters import FilterError, request_warnings
 from .query import StructureCollection
 
 __all__ = ('API_VERSION', 'MAX_PAGE_LIMIT', 'ListingParams', 'create_optimade_app')
@@ -303,8 +303,7 @@ def _resource(entry: dict[str, Any], fields: list[str] | None, notes: list[tuple
 def _checked(params: Any, request: Request, mapper: Any) -> list[str]:
     """Run the package's ``check_params`` on the request's query (400 for a parameter nobody defines); its warnings
     (another provider's parameter, one not served here), collected for this request."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
+    with request_warnings() as caught:
         params.check_params(request.query_params, mapper)
     return [str(getattr(w.message, 'detail', None) or w.message) for w in caught]
 

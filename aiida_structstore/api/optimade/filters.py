@@ -38,10 +38,13 @@ This module imports no AiiDA module.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import re
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +68,7 @@ __all__ = (
     'filter_parser',
     'filter_transformer',
     'parse_timestamp',
+    'request_warnings',
     'structure_mapper',
 )
 
@@ -109,6 +113,19 @@ class _Mapper(StructureMapper):
     """The reference mapper, with this provider's prefix and fields (names are used as they are, no aliases)."""
 
     PROVIDER_FIELDS = tuple(PROVIDER_FIELDS)
+
+
+_WARNINGS = threading.RLock()
+
+
+@contextlib.contextmanager
+def request_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """The warnings raised inside the block (by the ``optimade`` package's transformer or parameter checks), for
+    the response of this request only. ``warnings.catch_warnings`` swaps process-wide state, so the blocks of
+    requests served in parallel threads take turns: one request's warnings never land in another's response."""
+    with _WARNINGS, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        yield caught
 
 
 @functools.cache
@@ -339,8 +356,7 @@ def compile_filter(text: str | None) -> CompiledFilter:
             )
         raise _bad(f"'{name}' is not a known or searchable property")
     _check_comparisons(tree)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
+    with request_warnings() as caught:
         try:
             query = _Transformer(mapper=mapper).transform(tree)
         except VisitError as exc:
