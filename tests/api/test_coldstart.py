@@ -50,6 +50,10 @@ with TestClient(app) as client:
     report['optimade'] = response.status_code
     report['body'] = response.json()
     report['after_optimade'] = sorted(name for name in HEAVY if name in sys.modules)
+    error = client.get('/optimade/v1/structures', params={'filter': 'nsites ='}, headers=headers)
+    report['error'] = error.status_code, error.json()['errors'][0]['title']
+    # The package's logger module configures logging and creates /var/log/optimade when imported.
+    report['side_effects'] = sorted(name for name in ('optimade.server.logger', 'requests') if name in sys.modules)
 print(json.dumps(report))
 """
 
@@ -73,6 +77,7 @@ def test_create_app_imports_no_optimade_until_the_first_optimade_request(api_set
     assert [entry['id'] for entry in report['body']['data']] == ['si']
     assert report['body']['data'][0]['attributes']['nsites'] == 2
     assert report['after_optimade'] == ['lark', 'optimade']
+    assert report['error'] == [400, 'Bad Request'] and report['side_effects'] == []
 
     from optimade.models import StructureResponseMany
 

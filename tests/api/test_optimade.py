@@ -583,6 +583,27 @@ class TestOnOptimadePythonTools:
             body = client.get('/optimade/v1/structures/si', params={'colour': 'red'}, headers=headers).json()
             assert 'not recognised' in body['errors'][0]['detail']
 
+    def test_the_hosts_optimade_settings_change_nothing(self, backend, api_settings, workspace, tenant, monkeypatch):
+        """``OPTIMADE_*`` variables configure the package's own server, not this API: no tracebacks in error
+        documents (``debug``), no links from ``base_url``, no license URL fetched."""
+        from aiida_structstore.api.optimade import fields, filters
+
+        monkeypatch.setenv('OPTIMADE_DEBUG', 'true')
+        monkeypatch.setenv('OPTIMADE_BASE_URL', 'https://elsewhere.example')
+        monkeypatch.setenv('OPTIMADE_LICENSE', 'https://elsewhere.example/license')
+        for cached in (fields.server_config, filters.structure_mapper):
+            cached.cache_clear()
+        try:
+            headers = bearer(make_token(tenant, ['lab']))
+            with TestClient(create_app(api_settings)) as client:
+                error = client.get('/optimade/v1/structures', params={'filter': 'nsites ='}, headers=headers)
+                page = client.get('/optimade/v1/structures', params={'page_limit': 1}, headers=headers).json()
+        finally:
+            for cached in (fields.server_config, filters.structure_mapper):
+                cached.cache_clear()
+        assert error.status_code == 400 and '_structstore_traceback' not in error.text
+        assert page['links']['next'].startswith('http://testserver/optimade/v1/structures?')
+
 
 class TestPushDown:
     """What the store's indexes answer: the plan the planner picks, the records read, the same entries selected."""

@@ -10,9 +10,9 @@ Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app` (built on t
 Built on optimade-python-tools' server pieces, as its custom backends are: the entries are a
 :class:`~.query.StructureCollection` (its ``EntryCollection`` over the store), the parameters its
 ``EntryListingQueryParams`` and ``SingleEntryQueryParams`` (``page_cursor`` as text, see :class:`ListingParams`,
-checked with their ``check_params``), errors its ``OptimadeHTTPException`` subclasses answered by its exception
-handlers, responses its models. The routes are thin: scope the request to the token's workspace, ``find``, and
-build the response. Pieces of the package not used, and why (each would lose a property of this API):
+checked with their ``check_params``), errors its ``OptimadeHTTPException`` subclasses, responses its models. The
+routes are thin: scope the request to the token's workspace, ``find``, and build the response. Pieces of the
+package not used, and why (each would lose a property of this API):
 
 * its routers and ``routers.utils.get_entries`` / ``get_single_entry``: they read the global ``CONFIG`` and one
   collection per app from ``app.state`` (no per-request workspace), build links from ``config.base_url`` or the
@@ -23,9 +23,13 @@ build the response. Pieces of the package not used, and why (each would lose a p
   request, so with requests served in parallel threads one tenant's warnings could reach another's response. The
   version check is :func:`unknown` here (553 for any other ``v<n>``), warnings are collected per request, the
   blocks that collect them taking turns (:func:`.filters.request_warnings`);
-* its handlers of ``RequestValidationError`` (answered 500 there: 400 here), of Starlette's ``HTTPException`` (it
-  drops the ``WWW-Authenticate`` header of a 401) and of any other exception (it returns the exception's text:
-  here a 500 document without details).
+* its exception handlers (``exception_handlers``): importing that module imports its logger, which builds a
+  ``ServerConfig()`` from the host's ``OPTIMADE_*`` variables and ``~/.optimade.json`` (an ``OPTIMADE_LICENSE`` URL is
+  fetched over the network, and its failure makes the import fail), creates ``/var/log/optimade/`` with a log file and
+  adds a stdout handler; and its handlers answer ``RequestValidationError`` with 500 (400 here), drop the
+  ``WWW-Authenticate`` header of a 401, and return any other exception's text (here a 500 document without
+  details). The package's ``OptimadeHTTPException`` errors, which the routes and the collection raise, are answered
+  here as its handler answers them: their status, title and detail in an OPTIMADE error document.
 
 Errors are OPTIMADE error documents with the status the specification prescribes (400 bad filter, parameter or page
 cursor, 401 no or bad token, 403 page limit or offset over the maximum or a scan over its bound (:mod:`.query`), 404
@@ -49,7 +53,6 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from lark.exceptions import VisitError
 from optimade.exceptions import NotFound, OptimadeHTTPException, VersionNotSupported
 from optimade.models import (
     AvailableApiVersion,
@@ -68,11 +71,6 @@ from optimade.models import (
     StructureResponseOne,
     ToplevelLinks,
     Warnings,
-)
-from optimade.server.exception_handlers import (
-    grammar_not_implemented_handler,
-    http_exception_handler,
-    not_implemented_handler,
 )
 from optimade.server.query_params import EntryListingQueryParams, SingleEntryQueryParams
 from pydantic import ValidationError
@@ -444,10 +442,14 @@ def create_optimade_app(context: ReadContext) -> FastAPI:
             raise VersionNotSupported(detail=f'API version {match.group("version")} is not served; use {MAJOR}')
         raise NotFound(detail=f'no such endpoint: {request.url.path}')
 
-    # The package's handlers, where they keep this API's properties (see the module docstring).
-    app.add_exception_handler(OptimadeHTTPException, http_exception_handler)
-    app.add_exception_handler(VisitError, grammar_not_implemented_handler)
-    app.add_exception_handler(NotImplementedError, not_implemented_handler)
+    @app.exception_handler(OptimadeHTTPException)
+    async def optimade_error(request: Request, exc: OptimadeHTTPException) -> Response:
+        # The package's errors (and this API's, its subclasses): their status, title and detail, as its handler does.
+        return _error(request, exc.status_code, exc.title, str(exc.detail), exc.headers)
+
+    @app.exception_handler(NotImplementedError)
+    async def not_implemented(request: Request, exc: NotImplementedError) -> Response:
+        return _error(request, 501, 'Not Implemented', str(exc) or 'not implemented')
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

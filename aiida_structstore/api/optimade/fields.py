@@ -115,10 +115,12 @@ def sortable_fields() -> frozenset[str]:
 @functools.cache
 def server_config() -> ServerConfig:
     """The ``optimade`` package's server configuration for its pieces used here (mapper, entry collection, error
-    handlers). Every value they read is given explicitly, so no ``OPTIMADE_*`` variable or ``~/.optimade.json`` of
-    the host changes them (``debug`` would put tracebacks into error documents; ``base_url`` would be a second
-    source of links: links are built from ``STRUCTURE_API_PUBLIC_URL`` by the routes)."""
-    return ServerConfig(
+    handlers). Constructed without reading the environment or a file (``model_construct``: the values below, the
+    package's defaults for the rest), so no ``OPTIMADE_*`` variable or ``~/.optimade.json`` of the host changes it:
+    ``debug`` would put tracebacks into error documents, ``base_url`` would be a second source of links (links are
+    built from ``STRUCTURE_API_PUBLIC_URL`` by the routes), and a ``license`` makes the package's validator fetch
+    its URL over the network."""
+    return ServerConfig.model_construct(
         provider=PROVIDER,
         implementation=IMPLEMENTATION,
         schema_url=SCHEMA_URL,
@@ -133,4 +135,5 @@ def server_config() -> ServerConfig:
         validate_api_response=True,
         is_index=False,
         request_delay=None,
+        license=None,
     )
