@@ -553,6 +553,24 @@ class TestOnOptimadePythonTools:
         with pytest.raises(RuntimeError, match='not scoped'):
             len(entries)
 
+    def test_the_collection_has_every_attribute_the_base_class_sets(self, entries):
+        """``StructureCollection`` does not run ``EntryCollection.__init__`` (it would build an unused parser): it sets
+        the same attributes, so the base class's methods find them."""
+        from optimade.server.entry_collections import EntryCollection
+
+        from aiida_structstore.api.optimade.query import StructureCollection
+
+        class Plain(StructureCollection):
+            parser = None  # a plain attribute, which the base class's __init__ sets
+
+        base = object.__new__(Plain)
+        args = entries.resource_cls, entries.resource_mapper, entries.transformer, entries.config
+        EntryCollection.__init__(base, *args)
+        assert set(vars(base)) - {'parser'} <= set(vars(entries))
+        for name in set(vars(base)) - {'parser', 'transformer', '_all_fields'}:
+            assert getattr(entries, name) == getattr(base, name), name
+        assert entries.parser.version == (1, 2, 0)
+
     @pytest.mark.parametrize(
         ('params', 'status', 'detail'),
         [
