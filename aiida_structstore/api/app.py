@@ -7,6 +7,10 @@ An application that has its own FastAPI app mounts the routes instead::
     context = ReadContext()          # settings from the environment
     app.include_router(create_router(context))
 
+OPTIMADE is mounted lazily (:class:`LazyMount`): ``create_app`` imports neither the ``optimade`` package nor its
+parser (``lark``); the sub-application is built on the first request under ``/optimade``. A serverless host that
+starts a process per cold request pays for OPTIMADE only when OPTIMADE is asked for (``docs/performance.md``).
+
 This module imports no AiiDA module.
 """
 
@@ -14,13 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from .. import __version__
 from ..store import Store
@@ -30,11 +38,49 @@ from .security import SecurityHeadersMiddleware, security_headers
 from .settings import ApiSettings
 from .structures import create_structures_router
 
-__all__ = ('STATIC', 'create_app', 'create_router')
+__all__ = ('STATIC', 'LazyMount', 'create_app', 'create_router')
 
 LOGGER = logging.getLogger(__name__)
 #: The viewer's files: ``index.html`` and the bundle ``viewer.js`` built by ``npm run build:viewer``.
 STATIC = Path(__file__).resolve().parent / 'static'
+
+
+class LazyMount:
+    """An ASGI app that builds the app it serves on its first request (once, under a lock) and then forwards to it.
+
+    The build runs in the thread pool, so the imports it does never block the event loop; requests that arrive while
+    it runs wait for the one build. A build that fails is retried by the next request (each gets the error).
+    """
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self._build = build
+        self._app: ASGIApp | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f'LazyMount({getattr(self._build, "__qualname__", self._build)!r}, built={self._app is not None})'
+
+    @property
+    def built(self) -> bool:
+        return self._app is not None
+
+    def _get(self) -> ASGIApp:
+        with self._lock:
+            if self._app is None:
+                self._app = self._build()
+            return self._app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        app = self._app
+        if app is None:
+            app = await run_in_threadpool(self._get)
+        await app(scope, receive, send)
+
+
+def _optimade_app(context: ReadContext) -> ASGIApp:
+    from .optimade import create_optimade_app  # imports the optimade package and lark: on first use only
+
+    return create_optimade_app(context)
 
 
 def create_router(context: ReadContext) -> APIRouter:
@@ -52,8 +98,8 @@ def create_app(
     viewer: bool = True,
     optimade: bool = True,
 ) -> FastAPI:
-    """The read API with the viewer at ``/viewer/`` and OPTIMADE at ``/optimade``. ``store`` defaults to
-    ``open_store()`` on first use."""
+    """The read API with the viewer at ``/viewer/`` and OPTIMADE at ``/optimade`` (built on its first request, see
+    :class:`LazyMount`). ``store`` defaults to ``open_store()`` on first use."""
     context = ReadContext(settings, store=store)
 
     @contextlib.asynccontextmanager
@@ -70,9 +116,7 @@ def create_app(
     app.state.read_context = context
     app.include_router(create_router(context))
     if optimade:
-        from .optimade import create_optimade_app
-
-        app.mount('/optimade', create_optimade_app(context))
+        app.mount('/optimade', LazyMount(lambda: _optimade_app(context)))
     if context.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

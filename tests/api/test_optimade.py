@@ -504,6 +504,106 @@ class TestIsolation:
             assert client.get('/optimade/versions').status_code == 200  # no data: public, as OPTIMADE expects
 
 
+class TestOnOptimadePythonTools:
+    """The entries are the ``optimade`` package's ``EntryCollection`` over the store, scoped per request; its query
+    parameter classes check the request's parameters."""
+
+    @pytest.fixture
+    def entries(self, api_settings):
+        from aiida_structstore.api.cursors import CursorCodec
+        from aiida_structstore.api.optimade.query import StructureCollection
+
+        return StructureCollection(CursorCodec('secret'))
+
+    def test_the_collection_is_scoped_to_one_workspace(self, entries, backend, workspace, tenant):
+        from optimade.server.entry_collections import EntryCollection
+
+        from aiida_structstore.api.context import Scope
+        from aiida_structstore.api.optimade.app import ListingParams
+
+        assert isinstance(entries, EntryCollection)
+        lab = entries.scoped(backend, Scope(tenant, 'lab'))
+        assert len(lab) == len(workspace)
+        assert len(entries.scoped(backend, Scope(tenant, 'private'))) == 1
+        assert len(entries.scoped(backend, Scope(tenant, 'nobody'))) == 0
+        with_iron = _expected(workspace, lambda s: 'Fe' in s['elements'])
+        assert lab.count(filter='elements HAS "Fe"') == len(with_iron)
+        results, returned, more, _, _ = lab.find(ListingParams(filter='elements HAS "Fe"', response_fields='nsites'))
+        assert {entry['id'] for entry in results} == with_iron and returned == len(with_iron) and not more
+        assert all(set(entry['attributes']) >= {'nsites'} for entry in results)
+        with pytest.raises(RuntimeError, match='not scoped'):
+            len(entries)
+
+    def test_the_collection_has_every_attribute_the_base_class_sets(self, entries):
+        """``StructureCollection`` does not run ``EntryCollection.__init__`` (it would build an unused parser): it sets
+        the same attributes, so the base class's methods find them."""
+        from optimade.server.entry_collections import EntryCollection
+
+        from aiida_structstore.api.optimade.query import StructureCollection
+
+        class Plain(StructureCollection):
+            parser = None  # a plain attribute, which the base class's __init__ sets
+
+        base = object.__new__(Plain)
+        args = entries.resource_cls, entries.resource_mapper, entries.transformer, entries.config
+        EntryCollection.__init__(base, *args)
+        assert set(vars(base)) - {'parser'} <= set(vars(entries))
+        for name in set(vars(base)) - {'parser', 'transformer', '_all_fields'}:
+            assert getattr(entries, name) == getattr(base, name), name
+        assert entries.parser.version == (1, 2, 0)
+
+    @pytest.mark.parametrize(
+        ('params', 'status', 'detail'),
+        [
+            ({'colour': 'red'}, 400, "'['colour']' are not recognised"),
+            ({'_structstore_colour': 'red'}, 400, 'not recognised'),
+            ({'email_address': 'not an address'}, 400, 'email_address'),
+            ({'page_number': 0}, 400, 'page_number must be at least 1'),
+            ({'page_limit': 0}, 400, 'page_limit must be at least 1'),
+        ],
+    )
+    def test_the_package_checks_the_query_parameters(
+        self, backend, api_settings, workspace, tenant, params, status, detail
+    ):
+        with TestClient(create_app(api_settings)) as client:
+            response = client.get('/optimade/v1/structures', params=params, headers=bearer(make_token(tenant, ['lab'])))
+        assert response.status_code == status, response.text
+        assert detail in response.json()['errors'][0]['detail']
+
+    def test_parameters_of_others_and_unserved_ones_are_warnings(self, backend, api_settings, workspace, tenant):
+        headers = bearer(make_token(tenant, ['lab']))
+        with TestClient(create_app(api_settings)) as client:
+            body = client.get('/optimade/v1/structures', params={'_mp_colour': 'red'}, headers=headers).json()
+            assert len(body['data']) == len(workspace)
+            assert 'unrecognised and have been ignored' in body['meta']['warnings'][0]['detail']
+            body = client.get('/optimade/v1/structures', params={'page_above': 'si'}, headers=headers).json()
+            assert len(body['data']) == len(workspace)
+            assert 'not supported by this server' in body['meta']['warnings'][0]['detail']
+            body = client.get('/optimade/v1/structures/si', params={'colour': 'red'}, headers=headers).json()
+            assert 'not recognised' in body['errors'][0]['detail']
+
+    def test_the_hosts_optimade_settings_change_nothing(self, backend, api_settings, workspace, tenant, monkeypatch):
+        """``OPTIMADE_*`` variables configure the package's own server, not this API: no tracebacks in error
+        documents (``debug``), no links from ``base_url``, no license URL fetched."""
+        from aiida_structstore.api.optimade import fields, filters
+
+        monkeypatch.setenv('OPTIMADE_DEBUG', 'true')
+        monkeypatch.setenv('OPTIMADE_BASE_URL', 'https://elsewhere.example')
+        monkeypatch.setenv('OPTIMADE_LICENSE', 'https://elsewhere.example/license')
+        for cached in (fields.server_config, filters.structure_mapper):
+            cached.cache_clear()
+        try:
+            headers = bearer(make_token(tenant, ['lab']))
+            with TestClient(create_app(api_settings)) as client:
+                error = client.get('/optimade/v1/structures', params={'filter': 'nsites ='}, headers=headers)
+                page = client.get('/optimade/v1/structures', params={'page_limit': 1}, headers=headers).json()
+        finally:
+            for cached in (fields.server_config, filters.structure_mapper):
+                cached.cache_clear()
+        assert error.status_code == 400 and '_structstore_traceback' not in error.text
+        assert page['links']['next'].startswith('http://testserver/optimade/v1/structures?')
+
+
 class TestPushDown:
     """What the store's indexes answer: the plan the planner picks, the records read, the same entries selected."""
 

@@ -1,19 +1,42 @@
 """Each workspace's projection as an OPTIMADE API (specification 1.2), under the read API and behind its tokens.
 
-Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app`:
+Mounted at ``/optimade`` by :func:`aiida_structstore.api.create_app` (built on the first request there):
 
 * ``/optimade/versions`` and ``/optimade/v1/{info, info/structures, structures, structures/{id}, links}``: the
   workspace of the token (which must grant exactly one);
 * ``/optimade/workspaces/{workspace}/versions`` and ``/optimade/workspaces/{workspace}/v1/...``: any workspace the
   token grants (a workspace it does not grant is 404, like a missing one).
 
-Responses are built from the ``optimade`` package's models; errors are OPTIMADE error documents with the status
-the specification prescribes (400 bad filter, parameter or page cursor, 401 no or bad token, 403 page limit or
-offset over the maximum or a scan over its bound (:mod:`.query`),
-404 no such entry, 501 a property this database does not hold, 553 an API version it does not serve), and 421
-for a request whose links cannot be built: absolute links come from ``STRUCTURE_API_PUBLIC_URL``, or from the
-request's URL only when its host is loopback, never from another ``Host`` header. A record the models refuse is
-served with its valid properties or left out, with a warning in ``meta.warnings`` (:func:`_resource`).
+Built on optimade-python-tools' server pieces, as its custom backends are: the entries are a
+:class:`~.query.StructureCollection` (its ``EntryCollection`` over the store), the parameters its
+``EntryListingQueryParams`` and ``SingleEntryQueryParams`` (``page_cursor`` as text, see :class:`ListingParams`,
+checked with their ``check_params``), errors its ``OptimadeHTTPException`` subclasses, responses its models. The
+routes are thin: scope the request to the token's workspace, ``find``, and build the response. Pieces of the
+package not used, and why (each would lose a property of this API):
+
+* its routers and ``routers.utils.get_entries`` / ``get_single_entry``: they read the global ``CONFIG`` and one
+  collection per app from ``app.state`` (no per-request workspace), build links from ``config.base_url`` or the
+  request's ``Host`` header, and always give ``data_available`` (``len(collection)``: a scan of the workspace);
+* its middleware: ``CheckWronglyVersionedBaseUrls`` and ``HandleApiHint`` find the versioned base from
+  ``config.base_url`` or the ``Host`` header, know one base URL (not ``/workspaces/<id>/v1``), and ``HandleApiHint``
+  redirects to a URL built from ``Host``; ``AddWarnings`` replaces the process-wide ``warnings.showwarning`` for each
+  request, so with requests served in parallel threads one tenant's warnings could reach another's response. The
+  version check is :func:`unknown` here (553 for any other ``v<n>``), warnings are collected per request, the
+  blocks that collect them taking turns (:func:`.filters.request_warnings`);
+* its exception handlers (``exception_handlers``): importing that module imports its logger, which builds a
+  ``ServerConfig()`` from the host's ``OPTIMADE_*`` variables and ``~/.optimade.json`` (an ``OPTIMADE_LICENSE`` URL is
+  fetched over the network, and its failure makes the import fail), creates ``/var/log/optimade/`` with a log file and
+  adds a stdout handler; and its handlers answer ``RequestValidationError`` with 500 (400 here), drop the
+  ``WWW-Authenticate`` header of a 401, and return any other exception's text (here a 500 document without
+  details). The package's ``OptimadeHTTPException`` errors, which the routes and the collection raise, are answered
+  here as its handler answers them: their status, title and detail in an OPTIMADE error document.
+
+Errors are OPTIMADE error documents with the status the specification prescribes (400 bad filter, parameter or page
+cursor, 401 no or bad token, 403 page limit or offset over the maximum or a scan over its bound (:mod:`.query`), 404
+no such entry, 501 a property this database does not hold, 553 an API version it does not serve), and 421 for a
+request whose links cannot be built: absolute links come from ``STRUCTURE_API_PUBLIC_URL``, or from the request's
+URL only when its host is loopback, never from another ``Host`` header. A record the models refuse is served with
+its valid properties or left out, with a warning in ``meta.warnings`` (:func:`_resource`).
 
 This module imports no AiiDA module.
 """
@@ -21,16 +44,16 @@ This module imports no AiiDA module.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import ipaddress
-import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-import optimade
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from optimade.exceptions import NotFound, OptimadeHTTPException, VersionNotSupported
 from optimade.models import (
     AvailableApiVersion,
     BaseInfoAttributes,
@@ -38,11 +61,9 @@ from optimade.models import (
     EntryInfoResource,
     EntryInfoResponse,
     ErrorResponse,
-    Implementation,
     InfoResponse,
     LinksResponse,
     OptimadeError,
-    Provider,
     ResponseMeta,
     ResponseMetaQuery,
     StructureResource,
@@ -51,52 +72,72 @@ from optimade.models import (
     ToplevelLinks,
     Warnings,
 )
+from optimade.server.query_params import EntryListingQueryParams, SingleEntryQueryParams
 from pydantic import ValidationError
 from starlette.datastructures import URL
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ... import __version__
-from ...core.exceptions import BackendError, InvalidInputError
 from ...store import Store
 from ..auth import Principal
-from ..context import ReadContext, Scope, http_errors
-from ..cursors import MAX_CURSOR_LENGTH, CursorCodec, bad_cursor, listing_of
+from ..context import ReadContext, Scope
 from ..structures import CACHE_HEADERS
-from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, document, entry_properties
-from .filters import FilterError, compile_filter
-from .query import MAX_PAGE_OFFSET, parse_sort, plan_request, walk
+from .fields import (
+    API_VERSION,
+    DEFAULT_PAGE_LIMIT,
+    IMPLEMENTATION,
+    MAX_PAGE_LIMIT,
+    PROVIDER,
+    PROVIDER_FIELDS,
+    SCHEMA_URL,
+    SERVED_FIELDS,
+    entry_properties,
+    server_config,
+)
+from .filters import FilterError, request_warnings
+from .query import StructureCollection
 
-__all__ = ('API_VERSION', 'MAX_PAGE_LIMIT', 'create_optimade_app')
+__all__ = ('API_VERSION', 'MAX_PAGE_LIMIT', 'ListingParams', 'create_optimade_app')
 
-API_VERSION = optimade.__api_version__
 MAJOR = f'v{API_VERSION.split(".")[0]}'
-DEFAULT_PAGE_LIMIT = 20
-MAX_PAGE_LIMIT = 100
 MEDIA_TYPE = 'application/vnd.api+json'
-#: The JSON schema of the responses, reported in ``meta.schema``.
-SCHEMA_URL = f'https://schemas.optimade.org/openapi/v{API_VERSION.rsplit(".", 1)[0]}/optimade.json'
-PROVIDER = Provider(
-    name='aiida-structstore',
-    description='Structures projected from AiiDA provenance graphs into an application store',
-    prefix=PREFIX,
-    homepage='https://github.com/aiida-structstore/aiida-structstore',
-)
-IMPLEMENTATION = Implementation(
-    name='aiida-structstore',
-    version=__version__,
-    homepage='https://github.com/aiida-structstore/aiida-structstore',
-    source_url='https://github.com/aiida-structstore/aiida-structstore',
-)
-#: Standard structure properties (of the specification) that the records do not hold: returned as null when asked.
-_ALL_STANDARD = frozenset(StructureResource.model_fields['attributes'].annotation.model_fields)
 
 
-class OptimadeHTTPError(HTTPException):
-    """An error with an OPTIMADE title."""
+class MisdirectedRequest(OptimadeHTTPException):
+    """421: the request's links cannot be built (no public URL and a host that is not loopback)."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(status, detail)
-        self.title = title
+    status_code = 421
+    title = 'Misdirected Request'
+
+
+def _listing_signature() -> inspect.Signature:
+    """``EntryListingQueryParams``' parameters with ``page_cursor`` as this API's opaque text, and this API's
+    default ``page_limit``."""
+    signature = inspect.signature(EntryListingQueryParams.__init__)
+    cursor = Annotated[str | None, Query(description='the page_cursor of links.next, unchanged (opaque)')]
+    parameters = []
+    for parameter in list(signature.parameters.values())[1:]:  # without self
+        if parameter.name == 'page_cursor':
+            parameter = parameter.replace(annotation=cursor, default=None)
+        elif parameter.name == 'page_limit':
+            parameter = parameter.replace(default=DEFAULT_PAGE_LIMIT)
+        parameters.append(parameter)
+    return signature.replace(parameters=parameters)
+
+
+class ListingParams(EntryListingQueryParams):
+    """The package's listing parameters; ``page_cursor`` is this API's signed cursor (text), which it serves, and
+    ``page_above``/``page_below`` are not served (a warning says they were ignored)."""
+
+    unsupported_params = ['page_above', 'page_below']
+
+    def __init__(self, **values: Any) -> None:
+        cursor = values.pop('page_cursor', None)
+        super().__init__(**values)
+        self.page_cursor = cursor
+
+
+ListingParams.__signature__ = _listing_signature()  # what FastAPI reads the query parameters from
 
 
 def _now() -> dt.datetime:
@@ -136,7 +177,7 @@ def _root_url(request: Request) -> str:
         return public
     url = request.url
     if not _is_local(url.hostname):
-        raise OptimadeHTTPError(421, 'Misdirected Request', NO_PUBLIC_URL)
+        raise MisdirectedRequest(NO_PUBLIC_URL)
     host = f'[{url.hostname}]' if ':' in (url.hostname or '') else url.hostname
     return f'{url.scheme}://{host}{f":{url.port}" if url.port else ""}{request.scope.get("app_root_path", "")}'
 
@@ -209,32 +250,17 @@ _TITLES = {
 }
 
 
-def _response_fields(value: str | None) -> tuple[list[str] | None, list[str]]:
-    """The attributes to return (``None``: all served ones) and warnings for other providers' fields."""
-    if value is None:
-        return None, []
-    names, notes = [], []
-    for name in (part.strip() for part in value.split(',')):
-        if not name or name in ('id', 'type'):
-            continue
-        if name in SERVED_FIELDS or name in _ALL_STANDARD:
-            names.append(name)
-        elif name.startswith('_') and not name.startswith(f'_{PREFIX}_'):
-            notes.append(f"response field '{name}' belongs to another provider; it was ignored")
-        else:
-            raise OptimadeHTTPError(400, 'Bad Request', f"unknown response field '{name}'")
-    return names, notes
-
-
-def _resource(doc: dict[str, Any], fields: list[str] | None, notes: list[tuple[str, str]]) -> dict[str, Any] | None:
-    """The resource of an entry's document with the attributes ``fields`` (``None``: all served).
+def _resource(entry: dict[str, Any], fields: list[str] | None, notes: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The resource of an entry (as the collection's ``find`` maps it back: ``id``, ``type``, ``attributes``; or
+    its flat document) with the attributes ``fields`` (``None``: all served).
 
     One odd record never breaks a response: species no site uses are left out (they describe nothing, and the
     models require ``implicit_atoms`` otherwise), properties the OPTIMADE models refuse are served as null, and an
     entry that still cannot be served is left out (``None``); either way with a warning in ``notes``.
     """
-    entry_id = doc['id']
-    attributes = {name: doc.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
+    entry_id = entry['id']
+    given = entry['attributes'] if isinstance(entry.get('attributes'), dict) else entry
+    attributes = {name: given.get(name) for name in SERVED_FIELDS if name not in ('id', 'type')}
     species, at_sites = attributes.get('species'), attributes.get('species_at_sites')
     if isinstance(species, list) and isinstance(at_sites, list):
         used = set(at_sites)
@@ -272,29 +298,15 @@ def _resource(doc: dict[str, Any], fields: list[str] | None, notes: list[tuple[s
     return body
 
 
-def _cursor_state(payload: str) -> dict[str, Any]:
-    """The state inside a page cursor (signed by this API, so malformed means another version's): 400 otherwise."""
-    try:
-        state = json.loads(payload)
-    except ValueError:
-        raise bad_cursor() from None
-    if (
-        not isinstance(state, dict)
-        or set(state) != {'position', 'cursor', 'ahead'}
-        or not isinstance(state['position'], int)
-        or state['position'] < 0
-        or not isinstance(state['cursor'], str | None)
-        or not isinstance(state['ahead'], str | None)
-    ):
-        raise bad_cursor()
-    return state
+def _checked(params: Any, request: Request, mapper: Any) -> list[str]:
+    """Run the package's ``check_params`` on the request's query (400 for a parameter nobody defines); its warnings
+    (another provider's parameter, one not served here), collected for this request."""
+    with request_warnings() as caught:
+        params.check_params(request.query_params, mapper)
+    return [str(getattr(w.message, 'detail', None) or w.message) for w in caught]
 
 
-def _needs_payload(fields: list[str] | None) -> bool:
-    return fields is None or bool(PAYLOAD_FIELDS & set(fields))
-
-
-def _routes(app: FastAPI, prefix: str, scope_of, store_of, cursors: CursorCodec) -> None:
+def _routes(app: FastAPI, prefix: str, scope_of, store_of, entries: StructureCollection) -> None:
     base = f'{prefix}/{MAJOR}'
 
     @app.get(f'{prefix}/versions', response_class=PlainTextResponse, include_in_schema=prefix == '')
@@ -338,134 +350,61 @@ def _routes(app: FastAPI, prefix: str, scope_of, store_of, cursors: CursorCodec)
     @app.get(f'{base}/structures', include_in_schema=prefix == '')
     def structures(
         request: Request,
+        params: ListingParams = Depends(),  # noqa: B008
         scope: Scope = Depends(scope_of),  # noqa: B008
         store: Store = Depends(store_of),  # noqa: B008
-        filter: str | None = Query(None, description='an OPTIMADE filter'),
-        response_format: str = Query('json'),
-        response_fields: str | None = Query(None),
-        sort: str | None = Query(None),
-        page_limit: int = Query(DEFAULT_PAGE_LIMIT, ge=1),
-        page_offset: int = Query(0, ge=0),
-        page_number: int | None = Query(None, ge=1),
-        page_cursor: str | None = Query(None, description='the page_cursor of links.next, unchanged (opaque)'),
-        email_address: str | None = Query(None),
-        include: str | None = Query(None),
-        api_hint: str | None = Query(None),
     ) -> Response:
         _root_url(request)  # 421 before any work when the links cannot be built
-        if response_format != 'json':
-            raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
-        if page_limit > MAX_PAGE_LIMIT:
-            raise OptimadeHTTPError(
-                403, 'Forbidden', f'page_limit {page_limit} is over the maximum of {MAX_PAGE_LIMIT}'
-            )
-        if page_number is not None:
-            page_offset = (page_number - 1) * page_limit
-        if page_cursor is not None and (page_offset or page_number is not None):
-            raise OptimadeHTTPError(
-                400, 'Bad Request', 'page_cursor cannot be combined with page_offset or page_number'
-            )
-        if page_offset > MAX_PAGE_OFFSET:
-            raise OptimadeHTTPError(
-                403,
-                'Forbidden',
-                f'page_offset {page_offset} is over the maximum of {MAX_PAGE_OFFSET}; follow links.next',
-            )
-        sort_keys = parse_sort(sort)
-        compiled = compile_filter(filter)
-        fields, notes = _response_fields(response_fields)
-        strategy = plan_request(compiled, sort_keys)
-        # A cursor serves only the listing that issued it: same scope, same filter, same sort.
-        listing = listing_of(
-            'optimade',
-            scope.tenant_id,
-            scope.workspace_id,
-            json.dumps(compiled.query, sort_keys=True, separators=(',', ':')),
-            json.dumps(sort_keys),
-        )
-        state = _cursor_state(cursors.unwrap(page_cursor, listing)) if page_cursor is not None else None
-        with http_errors('entries'):
-            try:
-                result = walk(
-                    store,
-                    scope,
-                    compiled,
-                    strategy,
-                    offset=page_offset,
-                    limit=page_limit,
-                    state=state,
-                    with_records=_needs_payload(fields),
-                )
-            except (InvalidInputError, BackendError):
-                if state is None:
-                    raise
-                raise bad_cursor() from None  # the store refused its own cursor: never show its text
-            records = dict(result.records)
-            if _needs_payload(fields):
-                # Entries read without their payload (a sort-only scan): their full records, in one call.
-                missing = [
-                    doc['id']
-                    for doc in result.documents
-                    if doc['id'] not in records and not PAYLOAD_FIELDS.intersection(doc)
-                ]
-                if missing:
-                    keys = [scope.key(structure_id) for structure_id in missing]
-                    records.update(
-                        (record.key.structure_id, record)
-                        for record in store.structures.get_many(keys)
-                        if record is not None
-                    )
+        notes = _checked(params, request, entries.resource_mapper)
+        collection = entries.scoped(store, scope)
+        results, _, more, _, _ = collection.find(params)
+        page = collection.page
         entry_notes: list[tuple[str, str]] = []
-        data = []
-        for doc in result.documents:
-            record = records.get(doc['id'])
-            resource = _resource(doc if record is None else document(record), fields, entry_notes)
-            if resource is not None:
-                data.append(resource)
+        data = [
+            resource
+            for resource in (_resource(entry, page.fields, entry_notes) for entry in results or [])
+            if resource is not None
+        ]
         next_link = None
-        if result.more:
+        if more:
             next_url = _public_url(request).remove_query_params(['page_number', 'page_offset', 'page_cursor'])
-            wrapped = None
-            if result.next_state is not None:
-                wrapped = cursors.wrap(json.dumps(result.next_state, separators=(',', ':')), listing)
-            if wrapped is not None and len(wrapped) <= MAX_CURSOR_LENGTH:
-                next_link = str(next_url.include_query_params(page_cursor=wrapped))
-            else:
-                position = result.next_state['position'] if result.next_state else page_offset + len(result.documents)
-                next_link = str(next_url.include_query_params(page_offset=position))
+            next_link = str(
+                next_url.include_query_params(
+                    **{name: values[0] for name, values in collection.get_next_query_params(params, results).items()}
+                )
+            )
         counts: dict[str, Any] = {}
-        if result.returned is not None:
-            counts['data_returned'] = result.returned
-            if compiled.query is None:
-                counts['data_available'] = result.returned
+        if page.returned is not None:
+            counts['data_returned'] = page.returned
+            if page.compiled.query is None:
+                counts['data_available'] = page.returned
         meta = _meta(
             request,
-            warnings_=[*compiled.warnings, *notes, *entry_notes],
-            more_data_available=result.more,
+            warnings_=[*page.compiled.warnings, *notes, *page.notes, *entry_notes],
+            more_data_available=more,
             **counts,
         )
-        body = StructureResponseMany(meta=meta, data=data, links=ToplevelLinks(next=next_link))
-        return _json(body)
+        return _json(StructureResponseMany(meta=meta, data=data, links=ToplevelLinks(next=next_link)))
 
     @app.get(f'{base}/structures/{{entry_id}}', include_in_schema=prefix == '')
     def structure(
         request: Request,
         entry_id: str = Path(min_length=1, max_length=128),
+        params: SingleEntryQueryParams = Depends(),  # noqa: B008
         scope: Scope = Depends(scope_of),  # noqa: B008
         store: Store = Depends(store_of),  # noqa: B008
-        response_format: str = Query('json'),
-        response_fields: str | None = Query(None),
     ) -> Response:
         _root_url(request)  # 421 before any work when the links cannot be built
-        if response_format != 'json':
-            raise OptimadeHTTPError(400, 'Bad Request', f"response_format '{response_format}' is not served; use json")
-        fields, notes = _response_fields(response_fields)
-        key = scope.key(entry_id)
-        with http_errors('entry'):
-            record = store.structures.get(key)
+        notes = _checked(params, request, entries.resource_mapper)
+        collection = entries.scoped(store, scope, entry_id)
+        result, _, _, _, _ = collection.find(params)
+        if not isinstance(result, dict):  # pragma: no cover - a missing entry is 404 from the store
+            raise NotFound(detail=f'no structure {entry_id!r}')
         entry_notes: list[tuple[str, str]] = []
-        data = _resource(document(record), fields, entry_notes)
-        meta = _meta(request, warnings_=[*notes, *entry_notes], data_returned=1 if data is not None else 0)
+        data = _resource(result, collection.page.fields, entry_notes)
+        meta = _meta(
+            request, warnings_=[*notes, *collection.page.notes, *entry_notes], data_returned=int(data is not None)
+        )
         return _json(StructureResponseOne(meta=meta, data=data, links=ToplevelLinks(next=None)))
 
 
@@ -473,10 +412,11 @@ def create_optimade_app(context: ReadContext) -> FastAPI:
     """The OPTIMADE sub-application (mount it at ``/optimade``), reading through ``context``."""
     app = FastAPI(title='aiida-structstore OPTIMADE API', version=__version__, docs_url=None, redoc_url=None)
     app.state.public_url = context.settings.public_url
+    app.state.config = server_config()  # read by the package's exception handlers
 
     def token_scope(principal: Principal = Depends(context.principal)) -> Scope:  # noqa: B008
         if len(principal.workspaces) != 1:
-            raise OptimadeHTTPError(
+            raise FilterError(
                 400,
                 'Bad Request',
                 'this token grants several workspaces: use the base URL /optimade/workspaces/<workspace>/'
@@ -490,31 +430,36 @@ def create_optimade_app(context: ReadContext) -> FastAPI:
     ) -> Scope:
         return context.scope(principal, workspace)
 
-    _routes(app, '', token_scope, context.store, context.cursors)
-    _routes(app, '/workspaces/{workspace}', path_scope, context.store, context.cursors)
+    entries = StructureCollection(context.cursors)
+    _routes(app, '', token_scope, context.store, entries)
+    _routes(app, '/workspaces/{workspace}', path_scope, context.store, entries)
 
     @app.get('/{path:path}', include_in_schema=False)
     def unknown(request: Request, path: str) -> Response:
+        """The version check of this API's base URLs (the package's middleware knows one base URL)."""
         match = _VERSIONED.match(path)
         if match is not None and match.group('version') != MAJOR:
-            raise OptimadeHTTPError(
-                553, 'Version Not Supported', f'API version {match.group("version")} is not served; use {MAJOR}'
-            )
-        raise OptimadeHTTPError(404, 'Not Found', f'no such endpoint: {request.url.path}')
+            raise VersionNotSupported(detail=f'API version {match.group("version")} is not served; use {MAJOR}')
+        raise NotFound(detail=f'no such endpoint: {request.url.path}')
+
+    @app.exception_handler(OptimadeHTTPException)
+    async def optimade_error(request: Request, exc: OptimadeHTTPException) -> Response:
+        # The package's errors (and this API's, its subclasses): their status, title and detail, as its handler does.
+        return _error(request, exc.status_code, exc.title, str(exc.detail), exc.headers)
+
+    @app.exception_handler(NotImplementedError)
+    async def not_implemented(request: Request, exc: NotImplementedError) -> Response:
+        return _error(request, 501, 'Not Implemented', str(exc) or 'not implemented')
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        title = getattr(exc, 'title', None) or _TITLES.get(exc.status_code, 'Error')
+        title = _TITLES.get(exc.status_code, 'Error')
         return _error(request, exc.status_code if exc.status_code != 422 else 400, title, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = '; '.join(f'{".".join(map(str, e["loc"][1:]))}: {e["msg"]}' for e in exc.errors())
         return _error(request, 400, 'Bad Request', f'invalid query parameter: {problems}')
-
-    @app.exception_handler(FilterError)
-    async def filter_error(request: Request, exc: FilterError) -> Response:
-        return _error(request, exc.status, exc.title, exc.detail)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> Response:

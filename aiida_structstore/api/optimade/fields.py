@@ -17,21 +17,49 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from optimade.models import DataType, StructureResource
+import optimade
+from optimade.models import DataType, Implementation, Provider, StructureResource
+from optimade.server.config import ServerConfig
 from optimade.server.schemas import retrieve_queryable_properties
 
+from ... import __version__
 from ...core.query import PAYLOAD_FIELDS, PREFIX
 from ...core.query import entry_document as document
 from ...core.structures import SUMMARY_FIELDS
 
 __all__ = (
+    'API_VERSION',
+    'DEFAULT_PAGE_LIMIT',
+    'IMPLEMENTATION',
+    'MAX_PAGE_LIMIT',
     'PAYLOAD_FIELDS',
     'PREFIX',
+    'PROVIDER',
     'PROVIDER_FIELDS',
+    'SCHEMA_URL',
     'SERVED_FIELDS',
     'document',
     'entry_properties',
+    'server_config',
     'sortable_fields',
+)
+
+API_VERSION = optimade.__api_version__
+DEFAULT_PAGE_LIMIT = 20
+MAX_PAGE_LIMIT = 100
+#: The JSON schema of the responses, reported in ``meta.schema``.
+SCHEMA_URL = f'https://schemas.optimade.org/openapi/v{API_VERSION.rsplit(".", 1)[0]}/optimade.json'
+PROVIDER = Provider(
+    name='aiida-structstore',
+    description='Structures projected from AiiDA provenance graphs into an application store',
+    prefix=PREFIX,
+    homepage='https://github.com/aiida-structstore/aiida-structstore',
+)
+IMPLEMENTATION = Implementation(
+    name='aiida-structstore',
+    version=__version__,
+    homepage='https://github.com/aiida-structstore/aiida-structstore',
+    source_url='https://github.com/aiida-structstore/aiida-structstore',
 )
 
 PROVIDER_FIELDS: dict[str, dict[str, Any]] = {
@@ -82,3 +110,30 @@ def entry_properties() -> dict[str, dict[str, Any]]:
 def sortable_fields() -> frozenset[str]:
     """The served properties ``sort`` accepts: the scalar ones."""
     return frozenset(name for name, entry in entry_properties().items() if entry['sortable'])
+
+
+@functools.cache
+def server_config() -> ServerConfig:
+    """The ``optimade`` package's server configuration for its pieces used here (mapper, entry collection, error
+    handlers). Constructed without reading the environment or a file (``model_construct``: the values below, the
+    package's defaults for the rest), so no ``OPTIMADE_*`` variable or ``~/.optimade.json`` of the host changes it:
+    ``debug`` would put tracebacks into error documents, ``base_url`` would be a second source of links (links are
+    built from ``STRUCTURE_API_PUBLIC_URL`` by the routes), and a ``license`` makes the package's validator fetch
+    its URL over the network."""
+    return ServerConfig.model_construct(
+        provider=PROVIDER,
+        implementation=IMPLEMENTATION,
+        schema_url=SCHEMA_URL,
+        debug=False,
+        base_url=None,
+        root_path=None,
+        page_limit=DEFAULT_PAGE_LIMIT,
+        page_limit_max=MAX_PAGE_LIMIT,
+        provider_fields={},
+        aliases={},
+        length_aliases={},
+        validate_api_response=True,
+        is_index=False,
+        request_delay=None,
+        license=None,
+    )

@@ -38,23 +38,25 @@ This module imports no AiiDA module.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import re
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from lark import Tree, v_args
 from lark.exceptions import LarkError, VisitError
-from optimade.exceptions import BadRequest
+from optimade.exceptions import BadRequest, OptimadeHTTPException
 from optimade.filterparser import LarkParser
 from optimade.filtertransformers.mongo import MongoTransformer
-from optimade.server.config import ServerConfig
 from optimade.server.mappers import StructureMapper
 
 from ...core.query import COMPARISONS, QueryError, check_query, matches, timestamp_text
-from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS
+from .fields import PAYLOAD_FIELDS, PREFIX, PROVIDER_FIELDS, SERVED_FIELDS, server_config
 
 __all__ = (
     'MAX_FILTER_DEPTH',
@@ -63,7 +65,11 @@ __all__ = (
     'CompiledFilter',
     'FilterError',
     'compile_filter',
+    'filter_parser',
+    'filter_transformer',
     'parse_timestamp',
+    'request_warnings',
+    'structure_mapper',
 )
 
 GRAMMAR_VERSION = (1, 2, 0)
@@ -82,14 +88,21 @@ _TIMESTAMP = re.compile(
 )
 
 
-class FilterError(Exception):
-    """A filter that cannot be served: ``status`` is 400 (malformed, unknown property) or 501 (not supported)."""
+class FilterError(OptimadeHTTPException):
+    """A request that cannot be served: ``status`` is 400 (malformed, unknown property), 403 (over a bound) or 501
+    (not supported). An ``optimade`` HTTP exception, answered by the package's exception handler."""
+
+    status_code = 400
+    title = 'Bad Request'
 
     def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
+        self.status_code = status
         self.title = title
-        self.detail = detail
+        super().__init__(detail)
+
+    @property
+    def status(self) -> int:
+        return self.status_code
 
 
 def _bad(detail: str) -> FilterError:
@@ -102,14 +115,27 @@ class _Mapper(StructureMapper):
     PROVIDER_FIELDS = tuple(PROVIDER_FIELDS)
 
 
+_WARNINGS = threading.RLock()
+
+
+@contextlib.contextmanager
+def request_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """The warnings raised inside the block (by the ``optimade`` package's transformer or parameter checks), for
+    the response of this request only. ``warnings.catch_warnings`` swaps process-wide state, so the blocks of
+    requests served in parallel threads take turns: one request's warnings never land in another's response."""
+    with _WARNINGS, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        yield caught
+
+
 @functools.cache
-def _parser() -> LarkParser:
+def filter_parser() -> LarkParser:
     return LarkParser(version=GRAMMAR_VERSION)
 
 
 @functools.cache
-def _mapper() -> _Mapper:
-    return _Mapper(ServerConfig(provider={'prefix': PREFIX, 'name': 'aiida-structstore', 'description': PREFIX}))
+def structure_mapper() -> _Mapper:
+    return _Mapper(server_config())
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -143,6 +169,11 @@ def _timestamp_value(name: str, value: Any) -> str:
         return timestamp_text(parse_timestamp(value))
     except ValueError as exc:
         raise BadRequest(detail=f"'{name}': {exc}") from None
+
+
+def filter_transformer() -> MongoTransformer:
+    """A transformer of parsed filters into this module's queries (not thread-safe: one per use)."""
+    return _Transformer(mapper=structure_mapper())
 
 
 class _Transformer(MongoTransformer):
@@ -306,13 +337,13 @@ def compile_filter(text: str | None) -> CompiledFilter:
         return CompiledFilter(text='', query=None)
     check_limits(text)
     try:
-        tree = _parser().parse(text)
+        tree = filter_parser().parse(text)
     except BadRequest as exc:
         raise _bad(f'the filter could not be parsed: {exc.detail}') from None
     except RecursionError:  # pragma: no cover - the limits above keep the parser far from the stack's end
         raise _bad('the filter is nested too deeply') from None
     names = _properties(tree)
-    mapper = _mapper()
+    mapper = structure_mapper()
     for name in sorted(names):
         if name in SERVED_FIELDS or (name.startswith('_') and not name.startswith(f'_{PREFIX}_')):
             continue  # served, or another provider's property (treated as unknown, with a warning)
@@ -325,8 +356,7 @@ def compile_filter(text: str | None) -> CompiledFilter:
             )
         raise _bad(f"'{name}' is not a known or searchable property")
     _check_comparisons(tree)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter('always')
+    with request_warnings() as caught:
         try:
             query = _Transformer(mapper=mapper).transform(tree)
         except VisitError as exc:

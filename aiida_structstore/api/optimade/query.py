@@ -18,30 +18,70 @@
 Offsets (``page_offset``, ``page_number``) walk the store's pages up to the offset: at most
 :data:`MAX_PAGE_OFFSET`, 403 beyond.
 
+:class:`StructureCollection` is the ``optimade`` package's ``EntryCollection`` over the store, as its custom backends
+are written: ``handle_query_params`` turns the package's query-parameter objects into this module's criteria (the
+compiled filter with its limits, the plan, the page), ``_run_db_query`` runs the plan with :func:`walk`, ``count``
+and ``__len__`` count by walking an index, and the base class's ``find`` does the rest (mapping documents back to
+resources, checking ``response_fields``). One collection is built per app; :meth:`StructureCollection.scoped` gives
+each request its own, bound to the token's workspace and the store. What it keeps of its own, and why:
+
+* the filter is compiled by :func:`.filters.compile_filter` (limits checked before parsing, literal string
+  operators, timestamps), not by the base class's parser and transformer;
+* page limits are answered 403 with this API's message, ``page_cursor`` is this API's signed opaque text (the
+  package's parameter is an integer), and a bad one is 400 without backend text;
+* ``__len__`` and ``count`` walk an index (``count`` gives up past :data:`MAX_SCAN_ENTRIES` and answers ``None``, as
+  the package's MongoDB backend does on a timeout): the routes give ``data_available`` only when a walk read it.
+
 This module imports no AiiDA module.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ...core.exceptions import InvalidInputError
+from optimade.filterparser import LarkParser
+from optimade.models import StructureResource
+from optimade.server.entry_collections import EntryCollection
+from optimade.server.query_params import EntryListingQueryParams, SingleEntryQueryParams
+
+from ...core.exceptions import BackendError, InvalidInputError
 from ...core.query import Bound, QueryPlan, matches, timestamp_text
 from ...core.structures import StructureKey, StructureRecord, StructureSummary
 from ...store import Store
 from ...store.structures import MAX_PAGE_SIZE as MAX_STORE_PAGE
-from ..context import Scope
-from .fields import PAYLOAD_FIELDS, SERVED_FIELDS, document, sortable_fields
-from .filters import CompiledFilter, FilterError, parse_timestamp
+from ..context import Scope, http_errors
+from ..cursors import MAX_CURSOR_LENGTH, CursorCodec, bad_cursor, listing_of
+from .fields import (
+    MAX_PAGE_LIMIT,
+    PAYLOAD_FIELDS,
+    PREFIX,
+    SERVED_FIELDS,
+    document,
+    server_config,
+    sortable_fields,
+)
+from .filters import (
+    CompiledFilter,
+    FilterError,
+    compile_filter,
+    filter_parser,
+    filter_transformer,
+    parse_timestamp,
+    structure_mapper,
+)
 
 __all__ = (
     'MAX_PAGE_OFFSET',
     'MAX_SCAN_ENTRIES',
     'SORT_INDEXES',
+    'Page',
     'Strategy',
+    'StructureCollection',
     'WalkResult',
     'parse_sort',
     'plan_request',
@@ -94,8 +134,6 @@ def parse_sort(value: str | None) -> tuple[tuple[str, bool], ...]:
             continue
         name, descending = part.removeprefix('-'), part.startswith('-')
         if name not in sortable_fields():
-            from optimade.models import StructureResource
-
             standard = StructureResource.model_fields['attributes'].annotation.model_fields
             known = name in SERVED_FIELDS or name in standard
             raise FilterError(
@@ -508,3 +546,220 @@ def _walk_index(
             'ahead': rest[0]['id'] if rest and position_cursor is cursor else None,
         }
     return WalkResult(documents=page_docs, records=records, returned=returned, more=more, next_state=next_state)
+
+
+# -- the package's entry collection over the store -------------------------------------------------------------------
+
+#: Standard structure properties (of the specification) that the records do not hold: returned as null when asked.
+ALL_STANDARD = frozenset(StructureResource.model_fields['attributes'].annotation.model_fields)
+
+
+def response_fields(value: str | None) -> tuple[list[str] | None, list[str]]:
+    """The attributes to return (``None``: all served ones) and warnings for other providers' fields."""
+    if not value:
+        return None, []
+    names, notes = [], []
+    for name in (part.strip() for part in value.split(',')):
+        if not name or name in ('id', 'type'):
+            continue
+        if name in SERVED_FIELDS or name in ALL_STANDARD:
+            names.append(name)
+        elif name.startswith('_') and not name.startswith(f'_{PREFIX}_'):
+            notes.append(f"response field '{name}' belongs to another provider; it was ignored")
+        else:
+            raise FilterError(400, 'Bad Request', f"unknown response field '{name}'")
+    return names, notes
+
+
+def _cursor_state(payload: str) -> dict[str, Any]:
+    """The state inside a page cursor (signed by this API, so malformed means another version's): 400 otherwise."""
+    try:
+        state = json.loads(payload)
+    except ValueError:
+        raise bad_cursor() from None
+    if (
+        not isinstance(state, dict)
+        or set(state) != {'position', 'cursor', 'ahead'}
+        or not isinstance(state['position'], int)
+        or state['position'] < 0
+        or not isinstance(state['cursor'], str | None)
+        or not isinstance(state['ahead'], str | None)
+    ):
+        raise bad_cursor()
+    return state
+
+
+@dataclass
+class Page:
+    """What one request to a scoped collection learnt beyond what ``find`` returns: for the route's response."""
+
+    compiled: CompiledFilter = field(default_factory=lambda: CompiledFilter(text='', query=None))
+    #: The attributes asked for (``None``: every served one) and warnings about ``response_fields``.
+    fields: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    listing: str = ''
+    offset: int = 0
+    #: The state of the next page's cursor (``None``: no cursor; offsets continue).
+    next_state: dict[str, Any] | None = None
+    returned: int | None = None
+
+
+class StructureCollection(EntryCollection):
+    """The structures of one workspace of the store, as an ``optimade`` ``EntryCollection`` (module docstring)."""
+
+    def __init__(self, cursors: CursorCodec) -> None:
+        # Not the base class's __init__: it builds a parser of the latest grammar, which this collection never uses
+        # (filters are compiled by compile_filter), and that costs the first OPTIMADE request about a third of its
+        # time. These are the attributes it sets (tests/api/test_optimade.py checks that none is missing).
+        self.resource_cls = StructureResource
+        self.resource_mapper = structure_mapper()
+        self.transformer = filter_transformer()
+        self.config = server_config()
+        self.provider_prefix = self.config.provider.prefix
+        self.provider_fields = [
+            name if isinstance(name, str) else name['name']
+            for name in self.config.provider_fields.get(self.resource_mapper.ENDPOINT, [])
+        ]
+        self._all_fields: set[str] = set()
+        self.cursors = cursors
+        self.store: Store | None = None
+        self.scope: Scope | None = None
+        self.entry_id: str | None = None
+        self.page = Page()
+        self.all_fields  # noqa: B018 - computed once here, shared by the scoped copies
+
+    @property
+    def parser(self) -> LarkParser:
+        """The parser of the grammar version :func:`.filters.compile_filter` uses (built on the first filter)."""
+        return filter_parser()
+
+    def scoped(self, store: Store, scope: Scope, entry_id: str | None = None) -> StructureCollection:
+        """This collection for one request: the workspace ``scope`` of ``store`` (and one entry)."""
+        scoped = copy.copy(self)
+        scoped.store, scoped.scope, scoped.entry_id, scoped.page = store, scope, entry_id, Page()
+        return scoped
+
+    def _bound(self) -> tuple[Store, Scope]:
+        if self.store is None or self.scope is None:
+            raise RuntimeError('the collection is not scoped to a workspace: use scoped()')
+        return self.store, self.scope
+
+    def __len__(self) -> int:
+        """The entries of the workspace, counted by walking its id index (a read of every summary)."""
+        store, scope = self._bound()
+        return sum(1 for _ in _summaries(store, scope, Strategy('index', plan=QueryPlan()), None))
+
+    def count(self, **kwargs: Any) -> int | None:
+        """The entries matching ``filter`` (an OPTIMADE filter string), or ``None`` past :data:`MAX_SCAN_ENTRIES`."""
+        store, scope = self._bound()
+        strategy = plan_request(compile_filter(kwargs.get('filter') or None), ())
+        if strategy.kind != 'index':
+            return None
+        count = 0
+        for count, _ in enumerate(_summaries(store, scope, strategy, None), start=1):
+            if count > MAX_SCAN_ENTRIES:
+                return None
+        return count
+
+    def insert(self, data: list) -> None:
+        raise NotImplementedError('structures are written by the projection from AiiDA, never through OPTIMADE')
+
+    def handle_query_params(self, params: EntryListingQueryParams | SingleEntryQueryParams) -> dict[str, Any]:
+        """The criteria of ``params`` for :meth:`_run_db_query` (and ``fields`` for the base class's ``find``)."""
+        if params.response_format != 'json':
+            raise FilterError(400, 'Bad Request', f"response_format '{params.response_format}' is not served; use json")
+        page = self.page
+        page.fields, page.notes = response_fields(params.response_fields)
+        fields = self.all_fields.copy() if page.fields is None else {*page.fields, 'id', 'type'}
+        if isinstance(params, SingleEntryQueryParams):
+            return {'fields': fields}
+        limit, offset, number = params.page_limit, params.page_offset, params.page_number
+        if limit < 1:
+            raise FilterError(400, 'Bad Request', 'page_limit must be at least 1')
+        if limit > MAX_PAGE_LIMIT:
+            raise FilterError(403, 'Forbidden', f'page_limit {limit} is over the maximum of {MAX_PAGE_LIMIT}')
+        if number is not None:
+            if number < 1:
+                raise FilterError(400, 'Bad Request', 'page_number must be at least 1 (the first page is 1)')
+            offset = (number - 1) * limit
+        cursor = params.page_cursor
+        if cursor is not None and (offset or number is not None):
+            raise FilterError(400, 'Bad Request', 'page_cursor cannot be combined with page_offset or page_number')
+        if offset > MAX_PAGE_OFFSET:
+            raise FilterError(
+                403, 'Forbidden', f'page_offset {offset} is over the maximum of {MAX_PAGE_OFFSET}; follow links.next'
+            )
+        sort = parse_sort(params.sort)
+        page.compiled = compile_filter(params.filter)
+        _, scope = self._bound()
+        # A cursor serves only the listing that issued it: same scope, same filter, same sort.
+        page.listing = listing_of(
+            'optimade',
+            scope.tenant_id,
+            scope.workspace_id,
+            json.dumps(page.compiled.query, sort_keys=True, separators=(',', ':')),
+            json.dumps(sort),
+        )
+        page.offset = offset
+        state = _cursor_state(self.cursors.unwrap(cursor, page.listing)) if cursor is not None else None
+        return {
+            'fields': fields,
+            'strategy': plan_request(page.compiled, sort),
+            'limit': limit,
+            'offset': offset,
+            'state': state,
+        }
+
+    def _run_db_query(
+        self, criteria: dict[str, Any], single_entry: bool = False
+    ) -> tuple[list[dict[str, Any]], int | None, bool]:
+        store, scope = self._bound()
+        payload = self.page.fields is None or bool(PAYLOAD_FIELDS & set(self.page.fields))
+        if single_entry:
+            with http_errors('entry'):
+                record = store.structures.get(scope.key(self.entry_id or ''))
+            return [document(record)], 1, False
+        state = criteria['state']
+        with http_errors('entries'):
+            try:
+                result = walk(
+                    store,
+                    scope,
+                    self.page.compiled,
+                    criteria['strategy'],
+                    offset=criteria['offset'],
+                    limit=criteria['limit'],
+                    state=state,
+                    with_records=payload,
+                )
+            except (InvalidInputError, BackendError):
+                if state is None:
+                    raise
+                raise bad_cursor() from None  # the store refused its own cursor: never show its text
+            records = dict(result.records)
+            # Entries read without their payload (a sort-only scan): their full records, in one call.
+            missing = [
+                doc['id']
+                for doc in result.documents
+                if payload and doc['id'] not in records and not PAYLOAD_FIELDS.intersection(doc)
+            ]
+            if missing:
+                records.update(_records(store, scope, missing))
+        self.page.next_state, self.page.returned = result.next_state, result.returned
+        documents = [
+            doc if records.get(doc['id']) is None else document(records[doc['id']]) for doc in result.documents
+        ]
+        return documents, result.returned, result.more
+
+    def get_next_query_params(
+        self, params: EntryListingQueryParams, results: dict[str, Any] | list[dict[str, Any]] | None
+    ) -> dict[str, list[str]]:
+        """``page_cursor`` (signed) for an index walk, else ``page_offset``."""
+        state = self.page.next_state
+        wrapped = None
+        if state is not None:
+            wrapped = self.cursors.wrap(json.dumps(state, separators=(',', ':')), self.page.listing)
+        if wrapped is not None and len(wrapped) <= MAX_CURSOR_LENGTH:
+            return {'page_cursor': [wrapped]}
+        position = state['position'] if state else self.page.offset + (len(results) if isinstance(results, list) else 0)
+        return {'page_offset': [str(position)]}
