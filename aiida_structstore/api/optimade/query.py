@@ -9,11 +9,16 @@
   A single-key ``sort`` on an indexed property (``id``, ``last_modified``, ``nsites``, ``nelements``,
   ``chemical_formula_reduced``; ``-`` for descending) fixes the index and order, bounded by the filter's top-level
   conjuncts on that property. Without ``sort``, the most selective index the top-level conjuncts give (see
-  :func:`_best_plan`), else every structure by id. Pages follow the store's cursor.
-* ``scan``: a filter on the structure payload (``species_at_sites``, ``species``, ``cartesian_site_positions``),
-  a sort on several keys or on a property without an index: the matches are collected (the walk narrowed by the
-  same planner, payload conjuncts evaluated here on full records read by ``get_many``), sorted here and sliced.
-  At most :data:`MAX_SCAN_ENTRIES` entries are read; beyond that the request is refused with 403.
+  :func:`_best_plan`), else every structure by id. Pages follow the store's cursor, cut right after the page's
+  last entry (the store's item cursors). A filter on the structure payload (``species_at_sites``, ``species``,
+  ``cartesian_site_positions``) is walked the same way: the store evaluates the conjuncts it can see, and the whole
+  filter is evaluated here on the payloads that come with each store page (``residual``).
+* ``scan``: a sort on several keys or on a property without an index: the matches are collected (the walk narrowed
+  by the same planner; payload conjuncts evaluated here on full records read by ``get_many``), sorted here and
+  sliced. At most :data:`MAX_SCAN_ENTRIES` entries are read; beyond that the request is refused with 403.
+
+Every request makes at most :data:`MAX_CALLS` store calls, of which at most :data:`MAX_SHORT_CALLS` may end at
+their row budget (:data:`ROWS_PER_CALL` rows): a page whose walk spends that ends early, with a next link.
 
 Offsets (``page_offset``, ``page_number``) walk the store's pages up to the offset: at most
 :data:`MAX_PAGE_OFFSET`, 403 beyond.
@@ -50,7 +55,7 @@ from optimade.server.entry_collections import EntryCollection
 from optimade.server.query_params import EntryListingQueryParams, SingleEntryQueryParams
 
 from ...core.exceptions import BackendError, InvalidInputError
-from ...core.query import Bound, QueryPlan, matches, timestamp_text
+from ...core.query import Bound, QueryPlan, timestamp_text
 from ...core.structures import StructureKey, StructureRecord, StructureSummary
 from ...store import Store
 from ...store.structures import MAX_PAGE_SIZE as MAX_STORE_PAGE
@@ -99,6 +104,9 @@ ROWS_PER_CALL = 5000
 #: Calls per request that may end short (their rows read, the page not full): a filter that matches little reads at
 #: most this many times :data:`ROWS_PER_CALL` rows; the page then ends early, with a next link.
 MAX_SHORT_CALLS = 4
+#: Store calls per request at most (full pages included: a payload filter is evaluated here on pages of
+#: :data:`STORE_PAGE` entries, most of which may not match).
+MAX_CALLS = 10
 #: Full records per ``get_many`` call while scanning for a payload filter.
 RECORD_BATCH = 100
 #: The properties ``sort`` is served from an index for, and the index.
@@ -122,6 +130,9 @@ class Strategy:
     #: The query given to the store (the whole compiled query, or for a payload filter its summary conjuncts).
     store_filter: dict[str, Any] | None = None
     sort: tuple[tuple[str, bool], ...] = ()
+    #: Whether the whole filter is evaluated here too, on the payloads that come with each store page (a filter on
+    #: the structure payload, which the store's ``filter`` cannot see).
+    residual: bool = False
 
 
 def parse_sort(value: str | None) -> tuple[tuple[str, bool], ...]:
@@ -296,8 +307,8 @@ def plan_request(compiled: CompiledFilter, sort: tuple[tuple[str, bool], ...]) -
         plan = _plan(SORT_INDEXES[name], conjuncts, 'desc' if descending else 'asc')
     else:
         plan = _best_plan(conjuncts)
-    kind = 'index' if not compiled.needs_payload and (indexed or not sort) else 'scan'
-    return Strategy(kind, plan=plan, store_filter=store_filter, sort=sort)
+    kind = 'index' if indexed or not sort else 'scan'
+    return Strategy(kind, plan=plan, store_filter=store_filter, sort=sort, residual=compiled.needs_payload)
 
 
 # -- walking ---------------------------------------------------------------------------------------------------------
@@ -332,10 +343,11 @@ class _Budget:
 
     def __init__(self) -> None:
         self.short = 0
+        self.calls = 0
 
     @property
     def spent(self) -> bool:
-        return self.short >= MAX_SHORT_CALLS
+        return self.short >= MAX_SHORT_CALLS or self.calls >= MAX_CALLS
 
     def query(self, store: Store, scope: Scope, strategy: Strategy, cursor: str | None, limit: int, **options: Any):
         page = store.structures.query(
@@ -348,6 +360,7 @@ class _Budget:
             max_rows=ROWS_PER_CALL,
             **options,
         )
+        self.calls += 1
         if page.next_cursor is not None and len(page.items) < limit:
             self.short += 1
         return page
@@ -423,7 +436,9 @@ def walk(
             403, 'Forbidden', f'page_offset {offset} is over the maximum of {MAX_PAGE_OFFSET}; follow links.next'
         )
     if strategy.kind == 'index':
-        return _walk_index(store, scope, strategy, offset=offset, limit=limit, state=state, with_records=with_records)
+        return _walk_index(
+            store, scope, compiled, strategy, offset=offset, limit=limit, state=state, with_records=with_records
+        )
     if state is not None:
         raise InvalidInputError('a page cursor is only issued for index walks')
     if strategy.kind == 'ids':
@@ -474,6 +489,7 @@ def _scan(
 def _walk_index(
     store: Store,
     scope: Scope,
+    compiled: CompiledFilter,
     strategy: Strategy,
     *,
     offset: int,
@@ -504,14 +520,31 @@ def _walk_index(
         after.append(cursor)
     budget = _Budget()
     while len(documents) < need and not exhausted and not budget.spent:
-        limit_now = min(need - len(documents), MAX_STORE_PAGE)
-        page = budget.query(store, scope, strategy, cursor, limit_now, with_structures=with_records)
+        # A payload filter is evaluated here: ask for whole store pages, since most entries may not match.
+        limit_now = STORE_PAGE if strategy.residual else min(need - len(documents), MAX_STORE_PAGE)
+        page = budget.query(
+            store, scope, strategy, cursor, limit_now, with_structures=with_records or strategy.residual
+        )
+        assert page.structures is not None or not strategy.residual
+        unread = [
+            item.key.structure_id
+            for item, payload in zip(page.items, page.structures or (), strict=False)
+            if payload is False
+        ]
+        if unread and strategy.residual:
+            records.update(_records(store, scope, unread))  # chunked payloads, needed to evaluate the filter
         for index, item in enumerate(page.items):
             payload = page.structures[index] if page.structures is not None else None
             if payload is False:
-                chunked.append(item.key.structure_id)
-            documents.append(document(item, payload or None))
-        after += page.cursors
+                record = records.get(item.key.structure_id)
+                payload = None if record is None else record.structure
+                if record is None:
+                    chunked.append(item.key.structure_id)
+            doc = document(item, payload or None)
+            if strategy.residual and not compiled.matches(doc):
+                continue
+            documents.append(doc)
+            after.append(page.cursors[index])
         cursor = page.next_cursor
         exhausted = cursor is None
     if len(documents) < skip and not exhausted:
@@ -526,7 +559,7 @@ def _walk_index(
     if ahead is not None and page_docs and page_docs[0]['id'] == ahead:
         record = records.get(ahead)
         doc = None if record is None else document(record)
-        if doc is None or (strategy.store_filter is not None and not matches(strategy.store_filter, doc)):
+        if doc is None or not compiled.matches(doc):
             page_docs = page_docs[1:]
         else:
             page_docs[0] = doc
