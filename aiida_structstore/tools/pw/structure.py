@@ -8,14 +8,16 @@ Species
     the first two letters (``Co``, ``Fe1``, ``CO`` → Co); if those are no element, the first letter (``Ch`` → C). A
     pseudopotential file name that clearly names another element is an error (qe-tools takes the element from the
     file name: ``pbe-Si.UPF`` becomes Be). A species that no atom uses is accepted, as pw.x does, with a warning: it
-    stays in the parameters (``ntyp``) but is no kind.
+    stays in the parameters (``ntyp``) but is no kind. Columns after the pseudopotential file are ignored with a
+    warning (pw.x reads three values from the line).
 
 Cell
     ``ibrav = 0`` needs ``CELL_PARAMETERS`` (``alat``, ``bohr``, ``angstrom``, or no unit: ``alat`` if
-    ``celldm(1)``/``A`` is given, else ``bohr``). For ``ibrav != 0`` the lattice parameters are checked as QE's
-    ``latgen`` checks them, missing ``celldm(4..6)``/``cosAB``... default to 0 as in QE, and qe-tools computes the
-    cell, except for ``ibrav = -9``, where qe-tools swaps v1 and v2 (QE: v1 = (a/2, -b/2, 0)). ``ibrav = -13``
-    follows QE >= 6.5.
+    ``celldm(1)``/``A`` is given, else ``bohr``; the old options ``cubic`` and ``hexagonal`` read as no unit, with a
+    warning, as pw.x's ``read_cards`` reads every option it does not know). For ``ibrav != 0`` the lattice
+    parameters are checked as QE's ``latgen`` checks them, missing ``celldm(4..6)``/``cosAB``... default to 0 as in
+    QE, and qe-tools computes the cell, except for ``ibrav = -9``, where qe-tools swaps v1 and v2 (QE: v1 = (a/2,
+    -b/2, 0)). ``ibrav = -13`` follows QE >= 6.5.
     Lengths use qe-tools' Bohr radius (0.52917720859 Å).
 
 Positions
@@ -45,6 +47,7 @@ BOHR_TO_ANGSTROM = 0.52917720859
 
 POSITION_UNITS = ('alat', 'bohr', 'angstrom', 'crystal')
 _CELL_UNITS = ('alat', 'bohr', 'angstrom')
+_OLD_CELL_OPTIONS = ('cubic', 'hexagonal')  # QE <= 4 (and QMCPACK's Nexus still) write them; pw.x reads no units
 _VALID_IBRAV = (0, 1, 2, 3, -3, 4, 5, -5, 6, 7, 8, 9, -9, 91, 10, 11, 12, -12, 13, -13, 14)
 _ABC_KEYS = ('a', 'b', 'c', 'cosab', 'cosac', 'cosbc')
 _ELEMENTS = frozenset(value['symbol'] for value in aiida_elements.values()) - {'X'}
@@ -155,11 +158,17 @@ def _atomic_species(cards: dict[str, Card], system: dict[str, Any], where: Where
     seen: dict[str, int] = {}
     for line in card.lines:
         fields = line.text.split()
-        if len(fields) != 3:
+        if len(fields) < 3:
             where.fail(
                 f"ATOMIC_SPECIES: expected 'label mass pseudopotential_file', got {line.text.strip()!r}", line.number
             )
-        label, mass_text, pseudo = fields
+        label, mass_text, pseudo = fields[:3]
+        if len(fields) > 3:  # pw.x reads three values from the line (list-directed READ) and ignores the rest
+            where.warn(
+                f'ATOMIC_SPECIES: species {label!r}: the column(s) {" ".join(fields[3:])!r} after the '
+                'pseudopotential file are ignored, as pw.x does',
+                line.number,
+            )
         if not _LABEL_RE.fullmatch(label):
             where.fail(
                 f'ATOMIC_SPECIES: invalid species label {label!r} (QE labels are an element symbol optionally '
@@ -249,6 +258,13 @@ def _cell(cards: dict[str, Card], system: dict[str, Any], where: Where) -> tuple
         card = required_card(cards, 'CELL_PARAMETERS', where, ' (required with ibrav = 0)')
         rows = _cell_rows(card, where)
         units = card.option
+        if units in _OLD_CELL_OPTIONS:
+            where.warn(
+                f'CELL_PARAMETERS {units}: an option of old QE versions, read as no option (alat if celldm(1) or A '
+                'is given, else bohr), as pw.x reads it',
+                card.number,
+            )
+            units = None
         if units is not None and units not in _CELL_UNITS:
             where.fail(
                 f'CELL_PARAMETERS: unsupported units {units!r} (supported: {", ".join(_CELL_UNITS)})', card.number
