@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from aiida_structstore.core.exceptions import ParseError
+from aiida_structstore.tools.cif import parse_cif
 from aiida_structstore.tools.pw import BOHR_TO_ANGSTROM, parse_pw_input
 from aiida_structstore.tools.pw.namelists import MAX_ASSIGNMENTS, MAX_WARNINGS, Where
 
@@ -131,6 +132,79 @@ def test_band_path_letter_h1_needs_the_bilbao_labels():
     text = read('qe_example12_Fe_bands_H1.in').replace("    point_label_type = 'BI'\n", '')
     with pytest.raises(ParseError, match=r"pw.x knows no point 'H1' for ibrav = 3 .*needs point_label_type = 'BI'"):
         parse('qe_example12_Fe_bands_H1.in', text)
+
+
+# ------------------------------------------------------------------------------------------------ CIF
+
+
+def cif(name: str):
+    (block,) = parse_cif(read(name), filename=name)
+    return block
+
+
+def elements(block) -> dict[str, float]:
+    amounts: dict[str, float] = {}
+    for site in block.structure.sites:
+        kind = block.structure.get_kind(site.kind_name)
+        for symbol, weight in zip(kind.symbols, kind.weights, strict=True):
+            amounts[symbol] = amounts.get(symbol, 0.0) + weight
+    return {symbol: round(value, 4) for symbol, value in amounts.items()}
+
+
+def test_hydrate_without_hydrogen_positions_is_read_with_a_warning():
+    """COD 1010246, Li2SO4 . H2O: the formula counts the water's hydrogen atoms, no site holds them."""
+    block = cif('cod_1010246.cif')
+    assert elements(block) == {'S': 2, 'O': 10, 'Li': 4}
+    (warning,) = block.warnings
+    assert "_chemical_formula_sum 'H2 Li2 O5 S' x _cell_formula_units_Z 2 = H4 Li4 O10 S2 but the sites give" in warning
+    assert 'they differ only in H (hydrogen positions are often not given), and Li, O, S agree' in warning
+
+
+def test_sites_with_more_hydrogen_than_the_formula_are_read_with_a_warning():
+    """COD 2001826: the sites hold 24 hydrogen atoms per formula unit, the formula says 22."""
+    block = cif('cod_2001826.cif')
+    assert elements(block) == {'C': 176, 'H': 192, 'O': 8}
+    assert 'they differ only in H, and C, O agree' in block.warnings[0]
+
+
+def test_disorder_on_partially_occupied_sites_is_read_with_a_warning():
+    """COD 1000023 (no Z; Cu on a partially occupied site) and 1557929 (Ca and U share sites, Z = 2)."""
+    block = cif('cod_1000023.cif')
+    assert elements(block)['Cu'] == pytest.approx(2.9376)
+    assert 'they differ only in Cu (on partially occupied sites), and Fe, O, P agree' in block.warnings[0]
+    block = cif('cod_1557929.cif')
+    assert elements(block) == {'Ca': 1.5, 'U': 1.5, 'O': 8}
+    assert 'Ca (on partially occupied sites), U (on partially occupied sites), and O agree' in block.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ('name', 'message'),
+    [
+        # every element at 2/3 of formula x Z: a wrong Z or a misread symmetry, not a formula of something else
+        ('cod_2103867.cif', r'Cu9 O54 Pt5.976 Ru3.024 Sr27 but the sites give Cu6 O36 Pt3.982 Ru2.018 Sr18$'),
+        # no site holds O, one Co of four: rows are missing
+        ('cod_7051132.cif', r'but the sites give C100 Co H80 N20 S4 \(no site holds O; the file may be incomplete\)'),
+        # I on a general position with occupancy 1 where the formula has one I per formula unit: 18 instead of 3
+        ('cod_2009228.cif', r'Al3 Ca6 H30 I3 O24 but the sites give Al3 Ca6 H30.006 I18 O24$'),
+    ],
+)
+def test_formula_differences_that_are_not_explained_stay_errors(name, message):
+    with pytest.raises(ParseError, match=message):
+        parse_cif(read(name), filename=name)
+
+
+def test_type_symbol_with_a_note_reads_the_element():
+    """``O2-(H2O)``: an element, a charge, then a note (COD 1010246 with the water oxygen so written)."""
+    original, edited = cif('cod_1010246.cif'), cif('cod_1010246_water_type_symbol.cif')
+    assert edited.structure.get_ase() == original.structure.get_ase()
+    assert elements(edited) == {'S': 2, 'O': 10, 'Li': 4}
+
+
+@pytest.mark.parametrize('symbol', ['OH-', 'Wat', 'O2-(H2O', 'O(H2O)x'])
+def test_other_type_symbols_stay_errors(symbol):
+    text = read('cod_1010246.cif').replace('  O5    O2-    2 a', f'  O5    {symbol} 2 a')
+    with pytest.raises(ParseError, match='cannot tell the element from its _atom_site_type_symbol'):
+        parse_cif(text, filename='cod_1010246.cif')
 
 
 # ------------------------------------------------------------------------------------------------ repeated keys
