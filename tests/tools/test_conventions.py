@@ -238,3 +238,127 @@ def test_warnings_are_deduplicated_and_capped():
     assert len(where.warnings) == MAX_WARNINGS + 1
     assert where.warnings[0] == 'x.in: line 1: warning 0'
     assert where.warnings[-1] == f'x.in: {200 - MAX_WARNINGS} more warning(s) not shown'
+
+
+# ------------------------------------------------------------------------------------------------ space groups
+
+#: pw.x's positions of the 9 atoms of lattice-wyckoff-sio2.in (alat units), from the reference output of QE's
+#: test-suite, ``test-suite/pw_lattice-ibrav/benchmark.out.git.inp=lattice-wyckoff-sio2.in`` (pw.x 6.3).
+SIO2_TAU = [
+    (-0.2348500, 0.4067721, 0.3666667),
+    (0.4697000, 0.0000000, 0.7333333),
+    (0.2651500, 0.4592533, 0.0000000),
+    (0.2794000, 0.2305360, 0.8640500),
+    (0.6606500, 0.1266995, 0.4973833),
+    (0.5599500, 0.5087899, 0.1307167),
+    (0.0599500, 0.3572355, 0.2359500),
+    (-0.2206000, 0.6354894, 0.6026167),
+    (0.1606500, 0.7393259, 0.9692833),
+]
+
+
+def test_space_group_crystal_sg_expands_as_pw_x():
+    """QE's test-suite SiO2 (space group 154), its Wyckoff letter ``Si 3a 0.4697`` written as coordinates."""
+    result = parse('qe_lattice-wyckoff-sio2_coordinates.in')
+    assert result.parameters['SYSTEM']['nat'] == 2  # as written: the inequivalent atoms
+    assert [site.kind_name for site in result.structure.sites] == ['Si'] * 3 + ['O'] * 6
+    cell = np.array(result.structure.cell)
+    alat = 9.284 * BOHR_TO_ANGSTROM
+    np.testing.assert_allclose(cell, alat * np.array([[1, 0, 0], [-0.5, math.sqrt(3) / 2, 0], [0, 0, 1.1]]), atol=1e-9)
+    ours = np.array([site.position for site in result.structure.sites]) @ np.linalg.inv(cell)
+    theirs = np.array(SIO2_TAU) * alat @ np.linalg.inv(cell)
+    for position in theirs:  # each of pw.x's atoms is one of ours (pw.x prints 7 digits)
+        distance = np.abs((ours - position + 0.5) % 1 - 0.5).max(axis=1)
+        assert distance.min() < 1e-6
+
+
+def test_wyckoff_letters_are_refused_with_a_clear_error():
+    with pytest.raises(ParseError, match=r"'Si' is given by its Wyckoff position '3a', .*give the coordinates"):
+        parse('qe_lattice-wyckoff-sio2.in')
+
+
+@pytest.mark.parametrize(
+    ('edit', 'message'),
+    [
+        (('    space_group=154,\n', '    space_group=154, ibrav=6\n'), r'ibrav = 6 is not the lattice of space_group'),
+        (('ATOMIC_POSITIONS crystal_sg', 'ATOMIC_POSITIONS crystal'), r'space_group = 154 needs ATOMIC_POSITIONS'),
+        (('    space_group=154,\n', '    ibrav=4\n'), r'crystal_sg needs space_group in &SYSTEM'),
+        (('    space_group=154,\n', '    space_group=231,\n'), r'space_group must be an integer from 1 to 230'),
+        (('    space_group=154,\n', '    space_group=154, origin_choice=3\n'), r'origin_choice must be 1 or 2'),
+    ],
+)
+def test_space_group_errors(edit, message):
+    text = read('qe_lattice-wyckoff-sio2_coordinates.in').replace(*edit)
+    with pytest.raises(ParseError, match=message):
+        parse('qe_lattice-wyckoff-sio2_coordinates.in', text)
+
+
+def _celldm(ibrav: int) -> str:
+    values = {1: 50.0, 2: 1.3, 3: 1.7}
+    if ibrav in (1, 2, 3):
+        values = {1: 50.0}
+    elif ibrav in (4, 6, 7):
+        values = {1: 50.0, 3: 1.7}
+    elif ibrav == 5:
+        values = {1: 50.0, 4: 0.3}
+    elif ibrav in (12, 13):
+        values[4] = -0.2
+    elif ibrav in (-12, -13):
+        values[5] = -0.2
+    elif ibrav == 14:
+        values.update({4: 0.1, 5: -0.2, 6: 0.15})
+    return ', '.join(f'celldm({index}) = {value}' for index, value in values.items())
+
+
+@pytest.mark.parametrize('flag', ['', 'uniqueb = .true., rhombohedral = .false., origin_choice = 2'])
+def test_every_space_group_expands_to_a_structure_of_that_group(flag, monkeypatch):
+    """A general position of each of the 230 groups, in both of pw.x's settings: spglib finds the group again.
+
+    With the count of atoms (operations modulo centring) this checks gemmi's settings in :data:`QE_SETTINGS` and the
+    conversion to pw.x's primitive cells (``TO_PRIMITIVE``); the SiO2 test checks the positions against pw.x itself.
+    """
+    import spglib
+
+    monkeypatch.setattr(spglib.error, 'OLD_ERROR_HANDLING', False)  # errors raise; no deprecation warning per call
+
+    from aiida_structstore.tools.pw.spacegroup import space_group_ibrav
+
+    for number in range(1, 231):
+        system = {
+            'space_group': number,
+            **({'uniqueb': True, 'rhombohedral': False, 'origin_choice': 2} if flag else {}),
+        }
+        ibrav = space_group_ibrav(system, Where(None))
+        text = (
+            f'&SYSTEM\n space_group = {number}, {flag + ", " if flag else ""}{_celldm(ibrav)}, nat = 2, ntyp = 2\n/\n'
+            'ATOMIC_SPECIES\nSi 28.086 Si.UPF\nO 16.0 O.UPF\nATOMIC_POSITIONS crystal_sg\n'
+            'Si 0.4282 0.5237 0.8728\nO 0.3442 0.5903 0.6837\n'
+        )
+        result = parse_pw_input(text)
+        cell = np.array(result.structure.cell)
+        frac = np.array([site.position for site in result.structure.sites]) @ np.linalg.inv(cell)
+        numbers = [14 if site.kind_name == 'Si' else 8 for site in result.structure.sites]
+        dataset = spglib.get_symmetry_dataset((cell, frac, numbers), symprec=1e-4)
+        assert dataset.number == number, (number, flag)
+        primitive_operations = len(gemmi_operations(number)) // len(list(gemmi_centrings(number)))
+        assert len(frac) == 2 * primitive_operations, (number, flag)
+
+
+def gemmi_operations(number: int):
+    import gemmi
+
+    return list(gemmi.find_spacegroup_by_number(number).operations())
+
+
+def gemmi_centrings(number: int):
+    import gemmi
+
+    return gemmi.find_spacegroup_by_number(number).operations().cen_ops
+
+
+def test_builder_of_a_space_group_input_drops_the_space_group():
+    from aiida_structstore.tools.pw.builder import create_builder
+
+    builder = create_builder(parse('qe_lattice-wyckoff-sio2_coordinates.in'))
+    assert 'space_group' not in builder.parameters.get_dict()['SYSTEM']
+    assert len(builder.structure.sites) == 9

@@ -704,7 +704,7 @@ BAD_INPUTS = [
     (
         'crystal_sg',
         pw(positions='ATOMIC_POSITIONS crystal_sg\nSi 0 0 0\nSi 0.25 0.25 0.25'),
-        'crystal_sg \\(space-group positions\\) is not supported',
+        'ATOMIC_POSITIONS crystal_sg needs space_group in &SYSTEM',
     ),
     (
         'unknown position units',

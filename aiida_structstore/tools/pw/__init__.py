@@ -70,7 +70,7 @@ def parse_pw_input(text: str | bytes, *, filename: str | None = None) -> PwInput
         with np.errstate(all='ignore'):  # overflow and invalid values are checked for explicitly
             sections = read_sections(text, where)
             structure = read_structure(sections.namelists, sections.cards, where)
-            ibrav = sections.namelists['SYSTEM']['ibrav']
+            ibrav = structure.ibrav
             label_type = sections.namelists.get('CONTROL', {}).get('point_label_type', 'SC')
             kpoints, kind, option = read_kpoints(
                 sections.cards, structure.node, structure.alat, ibrav, where, label_type

@@ -21,7 +21,8 @@ Cell
     Lengths use qe-tools' Bohr radius (0.52917720859 Å).
 
 Positions
-    Units ``alat`` (also when none is given, pw.x's default), ``bohr``, ``angstrom`` or ``crystal``; coordinates may be
+    Units ``alat`` (also when none is given, pw.x's default), ``bohr``, ``angstrom``, ``crystal``, or ``crystal_sg``
+    with ``space_group`` (the inequivalent atoms, expanded as pw.x expands them: :mod:`.spacegroup`); coordinates may be
     QE's simple expressions (``1/3``). ``if_pos`` flags are checked (0 or 1). Atoms closer than 0.5 Å, also through
     periodic images, are refused by the overlap rule shared with the CIF reader.
 """
@@ -39,6 +40,7 @@ from aiida.common.constants import elements as aiida_elements
 
 from ..overlap import find_overlap
 from .namelists import REAL_RE, Card, Where, to_float
+from .spacegroup import expand, is_wyckoff_letter, space_group_ibrav
 
 __all__ = ('BOHR_TO_ANGSTROM', 'Species', 'read_structure')
 
@@ -74,13 +76,20 @@ class Structure:
     species: tuple[Species, ...]  # as declared, unused ones included
     alat: float  # Å
     fixed: tuple[tuple[bool, bool, bool], ...]  # per atom, from the if_pos flags (0: fixed)
+    ibrav: int  # as given, or the lattice of space_group
 
 
 def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card], where: Where) -> Structure:
     """The structure, the declared species and alat (Å) from the namelists and cards."""
     system = _system(namelists, where)
+    ibrav = space_group_ibrav(system, where)
+    if ibrav is not None:
+        system = {**system, 'ibrav': ibrav}
     species = _atomic_species(cards, system, where)
     labels, raw, units, fixed = _atomic_positions(cards, system, species, where)
+    if units == 'crystal_sg':
+        labels, raw, fixed = expand(system, system['ibrav'], labels, raw, fixed, where)
+        units = 'crystal'
     cell, alat = _cell(cards, system, where)
     if units == 'alat':
         positions = raw * alat
@@ -116,7 +125,7 @@ def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card],
             node.append_kind(orm.Kind(name=item.label, symbols=item.element))
     for label, position in zip(labels, positions, strict=True):
         node.append_site(orm.Site(kind_name=label, position=[float(value) for value in position]))
-    return Structure(node, tuple(species), alat, fixed)
+    return Structure(node, tuple(species), alat, fixed, system['ibrav'])
 
 
 def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any]:
@@ -125,11 +134,13 @@ def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any
     system = namelists['SYSTEM']
     for key in ('ibrav', 'nat', 'ntyp'):
         if key not in system:
+            if key == 'ibrav' and system.get('space_group'):
+                continue  # pw.x takes the lattice of the space group
             where.fail(f'&SYSTEM: {key} is missing')
         value = system[key]
         if isinstance(value, bool) or not isinstance(value, int):
             where.fail(f'&SYSTEM: {key} must be an integer, got {value!r}')
-    if system['ibrav'] not in _VALID_IBRAV:
+    if 'ibrav' in system and system['ibrav'] not in _VALID_IBRAV:
         where.fail(f'&SYSTEM: unknown ibrav = {system["ibrav"]} (valid: {", ".join(map(str, _VALID_IBRAV))})')
     for key in ('nat', 'ntyp'):
         if system[key] < 1:
@@ -209,9 +220,15 @@ def _atomic_positions(
 ) -> tuple[list[str], np.ndarray, str, tuple[tuple[bool, bool, bool], ...]]:
     card = required_card(cards, 'ATOMIC_POSITIONS', where)
     units = card.option or 'alat'
-    if units == 'crystal_sg':
-        where.fail('ATOMIC_POSITIONS crystal_sg (space-group positions) is not supported', card.number)
-    if units not in POSITION_UNITS:
+    space_group = system.get('space_group', 0)
+    if units == 'crystal_sg' and not space_group:
+        where.fail('ATOMIC_POSITIONS crystal_sg needs space_group in &SYSTEM (pw.x stops without it)', card.number)
+    if space_group and units != 'crystal_sg':
+        where.fail(
+            f'&SYSTEM: space_group = {space_group} needs ATOMIC_POSITIONS crystal_sg, got {units!r} (pw.x stops)',
+            card.number,
+        )
+    if units not in (*POSITION_UNITS, 'crystal_sg'):
         where.fail(
             f'ATOMIC_POSITIONS: unsupported units {units!r} (supported: {", ".join(POSITION_UNITS)})', card.number
         )
@@ -224,6 +241,12 @@ def _atomic_positions(
     positions = np.empty((nat, 3))
     for index, line in enumerate(card.lines):
         fields = line.text.split()
+        if units == 'crystal_sg' and len(fields) > 1 and is_wyckoff_letter(fields[1]):
+            where.fail(
+                f'ATOMIC_POSITIONS crystal_sg: {fields[0]!r} is given by its Wyckoff position {fields[1]!r}, which '
+                'this reader does not resolve (pw.x uses its own tables); give the coordinates x y z instead',
+                line.number,
+            )
         if len(fields) not in (4, 7):
             where.fail(
                 f"ATOMIC_POSITIONS: expected 'label x y z [if_pos(1) if_pos(2) if_pos(3)]', got {line.text.strip()!r}",

@@ -1,0 +1,186 @@
+"""``space_group`` and ``ATOMIC_POSITIONS crystal_sg``: the inequivalent atoms expanded as pw.x expands them.
+
+With ``space_group = N`` in &SYSTEM, pw.x (``Modules/wyckoff.f90``, ``sup_spacegroup``) reads the positions of the
+inequivalent atoms (``nat`` counts them) in crystal coordinates of the conventional cell of N, applies the
+operations of N, converts the images to crystal coordinates of its primitive cell for the lattice of N (``ccord``),
+brings them into [0, 1) and drops images that coincide within 1e-6 (``esclusion``). ``ibrav`` follows from N
+(``sym_brav``); an ``ibrav`` given in the input must be that one.
+
+The setting is pw.x's, chosen by one flag: ``uniqueb = .true.``, ``rhombohedral = .false.`` or
+``origin_choice = 2`` (any of them) selects the second setting of every group that has two: unique axis b instead of
+c for monoclinic groups, hexagonal instead of rhombohedral axes for R groups, origin choice 2. The operations come
+from gemmi; :data:`QE_SETTINGS` names the groups whose pw.x setting is not gemmi's reference setting. That table was
+derived by matching, for all 230 groups and both values of the flag, the orbit of a general point under the
+operations of QE's ``find_equiv_N`` (``Modules/space_group.f90``, QE commit ddbec46) with the orbit under each of
+gemmi's settings of group N, both in pw.x's primitive cell; every group matched exactly one setting family.
+
+Wyckoff letters (``Si 3a 0.4697``) are refused with a clear error: pw.x resolves them with its own tables
+(``Modules/wypos.f90``), which are not ported; the coordinates can be given instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .namelists import Where
+
+__all__ = ('QE_SETTINGS', 'TO_PRIMITIVE', 'expand', 'is_wyckoff_letter', 'space_group_ibrav')
+
+#: (space group, pw.x's flag) → Hall symbol, where pw.x's setting is not gemmi's reference setting.
+QE_SETTINGS: dict[tuple[int, str], str] = {
+    (3, '1'): 'P 2',
+    (4, '1'): 'P 2c',
+    (5, '1'): 'B 2',
+    (6, '1'): 'P -2',
+    (7, '1'): 'P -2b',
+    (8, '1'): 'B -2',
+    (9, '1'): 'B -2b',
+    (10, '1'): '-P 2',
+    (11, '1'): '-P 2c',
+    (12, '1'): '-B 2',
+    (13, '1'): '-P 2b',
+    (14, '1'): '-P 2bc',
+    (15, '1'): '-B 2b',
+    (48, '2'): '-P 2ab 2bc',
+    (50, '2'): '-P 2ab 2b',
+    (59, '2'): '-P 2ab 2a',
+    (68, '2'): '-C 2a 2ac',
+    (70, '2'): '-F 2uv 2vw',
+    (85, '2'): '-P 4a',
+    (86, '2'): '-P 4bc',
+    (88, '2'): '-I 4ad',
+    (125, '2'): '-P 4a 2b',
+    (126, '2'): '-P 4a 2bc',
+    (129, '2'): '-P 4a 2a',
+    (130, '2'): '-P 4a 2ac',
+    (133, '2'): '-P 4ac 2b',
+    (134, '2'): '-P 4ac 2bc',
+    (137, '2'): '-P 4ac 2a',
+    (138, '2'): '-P 4ac 2ac',
+    (141, '2'): '-I 4bd 2',
+    (142, '2'): '-I 4bd 2c',
+    (146, '1'): 'P 3*',
+    (148, '1'): '-P 3*',
+    (155, '1'): 'P 3* 2',
+    (160, '1'): 'P 3* -2',
+    (161, '1'): 'P 3* -2n',
+    (166, '1'): '-P 3* 2',
+    (167, '1'): '-P 3* 2n',
+    (201, '2'): '-P 2ab 2bc 3',
+    (203, '2'): '-F 2uv 2vw 3',
+    (222, '2'): '-P 4a 2bc 3',
+    (224, '2'): '-P 4bc 2bc 3',
+    (227, '2'): '-F 4vw 2vw 3',
+    (228, '2'): '-F 4ud 2vw 3',
+}
+
+#: Conventional → primitive crystal coordinates of pw.x's cell (``ccord``): ``primitive = T @ conventional``.
+#: Lattices not listed (and ibrav 5 with rhombohedral axes) use the conventional cell itself.
+TO_PRIMITIVE: dict[int, tuple[tuple[int, int, int], ...]] = {
+    2: ((-1, -1, 1), (1, 1, 1), (-1, 1, -1)),
+    3: ((1, 0, 1), (-1, 1, 0), (0, -1, 1)),
+    5: ((1, -1, -1), (0, 1, -1), (-1, 0, -1)),  # hexagonal axes of an R group (pw.x's obverse setting)
+    7: ((1, -1, 0), (0, 1, 1), (-1, 0, 1)),
+    9: ((1, 1, 0), (-1, 1, 0), (0, 0, 1)),
+    91: ((1, 0, 0), (0, 1, 1), (0, 1, -1)),
+    10: ((1, -1, 1), (1, 1, -1), (-1, 1, 1)),
+    11: ((1, 0, 1), (-1, 1, 0), (0, -1, 1)),
+    13: ((1, 0, -1), (0, 1, 0), (1, 0, 1)),
+    -13: ((1, 1, 0), (-1, 1, 0), (0, 0, 1)),
+}
+_DUPLICATE = 1e-6  # pw.x's esclusion: images closer than this (crystal coordinates, per axis) are one atom
+
+
+def space_group_ibrav(system: dict[str, Any], where: Where) -> int | None:
+    """The ``ibrav`` pw.x uses with ``space_group`` (``None`` without one); a contradicting ``ibrav`` is an error."""
+    number = system.get('space_group', 0)
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 230:
+        where.fail(f'&SYSTEM: space_group must be an integer from 1 to 230, got {number!r}')
+    if number == 0:
+        return None
+    centring = _reference(number).centring_type()
+    if number <= 2:
+        ibrav = 14
+    elif number <= 15:
+        ibrav = 12 if centring == 'P' else 13
+        ibrav = -ibrav if _flag(system, where) == '2' else ibrav
+    elif number <= 74:
+        ibrav = {'P': 8, 'C': 9, 'A': 91, 'F': 10, 'I': 11}[centring]
+    elif number <= 142:
+        ibrav = 6 if centring == 'P' else 7
+    elif number <= 194:
+        ibrav = 5 if centring == 'R' else 4
+    else:
+        ibrav = {'P': 1, 'F': 2, 'I': 3}[centring]
+    given = system.get('ibrav', -1)
+    if given not in (-1, ibrav):
+        where.fail(
+            f'&SYSTEM: ibrav = {given} is not the lattice of space_group = {number} (ibrav = {ibrav} in this setting); '
+            'pw.x stops with "Input ibrav not compatible with space group number"'
+        )
+    return ibrav
+
+
+def is_wyckoff_letter(field: str) -> bool:
+    """pw.x's test: a second column of at most 3 characters that ends in a letter (``3a``, ``12d``) is a Wyckoff one."""
+    return len(field) < 4 and field[-1].isalpha()
+
+
+def expand(
+    system: dict[str, Any],
+    ibrav: int,
+    labels: list[str],
+    positions: np.ndarray,
+    fixed: tuple[tuple[bool, bool, bool], ...],
+    where: Where,
+) -> tuple[list[str], np.ndarray, tuple[tuple[bool, bool, bool], ...]]:
+    """All atoms of the primitive cell from the inequivalent ones, in crystal coordinates of pw.x's cell.
+
+    The images of each atom follow it (pw.x's order of atoms by input line); ``if_pos`` flags are copied.
+    """
+    import gemmi
+
+    number = system['space_group']
+    flag = _flag(system, where)
+    hall = QE_SETTINGS.get((number, flag))
+    operations = gemmi.symops_from_hall(hall) if hall else _reference(number).operations()
+    rotations = np.array([op.rot for op in operations], dtype=float) / gemmi.Op.DEN
+    translations = np.array([op.tran for op in operations], dtype=float) / gemmi.Op.DEN
+    convert = TO_PRIMITIVE.get(ibrav) if not (ibrav == 5 and flag == '1') else None
+    matrix = np.array(convert, dtype=float) if convert is not None else np.eye(3)
+
+    out_labels: list[str] = []
+    out_positions: list[np.ndarray] = []
+    out_fixed: list[tuple[bool, bool, bool]] = []
+    for label, position, flags in zip(labels, positions, fixed, strict=True):
+        images = (np.einsum('nij,j->ni', rotations, position) + translations) @ matrix.T
+        images = images - np.round(images)
+        images[images < 0] += 1.0
+        kept: list[np.ndarray] = []
+        for image in images:
+            if not any(np.all(np.abs((image - other) - np.round(image - other)) < _DUPLICATE) for other in kept):
+                kept.append(image)
+        out_labels.extend([label] * len(kept))
+        out_positions.extend(kept)
+        out_fixed.extend([flags] * len(kept))
+    return out_labels, np.array(out_positions), tuple(out_fixed)
+
+
+def _flag(system: dict[str, Any], where: Where) -> str:
+    """pw.x's one setting flag ('unique' in ``sup_spacegroup``): '2' for the second setting, else '1'."""
+    uniqueb, rhombohedral = system.get('uniqueb', False), system.get('rhombohedral', True)
+    origin = system.get('origin_choice', 1)
+    for key, value in (('uniqueb', uniqueb), ('rhombohedral', rhombohedral)):
+        if not isinstance(value, bool):
+            where.fail(f'&SYSTEM: {key} must be a logical (.true. or .false.), got {value!r}')
+    if isinstance(origin, bool) or origin not in (1, 2):
+        where.fail(f'&SYSTEM: origin_choice must be 1 or 2, got {origin!r}')
+    return '2' if uniqueb or not rhombohedral or origin == 2 else '1'
+
+
+def _reference(number: int):
+    import gemmi
+
+    return gemmi.find_spacegroup_by_number(number)
