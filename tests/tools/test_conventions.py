@@ -257,9 +257,7 @@ SIO2_TAU = [
 ]
 
 
-def test_space_group_crystal_sg_expands_as_pw_x():
-    """QE's test-suite SiO2 (space group 154), its Wyckoff letter ``Si 3a 0.4697`` written as coordinates."""
-    result = parse('qe_lattice-wyckoff-sio2_coordinates.in')
+def _sio2_matches_pw_x(result) -> None:
     assert result.parameters['SYSTEM']['nat'] == 2  # as written: the inequivalent atoms
     assert [site.kind_name for site in result.structure.sites] == ['Si'] * 3 + ['O'] * 6
     cell = np.array(result.structure.cell)
@@ -272,9 +270,42 @@ def test_space_group_crystal_sg_expands_as_pw_x():
         assert distance.min() < 1e-6
 
 
-def test_wyckoff_letters_are_refused_with_a_clear_error():
-    with pytest.raises(ParseError, match=r"'Si' is given by its Wyckoff position '3a', .*give the coordinates"):
-        parse('qe_lattice-wyckoff-sio2.in')
+def test_space_group_crystal_sg_with_a_wyckoff_letter_expands_as_pw_x():
+    """QE's test-suite SiO2 (space group 154, ``Si 3a 0.4697``): the 9 atoms of pw.x's own output."""
+    _sio2_matches_pw_x(parse('qe_lattice-wyckoff-sio2.in'))
+
+
+def test_space_group_crystal_sg_with_coordinates_expands_as_pw_x():
+    """The same file with the Wyckoff letter written as its coordinates."""
+    _sio2_matches_pw_x(parse('qe_lattice-wyckoff-sio2_coordinates.in'))
+
+
+@pytest.mark.parametrize(
+    ('line', 'message'),
+    [
+        ('Si 3c 0.4697', r"space group 154 has no special position '3c' \(it has 3b, 3a\)"),
+        ('Si 6c 0.4697', r"no special position '6c'"),  # the general position is given by coordinates
+        ('Si 3a', r"Wyckoff position '3a' \(x,0,2/3\): expected 1 parameter\(s\)"),
+        ('Si 3a 0.4697 0.1', r'expected 1 parameter'),
+    ],
+)
+def test_bad_wyckoff_positions(line, message):
+    text = read('qe_lattice-wyckoff-sio2.in').replace('Si 3a 0.4697', line)
+    with pytest.raises(ParseError, match=message):
+        parse('qe_lattice-wyckoff-sio2.in', text)
+
+
+def test_wyckoff_letters_in_a_setting_without_a_verified_table_are_refused():
+    """Group 227 with origin choice 1 (pw.x's default): pymatgen tabulates origin choice 2, so the letter is refused."""
+    text = (
+        '&SYSTEM\n space_group = 227, celldm(1) = 10.26, nat = 1, ntyp = 1\n/\n'
+        'ATOMIC_SPECIES\nSi 28.086 Si.UPF\nATOMIC_POSITIONS crystal_sg\nSi 8a\n'
+    )
+    with pytest.raises(ParseError, match=r'does not resolve Wyckoff letters of space group 227 in this setting'):
+        parse_pw_input(text)
+    diamond = parse_pw_input(text.replace('space_group = 227,', 'space_group = 227, origin_choice = 2,'))
+    assert len(diamond.structure.sites) == 2
+    assert nearest_distance(diamond) == pytest.approx(10.26 * BOHR_TO_ANGSTROM * math.sqrt(3) / 4)
 
 
 @pytest.mark.parametrize(
@@ -310,6 +341,7 @@ def _celldm(ibrav: int) -> str:
     return ', '.join(f'celldm({index}) = {value}' for index, value in values.items())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flag', ['', 'uniqueb = .true., rhombohedral = .false., origin_choice = 2'])
 def test_every_space_group_expands_to_a_structure_of_that_group(flag, monkeypatch):
     """A general position of each of the 230 groups, in both of pw.x's settings: spglib finds the group again.
@@ -362,3 +394,33 @@ def test_builder_of_a_space_group_input_drops_the_space_group():
     builder = create_builder(parse('qe_lattice-wyckoff-sio2_coordinates.in'))
     assert 'space_group' not in builder.parameters.get_dict()['SYSTEM']
     assert len(builder.structure.sites) == 9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('flag', ['1', '2'])
+def test_every_special_position_expands_to_its_multiplicity(flag):
+    """Each Wyckoff letter of each group whose letters are read gives as many atoms as its multiplicity says."""
+    import gemmi
+
+    from aiida_structstore.tools.pw.spacegroup import QE_SETTINGS, WYCKOFF_GROUPS, _wyckoff_table, space_group_ibrav
+
+    second = {'origin_choice': 2, 'uniqueb': True, 'rhombohedral': False} if flag == '2' else {}
+    settings = ''.join(
+        f'{key} = {value!r}, '.replace('True', '.true.').replace('False', '.false.') for key, value in second.items()
+    )
+    # the second setting only where it differs from the first: monoclinic, R, origin-choice groups
+    numbers = [
+        n for n in sorted(WYCKOFF_GROUPS[flag]) if flag == '1' or (n, '1') in QE_SETTINGS or (n, '2') in QE_SETTINGS
+    ]
+    for number in numbers:
+        ibrav = space_group_ibrav({'space_group': number, **second}, Where(None))
+        centrings = len(list(gemmi.find_spacegroup_by_number(number).operations().cen_ops))
+        for label, representative in list(_wyckoff_table(number).items())[1:]:
+            free = len({char for char in representative if char in 'xyz'})
+            parameters = ' '.join(['0.2837', '0.0691', '0.4413'][:free])
+            text = (
+                f'&SYSTEM\n space_group = {number}, {settings}{_celldm(ibrav)}, nat = 1, ntyp = 1\n/\n'
+                f'ATOMIC_SPECIES\nSi 28.086 Si.UPF\nATOMIC_POSITIONS crystal_sg\nSi {label} {parameters}\n'
+            )
+            result = parse_pw_input(text)
+            assert len(result.structure.sites) == int(label[:-1]) // centrings, (number, flag, label)

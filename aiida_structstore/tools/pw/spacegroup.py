@@ -14,19 +14,36 @@ derived by matching, for all 230 groups and both values of the flag, the orbit o
 operations of QE's ``find_equiv_N`` (``Modules/space_group.f90``, QE commit ddbec46) with the orbit under each of
 gemmi's settings of group N, both in pw.x's primitive cell; every group matched exactly one setting family.
 
-Wyckoff letters (``Si 3a 0.4697``) are refused with a clear error: pw.x resolves them with its own tables
-(``Modules/wypos.f90``), which are not ported; the coordinates can be given instead.
+Wyckoff positions (``Si 3a 0.4697``: multiplicity and letter, then the free parameters in the order they first
+appear in the position, as pw.x's ``wypos`` reads them) are resolved with the Wyckoff tables that pymatgen ships
+(its magnetic space-group database, type-I groups in the BNS settings). :data:`WYCKOFF_GROUPS` lists the groups
+(per flag) where that is pw.x's reading: for every special position of every listed group, the orbit of pymatgen's
+representative equals the orbit of pw.x's ``wypos`` position (``Modules/wypos.f90``) in pw.x's setting, at random
+parameters (the same derivation as above). Elsewhere (monoclinic groups with unique axis c, origin choice 1, R groups
+on rhombohedral axes: pymatgen tabulates other settings; groups with only the general position, where pw.x reads no
+letter) a letter is refused with a clear error, and the coordinates can be given instead.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .namelists import Where
 
-__all__ = ('QE_SETTINGS', 'TO_PRIMITIVE', 'expand', 'is_wyckoff_letter', 'space_group_ibrav')
+__all__ = (
+    'QE_SETTINGS',
+    'TO_PRIMITIVE',
+    'WYCKOFF_GROUPS',
+    'expand',
+    'is_wyckoff_letter',
+    'space_group_ibrav',
+    'wyckoff_position',
+)
 
 #: (space group, pw.x's flag) → Hall symbol, where pw.x's setting is not gemmi's reference setting.
 QE_SETTINGS: dict[tuple[int, str], str] = {
@@ -91,6 +108,28 @@ TO_PRIMITIVE: dict[int, tuple[tuple[int, int, int], ...]] = {
     -13: ((1, 1, 0), (-1, 1, 0), (0, 0, 1)),
 }
 _DUPLICATE = 1e-6  # pw.x's esclusion: images closer than this (crystal coordinates, per axis) are one atom
+
+
+def _numbers(text: str) -> frozenset[int]:
+    numbers: set[int] = set()
+    for part in text.split():
+        first, _, last = part.partition('-')
+        numbers.update(range(int(first), int(last or first) + 1))
+    return frozenset(numbers)
+
+
+#: Per pw.x's flag, the groups whose Wyckoff letters are read (see the module documentation).
+WYCKOFF_GROUPS: dict[str, frozenset[int]] = {
+    '1': _numbers(
+        '2 16-18 20-28 30-32 34-45 47 49 52-58 60-67 69 71-75 77 79-84 87 90-96 98-107 109-124 127-128 131-132 '
+        '135-136 139 143 147 149 151-154 156-159 162-165 168 171-200 202 204-221 223 225-226 229-230'
+    ),
+    '2': _numbers(
+        '2-3 5-6 8 10-18 20-28 30-32 34-45 47-50 52-75 77 79-88 90-96 98-107 109-139 141-143 147-149 151-168 171-230'
+    ),
+}
+_R_GROUPS = frozenset({146, 148, 155, 160, 161, 166, 167})
+_TERM = re.compile(r'([+-]?)(?:(\d*)([xyz])|(\d+)(?:/(\d+))?)')
 
 
 def space_group_ibrav(system: dict[str, Any], where: Where) -> int | None:
@@ -166,6 +205,87 @@ def expand(
         out_positions.extend(kept)
         out_fixed.extend([flags] * len(kept))
     return out_labels, np.array(out_positions), tuple(out_fixed)
+
+
+def wyckoff_position(
+    system: dict[str, Any], fields: list[str], line: int, where: Where, number_of: Callable[[str, str], float]
+) -> tuple[np.ndarray, int]:
+    """The position of an atom line ``label letter [parameters] [if_pos x 3]`` and the number of fields it uses."""
+    label, letter = fields[0], fields[1]
+    number, flag = system['space_group'], _flag(system, where)
+    what = f'ATOMIC_POSITIONS crystal_sg: {label!r} at Wyckoff position {letter!r}'
+    if _reading_flag(system, number) not in (None, flag):
+        where.fail(
+            f'{what}: uniqueb, rhombohedral and origin_choice select different settings for reading the letter and '
+            'for expanding it (pw.x would mix them); give the coordinates x y z instead',
+            line,
+        )
+    if number not in WYCKOFF_GROUPS[flag]:
+        where.fail(
+            f'{what}: this reader does not resolve Wyckoff letters of space group {number} in this setting; give the '
+            'coordinates x y z instead',
+            line,
+        )
+    positions = _wyckoff_table(number)
+    special = list(positions)[1:]  # the first entry is the general position, which pw.x reads by coordinates
+    if letter not in special:
+        known = ', '.join(special)
+        where.fail(f'{what}: space group {number} has no special position {letter!r} (it has {known})', line)
+    representative = positions[letter]
+    names = list(dict.fromkeys(char for char in representative if char in 'xyz'))
+    free = len(names)
+    if len(fields) not in (2 + free, 5 + free):
+        where.fail(f'{what} ({representative}): expected {free} parameter(s), then optionally 3 if_pos flags', line)
+    values = {name: number_of(fields[2 + index], f'{what}: {name}') for index, name in enumerate(names)}
+    return np.array([_evaluate(part, values) for part in representative.split(',')]), 2 + free
+
+
+def _reading_flag(system: dict[str, Any], number: int) -> str | None:
+    """The setting pw.x's ``wypos`` reads a letter in: it looks at one variable per kind of group, not the flag."""
+    if 3 <= number <= 15:
+        return '2' if system.get('uniqueb', False) else '1'
+    if number in _R_GROUPS:
+        return '1' if system.get('rhombohedral', True) else '2'
+    if (number, '2') in QE_SETTINGS:
+        return '2' if system.get('origin_choice', 1) == 2 else '1'
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _wyckoff_table(number: int) -> dict[str, str]:
+    """Wyckoff label → representative triplet (``'x,0,2/3'``) of a space group, the general position first."""
+    import sqlite3
+    from pathlib import Path
+
+    import pymatgen.symmetry
+    from pymatgen.symmetry.maggroups import MagneticSpaceGroup
+
+    database = Path(pymatgen.symmetry.__file__).parent / 'symm_data_magnetic.sqlite'
+    with sqlite3.connect(f'file:{database}?mode=ro', uri=True) as connection:
+        (second,) = connection.execute(
+            'SELECT BNS2 FROM space_groups WHERE magtype = 1 AND BNS1 = ?', (number,)
+        ).fetchone()
+    group = MagneticSpaceGroup([number, second])
+    return {
+        entry['label']: entry['str'].split(')')[0].lstrip('(').split(';')[0] for entry in group._data['bns_wyckoff']
+    }
+
+
+def _evaluate(expression: str, values: dict[str, float]) -> float:
+    """``'-x+1/4'``, ``'2x'``, ``'2/3'`` at the given x, y, z."""
+    total, position = 0.0, 0
+    for match in _TERM.finditer(expression):
+        if match.start() != position or not match.group(0):
+            break
+        sign = -1.0 if match.group(1) == '-' else 1.0
+        if match.group(3):
+            total += sign * int(match.group(2) or 1) * values.get(match.group(3), 0.0)
+        else:
+            total += sign * int(match.group(4)) / int(match.group(5) or 1)
+        position = match.end()
+    if position != len(expression):
+        raise ValueError(f'cannot read the Wyckoff coordinate {expression!r}')
+    return total
 
 
 def _flag(system: dict[str, Any], where: Where) -> str:

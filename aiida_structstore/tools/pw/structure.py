@@ -40,7 +40,7 @@ from aiida.common.constants import elements as aiida_elements
 
 from ..overlap import find_overlap
 from .namelists import REAL_RE, Card, Where, to_float
-from .spacegroup import expand, is_wyckoff_letter, space_group_ibrav
+from .spacegroup import expand, is_wyckoff_letter, space_group_ibrav, wyckoff_position
 
 __all__ = ('BOHR_TO_ANGSTROM', 'Species', 'read_structure')
 
@@ -241,31 +241,34 @@ def _atomic_positions(
     positions = np.empty((nat, 3))
     for index, line in enumerate(card.lines):
         fields = line.text.split()
-        if units == 'crystal_sg' and len(fields) > 1 and is_wyckoff_letter(fields[1]):
-            where.fail(
-                f'ATOMIC_POSITIONS crystal_sg: {fields[0]!r} is given by its Wyckoff position {fields[1]!r}, which '
-                'this reader does not resolve (pw.x uses its own tables); give the coordinates x y z instead',
-                line.number,
-            )
-        if len(fields) not in (4, 7):
+        label = fields[0]
+        wyckoff = units == 'crystal_sg' and len(fields) > 1 and is_wyckoff_letter(fields[1])
+        if not wyckoff and len(fields) not in (4, 7):
             where.fail(
                 f"ATOMIC_POSITIONS: expected 'label x y z [if_pos(1) if_pos(2) if_pos(3)]', got {line.text.strip()!r}",
                 line.number,
             )
-        label = fields[0]
         if label not in declared:
             where.fail(
                 f'ATOMIC_POSITIONS: species {label!r} is not declared in ATOMIC_SPECIES '
                 f'(declared: {", ".join(sorted(declared))})',
                 line.number,
             )
-        for axis, token in enumerate(fields[1:4]):
-            positions[index, axis] = _coordinate(token, f'ATOMIC_POSITIONS: {"xyz"[axis]} of {label!r}', line, where)
-        for flag in fields[4:]:
+        if wyckoff:  # 'Si 3a 0.4697': the position from the letter and its free parameters
+            positions[index], used = wyckoff_position(
+                system, fields, line.number, where, lambda token, what, line=line: _coordinate(token, what, line, where)
+            )
+        else:
+            for axis, token in enumerate(fields[1:4]):
+                what = f'ATOMIC_POSITIONS: {"xyz"[axis]} of {label!r}'
+                positions[index, axis] = _coordinate(token, what, line, where)
+            used = 4
+        flags = fields[used:]
+        for flag in flags:
             if flag not in ('0', '1'):
                 where.fail(f'ATOMIC_POSITIONS: if_pos flags must be 0 or 1, got {flag!r}', line.number)
         labels.append(label)
-        fixed.append(tuple(flag == '0' for flag in fields[4:]) if len(fields) == 7 else (False, False, False))
+        fixed.append(tuple(flag == '0' for flag in flags) if len(flags) == 3 else (False, False, False))
     return labels, positions, units, tuple(fixed)
 
 
