@@ -424,3 +424,15 @@ def test_every_special_position_expands_to_its_multiplicity(flag):
             )
             result = parse_pw_input(text)
             assert len(result.structure.sites) == int(label[:-1]) // centrings, (number, flag, label)
+
+
+def test_cif_lenient_lines_give_one_warning_per_data_name():
+    """Two blocks of COD 1010246, each with the space-group symbol unquoted: one warning naming both lines."""
+    text = read('cod_1010246.cif')
+    symbol = next(line for line in text.splitlines() if line.startswith('_symmetry_space_group_name_H-M'))
+    unquoted = text.replace(symbol, symbol.replace("'", ''))
+    assert unquoted != text
+    blocks = parse_cif(unquoted + unquoted.replace('data_1010246', 'data_second'), filename='two.cif')
+    lenient = [w for block in blocks for w in block.warnings if 'contains blanks' in w]
+    assert len(lenient) == 1
+    assert lenient[0].startswith("CIF file 'two.cif': lines ")
