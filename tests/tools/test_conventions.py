@@ -436,3 +436,24 @@ def test_cif_lenient_lines_give_one_warning_per_data_name():
     lenient = [w for block in blocks for w in block.warnings if 'contains blanks' in w]
     assert len(lenient) == 1
     assert lenient[0].startswith("CIF file 'two.cif': lines ")
+
+
+def test_formula_sum_of_comma_separated_moieties():
+    """COD 2007325, a co-crystal: the two moieties are summed, and then agree with the sites."""
+    block = cif('cod_2007325.cif')
+    assert block.formula == 'C16H11NO'  # (C12 H8 N2 + C20 H14 O2) / 2
+    assert not block.warnings
+
+
+def test_formula_sum_with_a_fraction():
+    """COD 1100062: ``Fe1/3`` is one third of an iron atom per formula unit."""
+    block = cif('cod_1100062.cif')
+    assert elements(block)['Fe'] == pytest.approx(1 / 3, abs=1e-3)  # Z = 1
+    assert not block.warnings
+
+
+@pytest.mark.parametrize('formula', ['Wat2 Na', 'C12 H8 N2,', 'Fe1/0 O', 'Na Cl ) ('])
+def test_unreadable_formula_sums_stay_errors(formula):
+    text = read('cod_1100062.cif').replace("'Fe1/3 I2 Li O6'", f"'{formula}'")
+    with pytest.raises(ParseError, match='cannot read _chemical_formula_sum'):
+        parse_cif(text, filename='cod_1100062.cif')

@@ -48,6 +48,7 @@ __all__ = ('COMPOSITION_TOLERANCE', 'CifBlock', 'format_amounts', 'read_block', 
 COMPOSITION_TOLERANCE = 0.02
 """Relative tolerance of the comparison of the parsed composition with the declared formula."""
 _HYDROGEN = frozenset({'H'})
+_FRACTION = re.compile(r'(?<=[A-Za-z)\]])(\d+)/(\d+)')
 _CELL = ('length_a', 'length_b', 'length_c', 'angle_alpha', 'angle_beta', 'angle_gamma')
 
 
@@ -225,17 +226,12 @@ class _BlockReader:
 
         ``lenient``: a disagreement that :func:`_explained_difference` explains is read as the sites give, with a note.
         """
-        from pymatgen.core import Composition
-
         found = self.block.single('chemical_formula', 'sum')
         if found is None:
             return None, []
         item, text = found
-        try:
-            declared = {str(element): float(amount) for element, amount in Composition(text).items()}
-        except Exception:
-            declared = {}
-        if not declared or not all(re.fullmatch(r'[A-Z][a-z]?', symbol) for symbol in declared):
+        declared = read_formula(text)
+        if not declared:
             raise self.error(f'cannot read {item.tag} {text!r}', item.line)
         parsed = expansion.composition()
         formula_units = self.block.number('cell', 'formula_units_Z')
@@ -364,6 +360,33 @@ def format_amounts(amounts: dict[str, float], separator: str = '') -> str:
     from pymatgen.util.string import formula_double_format
 
     return separator.join(f'{symbol}{formula_double_format(round(amounts[symbol], 4))}' for symbol in sorted(amounts))
+
+
+def read_formula(text: str) -> dict[str, float] | None:
+    """The amounts of a ``_chemical_formula_sum``, or ``None`` if it cannot be read.
+
+    Besides one formula (``'C2 H6 O'``, ``'Fe0.9 O'``), as the CIF dictionary defines it, COD files write moieties
+    separated by commas, each with an optional leading multiplier (``'C12 H8 N2, C20 H14 O2'``,
+    ``'C8 H22 B2 N2 S4 , 0.33C H2 Cl2'``), and fractions (``'Fe1/3 I2 Li O6'``): they are summed and read as numbers.
+    """
+    from pymatgen.core import Composition
+
+    total: dict[str, float] = defaultdict(float)
+    for moiety in text.split(','):
+        if not moiety.strip() or any(int(match.group(2)) == 0 for match in _FRACTION.finditer(moiety)):
+            return None
+        moiety = _FRACTION.sub(lambda match: f'{int(match.group(1)) / int(match.group(2)):.6g}', moiety.strip())
+        multiplier = re.match(r'(\d+(?:\.\d*)?|\.\d+)\s*(?=[A-Z(\[])', moiety)
+        factor = float(multiplier.group(1)) if multiplier else 1.0
+        try:
+            amounts = Composition(moiety[multiplier.end() :] if multiplier else moiety)
+        except Exception:
+            return None
+        for element, amount in amounts.items():
+            if not re.fullmatch(r'[A-Z][a-z]?', str(element)):
+                return None
+            total[str(element)] += factor * float(amount)
+    return dict(total) or None
 
 
 def _explained_difference(
