@@ -56,6 +56,19 @@ def test_species_line_with_a_fourth_column_reads_as_pw_x():
     assert nearest_distance(result) == pytest.approx(4.66 * BOHR_TO_ANGSTROM / math.sqrt(3), rel=1e-3)  # graphite
 
 
+def test_kpoints_alat_reads_as_tpiba_yambo_tests():
+    """yambo's test-suite writes ``K_POINTS {alat}``: read as the same file with no option (pw.x's tpiba)."""
+    name = 'yambo_tests_Si_03nscf_shift1_kpoints_alat.in'
+    edited = parse(name)
+    original = parse(name, read(name).replace('K_POINTS {alat}', 'K_POINTS'))
+    assert edited.kpoints_type == original.kpoints_type == 'tpiba'
+    points = edited.kpoints.get_kpoints(cartesian=True)
+    np.testing.assert_allclose(points, original.kpoints.get_kpoints(cartesian=True))
+    alat = 10.183 * BOHR_TO_ANGSTROM
+    np.testing.assert_allclose(points[0], np.array([-0.1249190, 0.125, 0.125]) * 2 * math.pi / alat)
+    assert [w for w in edited.warnings if 'K_POINTS alat: read as tpiba' in w]
+
+
 def test_kpoints_alat_reads_as_tpiba():
     original, edited = parse('qe_scf-2.in'), parse('qe_scf-2_kpoints_alat.in')
     assert edited.kpoints_type == original.kpoints_type == 'tpiba'
@@ -65,6 +78,19 @@ def test_kpoints_alat_reads_as_tpiba():
     )
     assert [w for w in edited.warnings if 'K_POINTS alat: read as tpiba' in w]
     assert not original.warnings
+
+
+def test_lines_after_the_kpoints_data_are_ignored_as_pw_x_does():
+    """yambopy's MoS2 tutorial input ends with an editor's ``~`` after the k-point mesh; pw.x ignores the line."""
+    result = parse('yambopy_1L_MoS2_mos2.nscf')
+    assert result.kpoints.get_kpoints_mesh() == ([6, 6, 1], [0.0, 0.0, 0.0])
+    assert any("K_POINTS automatic: 1 line(s) after its data ('~') are ignored" in w for w in result.warnings)
+    text = read('qe_scf-2.in').replace(
+        '   0.3750000  0.3750000  0.6250000   3.00\n', '   0.3750000  0.3750000  0.6250000   3.00\n 1 1 1 1\n'
+    )
+    result = parse('qe_scf-2.in', text)
+    assert len(result.kpoints.get_kpoints()) == 10
+    assert any('K_POINTS tpiba: 1 line(s) after its data' in w for w in result.warnings)
 
 
 def test_other_unknown_kpoints_options_stay_errors():

@@ -13,7 +13,8 @@ depend on the cell parameters (:data:`LETTERS`: ibrav 1, 2, 3, 4, 6), checked ag
 of ``point_label_type = 'BI'`` in &CONTROL (:data:`LETTERS_BI`, e.g. ``H1`` for ibrav 3; any other value reads as
 pw.x's default ``'SC'``); a letter of another lattice, or one pw.x does not know, is an error naming the letter
 (pw.x itself refuses letters with ibrav 0, -3, -5, 13, 14, 91, -13). ``K_POINTS alat`` reads as ``tpiba``, with a
-warning, as pw.x reads it; ``tpiba_c``/``crystal_c`` and other unknown options are errors.
+warning, as pw.x reads it; lines after the data pw.x reads (a trailing ``~`` of an editor) are ignored with a
+warning; ``tpiba_c``/``crystal_c`` and other unknown options are errors.
 """
 
 from __future__ import annotations
@@ -128,13 +129,14 @@ def read_kpoints(
             f'K_POINTS {option}: expected the number of k-points, got {count_line.text.strip()!r}', count_line.number
         )
     count = int(count_line.text)
-    if len(card.lines) - 1 != count:
+    if len(card.lines) - 1 < count:
         where.fail(f'K_POINTS {option}: {count} k-points declared but {len(card.lines) - 1} line(s) given', card.number)
+    _ignore_extra_lines(card, option, card.lines[1 + count :], where)
     points = np.empty((count, 3))
     weights = np.empty(count)
     labels: list[tuple[int, str]] = []
     reciprocal = 2 * math.pi * np.linalg.inv(np.array(structure.cell)).T  # rows, 1/Å
-    for index, line in enumerate(card.lines[1:]):
+    for index, line in enumerate(card.lines[1 : 1 + count]):
         letter = _LETTER_LINE.match(line.text) if kind == 'band_path' else None
         if letter is not None:
             frac = _letter(letter.group(1), ibrav, option, line.number, where, label_type == 'BI')
@@ -190,11 +192,20 @@ def expand_band_path(kpoints: orm.KpointsData) -> orm.KpointsData:
     return expanded
 
 
-def _mesh(card: Card, where: Where) -> tuple[list[int], list[float]]:
-    if len(card.lines) != 1:
-        where.fail(
-            f"K_POINTS automatic takes exactly one line 'nk1 nk2 nk3 sk1 sk2 sk3', found {len(card.lines)}", card.number
+def _ignore_extra_lines(card: Card, option: str, extra: list, where: Where) -> None:
+    """Lines after the data pw.x reads: pw.x takes each for a card it does not know and ignores it; so do we."""
+    if extra:
+        shown = ', '.join(repr(line.text.strip()[:40]) for line in extra[:3]) + (', ...' if len(extra) > 3 else '')
+        where.warn(
+            f'K_POINTS {option}: {len(extra)} line(s) after its data ({shown}) are ignored, as pw.x ignores them',
+            extra[0].number,
         )
+
+
+def _mesh(card: Card, where: Where) -> tuple[list[int], list[float]]:
+    if not card.lines:
+        where.fail("K_POINTS automatic needs the line 'nk1 nk2 nk3 sk1 sk2 sk3'", card.number)
+    _ignore_extra_lines(card, 'automatic', card.lines[1:], where)
     line = card.lines[0]
     fields = line.text.split()
     if len(fields) != 6 or not all(INT_RE.fullmatch(field) for field in fields):
