@@ -93,6 +93,17 @@ def test_lines_after_the_kpoints_data_are_ignored_as_pw_x_does():
     assert any('K_POINTS tpiba: 1 line(s) after its data' in w for w in result.warnings)
 
 
+def test_a_fourth_cell_parameters_line_is_ignored_as_pw_x_does():
+    """QMCPACK's NiO performance inputs have a fourth line under CELL_PARAMETERS (a twist); pw.x reads three."""
+    result = parse('qmcpack_NiO_S2_cell_fourth_line.in')
+    bohr = 3.94055 * BOHR_TO_ANGSTROM
+    np.testing.assert_allclose(np.array(result.structure.cell), bohr * np.array([[1, 1, 2], [1, 1, -2], [-1, 1, 0]]))
+    assert any(
+        "CELL_PARAMETERS: 1 line(s) after its data ('0.50 0.00 -0.50') are ignored" in w for w in result.warnings
+    )
+    assert nearest_distance(result) == pytest.approx(bohr, rel=1e-6)  # Ni-O in rock salt: a/2
+
+
 def test_other_unknown_kpoints_options_stay_errors():
     with pytest.raises(ParseError, match="K_POINTS: unsupported type 'bohr'"):
         parse('qe_scf-2.in', read('qe_scf-2.in').replace('K_POINTS\n', 'K_POINTS bohr\n'))

@@ -25,7 +25,7 @@ import re
 import numpy as np
 from aiida import orm
 
-from .namelists import INT_RE, Card, Where
+from .namelists import INT_RE, Card, Where, ignore_extra_lines
 from .structure import real
 
 __all__ = ('KINDS', 'LETTERS', 'LETTERS_BI', 'read_kpoints')
@@ -131,7 +131,7 @@ def read_kpoints(
     count = int(count_line.text)
     if len(card.lines) - 1 < count:
         where.fail(f'K_POINTS {option}: {count} k-points declared but {len(card.lines) - 1} line(s) given', card.number)
-    _ignore_extra_lines(card, option, card.lines[1 + count :], where)
+    ignore_extra_lines(card, 1 + count, where, f'K_POINTS {option}')
     points = np.empty((count, 3))
     weights = np.empty(count)
     labels: list[tuple[int, str]] = []
@@ -192,20 +192,10 @@ def expand_band_path(kpoints: orm.KpointsData) -> orm.KpointsData:
     return expanded
 
 
-def _ignore_extra_lines(card: Card, option: str, extra: list, where: Where) -> None:
-    """Lines after the data pw.x reads: pw.x takes each for a card it does not know and ignores it; so do we."""
-    if extra:
-        shown = ', '.join(repr(line.text.strip()[:40]) for line in extra[:3]) + (', ...' if len(extra) > 3 else '')
-        where.warn(
-            f'K_POINTS {option}: {len(extra)} line(s) after its data ({shown}) are ignored, as pw.x ignores them',
-            extra[0].number,
-        )
-
-
 def _mesh(card: Card, where: Where) -> tuple[list[int], list[float]]:
     if not card.lines:
         where.fail("K_POINTS automatic needs the line 'nk1 nk2 nk3 sk1 sk2 sk3'", card.number)
-    _ignore_extra_lines(card, 'automatic', card.lines[1:], where)
+    ignore_extra_lines(card, 1, where, 'K_POINTS automatic')
     line = card.lines[0]
     fields = line.text.split()
     if len(fields) != 6 or not all(INT_RE.fullmatch(field) for field in fields):

@@ -29,7 +29,17 @@ from typing import Any, NoReturn
 
 from ...core.exceptions import ParseError
 
-__all__ = ('MAX_ASSIGNMENTS', 'MAX_WARNINGS', 'Card', 'Line', 'Sections', 'Where', 'read_sections', 'to_float')
+__all__ = (
+    'MAX_ASSIGNMENTS',
+    'MAX_WARNINGS',
+    'Card',
+    'Line',
+    'Sections',
+    'Where',
+    'ignore_extra_lines',
+    'read_sections',
+    'to_float',
+)
 
 MAX_ASSIGNMENTS = 1000
 """How often one variable may be assigned in a namelist; more is refused (pw.x takes the last value)."""
@@ -423,6 +433,19 @@ def _split_terminator(text: str) -> tuple[str, bool, str]:
         elif char == '&' and re.match(r'&end(?![\w])', text[index:], re.IGNORECASE):
             return text[:index], True, '&' + text[index + 4 :]
     return text, False, ''
+
+
+def ignore_extra_lines(card: Card, used: int, where: Where, what: str | None = None) -> list[Line]:
+    """The first ``used`` lines of the card; pw.x takes each further line for a card it does not know and ignores it
+    (with a warning in its output): so do we, with a warning."""
+    extra = card.lines[used:]
+    if extra:
+        shown = ', '.join(repr(line.text.strip()[:40]) for line in extra[:3]) + (', ...' if len(extra) > 3 else '')
+        where.warn(
+            f'{what or card.name}: {len(extra)} line(s) after its data ({shown}) are ignored, as pw.x ignores them',
+            extra[0].number,
+        )
+    return card.lines[:used]
 
 
 def card_keyword(stripped: str) -> str | None:

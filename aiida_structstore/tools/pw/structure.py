@@ -39,7 +39,7 @@ from aiida import orm
 from aiida.common.constants import elements as aiida_elements
 
 from ..overlap import find_overlap
-from .namelists import REAL_RE, Card, Where, to_float
+from .namelists import REAL_RE, Card, Where, ignore_extra_lines, to_float
 from .spacegroup import expand, is_wyckoff_letter, space_group_ibrav, wyckoff_position
 
 __all__ = ('BOHR_TO_ANGSTROM', 'Species', 'read_structure')
@@ -357,10 +357,10 @@ def _bravais_cell(ibrav: int, celldm: list[float], where: Where) -> np.ndarray:
 
 
 def _cell_rows(card: Card, where: Where) -> np.ndarray:
-    if len(card.lines) != 3:
+    if len(card.lines) < 3:
         where.fail(f'CELL_PARAMETERS must have 3 lines (the cell vectors), found {len(card.lines)}', card.number)
     rows = np.empty((3, 3))
-    for index, line in enumerate(card.lines):
+    for index, line in enumerate(ignore_extra_lines(card, 3, where)):
         fields = line.text.split()
         if len(fields) != 3:
             where.fail(f'CELL_PARAMETERS: expected 3 numbers, got {line.text.strip()!r}', line.number)
