@@ -197,10 +197,9 @@ def expand(
         images = (np.einsum('nij,j->ni', rotations, position) + translations) @ matrix.T
         images = images - np.round(images)
         images[images < 0] += 1.0
-        kept: list[np.ndarray] = []
-        for image in images:
-            if not any(np.all(np.abs((image - other) - np.round(image - other)) < _DUPLICATE) for other in kept):
-                kept.append(image)
+        difference = images[:, None, :] - images[None, :, :]
+        same = np.all(np.abs(difference - np.round(difference)) < _DUPLICATE, axis=2)
+        kept = images[~np.any(np.tril(same, k=-1), axis=1)]  # an image equal to an earlier one goes
         out_labels.extend([label] * len(kept))
         out_positions.extend(kept)
         out_fixed.extend([flags] * len(kept))
