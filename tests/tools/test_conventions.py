@@ -257,7 +257,7 @@ def test_a_key_assigned_many_times_gives_one_warning():
     assert result.parameters['ELECTRONS']['mixing_beta'] == 0.3
     messages = [w for w in result.warnings if 'mixing_beta' in w]
     assert len(messages) == 1
-    expected = f'mixing_beta is assigned {MAX_ASSIGNMENTS} times (also line 11); the last value, 0.3, is used'
+    expected = f'mixing_beta is assigned {MAX_ASSIGNMENTS} times (first at line 11); the last value, 0.3, is used'
     assert expected in messages[0]
 
 

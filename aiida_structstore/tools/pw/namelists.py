@@ -346,9 +346,9 @@ class _SectionReader:
                 result[item_key] = item_value
         for item_key, lines_of in assigned.items():
             if len(lines_of) > 1:
-                times = 'twice' if len(lines_of) == 2 else f'{len(lines_of)} times'
+                times = 'twice (also' if len(lines_of) == 2 else f'{len(lines_of)} times (first at'
                 self.where.warn(
-                    f'&{name}: {item_key} is assigned {times} (also line {lines_of[0]}); the last value, '
+                    f'&{name}: {item_key} is assigned {times} line {lines_of[0]}); the last value, '
                     f'{result[item_key]!r}, is used, as pw.x does',
                     lines_of[-1],
                 )
