@@ -430,8 +430,16 @@ def test_formula_without_z_must_be_proportional():
     assert parse_one(NACL.replace('loop_', "_chemical_formula_sum 'Na Cl'\nloop_", 1)).formula == 'ClNa'
 
 
-def test_hydrogen_missing_from_the_sites_is_an_error():
+def test_hydrogen_missing_from_the_sites_is_a_warning():
+    """Issue 19: the formula may count hydrogen atoms no site holds (the other elements agree); see test_conventions."""
     text = NACL.replace('loop_', "_chemical_formula_sum 'H Cl Na'\n_cell_formula_units_Z 4\nloop_", 1)
+    block = parse_one(text)
+    assert composition(block) == {'Na': 4.0, 'Cl': 4.0}
+    assert 'they differ only in H (hydrogen positions are often not given), and Cl, Na agree' in block.warnings[0]
+
+
+def test_hydrogen_missing_and_another_element_wrong_is_an_error():
+    text = NACL.replace('loop_', "_chemical_formula_sum 'H Cl2 Na'\n_cell_formula_units_Z 4\nloop_", 1)
     with pytest.raises(ParseError, match=r'no site holds H; hydrogen positions are often omitted'):
         parse_cif(text)
 

@@ -7,12 +7,17 @@ Declared versus parsed
     The expansion must give the declared ``_atom_site_symmetry_multiplicity``, the multiplicity of
     ``_atom_site_Wyckoff_symbol`` and ``_atom_site_site_symmetry_order``, and the composition must be
     ``_cell_formula_units_Z`` x ``_chemical_formula_sum`` (within ``COMPOSITION_TOLERANCE``), or proportional to the
-    formula if Z is not given. Two writer conventions explain a disagreement and are accepted, with a warning:
+    formula if Z is not given. Three conventions explain a disagreement and are accepted, with a warning:
 
     * pymatgen's ``CifWriter`` (Materials Project, pyxtal, most Python tools) writes the **cell content** as
       ``_chemical_formula_sum`` (``Si8`` with ``Z = 8`` for diamond);
     * SHELXL up to 2013 wrote the **site-symmetry order** as ``_atom_site_symmetry_multiplicity`` (1 for a general
       position), the item later renamed ``_atom_site_site_symmetry_order``.
+
+    * the formula describes the compound rather than the sites (hydrates, disorder, hydrogen atoms not located):
+      accepted when the difference is only in hydrogen and in elements on partially occupied sites, while every other
+      element agrees with the formula x Z (the rule, and why it keeps misread structures out, is in
+      :func:`_explained_difference`); a setting that agrees exactly is preferred to one whose difference is explained.
 
     Any other disagreement is an error, and so is a block that reads some rows one way and some the other.
 
@@ -42,6 +47,8 @@ __all__ = ('COMPOSITION_TOLERANCE', 'CifBlock', 'format_amounts', 'read_block', 
 
 COMPOSITION_TOLERANCE = 0.02
 """Relative tolerance of the comparison of the parsed composition with the declared formula."""
+_HYDROGEN = frozenset({'H'})
+_FRACTION = re.compile(r'(?<=[A-Za-z)\]])(\d+)/(\d+)')
 _CELL = ('length_a', 'length_b', 'length_c', 'angle_alpha', 'angle_beta', 'angle_gamma')
 
 
@@ -134,7 +141,9 @@ class _BlockReader:
         if len(expanded) == 1:
             return expanded[0]
         if self.has_declared_counts(rows):
-            consistent = [(c, e) for c, e in expanded if not self.declared_problem(rows, e, c)[0]]
+            # A setting that agrees with the formula exactly is preferred to one whose difference is only explained.
+            consistent = [(c, e) for c, e in expanded if not self.declared_problem(rows, e, c, lenient=False)[0]]
+            consistent = consistent or [(c, e) for c, e in expanded if not self.declared_problem(rows, e, c)[0]]
             if not consistent:
                 candidate, expansion = expanded[0]
                 problem, _ = self.declared_problem(rows, expansion, candidate)
@@ -167,9 +176,12 @@ class _BlockReader:
         return per_row or (formula and self.block.single('cell', 'formula_units_Z') is not None)
 
     def declared_problem(
-        self, rows: list[Row], expansion: Expansion, symmetry: Symmetry
+        self, rows: list[Row], expansion: Expansion, symmetry: Symmetry, *, lenient: bool = True
     ) -> tuple[str | None, list[str]]:
-        """The first disagreement of the declared counts with the expansion, and the writer conventions used."""
+        """The first disagreement of the declared counts with the expansion, and the conventions read.
+
+        ``lenient`` is passed to :meth:`formula_problem`.
+        """
         notes: list[str] = []
         as_order = []
         for row, size in zip(rows, expansion.orbit_sizes, strict=True):
@@ -206,21 +218,20 @@ class _BlockReader:
                 f'up to 2013 wrote it, not multiplicities (e.g. {as_order[0].name}: {as_order[0].multiplicity}, '
                 f'multiplicity {expansion.orbit_sizes[rows.index(as_order[0])]}); read as site-symmetry orders'
             )
-        problem, formula_notes = self.formula_problem(expansion)
+        problem, formula_notes = self.formula_problem(expansion, lenient=lenient)
         return problem, notes + formula_notes
 
-    def formula_problem(self, expansion: Expansion) -> tuple[str | None, list[str]]:
-        from pymatgen.core import Composition
+    def formula_problem(self, expansion: Expansion, *, lenient: bool = True) -> tuple[str | None, list[str]]:
+        """The disagreement of ``_chemical_formula_sum`` (x Z) with the sites, or the note of the convention read.
 
+        ``lenient``: a disagreement that :func:`_explained_difference` explains is read as the sites give, with a note.
+        """
         found = self.block.single('chemical_formula', 'sum')
         if found is None:
             return None, []
         item, text = found
-        try:
-            declared = {str(element): float(amount) for element, amount in Composition(text).items()}
-        except Exception:
-            declared = {}
-        if not declared or not all(re.fullmatch(r'[A-Z][a-z]?', symbol) for symbol in declared):
+        declared = read_formula(text)
+        if not declared:
             raise self.error(f'cannot read {item.tag} {text!r}', item.line)
         parsed = expansion.composition()
         formula_units = self.block.number('cell', 'formula_units_Z')
@@ -241,19 +252,22 @@ class _BlockReader:
                     f"(_cell_formula_units_Z = {formula_units:g}), as pymatgen's CifWriter writes it; "
                     'read as the cell content'
                 ]
-            return (
+            problem = (
                 f'{item.tag} {text!r} x _cell_formula_units_Z {formula_units:g} = '
-                f'{format_amounts(expected, " ")} but the sites give {format_amounts(parsed, " ")}{hint}'
-            ), []
-        if set(declared) != set(parsed):
-            return f'{item.tag} {text!r} has elements {sorted(declared)} but the sites give {sorted(parsed)}{hint}', []
-        ratios = [parsed[symbol] / declared[symbol] for symbol in declared]
-        if max(ratios) - min(ratios) > COMPOSITION_TOLERANCE * max(ratios):
-            return (
-                f'{item.tag} {text!r} is not proportional to the composition of the sites, '
-                f'{format_amounts(parsed, " ")}{hint}'
-            ), []
-        return None, []
+                f'{format_amounts(expected, " ")} but the sites give {format_amounts(parsed, " ")}'
+            )
+        elif set(declared) != set(parsed):
+            problem = f'{item.tag} {text!r} has elements {sorted(declared)} but the sites give {sorted(parsed)}'
+        else:
+            ratios = [parsed[symbol] / declared[symbol] for symbol in declared]
+            if max(ratios) - min(ratios) <= COMPOSITION_TOLERANCE * max(ratios):
+                return None, []
+            composition = format_amounts(parsed, ' ')
+            problem = f'{item.tag} {text!r} is not proportional to the composition of the sites, {composition}'
+        explained = _explained_difference(declared, parsed, expansion, formula_units) if lenient else None
+        if explained is None:
+            return problem + hint, []
+        return None, [f'{problem}: {explained}; the sites are read as they are']
 
     def check_occupancies(self, rows: list[Row], expansion: Expansion) -> None:
         for members, species in zip(expansion.site_rows, expansion.species, strict=True):
@@ -346,6 +360,77 @@ def format_amounts(amounts: dict[str, float], separator: str = '') -> str:
     from pymatgen.util.string import formula_double_format
 
     return separator.join(f'{symbol}{formula_double_format(round(amounts[symbol], 4))}' for symbol in sorted(amounts))
+
+
+def read_formula(text: str) -> dict[str, float] | None:
+    """The amounts of a ``_chemical_formula_sum``, or ``None`` if it cannot be read.
+
+    Besides one formula (``'C2 H6 O'``, ``'Fe0.9 O'``), as the CIF dictionary defines it, COD files write moieties
+    separated by commas, each with an optional leading multiplier (``'C12 H8 N2, C20 H14 O2'``,
+    ``'C8 H22 B2 N2 S4 , 0.33C H2 Cl2'``), and fractions (``'Fe1/3 I2 Li O6'``): they are summed and read as numbers.
+    """
+    from pymatgen.core import Composition
+
+    total: dict[str, float] = defaultdict(float)
+    for moiety in text.split(','):
+        if not moiety.strip() or any(int(match.group(2)) == 0 for match in _FRACTION.finditer(moiety)):
+            return None
+        moiety = _FRACTION.sub(lambda match: f'{int(match.group(1)) / int(match.group(2)):.6g}', moiety.strip())
+        multiplier = re.match(r'(\d+(?:\.\d*)?|\.\d+)\s*(?=[A-Z(\[])', moiety)
+        factor = float(multiplier.group(1)) if multiplier else 1.0
+        try:
+            amounts = Composition(moiety[multiplier.end() :] if multiplier else moiety)
+        except Exception:
+            return None
+        for element, amount in amounts.items():
+            if not re.fullmatch(r'[A-Z][a-z]?', str(element)):
+                return None
+            total[str(element)] += factor * float(amount)
+    return dict(total) or None
+
+
+def _explained_difference(
+    declared: dict[str, float], parsed: dict[str, float], expansion: Expansion, formula_units: float | None
+) -> str | None:
+    """Why the formula and the sites differ, if the difference is one a correct structure can have; else ``None``.
+
+    The formula of a hydrate, a disordered or a riding-hydrogen structure often describes the compound rather than the
+    sites: hydrogen atoms not located (or located where the formula does not count them), and elements on partially
+    occupied sites whose refined occupancies do not add up to the ideal formula. Such a difference is explained when
+    the "firm" elements (neither hydrogen nor on a partially occupied site; if every element but hydrogen is on a
+    partially occupied site, all of those) agree with the formula x Z (without Z: all at one common scale), every
+    element of the sites is in the formula and every element of the formula other than hydrogen is on some site. A
+    misread symmetry (a missing centring, a subgroup, a wrong Z) changes the firm elements too, and a file that lost
+    atom rows misses an element or a firm count, so neither is accepted.
+    """
+    disordered = {
+        symbol
+        for species in expansion.rescaled_species()
+        for symbol, value in species.items()
+        if value < 1 - OCCUPANCY_TOLERANCE
+    }
+    if set(parsed) - set(declared) or set(declared) - set(parsed) - _HYDROGEN:
+        return None
+    heavy = [symbol for symbol in sorted(parsed) if symbol not in _HYDROGEN]
+    firm = [symbol for symbol in heavy if symbol not in disordered] or heavy  # all disordered: all must agree
+    if not firm:
+        return None
+    scale = formula_units if formula_units is not None else parsed[firm[0]] / declared[firm[0]]
+    expected = {symbol: value * scale for symbol, value in declared.items()}
+    if not _same_amounts({s: expected[s] for s in firm}, {s: parsed[s] for s in firm}):
+        return None
+    differing = [
+        symbol
+        for symbol in sorted(declared)
+        if not _same_amounts({symbol: expected[symbol]}, {symbol: parsed.get(symbol, 0.0)})
+    ]
+    reasons = [
+        'H (hydrogen positions are often not given)' if symbol in _HYDROGEN and symbol not in parsed else symbol
+        for symbol in differing
+        if symbol in _HYDROGEN
+    ] + [f'{symbol} (on partially occupied sites)' for symbol in differing if symbol not in _HYDROGEN]
+    firm_text = ', '.join(sorted(firm))
+    return f'they differ only in {", ".join(reasons)}, and {firm_text} agree'
 
 
 def _same_amounts(first: dict[str, float], second: dict[str, float]) -> bool:

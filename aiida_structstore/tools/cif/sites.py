@@ -11,7 +11,8 @@ Rows
     (``0.08366`` stays, it is no rounded 1/12).
 
 Elements
-    From ``_atom_site_type_symbol`` (``Fe3+`` is Fe; ``Wat`` or ``OH-`` is an error), else from the label's leading
+    From ``_atom_site_type_symbol`` (``Fe3+`` is Fe, ``O2-(H2O)`` is O: a note in parentheses after the charge is
+    ignored; ``Wat`` or ``OH-`` is an error), else from the label's leading
     letters (``Fe1a`` is Fe); an all-capitals label whose first two letters could be one or two elements (``CA1``:
     C or Ca) is an error.
 
@@ -293,9 +294,10 @@ def element_symbol(text: str, *, type_symbol: bool) -> str | None:
         return None
     letters = match.group()
     if type_symbol:
-        # An element symbol, in any case, followed at most by a charge: 'Fe', 'FE3+', 'O2-'; not 'Wat' or 'OH-'.
+        # An element symbol, in any case, followed at most by a charge and a note in parentheses: 'Fe', 'FE3+',
+        # 'O2-', 'O2-(H2O)' (a water oxygen); not 'Wat' or 'OH-'.
         symbol = letters.capitalize()
-        if not is_element(symbol) or not re.fullmatch(r'\d*(?:[+-]\d*)?', text[len(letters) :]):
+        if not is_element(symbol) or not re.fullmatch(r'\d*(?:[+-]\d*)?(?:\([^()]*\))?', text[len(letters) :]):
             return None
         return symbol
     if letters[0].isupper() and (len(letters) == 1 or letters[1].islower()):

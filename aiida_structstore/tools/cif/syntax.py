@@ -183,20 +183,26 @@ def read_blocks(text: object, where: Where) -> tuple[list[Block], list[str]]:
 
 def _parse(text: str, where: Where, warnings: list[str]) -> cif.Document:
     lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')  # CIF lines end in CR, LF or CR LF only
+    lenient: dict[str, list[int]] = {}  # tag -> lines read leniently, one warning per tag
     for _ in range(_MAX_LENIENT_LINES):
         try:
             # check_level 0: gemmi's own checks would refuse blocks of the same name; duplicates are checked below.
-            return cif.read_string('\n'.join(lines), check_level=0)
+            document = cif.read_string('\n'.join(lines), check_level=0)
         except (ValueError, RuntimeError) as exc:
             line, message = _gemmi_error(exc)
             fixed = _quote_unquoted_value(lines, line) if message == 'parse error' else None
             if fixed is None:
                 raise where.error(_describe(message, lines, line), line) from None
             lines[line - 1], tag = fixed
+            lenient.setdefault(tag, []).append(line)
+            continue
+        for tag, numbers in lenient.items():
+            where_text = f'line {numbers[0]}' if len(numbers) == 1 else f'lines {", ".join(map(str, numbers))}'
             warnings.append(
-                f'line {line}: the value of {tag} contains blanks but is not quoted; it is read to the end of the '
+                f'{where_text}: the value of {tag} contains blanks but is not quoted; it is read to the end of the '
                 'line (as ASE does)'
             )
+        return document
     raise where.error(f'more than {_MAX_LENIENT_LINES} lines with unquoted values that contain blanks')
 
 

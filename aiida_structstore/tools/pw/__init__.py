@@ -70,8 +70,11 @@ def parse_pw_input(text: str | bytes, *, filename: str | None = None) -> PwInput
         with np.errstate(all='ignore'):  # overflow and invalid values are checked for explicitly
             sections = read_sections(text, where)
             structure = read_structure(sections.namelists, sections.cards, where)
-            ibrav = sections.namelists['SYSTEM']['ibrav']
-            kpoints, kind, option = read_kpoints(sections.cards, structure.node, structure.alat, ibrav, where)
+            ibrav = structure.ibrav
+            label_type = sections.namelists.get('CONTROL', {}).get('point_label_type', 'SC')
+            kpoints, kind, option = read_kpoints(
+                sections.cards, structure.node, structure.alat, ibrav, where, label_type
+            )
     except ParseError:
         raise
     except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as exc:  # a safety net, never expected

@@ -4,7 +4,8 @@ What differs from ``create_builder_from_file``: the input is read by :func:`~aii
 (every ``ibrav``, not only 0; elements from the species labels; the k-point traps fixed), and
 
 * **parameters** lose the keywords ``PwCalculation`` sets itself (its ``_blocked_keywords``: ``pseudo_dir``,
-  ``outdir``, ``prefix``, ``celldm``, ``nat``, ``ntyp``, ``A`` ... ``cosBC``), and variables indexed by species
+  ``outdir``, ``prefix``, ``celldm``, ``nat``, ``ntyp``, ``A`` ... ``cosBC``) and those of ``space_group``
+  (the structure holds every atom), and variables indexed by species
   (``starting_magnetization(2)``, ``Hubbard_U(1)``, ``starting_ns_eigenvalue(1,1,2)``, ...) are keyed by kind name,
   because ``PwCalculation`` writes the species in its own (alphabetical) order; entries of unused species go;
 * **k-points**: a mesh, Γ only (with the setting ``gamma_only``), a list, or a band path expanded to the points pw.x
@@ -48,6 +49,9 @@ SPECIES_INDEXED = frozenset(
 #: &SYSTEM variables with several indices, the last one the species.
 SPECIES_LAST_INDEX = frozenset({'starting_ns_eigenvalue', 'hubbard_j'})
 _INDEXED = re.compile(r'([a-z_0-9]+)\(([\d,]+)\)')
+#: &SYSTEM variables of ``crystal_sg`` positions: the structure holds every atom, so they go (with them pw.x would
+#: expect the inequivalent atoms only).
+SPACE_GROUP_KEYS = frozenset({'space_group', 'uniqueb', 'origin_choice', 'rhombohedral'})
 
 
 def create_builder(
@@ -139,7 +143,7 @@ def _parameters(parsed: PwInput, blocked: list[tuple[str, ...]]) -> dict[str, di
         for key, value in values.items():
             match = _INDEXED.fullmatch(key)
             base = match.group(1) if match else key
-            if (namelist, base) in blocked_keys:
+            if (namelist, base) in blocked_keys or (namelist == 'SYSTEM' and key in SPACE_GROUP_KEYS):
                 continue
             if match and namelist == 'SYSTEM' and base in SPECIES_INDEXED | SPECIES_LAST_INDEX:
                 indices = [int(index) for index in match.group(2).split(',')]

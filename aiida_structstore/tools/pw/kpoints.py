@@ -9,9 +9,12 @@ which is √2 too large for fcc).
 
 Letters in band paths: for ``ibrav > 0`` pw.x resolves a vertex given by letter (``gG 20``, ``L 20``) with QE's
 Brillouin-zone tables (``Modules/bz_form.f90``). This module knows the points of the lattices whose points do not
-depend on the cell parameters (:data:`LETTERS`: ibrav 1, 2, 3, 4, 6), checked against pw.x 6.7; a letter of another
-lattice, or one pw.x does not know, is an error naming the letter (pw.x itself refuses letters with ibrav 0, -3,
--5, 13, 14, 91, -13). ``tpiba_c``/``crystal_c`` and unknown options are errors.
+depend on the cell parameters (:data:`LETTERS`: ibrav 1, 2, 3, 4, 6), checked against pw.x 6.7, and the extra points
+of ``point_label_type = 'BI'`` in &CONTROL (:data:`LETTERS_BI`, e.g. ``H1`` for ibrav 3; any other value reads as
+pw.x's default ``'SC'``); a letter of another lattice, or one pw.x does not know, is an error naming the letter
+(pw.x itself refuses letters with ibrav 0, -3, -5, 13, 14, 91, -13). ``K_POINTS alat`` reads as ``tpiba``, with a
+warning, as pw.x reads it; lines after the data pw.x reads (a trailing ``~`` of an editor) are ignored with a
+warning; ``tpiba_c``/``crystal_c`` and other unknown options are errors.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import re
 import numpy as np
 from aiida import orm
 
-from .namelists import INT_RE, Card, Where
+from .namelists import INT_RE, Card, Where, ignore_extra_lines
 from .structure import real
 
-__all__ = ('KINDS', 'LETTERS', 'read_kpoints')
+__all__ = ('KINDS', 'LETTERS', 'LETTERS_BI', 'read_kpoints')
 
 KINDS = ('automatic', 'gamma', 'list', 'band_path')
 _OPTIONS = {
@@ -62,19 +65,48 @@ LETTERS: dict[int, dict[str, tuple[float, float, float]]] = {
         'R': (0, 1 / 2, 1 / 2),
     },
 }
+#: The points ``point_label_type = 'BI'`` (&CONTROL; the Bilbao server's labels) adds to :data:`LETTERS`, from
+#: ``Modules/bz_form.f90`` (vertices computed as ``compute_vertices`` does; they reproduce the SC table above).
+LETTERS_BI: dict[int, dict[str, tuple[float, float, float]]] = {
+    1: {'X1': (1 / 2, 0, 0)},
+    2: {
+        'X1': (-1 / 2, 0, -1 / 2),
+        'W1': (-1 / 2, 1 / 4, -1 / 4),
+        'U1': (-3 / 8, 1 / 4, -3 / 8),
+        'X3': (1 / 2, 1 / 2, 0),
+        'W3': (1 / 4, 1 / 2, -1 / 4),
+        'L1': (-1 / 2, 0, 0),
+        'M': (-1 / 2, 1 / 2, 0),
+    },
+    3: {'H1': (1 / 2, -1 / 2, -1 / 2)},
+}
 _GAMMA = 'gG'
 _REFUSED_BY_PWX = (0, -3, -5, 13, 14, 91, -13)
 _LETTER_LINE = re.compile(r'\s*([A-Za-z][A-Za-z0-9]?)\s+(\S+)\s*$')
 
 
 def read_kpoints(
-    cards: dict[str, Card], structure: orm.StructureData, alat: float, ibrav: int, where: Where
+    cards: dict[str, Card],
+    structure: orm.StructureData,
+    alat: float,
+    ibrav: int,
+    where: Where,
+    label_type: object = 'SC',
 ) -> tuple[orm.KpointsData | None, str | None, str | None]:
-    """The k-points, their kind (:data:`KINDS`) and the card option; ``None`` three times without a K_POINTS card."""
+    """The k-points, their kind (:data:`KINDS`) and the card option; ``None`` three times without a K_POINTS card.
+
+    ``label_type`` is ``point_label_type`` of &CONTROL: ``'BI'`` adds the letters of :data:`LETTERS_BI`.
+    """
     card = cards.get('K_POINTS')
     if card is None:
         return None, None, None
     option = card.option or 'tpiba'
+    if option == 'alat':  # pw.x's read_cards reads every option it does not know as tpiba (2 pi / alat units)
+        where.warn(
+            'K_POINTS alat: read as tpiba (units of 2 pi / alat), as pw.x reads a K_POINTS option it does not know',
+            card.number,
+        )
+        option = 'tpiba'
     if option not in _OPTIONS:
         where.fail(f'K_POINTS: unsupported type {option!r} (supported: {", ".join(_OPTIONS)})', card.number)
     kind = _OPTIONS[option]
@@ -97,16 +129,17 @@ def read_kpoints(
             f'K_POINTS {option}: expected the number of k-points, got {count_line.text.strip()!r}', count_line.number
         )
     count = int(count_line.text)
-    if len(card.lines) - 1 != count:
+    if len(card.lines) - 1 < count:
         where.fail(f'K_POINTS {option}: {count} k-points declared but {len(card.lines) - 1} line(s) given', card.number)
+    ignore_extra_lines(card, 1 + count, where, f'K_POINTS {option}')
     points = np.empty((count, 3))
     weights = np.empty(count)
     labels: list[tuple[int, str]] = []
     reciprocal = 2 * math.pi * np.linalg.inv(np.array(structure.cell)).T  # rows, 1/Å
-    for index, line in enumerate(card.lines[1:]):
+    for index, line in enumerate(card.lines[1 : 1 + count]):
         letter = _LETTER_LINE.match(line.text) if kind == 'band_path' else None
         if letter is not None:
-            frac = _letter(letter.group(1), ibrav, option, line.number, where)
+            frac = _letter(letter.group(1), ibrav, option, line.number, where, label_type == 'BI')
             points[index] = frac if option == 'crystal_b' else frac @ reciprocal / (2 * math.pi / alat)
             weights[index] = real(
                 letter.group(2), f'K_POINTS {option}: points after {letter.group(1)}', line.number, where
@@ -160,10 +193,9 @@ def expand_band_path(kpoints: orm.KpointsData) -> orm.KpointsData:
 
 
 def _mesh(card: Card, where: Where) -> tuple[list[int], list[float]]:
-    if len(card.lines) != 1:
-        where.fail(
-            f"K_POINTS automatic takes exactly one line 'nk1 nk2 nk3 sk1 sk2 sk3', found {len(card.lines)}", card.number
-        )
+    if not card.lines:
+        where.fail("K_POINTS automatic needs the line 'nk1 nk2 nk3 sk1 sk2 sk3'", card.number)
+    ignore_extra_lines(card, 1, where, 'K_POINTS automatic')
     line = card.lines[0]
     fields = line.text.split()
     if len(fields) != 6 or not all(INT_RE.fullmatch(field) for field in fields):
@@ -178,7 +210,7 @@ def _mesh(card: Card, where: Where) -> tuple[list[int], list[float]]:
     return mesh, [0.5 * s for s in shifts]
 
 
-def _letter(letter: str, ibrav: int, option: str, line: int, where: Where) -> np.ndarray:
+def _letter(letter: str, ibrav: int, option: str, line: int, where: Where, bilbao: bool) -> np.ndarray:
     if ibrav in _REFUSED_BY_PWX:
         where.fail(
             f'K_POINTS {option}: the point {letter!r} is given by letter, which pw.x refuses with ibrav = {ibrav}', line
@@ -192,7 +224,13 @@ def _letter(letter: str, ibrav: int, option: str, line: int, where: Where) -> np
         )
     if letter == _GAMMA:
         return np.zeros(3)
+    extra = LETTERS_BI.get(ibrav, {})
+    if bilbao:
+        table = {**table, **extra}
     if letter not in table:
         known = ', '.join([_GAMMA, *table])
-        where.fail(f'K_POINTS {option}: pw.x knows no point {letter!r} for ibrav = {ibrav} (it knows {known})', line)
+        hint = f"; {letter!r} needs point_label_type = 'BI' in &CONTROL" if letter in extra and not bilbao else ''
+        where.fail(
+            f'K_POINTS {option}: pw.x knows no point {letter!r} for ibrav = {ibrav} (it knows {known}){hint}', line
+        )
     return np.array(table[letter], dtype=float)

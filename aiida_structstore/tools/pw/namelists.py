@@ -6,10 +6,14 @@ drops strings with blanks, does not know ``&end``, loses atoms after a trailing 
 
 * Text before the first namelist is skipped (a title line is common in QE's own examples).
 * ``!`` and ``#`` start comments outside quoted strings; Windows line endings and a byte-order mark are fine.
-* A namelist ends with ``/`` or ``&end``; values are Fortran literals: integers, reals (``1.0E+01``, ``1.0d0``,
+* A namelist ends with ``/`` or ``&end``. Fortran ignores the rest of the record after ``/``: an ``&end`` there, or
+  alone on the next line (a writer that closes its namelists both ways), is skipped; other text there is ignored with
+  a warning. Values are Fortran literals: integers, reals (``1.0E+01``, ``1.0d0``,
   ``.5``), logicals (``.true.``, ``t``), quoted strings (``''`` is a quote); ``celldm = 10.2, 1.0, 1.6`` fills
   ``celldm(1)``, ``celldm(2)``, ``celldm(3)`` and ``3*0.0`` repeats a value.
-* A variable assigned twice takes the last value, as in Fortran, with a warning.
+* A variable assigned twice takes the last value, as in Fortran, with one warning per variable (however often it is
+  assigned); more than :data:`MAX_ASSIGNMENTS` assignments of one variable are an error.
+* Warnings are deduplicated, and at most :data:`MAX_WARNINGS` are kept, followed by one line counting the others.
 * Keys are lower-cased with blanks removed (``Hubbard_U(1)`` → ``'hubbard_u(1)'``), namelist names upper-cased.
 
 Refused: unknown or repeated namelists, unterminated namelists (truncated files), unquoted strings, null values
@@ -25,7 +29,22 @@ from typing import Any, NoReturn
 
 from ...core.exceptions import ParseError
 
-__all__ = ('Card', 'Line', 'Sections', 'Where', 'read_sections', 'to_float')
+__all__ = (
+    'MAX_ASSIGNMENTS',
+    'MAX_WARNINGS',
+    'Card',
+    'Line',
+    'Sections',
+    'Where',
+    'ignore_extra_lines',
+    'read_sections',
+    'to_float',
+)
+
+MAX_ASSIGNMENTS = 1000
+"""How often one variable may be assigned in a namelist; more is refused (pw.x takes the last value)."""
+MAX_WARNINGS = 50
+"""Warnings kept per file; the rest are counted in one last warning."""
 
 NAMELISTS = ('CONTROL', 'SYSTEM', 'ELECTRONS', 'IONS', 'CELL', 'FCP', 'RISM')
 CARDS = frozenset(
@@ -70,6 +89,8 @@ class Where:
 
     filename: str | None
     warnings: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set, repr=False)
+    _dropped: int = field(default=0, repr=False)
 
     def message(self, message: str, line: int | None = None) -> str:
         prefix = f'{self.filename}: ' if self.filename else ''
@@ -80,7 +101,19 @@ class Where:
         raise ParseError(self.message(message, line)) from cause
 
     def warn(self, message: str, line: int | None = None) -> None:
-        self.warnings.append(self.message(message, line))
+        """Keep the warning unless the same message (whatever its line) was given, at most :data:`MAX_WARNINGS`."""
+        if message in self._seen:
+            return
+        self._seen.add(message)
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(self.message(message, line))
+            return
+        self._dropped += 1
+        summary = self.message(f'{self._dropped} more warning(s) not shown')
+        if self._dropped == 1:
+            self.warnings.append(summary)
+        else:
+            self.warnings[-1] = summary
 
 
 @dataclass(frozen=True)
@@ -151,8 +184,13 @@ class _SectionReader:
         start = 0
         body: list[Line] = []
         card: Card | None = None
+        closed_by_slash = False  # the previous non-blank line closed a namelist with '/' and nothing after it
         for line in lines:
             stripped = line.text.strip()
+            if closed_by_slash and stripped:
+                closed_by_slash = False
+                if _is_end_marker(stripped, alone=True):
+                    continue  # '/' then '&end' on the next line: pw.x's namelist read skips the record
             if current is not None:
                 keyword = card_keyword(stripped)
                 if keyword is not None or (stripped.startswith('&') and not _is_end_marker(stripped)):
@@ -164,7 +202,7 @@ class _SectionReader:
                 content, terminated, rest = _split_terminator(line.text)
                 body.append(Line(line.number, content))
                 if terminated:
-                    self.close(current, body, rest, line.number, namelists)
+                    closed_by_slash = self.close(current, body, rest, line.number, namelists)
                     current = None
                 continue
             if not stripped:
@@ -188,7 +226,7 @@ class _SectionReader:
                 content, terminated, rest = _split_terminator(match.group(2))
                 body.append(Line(line.number, content))
                 if terminated:
-                    self.close(name, body, rest, line.number, namelists)
+                    closed_by_slash = self.close(name, body, rest, line.number, namelists)
                     current = None
                 continue
             keyword = card_keyword(stripped)
@@ -216,10 +254,17 @@ class _SectionReader:
             self.fail(f'not a pw.x input{hint}: no namelist (&CONTROL, &SYSTEM, ...) found')
         return Sections(namelists, cards)
 
-    def close(self, name: str, body: list[Line], rest: str, number: int, namelists: dict) -> None:
-        if rest.strip():
-            self.fail(f'unexpected text after the end of namelist &{name}: {rest.strip()!r}', number)
+    def close(self, name: str, body: list[Line], rest: str, number: int, namelists: dict) -> bool:
+        """Read the namelist; ``True`` if it was closed by ``/`` alone (an ``&end`` may follow on the next line)."""
         namelists[name] = self.namelist(name, body)
+        terminator, rest = rest[0], rest[1:].strip()
+        if rest and not (_is_end_marker(rest, alone=True) or (terminator == '&' and rest == '/')):
+            self.where.warn(
+                f'the text {rest!r} after the end of namelist &{name} is ignored, as Fortran ignores the rest of the '
+                'line after a namelist',
+                number,
+            )
+        return terminator == '/' and not rest
 
     def card_option(self, card: str, stripped: str, number: int) -> str | None:
         match = _CARD_HEADER_RE.fullmatch(stripped)
@@ -247,7 +292,7 @@ class _SectionReader:
                 position = match.end()
 
         result: dict[str, Any] = {}
-        assigned: dict[str, int] = {}
+        assigned: dict[str, list[int]] = {}  # the lines of each key's assignments
         index = 0
         while index < len(tokens):
             kind, text, number = tokens[index]
@@ -287,14 +332,26 @@ class _SectionReader:
                 self.fail(f'&{name}: {key}: no value given', number)
             for item_key, item_value in self.expand(name, key_match, values, number):
                 if item_key in result:
-                    self.where.warn(
-                        f'&{name}: {item_key} is assigned twice (also line {assigned[item_key]}); the last value, '
-                        f'{item_value!r}, is used, as pw.x does',
-                        number,
-                    )
-                    del result[item_key]
+                    del result[item_key]  # the last assignment decides the order too
+                    lines_of = assigned[item_key]
+                    if len(lines_of) >= MAX_ASSIGNMENTS:
+                        self.fail(
+                            f'&{name}: {item_key} is assigned more than {MAX_ASSIGNMENTS} times (first at line '
+                            f'{lines_of[0]}); this is not an input pw.x is meant to read',
+                            number,
+                        )
+                    lines_of.append(number)
+                else:
+                    assigned[item_key] = [number]
                 result[item_key] = item_value
-                assigned[item_key] = number
+        for item_key, lines_of in assigned.items():
+            if len(lines_of) > 1:
+                times = 'twice (also' if len(lines_of) == 2 else f'{len(lines_of)} times (first at'
+                self.where.warn(
+                    f'&{name}: {item_key} is assigned {times} line {lines_of[0]}); the last value, '
+                    f'{result[item_key]!r}, is used, as pw.x does',
+                    lines_of[-1],
+                )
         return result
 
     def values(self, name: str, key: str, kind: str, token: str, number: int) -> list[Any]:
@@ -354,12 +411,16 @@ def _strip_comment(line: str) -> tuple[str, str | None]:
     return line, quote
 
 
-def _is_end_marker(text: str) -> bool:
-    return re.fullmatch(r'&end\b.*', text, re.IGNORECASE) is not None
+def _is_end_marker(text: str, *, alone: bool = False) -> bool:
+    pattern = r'&end' if alone else r'&end\b.*'
+    return re.fullmatch(pattern, text.strip(), re.IGNORECASE) is not None
 
 
 def _split_terminator(text: str) -> tuple[str, bool, str]:
-    """Split a namelist line at its terminator (``/`` or ``&end``, outside quotes): (content, terminated, rest)."""
+    """Split a namelist line at its terminator (``/`` or ``&end``, outside quotes): (content, terminated, rest).
+
+    ``rest`` starts with the terminator's first character (``/`` or ``&``), followed by the rest of the line.
+    """
     quote: str | None = None
     for index, char in enumerate(text):
         if quote is not None:
@@ -368,10 +429,23 @@ def _split_terminator(text: str) -> tuple[str, bool, str]:
         elif char in '\'"':
             quote = char
         elif char == '/':
-            return text[:index], True, text[index + 1 :]
+            return text[:index], True, '/' + text[index + 1 :]
         elif char == '&' and re.match(r'&end(?![\w])', text[index:], re.IGNORECASE):
-            return text[:index], True, text[index + 4 :]
+            return text[:index], True, '&' + text[index + 4 :]
     return text, False, ''
+
+
+def ignore_extra_lines(card: Card, used: int, where: Where, what: str | None = None) -> list[Line]:
+    """The first ``used`` lines of the card; pw.x takes each further line for a card it does not know and ignores it
+    (with a warning in its output): so do we, with a warning."""
+    extra = card.lines[used:]
+    if extra:
+        shown = ', '.join(repr(line.text.strip()[:40]) for line in extra[:3]) + (', ...' if len(extra) > 3 else '')
+        where.warn(
+            f'{what or card.name}: {len(extra)} line(s) after its data ({shown}) are ignored, as pw.x ignores them',
+            extra[0].number,
+        )
+    return card.lines[:used]
 
 
 def card_keyword(stripped: str) -> str | None:

@@ -8,18 +8,21 @@ Species
     the first two letters (``Co``, ``Fe1``, ``CO`` → Co); if those are no element, the first letter (``Ch`` → C). A
     pseudopotential file name that clearly names another element is an error (qe-tools takes the element from the
     file name: ``pbe-Si.UPF`` becomes Be). A species that no atom uses is accepted, as pw.x does, with a warning: it
-    stays in the parameters (``ntyp``) but is no kind.
+    stays in the parameters (``ntyp``) but is no kind. Columns after the pseudopotential file are ignored with a
+    warning (pw.x reads three values from the line).
 
 Cell
     ``ibrav = 0`` needs ``CELL_PARAMETERS`` (``alat``, ``bohr``, ``angstrom``, or no unit: ``alat`` if
-    ``celldm(1)``/``A`` is given, else ``bohr``). For ``ibrav != 0`` the lattice parameters are checked as QE's
-    ``latgen`` checks them, missing ``celldm(4..6)``/``cosAB``... default to 0 as in QE, and qe-tools computes the
-    cell, except for ``ibrav = -9``, where qe-tools swaps v1 and v2 (QE: v1 = (a/2, -b/2, 0)). ``ibrav = -13``
-    follows QE >= 6.5.
+    ``celldm(1)``/``A`` is given, else ``bohr``; the old options ``cubic`` and ``hexagonal`` read as no unit, with a
+    warning, as pw.x's ``read_cards`` reads every option it does not know). For ``ibrav != 0`` the lattice
+    parameters are checked as QE's ``latgen`` checks them, missing ``celldm(4..6)``/``cosAB``... default to 0 as in
+    QE, and qe-tools computes the cell, except for ``ibrav = -9``, where qe-tools swaps v1 and v2 (QE: v1 = (a/2,
+    -b/2, 0)). ``ibrav = -13`` follows QE >= 6.5.
     Lengths use qe-tools' Bohr radius (0.52917720859 Å).
 
 Positions
-    Units ``alat`` (also when none is given, pw.x's default), ``bohr``, ``angstrom`` or ``crystal``; coordinates may be
+    Units ``alat`` (also when none is given, pw.x's default), ``bohr``, ``angstrom``, ``crystal``, or ``crystal_sg``
+    with ``space_group`` (the inequivalent atoms, expanded as pw.x expands them: :mod:`.spacegroup`); coordinates may be
     QE's simple expressions (``1/3``). ``if_pos`` flags are checked (0 or 1). Atoms closer than 0.5 Å, also through
     periodic images, are refused by the overlap rule shared with the CIF reader.
 """
@@ -36,7 +39,8 @@ from aiida import orm
 from aiida.common.constants import elements as aiida_elements
 
 from ..overlap import find_overlap
-from .namelists import REAL_RE, Card, Where, to_float
+from .namelists import REAL_RE, Card, Where, ignore_extra_lines, to_float
+from .spacegroup import expand, is_wyckoff_letter, space_group_ibrav, wyckoff_position
 
 __all__ = ('BOHR_TO_ANGSTROM', 'Species', 'read_structure')
 
@@ -45,6 +49,7 @@ BOHR_TO_ANGSTROM = 0.52917720859
 
 POSITION_UNITS = ('alat', 'bohr', 'angstrom', 'crystal')
 _CELL_UNITS = ('alat', 'bohr', 'angstrom')
+_OLD_CELL_OPTIONS = ('cubic', 'hexagonal')  # QE <= 4 (and QMCPACK's Nexus still) write them; pw.x reads no units
 _VALID_IBRAV = (0, 1, 2, 3, -3, 4, 5, -5, 6, 7, 8, 9, -9, 91, 10, 11, 12, -12, 13, -13, 14)
 _ABC_KEYS = ('a', 'b', 'c', 'cosab', 'cosac', 'cosbc')
 _ELEMENTS = frozenset(value['symbol'] for value in aiida_elements.values()) - {'X'}
@@ -71,13 +76,20 @@ class Structure:
     species: tuple[Species, ...]  # as declared, unused ones included
     alat: float  # Å
     fixed: tuple[tuple[bool, bool, bool], ...]  # per atom, from the if_pos flags (0: fixed)
+    ibrav: int  # as given, or the lattice of space_group
 
 
 def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card], where: Where) -> Structure:
     """The structure, the declared species and alat (Å) from the namelists and cards."""
     system = _system(namelists, where)
+    ibrav = space_group_ibrav(system, where)
+    if ibrav is not None:
+        system = {**system, 'ibrav': ibrav}
     species = _atomic_species(cards, system, where)
     labels, raw, units, fixed = _atomic_positions(cards, system, species, where)
+    if units == 'crystal_sg':
+        labels, raw, fixed = expand(system, system['ibrav'], labels, raw, fixed, where)
+        units = 'crystal'
     cell, alat = _cell(cards, system, where)
     if units == 'alat':
         positions = raw * alat
@@ -113,7 +125,7 @@ def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card],
             node.append_kind(orm.Kind(name=item.label, symbols=item.element))
     for label, position in zip(labels, positions, strict=True):
         node.append_site(orm.Site(kind_name=label, position=[float(value) for value in position]))
-    return Structure(node, tuple(species), alat, fixed)
+    return Structure(node, tuple(species), alat, fixed, system['ibrav'])
 
 
 def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any]:
@@ -122,11 +134,13 @@ def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any
     system = namelists['SYSTEM']
     for key in ('ibrav', 'nat', 'ntyp'):
         if key not in system:
+            if key == 'ibrav' and system.get('space_group'):
+                continue  # pw.x takes the lattice of the space group
             where.fail(f'&SYSTEM: {key} is missing')
         value = system[key]
         if isinstance(value, bool) or not isinstance(value, int):
             where.fail(f'&SYSTEM: {key} must be an integer, got {value!r}')
-    if system['ibrav'] not in _VALID_IBRAV:
+    if 'ibrav' in system and system['ibrav'] not in _VALID_IBRAV:
         where.fail(f'&SYSTEM: unknown ibrav = {system["ibrav"]} (valid: {", ".join(map(str, _VALID_IBRAV))})')
     for key in ('nat', 'ntyp'):
         if system[key] < 1:
@@ -155,11 +169,17 @@ def _atomic_species(cards: dict[str, Card], system: dict[str, Any], where: Where
     seen: dict[str, int] = {}
     for line in card.lines:
         fields = line.text.split()
-        if len(fields) != 3:
+        if len(fields) < 3:
             where.fail(
                 f"ATOMIC_SPECIES: expected 'label mass pseudopotential_file', got {line.text.strip()!r}", line.number
             )
-        label, mass_text, pseudo = fields
+        label, mass_text, pseudo = fields[:3]
+        if len(fields) > 3:  # pw.x reads three values from the line (list-directed READ) and ignores the rest
+            where.warn(
+                f'ATOMIC_SPECIES: species {label!r}: the column(s) {" ".join(fields[3:])!r} after the '
+                'pseudopotential file are ignored, as pw.x does',
+                line.number,
+            )
         if not _LABEL_RE.fullmatch(label):
             where.fail(
                 f'ATOMIC_SPECIES: invalid species label {label!r} (QE labels are an element symbol optionally '
@@ -200,9 +220,15 @@ def _atomic_positions(
 ) -> tuple[list[str], np.ndarray, str, tuple[tuple[bool, bool, bool], ...]]:
     card = required_card(cards, 'ATOMIC_POSITIONS', where)
     units = card.option or 'alat'
-    if units == 'crystal_sg':
-        where.fail('ATOMIC_POSITIONS crystal_sg (space-group positions) is not supported', card.number)
-    if units not in POSITION_UNITS:
+    space_group = system.get('space_group', 0)
+    if units == 'crystal_sg' and not space_group:
+        where.fail('ATOMIC_POSITIONS crystal_sg needs space_group in &SYSTEM (pw.x stops without it)', card.number)
+    if space_group and units != 'crystal_sg':
+        where.fail(
+            f'&SYSTEM: space_group = {space_group} needs ATOMIC_POSITIONS crystal_sg, got {units!r} (pw.x stops)',
+            card.number,
+        )
+    if units not in (*POSITION_UNITS, 'crystal_sg'):
         where.fail(
             f'ATOMIC_POSITIONS: unsupported units {units!r} (supported: {", ".join(POSITION_UNITS)})', card.number
         )
@@ -215,25 +241,34 @@ def _atomic_positions(
     positions = np.empty((nat, 3))
     for index, line in enumerate(card.lines):
         fields = line.text.split()
-        if len(fields) not in (4, 7):
+        label = fields[0]
+        wyckoff = units == 'crystal_sg' and len(fields) > 1 and is_wyckoff_letter(fields[1])
+        if not wyckoff and len(fields) not in (4, 7):
             where.fail(
                 f"ATOMIC_POSITIONS: expected 'label x y z [if_pos(1) if_pos(2) if_pos(3)]', got {line.text.strip()!r}",
                 line.number,
             )
-        label = fields[0]
         if label not in declared:
             where.fail(
                 f'ATOMIC_POSITIONS: species {label!r} is not declared in ATOMIC_SPECIES '
                 f'(declared: {", ".join(sorted(declared))})',
                 line.number,
             )
-        for axis, token in enumerate(fields[1:4]):
-            positions[index, axis] = _coordinate(token, f'ATOMIC_POSITIONS: {"xyz"[axis]} of {label!r}', line, where)
-        for flag in fields[4:]:
+        if wyckoff:  # 'Si 3a 0.4697': the position from the letter and its free parameters
+            positions[index], used = wyckoff_position(
+                system, fields, line.number, where, lambda token, what, line=line: _coordinate(token, what, line, where)
+            )
+        else:
+            for axis, token in enumerate(fields[1:4]):
+                what = f'ATOMIC_POSITIONS: {"xyz"[axis]} of {label!r}'
+                positions[index, axis] = _coordinate(token, what, line, where)
+            used = 4
+        flags = fields[used:]
+        for flag in flags:
             if flag not in ('0', '1'):
                 where.fail(f'ATOMIC_POSITIONS: if_pos flags must be 0 or 1, got {flag!r}', line.number)
         labels.append(label)
-        fixed.append(tuple(flag == '0' for flag in fields[4:]) if len(fields) == 7 else (False, False, False))
+        fixed.append(tuple(flag == '0' for flag in flags) if len(flags) == 3 else (False, False, False))
     return labels, positions, units, tuple(fixed)
 
 
@@ -249,6 +284,13 @@ def _cell(cards: dict[str, Card], system: dict[str, Any], where: Where) -> tuple
         card = required_card(cards, 'CELL_PARAMETERS', where, ' (required with ibrav = 0)')
         rows = _cell_rows(card, where)
         units = card.option
+        if units in _OLD_CELL_OPTIONS:
+            where.warn(
+                f'CELL_PARAMETERS {units}: an option of old QE versions, read as no option (alat if celldm(1) or A '
+                'is given, else bohr), as pw.x reads it',
+                card.number,
+            )
+            units = None
         if units is not None and units not in _CELL_UNITS:
             where.fail(
                 f'CELL_PARAMETERS: unsupported units {units!r} (supported: {", ".join(_CELL_UNITS)})', card.number
@@ -315,10 +357,10 @@ def _bravais_cell(ibrav: int, celldm: list[float], where: Where) -> np.ndarray:
 
 
 def _cell_rows(card: Card, where: Where) -> np.ndarray:
-    if len(card.lines) != 3:
+    if len(card.lines) < 3:
         where.fail(f'CELL_PARAMETERS must have 3 lines (the cell vectors), found {len(card.lines)}', card.number)
     rows = np.empty((3, 3))
-    for index, line in enumerate(card.lines):
+    for index, line in enumerate(ignore_extra_lines(card, 3, where)):
         fields = line.text.split()
         if len(fields) != 3:
             where.fail(f'CELL_PARAMETERS: expected 3 numbers, got {line.text.strip()!r}', line.number)
