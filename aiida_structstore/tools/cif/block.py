@@ -316,15 +316,23 @@ def structure_data(
     once. The tests check that both give identical attributes.
     """
     node = orm.StructureData(cell=cell.tolist(), pbc=(True, True, True))
-    kinds: dict[str, orm.Kind] = {}
+    kinds: dict[str, tuple[tuple, dict]] = {}  # name -> (species, raw kind)
+    raw_kinds: dict[tuple, dict] = {}  # one Kind built per distinct species; names differ only in 'name'
     sites = []
-    for position, amounts, name in zip(positions, species, kind_names, strict=True):
-        kind = orm.Kind(symbols=list(amounts), weights=list(amounts.values()), name=name)
-        known = kinds.setdefault(name, kind)
-        if known is not kind and not known.compare_with(kind)[0]:  # pragma: no cover - kind_names() prevents this
-            raise ValueError(f'kind {name!r} would stand for two different species')
-        sites.append(orm.Site(kind_name=name, position=[float(x) for x in position]).get_raw())
-    node.base.attributes.set('kinds', [kind.get_raw() for kind in kinds.values()])
+    for position, amounts, name in zip(positions.tolist(), species, kind_names, strict=True):
+        key = tuple(amounts.items())
+        known = kinds.get(name)
+        if known is None:
+            raw = raw_kinds.get(key)
+            if raw is None:
+                raw = raw_kinds[key] = orm.Kind(symbols=list(amounts), weights=list(amounts.values())).get_raw()
+            kinds[name] = (key, {**raw, 'name': name})
+        elif known[0] != key:  # pragma: no cover - kind_names() prevents this
+            kind = orm.Kind(symbols=list(amounts), weights=list(amounts.values()), name=name)
+            if not orm.Kind(raw=known[1]).compare_with(kind)[0]:
+                raise ValueError(f'kind {name!r} would stand for two different species')
+        sites.append({'position': tuple(position), 'kind_name': name})  # what orm.Site(...).get_raw() gives
+    node.base.attributes.set('kinds', [raw for _, raw in kinds.values()])
     node.base.attributes.set('sites', sites)
     return node
 

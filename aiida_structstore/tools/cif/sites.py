@@ -24,11 +24,14 @@ Expansion
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
+from gemmi import cif
 
 from ..overlap import OCCUPANCY_TOLERANCE
 from .symmetry import Symmetry, cell_matrix, wrap
@@ -44,6 +47,7 @@ COORDINATE_SNAP = 5e-4
 """The largest change of a fractional coordinate by snapping to a multiple of 1/12 (``0.333`` → 1/3)."""
 
 _TINY = 1e-6
+_UNKNOWN = object()
 _NOT_ELEMENTS = ('wat', 'dum', 'du', 'q', 'qq', 'xx', 'lp')
 _ATOM_SITE = 'atom_site'
 MARKERS = ('fract_x', 'fract_y', 'fract_z', 'Cartn_x', 'Cartn_y', 'Cartn_z', 'label', 'type_symbol')
@@ -143,6 +147,8 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
     ]
     wyckoff, orders = column('Wyckoff_symbol'), column('site_symmetry_order')
 
+    coordinates = _coordinates([present[name].values for name in coordinate_names], snap=to_fractional is None)
+    symbols: dict[tuple[str | None, bool], str] = {}  # one reading per distinct type symbol or label
     rows = []
     for index in range(count):
         label = labels[index]
@@ -161,32 +167,15 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
             raise error(f'{name} has {attached:g} attached hydrogen atom(s) whose positions the file does not give')
 
         symbol_text, from_type = (types[index], True) if types[index] is not None else (label, False)
-        if symbol_text is None:
-            raise error(f'{name} has neither a type symbol nor a label to tell its element')
-        try:
-            symbol = element_symbol(symbol_text, type_symbol=from_type)
-        except _AmbiguousError as exc:
-            raise error(f'{name}: the label {symbol_text!r} could mean {exc}; give _atom_site_type_symbol') from None
-        if symbol is None:
-            what = '_atom_site_type_symbol' if from_type else 'label'
-            extra = ' (deuterium/tritium is not supported)' if symbol_text.strip()[:1] in 'DT' else ''
-            raise error(f'{name}: cannot tell the element from its {what} {symbol_text!r}{extra}')
+        symbol = symbols.get((symbol_text, from_type), _UNKNOWN)
+        if symbol is _UNKNOWN:
+            symbol = symbols[symbol_text, from_type] = _element(symbol_text, from_type, name, error)
 
-        values, texts = [], []
-        for coordinate in coordinate_names:
-            raw = present[coordinate].values[index]
-            if raw is None:
-                raise error(f'{name}: {present[coordinate].tag} is unknown (?)')
-            number = to_float(raw)
-            if number is None:
-                raise error(f'{name}: {present[coordinate].tag} = {raw!r} is not a number')
-            values.append(number)
-            texts.append(raw)
-        frac = np.array(values)
+        frac = coordinates[index]
+        if not np.isfinite(frac).all():
+            _coordinate_problem(present, coordinate_names, index, name, error)
         if to_fractional is not None:
-            frac = to_fractional(frac)
-        else:
-            frac = np.array([_snap(value, text) for value, text in zip(values, texts, strict=True)])
+            frac = to_fractional(frac.copy())
         rows.append(
             Row(
                 number=index + 1,
@@ -205,42 +194,40 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
 
 
 def expand(rows: list[Row], symmetry: Symmetry) -> Expansion:
-    """Expand the rows to the unit cell by the symmetry operations."""
-    capacity = max(16, len(rows) * len(symmetry))
-    positions = np.empty((capacity, 3))
-    count = 0
-    site_rows: list[list[int]] = []
-    orbit_sizes: list[int] = []
-    row_sites: list[list[int]] = []
-    for index, row in enumerate(rows):
-        images = np.mod(symmetry.rotations @ row.frac + symmetry.translations, 1.0)
-        close = np.all(np.abs(wrap(images[:, None, :] - images[None, :, :])) < SITE_TOLERANCE, axis=-1)
-        taken = np.zeros(len(images), dtype=bool)
-        orbit = []
-        for image in range(len(images)):
-            if not taken[image]:
-                orbit.append(image)
-                taken |= close[image]
-        orbit_sizes.append(len(orbit))
-        sites = []
-        for image in orbit:
-            point = images[image]
-            hits = np.nonzero(np.all(np.abs(wrap(positions[:count] - point)) < SITE_TOLERANCE, axis=-1))[0]
-            if len(hits):
-                match = int(hits[0])
-                if index not in site_rows[match]:
-                    site_rows[match].append(index)
-            else:
-                positions[count] = point
-                site_rows.append([index])
-                match = count
-                count += 1
-            sites.append(match)
-        row_sites.append(sites)
+    """Expand the rows to the unit cell by the symmetry operations.
+
+    Linear in the number of rows: the images of each row are told apart with the row's own images (operations x
+    operations per row), and images of different rows are matched with a periodic KD-tree, never all pairs. The result
+    is that of the plain reading: images taken in row order and operation order, each one the site of the first
+    earlier site within ``SITE_TOLERANCE``, or a new site.
+    """
+    frac = np.array([row.frac for row in rows], dtype=float).reshape(-1, 3)
+    images = np.mod(np.einsum('oij,rj->roi', symmetry.rotations, frac) + symmetry.translations, 1.0)  # rows, ops, 3
+    kept = _orbit_representatives(images)
+    orbit_sizes = kept.sum(axis=1).tolist()
+    point_rows, point_ops = np.nonzero(kept)  # row-major: rows in order, operations in order
+    points = images[point_rows, point_ops]
+    point_sites = _first_sites(points)
+    is_new = point_sites == np.arange(len(points))
+    numbers = np.cumsum(is_new) - 1  # site number of each point that starts a site
+    site_of_point = numbers[point_sites]
+    count = int(is_new.sum())
+
+    # Rows of each site in the order they reach it (the row that starts it first), without repeats.
+    if count == len(points):  # no two images share a site (P 1 without duplicates): one row per site
+        site_rows = [[row] for row in point_rows.tolist()]
+    else:
+        pairs = np.unique(np.stack([site_of_point, point_rows], axis=1), axis=0, return_index=True)[1]
+        pairs.sort()
+        site_rows = [[] for _ in range(count)]
+        for site, row in zip(site_of_point[pairs].tolist(), point_rows[pairs].tolist(), strict=True):
+            site_rows[site].append(row)
 
     problem = None
-    for index, sites in enumerate(row_sites):
-        if len({tuple(site_rows[site]) for site in sites}) > 1:
+    shared = {row for members in site_rows if len(members) > 1 for row in members}
+    row_sites = np.split(site_of_point, np.cumsum(orbit_sizes)[:-1])
+    for index in sorted(shared):
+        if len({tuple(site_rows[site]) for site in row_sites[index].tolist()}) > 1:
             problem = (
                 f'{rows[index].name} coincides with other sites at some but not all of its symmetry-equivalent '
                 'positions: the coordinates or the symmetry operations are inconsistent'
@@ -249,22 +236,85 @@ def expand(rows: list[Row], symmetry: Symmetry) -> Expansion:
 
     species = []
     for members in site_rows:
+        if len(members) == 1:
+            species.append({rows[members[0]].symbol: rows[members[0]].occupancy})
+            continue
         amounts: dict[str, float] = defaultdict(float)
         for member in members:
             amounts[rows[member].symbol] += rows[member].occupancy
         species.append(dict(amounts))
-    return Expansion(positions[:count].copy(), site_rows, orbit_sizes, species, problem)
+    return Expansion(points[is_new].copy(), site_rows, orbit_sizes, species, problem)
+
+
+def _orbit_representatives(images: np.ndarray) -> np.ndarray:
+    """Per row and operation, whether the image is kept: not within ``SITE_TOLERANCE`` of a kept image before it."""
+    count, operations, _ = images.shape
+    kept = np.ones((count, operations), dtype=bool)
+    if operations == 1:
+        return kept
+    chunk = max(1, 2_000_000 // (operations * operations))
+    for start in range(0, count, chunk):
+        block = images[start : start + chunk]
+        close = np.all(np.abs(wrap(block[:, :, None, :] - block[:, None, :, :])) < SITE_TOLERANCE, axis=-1)
+        taken = np.zeros(close.shape[:2], dtype=bool)
+        keep = kept[start : start + chunk]
+        for image in range(operations):
+            keep[:, image] = ~taken[:, image]
+            taken |= close[:, image, :] & keep[:, image, None]
+    return kept
+
+
+def _close_pairs(first: np.ndarray, second: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) of fractional positions ``first[i]``, ``second[j]`` closer than ``SITE_TOLERANCE`` per axis
+    (periodically), found with a KD-tree on the torus and checked exactly as :func:`wrap` measures. Without
+    ``second``: the pairs i < j of ``first``."""
+    from scipy.spatial import cKDTree
+
+    other = first if second is None else second
+    if not len(first) or not len(other):
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    radius = SITE_TOLERANCE * (1 + 1e-6)  # the tree's distances may round the other way than wrap()'s
+    tree = cKDTree(np.where(first >= 1.0, 0.0, first), boxsize=1.0)
+    if second is None:
+        pairs = tree.query_pairs(radius, p=np.inf, output_type='ndarray')
+        i, j = pairs[:, 0].astype(np.intp), pairs[:, 1].astype(np.intp)
+    else:
+        matrix = tree.sparse_distance_matrix(
+            cKDTree(np.where(second >= 1.0, 0.0, second), boxsize=1.0), radius, p=np.inf, output_type='ndarray'
+        )
+        i, j = matrix['i'].astype(np.intp), matrix['j'].astype(np.intp)
+    exact = np.all(np.abs(wrap(first[i] - other[j])) < SITE_TOLERANCE, axis=-1)
+    return i[exact], j[exact]
+
+
+def _first_sites(points: np.ndarray) -> np.ndarray:
+    """For each point, the first earlier point that starts a site within ``SITE_TOLERANCE``, or the point itself."""
+    sites = np.arange(len(points))
+    low, high = _close_pairs(points)
+    earlier, later = np.minimum(low, high), np.maximum(low, high)
+    if not len(later):
+        return sites
+    order = np.lexsort((earlier, later))
+    later, earlier = later[order], earlier[order]
+    starts = np.searchsorted(later, np.unique(later))
+    for point, candidates in zip(later[starts].tolist(), np.split(earlier, starts[1:]), strict=True):
+        for candidate in candidates.tolist():  # in order: the first that starts a site is the one
+            if sites[candidate] == candidate:
+                sites[point] = candidate
+                break
+    return sites
 
 
 def same_expansion(first: Expansion, second: Expansion) -> bool:
     """Whether two expansions give the same sites (positions and species)."""
     if len(first.frac) != len(second.frac):
         return False
-    for index, point in enumerate(first.frac):
-        hits = np.nonzero(np.all(np.abs(wrap(second.frac - point)) < SITE_TOLERANCE, axis=-1))[0]
-        if not any(_same_species(first.species[index], second.species[hit]) for hit in hits):
-            return False
-    return True
+    i, j = _close_pairs(first.frac, second.frac)
+    matched = np.zeros(len(first.frac), dtype=bool)
+    for index, hit in zip(i.tolist(), j.tolist(), strict=True):
+        if not matched[index] and _same_species(first.species[index], second.species[hit]):
+            matched[index] = True
+    return bool(matched.all())
 
 
 def _same_species(first: dict[str, float], second: dict[str, float], tolerance: float = 1e-6) -> bool:
@@ -336,6 +386,49 @@ def _positive_integer(text: str | None, name: str, error) -> int | None:
 def _wyckoff_multiplicity(text: str | None) -> int | None:
     match = re.match(r'\s*(\d+)', text or '')
     return int(match.group(1)) if match else None
+
+
+def _element(text: str | None, from_type: bool, name: str, error) -> str:
+    if text is None:
+        raise error(f'{name} has neither a type symbol nor a label to tell its element')
+    try:
+        symbol = element_symbol(text, type_symbol=from_type)
+    except _AmbiguousError as exc:
+        raise error(f'{name}: the label {text!r} could mean {exc}; give _atom_site_type_symbol') from None
+    if symbol is None:
+        what = '_atom_site_type_symbol' if from_type else 'label'
+        extra = ' (deuterium/tritium is not supported)' if text.strip()[:1] in 'DT' else ''
+        raise error(f'{name}: cannot tell the element from its {what} {text!r}{extra}')
+    return symbol
+
+
+def _coordinates(columns: list[tuple[str | None, ...]], *, snap: bool) -> np.ndarray:
+    """The coordinate columns as numbers, one row per atom site (NaN where a value is not a finite number);
+    fractional ones snapped as :func:`_snap` does, for all rows at once."""
+    as_number = cif.as_number
+    values = np.array(
+        [[as_number(text.strip()) if text is not None else math.nan for text in column] for column in columns],
+        dtype=float,
+    ).T
+    values[~np.isfinite(values)] = math.nan
+    if not snap:
+        return values
+    with np.errstate(over='ignore', invalid='ignore'):
+        snapped = np.round(values * 12) / 12 + 0.0  # + 0.0: round(-0.0) is 0, as with Python's round()
+        close = np.abs(values - snapped) <= COORDINATE_SNAP
+    for row, axis in zip(*np.nonzero(close), strict=True):  # rare: only values near a multiple of 1/12 need the text
+        values[row, axis] = _snap(values[row, axis], columns[axis][row])
+    return values
+
+
+def _coordinate_problem(present: dict, names: tuple[str, ...], index: int, name: str, error) -> NoReturn:
+    for coordinate in names:
+        raw = present[coordinate].values[index]
+        if raw is None:
+            raise error(f'{name}: {present[coordinate].tag} is unknown (?)')
+        if to_float(raw) is None:
+            raise error(f'{name}: {present[coordinate].tag} = {raw!r} is not a number')
+    raise AssertionError('a coordinate is not finite but every value reads')  # pragma: no cover
 
 
 def _snap(value: float, text: str) -> float:
