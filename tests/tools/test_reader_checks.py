@@ -88,3 +88,101 @@ def test_a_set_of_operations_that_is_not_closed_is_never_stored_as_given(ops):
         assert 'do not form a group' not in str(error)
         return
     assert len(block.structure.sites) == len(triplets)  # a general position: one site per operation
+
+
+# -- duplicate labels -------------------------------------------------------------------------------------------------
+
+NACL_ROWS = """data_nacl
+_cell_length_a 5.64
+_cell_length_b 5.64
+_cell_length_c 5.64
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M '{group}'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+{rows}
+"""
+
+
+def test_a_label_on_two_rows_of_a_block_with_symmetry_is_warned_once():
+    rows = 'Na1 Na 0 0 0\nCl1 Cl 0.5 0.5 0.5\nNa1 Na 0.25 0.25 0.25'
+    (block,) = parse_cif(NACL_ROWS.format(group='F m -3 m', rows=rows))
+    assert len(block.structure.sites) == 16  # 4 + 4 + 8
+    (warning,) = block.warnings
+    assert "atom-site labels used by more than one row: 'Na1' (rows 1, 3)" in warning
+    assert '\n' not in warning
+
+
+def test_a_label_on_two_species_is_warned_also_in_p1():
+    rows = 'X1 Na 0 0 0\nX1 Cl 0.5 0.5 0.5'
+    (block,) = parse_cif(NACL_ROWS.format(group='P 1', rows=rows))
+    (warning,) = block.warnings
+    assert "'X1' (rows 1, 2)" in warning
+
+
+@pytest.mark.parametrize(
+    'rows',
+    [
+        'Na Na 0 0 0\nNa Na 0.5 0.5 0\nCl Cl 0.5 0.5 0.5',  # labels are kind names (pymatgen's CifWriter, AiiDA)
+        'M1 Na 0 0 0 0.5\nM1 K 0 0 0 0.5\nCl1 Cl 0.5 0.5 0.5 1',  # one disordered site, one row per species
+    ],
+)
+def test_labels_repeated_by_writer_conventions_are_not_warned(rows):
+    text = NACL_ROWS.format(group='P 1', rows=rows)
+    if rows.count(' ') > 12:
+        text = text.replace('_atom_site_fract_z\n', '_atom_site_fract_z\n_atom_site_occupancy\n')
+    (block,) = parse_cif(text)
+    assert block.warnings == ()
+
+
+# -- pw.x species indices ---------------------------------------------------------------------------------------------
+
+SILICON = """&CONTROL
+  calculation = 'scf'
+/
+&SYSTEM
+  ibrav = 2, celldm(1) = 10.26, nat = 2, ntyp = 1, ecutwfc = 18.0, nspin = 2
+  {extra}
+/
+&ELECTRONS
+/
+ATOMIC_SPECIES
+ Si  28.086  Si.pz-vbc.UPF
+ATOMIC_POSITIONS alat
+ Si 0.00 0.00 0.00
+ Si 0.25 0.25 0.25
+K_POINTS automatic
+ 4 4 4 1 1 1
+"""
+
+
+@pytest.mark.parametrize(
+    ('extra', 'index'),
+    [
+        ('starting_magnetization(100000) = 0.5', '100000'),
+        ('Hubbard_U(0) = 3.0', '0'),
+        ('starting_ns_eigenvalue(1,1,11) = 0.0', '11'),
+    ],
+)
+def test_a_species_index_pw_x_cannot_hold_is_refused(extra, index):
+    from aiida_structstore.tools.pw import parse_pw_input
+
+    with pytest.raises(ParseError) as error:
+        parse_pw_input(SILICON.format(extra=extra))
+    message = str(error.value)
+    assert '\n' not in message
+    assert f'species index {index} is outside 1 .. 10' in message
+
+
+def test_a_species_index_past_ntyp_that_pw_x_ignores_is_warned():
+    from aiida_structstore.tools.pw import parse_pw_input
+
+    parsed = parse_pw_input(SILICON.format(extra='starting_magnetization(1) = 0.2, starting_magnetization(3) = 0.5'))
+    (warning,) = parsed.warnings
+    assert 'starting_magnetization(3): species index past ntyp = 1; pw.x ignores it' in warning

@@ -34,7 +34,7 @@ import numpy as np
 from aiida import orm
 
 from ..overlap import OCCUPANCY_TOLERANCE, find_overlap
-from .sites import Expansion, Row, expand, read_rows, same_expansion
+from .sites import Expansion, Row, duplicate_labels, expand, read_rows, same_expansion
 from .symmetry import Symmetry, block_symmetry, cell_matrix
 from .syntax import Block
 
@@ -86,6 +86,9 @@ class _BlockReader:
         problem, notes = self.declared_problem(rows, expansion, symmetry)
         if problem:
             raise self.error(problem)
+        duplicates = duplicate_labels(rows, expansion, len(symmetry))
+        if duplicates:
+            notes.append(duplicates)
         matrix = cell_matrix(cell)
         species = expansion.rescaled_species()
         positions = expansion.frac @ matrix

@@ -37,7 +37,7 @@ from ..overlap import OCCUPANCY_TOLERANCE
 from .symmetry import Symmetry, cell_matrix, wrap
 from .syntax import Block, to_float
 
-__all__ = ('OCCUPANCY_SNAP', 'SITE_TOLERANCE', 'Expansion', 'Row', 'expand', 'read_rows')
+__all__ = ('OCCUPANCY_SNAP', 'SITE_TOLERANCE', 'Expansion', 'Row', 'duplicate_labels', 'expand', 'read_rows')
 
 OCCUPANCY_SNAP = 0.002
 """A site whose occupancies sum to within this below 1 is taken as fully occupied (rounding, e.g. 3 x 0.333)."""
@@ -191,6 +191,43 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
     if not rows:
         raise error('no atoms: every atom site has occupancy 0 (or is a dummy site)')
     return rows
+
+
+def duplicate_labels(rows: list[Row], expansion: Expansion, operations: int) -> str | None:
+    """A warning naming atom-site labels that more than one row uses where that is no known writer's convention.
+
+    ``_atom_site_label`` identifies a row. Rows that share a label and a site are one disordered site (pymatgen writes
+    an alloy so); in a P 1 block, rows of the same species that share a label are the convention of writers whose
+    labels are kind names (pymatgen's ``CifWriter``, this project's writer). Otherwise (a label on rows of different
+    species, or on several sites of a block with symmetry) the rows are still read as separate sites, with a warning
+    naming the first few labels. ``None`` if there is nothing to say.
+    """
+    site_of_row: dict[int, int] = {}
+    for site, members in enumerate(expansion.site_rows):
+        for member in members:
+            site_of_row.setdefault(member, site)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        if row.label:
+            by_label[row.label].append(index)
+    repeated = []
+    for label, members in by_label.items():
+        if len(members) < 2 or len({site_of_row[member] for member in members}) == 1:
+            continue
+        if operations > 1 or len({_species_key(expansion.species[site_of_row[member]]) for member in members}) > 1:
+            repeated.append((label, [rows[member].number for member in members]))
+    if not repeated:
+        return None
+    shown = ', '.join(
+        f'{label!r} (rows {", ".join(map(str, found[:3]))}{", ..." if len(found) > 3 else ""})'
+        for label, found in repeated[:3]
+    )
+    more = f' and {len(repeated) - 3} more' if len(repeated) > 3 else ''
+    return f'atom-site labels used by more than one row: {shown}{more}; each row is read as its own site'
+
+
+def _species_key(amounts: dict[str, float]) -> tuple:
+    return tuple(sorted((symbol, round(value, 6)) for symbol, value in amounts.items()))
 
 
 def expand(rows: list[Row], symmetry: Symmetry) -> Expansion:

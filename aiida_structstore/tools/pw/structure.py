@@ -38,7 +38,7 @@ from aiida.common.constants import elements as aiida_elements
 from ..overlap import find_overlap
 from .namelists import REAL_RE, Card, Where, to_float
 
-__all__ = ('BOHR_TO_ANGSTROM', 'Species', 'read_structure')
+__all__ = ('BOHR_TO_ANGSTROM', 'NTYPX', 'SPECIES_INDEXED', 'SPECIES_LAST_INDEX', 'Species', 'read_structure')
 
 BOHR_TO_ANGSTROM = 0.52917720859
 """Bohr radius in Å, the value qe-tools and aiida-quantumespresso use."""
@@ -52,6 +52,28 @@ _LABEL_RE = re.compile(r'[A-Za-z][A-Za-z0-9_-]*')
 _EXPR_TOKEN_RE = re.compile(r'\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eEdD][+-]?\d+)?)|(?P<op>[-+*/^()]))')
 _MAX_EXPRESSION_LENGTH = 100
 _MIN_LENGTH, _MAX_LENGTH = 1e-4, 1e7  # sanity bounds of cell vector lengths, in the card's units and in Å
+NTYPX = 10
+"""The most species pw.x holds (``ntypx`` of QE's ``Modules/parameters.f90``: the size of its species arrays)."""
+#: &SYSTEM variables with one index, the species: value(i) for species i.
+SPECIES_INDEXED = frozenset(
+    {
+        'starting_charge',
+        'starting_magnetization',
+        'hubbard_u',
+        'hubbard_j0',
+        'hubbard_alpha',
+        'hubbard_beta',
+        'hubbard_u_back',
+        'hubbard_alpha_back',
+        'angle1',
+        'angle2',
+        'london_c6',
+        'london_rvdw',
+    }
+)
+#: &SYSTEM variables with several indices, the last one the species.
+SPECIES_LAST_INDEX = frozenset({'starting_ns_eigenvalue', 'hubbard_j'})
+INDEXED_KEY = re.compile(r'([a-z_0-9]+)\(([\d,]+)\)')
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,7 @@ def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any
     for key in ('nat', 'ntyp'):
         if system[key] < 1:
             where.fail(f'&SYSTEM: {key} must be at least 1, got {system[key]}')
+    _check_species_indices(system, where)
     for key, value in system.items():
         if (key.startswith('celldm') or key in _ABC_KEYS) and (
             isinstance(value, (bool, str)) or not math.isfinite(value)
@@ -139,6 +162,30 @@ def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any
         if key.startswith('celldm') and key not in {f'celldm({i})' for i in range(1, 7)}:
             where.fail(f'&SYSTEM: {key}: celldm has the indices 1 to 6')
     return system
+
+
+def _check_species_indices(system: dict[str, Any], where: Where) -> None:
+    """Species indices of &SYSTEM arrays (``starting_magnetization(i)``, ``Hubbard_U(i)``, the last index of
+    ``starting_ns_eigenvalue(m,s,i)``) as pw.x takes them: its arrays hold ``NTYPX`` species, and an index outside
+    1 .. NTYPX stops pw.x's namelist read; an index past ``ntyp`` but within them is ignored by pw.x (warning)."""
+    ntyp, ignored = system['ntyp'], []
+    for key in system:
+        match = INDEXED_KEY.fullmatch(key)
+        if match is None or match.group(1) not in SPECIES_INDEXED | SPECIES_LAST_INDEX:
+            continue
+        species = int(match.group(2).split(',')[-1])
+        if not 1 <= species <= NTYPX:
+            where.fail(
+                f'&SYSTEM: {key}: species index {species} is outside 1 .. {NTYPX} (pw.x holds at most {NTYPX} '
+                f'species and stops reading the namelist; ntyp = {ntyp})'
+            )
+        if species > ntyp:
+            ignored.append(key)
+    if ignored:
+        where.warn(
+            f'&SYSTEM: {", ".join(ignored)}: species index past ntyp = {ntyp}; pw.x ignores '
+            f'{"it" if len(ignored) == 1 else "them"}'
+        )
 
 
 def required_card(cards: dict[str, Card], name: str, where: Where, why: str = '') -> Card:
