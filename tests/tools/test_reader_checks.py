@@ -15,22 +15,23 @@ from aiida_structstore.tools.cif import parse_cif
 CUBIC_CELL_GROUPS = [group.xhm() for group in gemmi.spacegroup_table() if not 143 <= group.number <= 194]
 
 
-def cif_with_operations(operations: list[str], frac: str = '0.1234 0.2345 0.3456', length: float = 20.0) -> str:
+def cif_text(symmetry: list[str], columns: list[str], rows: list[str], length: float = 20.0) -> str:
+    """A cubic cell with the symmetry lines and an atom-site loop of the columns (``label``, ``fract_x``, ...)."""
     lines = [
-        'data_ops',
+        'data_test',
         *(f'_cell_length_{axis} {length}' for axis in 'abc'),
         *(f'_cell_angle_{angle} 90' for angle in ('alpha', 'beta', 'gamma')),
+        *symmetry,
         'loop_',
-        '_symmetry_equiv_pos_as_xyz',
-        *(f"'{operation}'" for operation in operations),
-        'loop_',
-        '_atom_site_label',
-        '_atom_site_fract_x',
-        '_atom_site_fract_y',
-        '_atom_site_fract_z',
-        f'Na1 {frac}',
+        *(f'_atom_site_{column}' for column in columns),
+        *rows,
     ]
     return '\n'.join(lines) + '\n'
+
+
+def cif_with_operations(operations: list[str], frac: str = '0.1234 0.2345 0.3456') -> str:
+    symmetry = ['loop_', '_symmetry_equiv_pos_as_xyz', *(f"'{operation}'" for operation in operations)]
+    return cif_text(symmetry, ['label', 'fract_x', 'fract_y', 'fract_z'], [f'Na1 {frac}'])
 
 
 def is_closed(ops: list[gemmi.Op]) -> bool:
@@ -92,27 +93,15 @@ def test_a_set_of_operations_that_is_not_closed_is_never_stored_as_given(ops):
 
 # -- duplicate labels -------------------------------------------------------------------------------------------------
 
-NACL_ROWS = """data_nacl
-_cell_length_a 5.64
-_cell_length_b 5.64
-_cell_length_c 5.64
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M '{group}'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-{rows}
-"""
+
+def nacl(group: str, rows: str, occupancy: bool = False) -> str:
+    columns = ['label', 'type_symbol', 'fract_x', 'fract_y', 'fract_z', *(['occupancy'] if occupancy else [])]
+    return cif_text([f"_symmetry_space_group_name_H-M '{group}'"], columns, rows.splitlines(), 5.64)
 
 
 def test_a_label_on_two_rows_of_a_block_with_symmetry_is_warned_once():
     rows = 'Na1 Na 0 0 0\nCl1 Cl 0.5 0.5 0.5\nNa1 Na 0.25 0.25 0.25'
-    (block,) = parse_cif(NACL_ROWS.format(group='F m -3 m', rows=rows))
+    (block,) = parse_cif(nacl('F m -3 m', rows))
     assert len(block.structure.sites) == 16  # 4 + 4 + 8
     (warning,) = block.warnings
     assert "atom-site labels used by more than one row: 'Na1' (rows 1, 3)" in warning
@@ -121,7 +110,7 @@ def test_a_label_on_two_rows_of_a_block_with_symmetry_is_warned_once():
 
 def test_a_label_on_two_species_is_warned_also_in_p1():
     rows = 'X1 Na 0 0 0\nX1 Cl 0.5 0.5 0.5'
-    (block,) = parse_cif(NACL_ROWS.format(group='P 1', rows=rows))
+    (block,) = parse_cif(nacl('P 1', rows))
     (warning,) = block.warnings
     assert "'X1' (rows 1, 2)" in warning
 
@@ -134,10 +123,7 @@ def test_a_label_on_two_species_is_warned_also_in_p1():
     ],
 )
 def test_labels_repeated_by_writer_conventions_are_not_warned(rows):
-    text = NACL_ROWS.format(group='P 1', rows=rows)
-    if rows.count(' ') > 12:
-        text = text.replace('_atom_site_fract_z\n', '_atom_site_fract_z\n_atom_site_occupancy\n')
-    (block,) = parse_cif(text)
+    (block,) = parse_cif(nacl('P 1', rows, occupancy=rows.count(' ') > 12))
     assert block.warnings == ()
 
 
