@@ -172,3 +172,57 @@ def test_a_species_index_past_ntyp_that_pw_x_ignores_is_warned():
     parsed = parse_pw_input(SILICON.format(extra='starting_magnetization(1) = 0.2, starting_magnetization(3) = 0.5'))
     (warning,) = parsed.warnings
     assert 'starting_magnetization(3): species index past ntyp = 1; pw.x ignores it' in warning
+
+
+# -- numbers too large for a cell or a coordinate ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ('changed', 'named'),
+    [
+        ('_cell_length_a 1e308', '_cell_length_a = 1e+308 Å is not a cell length'),
+        ('_cell_length_a 1e200', '_cell_length_a = 1e+200 Å is not a cell length'),
+        ('_cell_length_a 1e-300', '_cell_length_a = 1e-300 Å is not a cell length'),
+        ('Cl1 Cl 1e308 0.5 0.5', '_atom_site_fract_x = 1e308 is too large for a coordinate'),
+        ('Cl1 Cl 0.5 1e20 0.5', '_atom_site_fract_y = 1e20 is too large for a coordinate'),
+    ],
+)
+def test_a_cif_number_too_large_for_a_crystal_is_refused_in_one_line(changed, named):
+    import warnings
+
+    text = nacl('F m -3 m', 'Na1 Na 0 0 0\nCl1 Cl 0.5 0.5 0.5')
+    original = '_cell_length_a 5.64' if changed.startswith('_cell') else 'Cl1 Cl 0.5 0.5 0.5'
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no numpy overflow warnings on the way
+        with pytest.raises(ParseError) as error:
+            parse_cif(text.replace(original, changed))
+    assert named in str(error.value)
+    assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ('system', 'cell', 'positions', 'named'),
+    [
+        ('', '1e308 0 0', 'crystal\n Si 0 0 0\n Si 0.25 0.25 0.25', 'vector 1 has the length 1e+308'),
+        ('', '5 0 0', 'crystal\n Si 0 0 0\n Si 1e308 0.25 0.25', "x of 'Si' = 1e308 (crystal) is too large"),
+        ('', '5 0 0', 'angstrom\n Si 0 0 0\n Si 1 1e308 1', "y of 'Si' = 1e308 (angstrom) is too large"),
+        (', celldm(1) = 1e308', None, 'alat\n Si 0 0 0\n Si 0.25 0.25 0.25', 'celldm(1) = 1e+308 is too large'),
+        ('', '5 0 0', 'angstrom\n Si 0 0 0\n Si 1 10^400 1', "'10^400' is not finite"),
+    ],
+)
+def test_a_pw_number_too_large_for_a_crystal_is_refused_in_one_line(system, cell, positions, named):
+    import warnings
+
+    from aiida_structstore.tools.pw import parse_pw_input
+
+    lines = ['&SYSTEM', f'  ibrav = {0 if cell else 2}, nat = 2, ntyp = 1, ecutwfc = 20{system}', '/']
+    lines += ['ATOMIC_SPECIES', ' Si 28.086 Si.pz-vbc.UPF']
+    if cell:
+        lines += ['CELL_PARAMETERS angstrom', f' {cell}', ' 0 5 0', ' 0 0 5']
+    lines += [f'ATOMIC_POSITIONS {positions}', 'K_POINTS gamma', '']
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with pytest.raises(ParseError) as error:
+            parse_pw_input('\n'.join(lines))
+    assert named in str(error.value)
+    assert '\n' not in str(error.value)

@@ -35,7 +35,7 @@ from aiida import orm
 
 from ..overlap import OCCUPANCY_TOLERANCE, find_overlap
 from .sites import Expansion, Row, duplicate_labels, expand, read_rows, same_expansion
-from .symmetry import Symmetry, block_symmetry, cell_matrix
+from .symmetry import CELL_LENGTH_RANGE, Symmetry, block_symmetry, cell_matrix
 from .syntax import Block
 
 __all__ = ('COMPOSITION_TOLERANCE', 'CifBlock', 'format_amounts', 'read_block', 'reduced_formula', 'structure_data')
@@ -118,6 +118,9 @@ class _BlockReader:
         for name, value in zip(_CELL[:3], (a, b, c), strict=True):
             if value <= 0:
                 raise self.error(f'_cell_{name} = {value:g} must be positive')
+            if not CELL_LENGTH_RANGE[0] <= value <= CELL_LENGTH_RANGE[1]:
+                low, high = CELL_LENGTH_RANGE
+                raise self.error(f'_cell_{name} = {value:g} Å is not a cell length (from {low:g} to {high:g} Å)')
         for name, value in zip(_CELL[3:], (alpha, beta, gamma), strict=True):
             if not 0 < value < 180:
                 raise self.error(f'_cell_{name} = {value:g} must be between 0 and 180 degrees')

@@ -43,6 +43,11 @@ OCCUPANCY_SNAP = 0.002
 """A site whose occupancies sum to within this below 1 is taken as fully occupied (rounding, e.g. 3 x 0.333)."""
 SITE_TOLERANCE = 1e-3
 """Fractional distance (per axis) below which two positions are the same site, as ASE's ``symprec``."""
+MAX_FRACTIONAL = 1e6
+"""The largest fractional coordinate (in magnitude) read: beyond, a double cannot place the atom within
+``SITE_TOLERANCE`` in the cell (``1e20`` would wrap to 0)."""
+MAX_CARTESIAN = 1e7
+"""Å, the largest Cartesian coordinate (in magnitude) read."""
 COORDINATE_SNAP = 5e-4
 """The largest change of a fractional coordinate by snapping to a multiple of 1/12 (``0.333`` → 1/3)."""
 
@@ -148,6 +153,8 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
     wyckoff, orders = column('Wyckoff_symbol'), column('site_symmetry_order')
 
     coordinates = _coordinates([present[name].values for name in coordinate_names], snap=to_fractional is None)
+    limit, unit = (MAX_FRACTIONAL, 'in cell units') if to_fractional is None else (MAX_CARTESIAN, 'Å')
+    too_large = (np.abs(coordinates) > limit).any(axis=1).tolist()
     symbols: dict[tuple[str | None, bool], str] = {}  # one reading per distinct type symbol or label
     rows = []
     for index in range(count):
@@ -174,6 +181,13 @@ def read_rows(block: Block, cell: tuple[float, ...]) -> list[Row]:
         frac = coordinates[index]
         if not np.isfinite(frac).all():
             _coordinate_problem(present, coordinate_names, index, name, error)
+        if too_large[index]:
+            tag, raw = next(
+                (present[c].tag, present[c].values[index])
+                for axis, c in enumerate(coordinate_names)
+                if abs(frac[axis]) > limit
+            )
+            raise error(f'{name}: {tag} = {raw} is too large for a coordinate (at most {limit:g} {unit})')
         if to_fractional is not None:
             frac = to_fractional(frac.copy())
         rows.append(

@@ -34,10 +34,12 @@ import numpy as np
 
 from .syntax import Block, to_float
 
-__all__ = ('METRIC_TOLERANCE', 'Symmetry', 'block_symmetry', 'wrap')
+__all__ = ('CELL_LENGTH_RANGE', 'METRIC_TOLERANCE', 'Symmetry', 'block_symmetry', 'cell_matrix', 'wrap')
 
 METRIC_TOLERANCE = 0.02
 """Relative tolerance of the check that the symmetry operations leave the cell metric unchanged."""
+CELL_LENGTH_RANGE = (1e-4, 1e7)
+"""Å: a cell length outside is no crystal (and would overflow or divide by zero in the cell's matrices)."""
 
 _DEN = gemmi.Op.DEN
 _OPERATIONS = (('space_group_symop', 'operation_xyz'), ('symmetry_equiv', 'pos_as_xyz'))

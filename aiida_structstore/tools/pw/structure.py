@@ -109,8 +109,7 @@ def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card],
         positions = raw.copy()
     else:
         positions = raw @ cell
-    if not np.all(np.isfinite(positions)):
-        where.fail('ATOMIC_POSITIONS: the positions are not finite after unit conversion')
+    _check_positions(positions, cards['ATOMIC_POSITIONS'], units, where)
     names = [f'atom {index + 1} ({label})' for index, label in enumerate(labels)]
     overlap = find_overlap(cell, positions, names)
     if overlap:
@@ -138,6 +137,22 @@ def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card],
     return Structure(node, tuple(species), alat, fixed)
 
 
+def _check_positions(positions: np.ndarray, card: Card, units: str, where: Where) -> None:
+    """Refuse a coordinate that is no position in a crystal: beyond ``_MAX_LENGTH`` Å, or not finite after the unit
+    conversion (``1e308`` in ``crystal`` or ``alat`` units overflows), naming the atom and the value as written."""
+    bad = ~(np.abs(positions) <= _MAX_LENGTH)  # NaN too
+    if not bad.any():
+        return
+    index, axis = (int(value) for value in np.argwhere(bad)[0])
+    line = card.lines[index]
+    label, token = line.text.split()[0], line.text.split()[1 + axis]
+    where.fail(
+        f'ATOMIC_POSITIONS: {"xyz"[axis]} of {label!r} = {token} ({units}) is too large for a position '
+        f'(more than {_MAX_LENGTH:g} Å from the origin)',
+        line.number,
+    )
+
+
 def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any]:
     if 'SYSTEM' not in namelists:
         where.fail('namelist &SYSTEM is missing (it must define ibrav, nat and ntyp)')
@@ -159,6 +174,11 @@ def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any
             isinstance(value, (bool, str)) or not math.isfinite(value)
         ):
             where.fail(f'&SYSTEM: {key} must be a number, got {value!r}')
+        if (key.startswith('celldm') or key in _ABC_KEYS) and abs(value) > _MAX_LENGTH:
+            where.fail(
+                f'&SYSTEM: {key} = {value:g} is too large for a lattice parameter: not a physical cell '
+                f'(at most {_MAX_LENGTH:g})'
+            )
         if key.startswith('celldm') and key not in {f'celldm({i})' for i in range(1, 7)}:
             where.fail(f'&SYSTEM: {key}: celldm has the indices 1 to 6')
     return system
@@ -371,7 +391,7 @@ def _cell_rows(card: Card, where: Where) -> np.ndarray:
             where.fail(f'CELL_PARAMETERS: expected 3 numbers, got {line.text.strip()!r}', line.number)
         for axis, token in enumerate(fields):
             rows[index, axis] = real(token, f'CELL_PARAMETERS: vector {index + 1}', line.number, where)
-        length = float(np.linalg.norm(rows[index]))
+        length = math.hypot(*rows[index])  # np.linalg.norm overflows to inf for 1e308
         if not _MIN_LENGTH <= length <= _MAX_LENGTH:
             where.fail(
                 f'CELL_PARAMETERS: vector {index + 1} has the length {length:g}: not a physical cell', line.number
@@ -454,7 +474,9 @@ def _coordinate(token: str, what: str, line, where: Where) -> float:
         return real(token, what, line.number, where)
     try:
         value = _evaluate(token)
-    except (ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
+    except OverflowError as exc:  # '10^400'
+        where.fail(f'{what}: {token!r} is not finite', line.number, cause=exc)
+    except (ValueError, ZeroDivisionError, RecursionError) as exc:
         where.fail(f'{what}: {token!r} is neither a number nor a valid expression ({exc})', line.number, cause=exc)
     if not math.isfinite(value):
         where.fail(f'{what}: {token!r} is not finite', line.number)
