@@ -122,3 +122,27 @@ def test_a_large_p1_file_reads_every_atom(count):
     (block,) = parse_cif(p1_cif(count))
     assert len(block.structure.sites) == count
     assert [site.kind_name for site in block.structure.sites[:3]] == ['Si1', 'O2', 'O3']
+
+
+def test_the_pw_sites_written_at_once_are_what_append_site_builds():
+    from aiida import orm
+
+    from aiida_structstore.tools.pw import parse_pw_input
+
+    lines = ['&SYSTEM', '  ibrav = 0, nat = 4, ntyp = 2, ecutwfc = 20', '/', 'ATOMIC_SPECIES']
+    lines += [' Fe1 55.845 Fe.UPF', ' O 0 O.UPF', 'CELL_PARAMETERS angstrom', ' 4 0 0', ' 0 4 0', ' 0 0 4']
+    lines += [
+        'ATOMIC_POSITIONS crystal',
+        ' O 0 0 0',
+        ' Fe1 0.5 0.5 0.5',
+        ' O 0.5 0 0',
+        ' O 1/3 0.25 0.75',
+        'K_POINTS gamma',
+    ]
+    parsed = parse_pw_input('\n'.join(lines) + '\n').structure
+    rebuilt = orm.StructureData(cell=parsed.cell)
+    for kind in parsed.kinds:
+        rebuilt.append_kind(kind)
+    for site in parsed.sites:
+        rebuilt.append_site(orm.Site(kind_name=site.kind_name, position=site.position))
+    assert parsed.base.attributes.all == rebuilt.base.attributes.all

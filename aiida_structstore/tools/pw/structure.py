@@ -132,8 +132,11 @@ def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card],
             node.append_kind(orm.Kind(name=item.label, symbols=item.element, mass=item.mass))
         else:  # QE: a mass <= 0 means "use the default mass of the element"
             node.append_kind(orm.Kind(name=item.label, symbols=item.element))
-    for label, position in zip(labels, positions, strict=True):
-        node.append_site(orm.Site(kind_name=label, position=[float(value) for value in position]))
+    # Every label is a declared species, so each site's kind exists: the sites are written at once, as
+    # orm.Site(...).get_raw() gives them (append_site reads all kinds back for every atom, about 0.1 ms each).
+    pairs = zip(labels, positions.tolist(), strict=True)
+    sites = [{'position': tuple(position), 'kind_name': label} for label, position in pairs]
+    node.base.attributes.set('sites', sites)
     return Structure(node, tuple(species), alat, fixed)
 
 
