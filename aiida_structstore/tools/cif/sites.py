@@ -8,7 +8,8 @@ Rows
     ``_atom_site_attached_hydrogens`` but does not place are an error. A fractional coordinate that is a multiple of
     1/12 rounded to the decimals it is written with (``0.3333``, ``0.16667``) is set to that multiple, so that
     symmetry-equivalent images coincide exactly; a coordinate written with more decimals is kept as written
-    (``0.08366`` stays, it is no rounded 1/12).
+    (``0.08366`` stays, it is no rounded 1/12). A fractional coordinate beyond ``MAX_FRACTIONAL`` (Cartesian: beyond
+    ``MAX_CARTESIAN`` Å) is an error: it cannot place an atom.
 
 Elements
     From ``_atom_site_type_symbol`` (``Fe3+`` is Fe; ``Wat`` or ``OH-`` is an error), else from the label's leading

@@ -20,7 +20,8 @@ Cell
 
 Positions
     Units ``alat`` (also when none is given, pw.x's default), ``bohr``, ``angstrom`` or ``crystal``; coordinates may be
-    QE's simple expressions (``1/3``). ``if_pos`` flags are checked (0 or 1). Atoms closer than 0.5 Å, also through
+    QE's simple expressions (``1/3``). ``if_pos`` flags are checked (0 or 1); a position more than 1e7 Å from the
+    origin (``1e308``) is an error. Atoms closer than 0.5 Å, also through
     periodic images, are refused by the overlap rule shared with the CIF reader.
 """
 
