@@ -3,11 +3,12 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_readers.py [--sizes 4000 8000 16000 32000 200000] [--symmetric 50000]
-        [--pw-sizes 50000 200000] [--repeat 3] [--json out.json]
+        [--pw-sizes 50000 200000] [--coincident 100000] [--repeat 3] [--json out.json]
 
 It generates the files in memory (no download, fixed seed): P1 CIFs with one uniquely labelled row per atom on a
 jittered grid (2 Å apart, Si and O), a CIF in space group F m -3 m (192 operations) whose general-position rows
-expand to about ``--symmetric`` atoms, and pw.x inputs (``ibrav = 0``, positions in Å) of the ``--pw-sizes``. Each
+expand to about ``--symmetric`` atoms, a CIF of ``--coincident`` rows on one position (a hostile file: one site,
+where all pairs would be its square), and pw.x inputs (``ibrav = 0``, positions in Å) of the ``--pw-sizes``. Each
 file is parsed with :func:`parse_cif` or :func:`parse_pw_input` (which build the unstored ``StructureData``) inside
 a temporary in-memory AiiDA profile; the table gives the median of ``--repeat`` runs for files up to 50,000 atoms and
 one run above, and the ratio of the 32k to the 16k P1 time (2 for linear growth, 4 for quadratic).
@@ -63,6 +64,13 @@ def p1_cif(count: int) -> str:
         f'{s}{i + 1} {s} {x:.6f} {y:.6f} {z:.6f}' for i, (s, (x, y, z)) in enumerate(zip(symbols, frac, strict=True))
     ]
     return cif_text(f'p1_{count}', length, ["_symmetry_space_group_name_H-M 'P 1'"], rows)
+
+
+def coincident_cif(count: int) -> str:
+    """``count`` rows of occupancy 1e-5 on one position: one site (a hostile file; all pairs would be count²)."""
+    rows = [f'O{index + 1} O 0.1 0.2 0.3 0.00001' for index in range(count)]
+    text = cif_text(f'coincident_{count}', 10.0, ["_symmetry_space_group_name_H-M 'P 1'"], rows)
+    return text.replace('_atom_site_fract_z\n', '_atom_site_fract_z\n_atom_site_occupancy\n')
 
 
 def symmetric_cif(target: int, seed: int = 1) -> tuple[str, int]:
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--sizes', type=int, nargs='*', default=[4000, 8000, 16000, 32000, 200000])
     parser.add_argument('--symmetric', type=int, default=50000, help='atoms of the F m -3 m file (0: none)')
     parser.add_argument('--pw-sizes', type=int, nargs='*', default=[50000, 200000])
+    parser.add_argument('--coincident', type=int, default=100000, help='rows on one position (0: none)')
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--json', type=pathlib.Path, help='also write the rows as JSON')
     args = parser.parse_args(argv)
@@ -155,21 +164,27 @@ def main(argv: list[str] | None = None) -> int:
     def pw_sites(text: str) -> int:
         return len(parse_pw_input(text).structure.sites)
 
-    cases = [
-        (f'CIF P 1, {size} atoms', 'cif-p1', size, lambda size=size: p1_cif(size), cif_sites) for size in args.sizes
-    ]
-    if args.symmetric:
-        cases.append(('CIF F m -3 m (192 operations)', 'cif-fm3m', args.symmetric, None, cif_sites))
-    cases += [(f'pw.x, {size} atoms', 'pw', size, lambda size=size: pw_input(size), pw_sites) for size in args.pw_sizes]
+    def symmetric(target: int) -> tuple[str, str, int]:
+        text, size = symmetric_cif(target)
+        rows = sum(line.startswith('C') for line in text.splitlines())
+        return f'CIF F m -3 m (192 operations), {rows} rows', text, size
 
+    def coincident(count: int) -> tuple[str, str, int]:
+        return f'CIF P 1, {count} rows on one position', coincident_cif(count), 1
+
+    cases = [('cif-p1', lambda n=n: (f'CIF P 1, {n} atoms', p1_cif(n), n), cif_sites) for n in args.sizes]
+    if args.symmetric:
+        cases.append(('cif-fm3m', lambda: symmetric(args.symmetric), cif_sites))
+    cases += [('pw', lambda n=n: (f'pw.x, {n} atoms', pw_input(n), n), pw_sites) for n in args.pw_sizes]
+    if args.coincident:
+        cases.append(('cif-coincident', lambda: coincident(args.coincident), cif_sites))
+
+    cif_sites(p1_cif(10))  # imports and caches (gemmi tables, scipy, pymatgen) before timing
+    pw_sites(pw_input(10))
     rows = []
-    for name, kind, size, make, read in cases:
-        if make is None:
-            text, size = symmetric_cif(size)
-            name = f'CIF F m -3 m (192 operations), {len(text.splitlines()) - 12} rows'
-        else:
-            text = make()
-        repeat = args.repeat if size <= BIG else 1
+    for kind, make, read in cases:
+        name, text, size = make()
+        repeat = args.repeat if len(text) <= BIG * 40 else 1  # about 40 bytes per atom-site row
         seconds, sites = timed(read, text, repeat)
         assert sites == size, (name, sites, size)
         rows.append(
@@ -180,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 'MB': round(len(text) / 1e6, 2),
                 'runs': repeat,
                 'seconds': round(seconds, 3),
-                'us_per_atom': round(seconds / size * 1e6, 1),
+                'us_per_atom': round(seconds / size * 1e6, 1) if kind != 'cif-coincident' else None,
             }
         )
         print(f'{name}: {seconds:.3f} s', file=sys.stderr, flush=True)

@@ -278,8 +278,10 @@ def expand(rows: list[Row], symmetry: Symmetry) -> Expansion:
     problem = None
     shared = {row for members in site_rows if len(members) > 1 for row in members}
     row_sites = np.split(site_of_point, np.cumsum(orbit_sizes)[:-1])
+    member_keys: dict[tuple[int, ...], int] = {}  # each site's rows hashed once (a site may hold many rows)
+    site_keys = [member_keys.setdefault(tuple(members), len(member_keys)) for members in site_rows]
     for index in sorted(shared):
-        if len({tuple(site_rows[site]) for site in row_sites[index].tolist()}) > 1:
+        if len({site_keys[site] for site in row_sites[index].tolist()}) > 1:
             problem = (
                 f'{rows[index].name} coincides with other sites at some but not all of its symmetry-equivalent '
                 'positions: the coordinates or the symmetry operations are inconsistent'
@@ -316,44 +318,59 @@ def _orbit_representatives(images: np.ndarray) -> np.ndarray:
     return kept
 
 
-def _close_pairs(first: np.ndarray, second: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _close_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i, j) of fractional positions ``first[i]``, ``second[j]`` closer than ``SITE_TOLERANCE`` per axis
-    (periodically), found with a KD-tree on the torus and checked exactly as :func:`wrap` measures. Without
-    ``second``: the pairs i < j of ``first``."""
+    (periodically), found with a KD-tree on the torus and checked exactly as :func:`wrap` measures."""
     from scipy.spatial import cKDTree
 
-    other = first if second is None else second
-    if not len(first) or not len(other):
+    if not len(first) or not len(second):
         return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
     radius = SITE_TOLERANCE * (1 + 1e-6)  # the tree's distances may round the other way than wrap()'s
-    tree = cKDTree(np.where(first >= 1.0, 0.0, first), boxsize=1.0)
-    if second is None:
-        pairs = tree.query_pairs(radius, p=np.inf, output_type='ndarray')
-        i, j = pairs[:, 0].astype(np.intp), pairs[:, 1].astype(np.intp)
-    else:
-        matrix = tree.sparse_distance_matrix(
-            cKDTree(np.where(second >= 1.0, 0.0, second), boxsize=1.0), radius, p=np.inf, output_type='ndarray'
-        )
-        i, j = matrix['i'].astype(np.intp), matrix['j'].astype(np.intp)
-    exact = np.all(np.abs(wrap(first[i] - other[j])) < SITE_TOLERANCE, axis=-1)
+    trees = [cKDTree(np.where(points >= 1.0, 0.0, points), boxsize=1.0) for points in (first, second)]
+    matrix = trees[0].sparse_distance_matrix(trees[1], radius, p=np.inf, output_type='ndarray')
+    i, j = matrix['i'].astype(np.intp), matrix['j'].astype(np.intp)
+    exact = np.all(np.abs(wrap(first[i] - second[j])) < SITE_TOLERANCE, axis=-1)
     return i[exact], j[exact]
 
 
 def _first_sites(points: np.ndarray) -> np.ndarray:
-    """For each point, the first earlier point that starts a site within ``SITE_TOLERANCE``, or the point itself."""
+    """For each point, the first earlier point that starts a site within ``SITE_TOLERANCE``, or the point itself.
+
+    Points are hashed into a grid of cells at least ``SITE_TOLERANCE`` wide (a KD-tree degrades to all pairs when
+    many points coincide): a point alone in its cell and the 26 around it starts its own site. The others are taken
+    in order against the sites started so far in those cells; sites are at least ``SITE_TOLERANCE`` apart, so a cell
+    holds a few at most, and a thousand rows on one spot cost a thousand look-ups, not a million pairs.
+    """
     sites = np.arange(len(points))
-    low, high = _close_pairs(points)
-    earlier, later = np.minimum(low, high), np.maximum(low, high)
-    if not len(later):
+    if len(points) < 2:
         return sites
-    order = np.lexsort((earlier, later))
-    later, earlier = later[order], earlier[order]
-    starts = np.searchsorted(later, np.unique(later))
-    for point, candidates in zip(later[starts].tolist(), np.split(earlier, starts[1:]), strict=True):
-        for candidate in candidates.tolist():  # in order: the first that starts a site is the one
-            if sites[candidate] == candidate:
-                sites[point] = candidate
+    size = int(1.0 // SITE_TOLERANCE)  # cells per axis
+    cells = np.floor(np.where(points >= 1.0, 0.0, points) * size).astype(np.int64) % size
+    offsets = [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]
+
+    def key(cells: np.ndarray) -> np.ndarray:
+        return (cells[:, 0] * size + cells[:, 1]) * size + cells[:, 2]
+
+    occupied, counts = np.unique(key(cells), return_counts=True)
+    around = np.zeros(len(points), dtype=np.int64)
+    for offset in offsets:
+        found = key((cells + offset) % size)
+        at = np.minimum(np.searchsorted(occupied, found), len(occupied) - 1)
+        around += np.where(occupied[at] == found, counts[at], 0)
+    crowded = np.flatnonzero(around > 1)  # another point in the cell or around it
+    grid: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    coordinates = points.tolist()
+    for point, (x, y, z) in zip(crowded.tolist(), cells[crowded].tolist(), strict=True):
+        here = coordinates[point]
+        candidates = sorted(
+            site for i, j, k in offsets for site in grid.get(((x + i) % size, (y + j) % size, (z + k) % size), ())
+        )
+        for site in candidates:
+            if all(abs((a - b) - round(a - b)) < SITE_TOLERANCE for a, b in zip(coordinates[site], here, strict=True)):
+                sites[point] = site
                 break
+        else:
+            grid[x, y, z].append(point)
     return sites
 
 
