@@ -226,3 +226,13 @@ def test_a_pw_number_too_large_for_a_crystal_is_refused_in_one_line(system, cell
             parse_pw_input('\n'.join(lines))
     assert named in str(error.value)
     assert '\n' not in str(error.value)
+
+
+def test_many_rows_on_one_position_are_refused_in_one_short_line():
+    from benchmarks.bench_readers import coincident_cif
+
+    with pytest.raises(ParseError) as error:
+        parse_cif(coincident_cif(2000).replace(' 0.00001\n', ' 1\n'))
+    message = str(error.value)
+    assert 'site O1, site O2, site O3, site O4, site O5 and 1995 more rows are at the same position' in message
+    assert len(message) < 300

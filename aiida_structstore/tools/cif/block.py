@@ -267,7 +267,8 @@ class _BlockReader:
             if total > 1 + OCCUPANCY_TOLERANCE:
                 if len(members) == 1:
                     raise self.error(f'{rows[members[0]].name} has occupancy {total:g}, larger than 1')
-                names = ', '.join(rows[member].name for member in members)
+                names = ', '.join(rows[member].name for member in members[:5])
+                names += f' and {len(members) - 5} more rows' if len(members) > 5 else ''
                 raise self.error(f'{names} are at the same position with total occupancy {total:g}: the atoms overlap')
 
     # -- kind names --------------------------------------------------------------------------------------------------
