@@ -236,3 +236,9 @@ def test_many_rows_on_one_position_are_refused_in_one_short_line():
     message = str(error.value)
     assert 'site O1, site O2, site O3, site O4, site O5 and 1995 more rows are at the same position' in message
     assert len(message) < 300
+
+
+def test_a_shear_of_infinite_order_is_no_group():
+    """'x+y,y,z' has an integer matrix of determinant 1 but powers without end: its products leave the list."""
+    with pytest.raises(ParseError, match=r'\(x\+y, y, z\) after \(x\+y, y, z\) gives \(x\+2\*y, y, z\)'):
+        parse_cif(cif_with_operations(['x,y,z', 'x+y,y,z']))

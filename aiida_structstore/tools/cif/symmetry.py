@@ -353,25 +353,43 @@ def _symmetry(ops: Iterable[gemmi.Op], description: str, origin: str = '') -> Sy
 def _group_problem(symmetry: Symmetry) -> str | None:
     """``None`` if the operations are closed under composition (modulo lattice translations), else what is missing.
 
-    Every product is checked (n² for n operations, in numpy): gemmi's ``GroupOps.add_missing_elements`` does not
-    complete pure translations (``x,y,z`` and ``x+1/3,y,z`` pass it, yet the group has ``x+2/3,y,z`` too).
+    Every product is checked (n² for n operations, in numpy, a block of rows at a time): gemmi's
+    ``GroupOps.add_missing_elements`` does not complete pure translations (``x,y,z`` and ``x+1/3,y,z`` pass it, yet
+    the group has ``x+2/3,y,z`` too).
     """
     ops = symmetry.ops
-    rotations = np.array([op.rot for op in ops], dtype=np.int64)  # in units of 1/DEN
-    translations = np.array([op.tran for op in ops], dtype=np.int64)
-    products_rot = np.einsum('aij,bjk->abik', rotations, rotations) // _DEN
-    products_tran = np.mod(np.einsum('aij,bj->abi', rotations, translations) // _DEN + translations[:, None, :], _DEN)
+    rotations = np.array([op.rot for op in ops], dtype=np.int64) // _DEN  # integers (x, y, z only)
+    translations = np.mod(np.array([op.tran for op in ops], dtype=np.int64), _DEN)  # in units of 1/DEN
+
+    packed = np.abs(rotations).max() <= 1  # then a product's entries are within -3 .. 3: one integer per operation
+
+    def table(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+        if packed:
+            digits = (rotation.reshape(-1, 9) + 3) @ (7 ** np.arange(9, dtype=np.int64))
+            return digits * _DEN**3 + translation.reshape(-1, 3) @ (_DEN ** np.arange(3, dtype=np.int64))
+        return np.concatenate([rotation.reshape(-1, 9), translation.reshape(-1, 3)], axis=1)
+
+    present = table(rotations, translations)
     count = len(ops)
-    products = np.concatenate([products_rot.reshape(count, count, 9), products_tran], axis=-1).reshape(-1, 12)
-    present = {row.tobytes() for row in np.concatenate([rotations.reshape(count, 9), translations % _DEN], axis=-1)}
-    for index, row in enumerate(products):
-        if row.tobytes() not in present:
-            first, second = ops[index // count], ops[index % count]
-            product = (first * second).wrap()
+    block = max(1, 100_000 // count)
+    for start in range(0, count, block):
+        first = slice(start, start + block)
+        products = table(
+            np.einsum('aij,bjk->abik', rotations[first], rotations),
+            np.mod(np.einsum('aij,bj->abi', rotations[first], translations) + translations[first, None], _DEN),
+        )
+        if packed:
+            missing = np.flatnonzero(~np.isin(products, present))
+        else:  # rows to ids, then membership
+            ids = np.unique(np.concatenate([present, products]), axis=0, return_inverse=True)[1].reshape(-1)
+            missing = np.flatnonzero(~np.isin(ids[count:], ids[:count]))
+        if len(missing):
+            a, b = divmod(int(missing[0]), count)
+            one, other = ops[start + a], ops[b]
             return (
-                f'the symmetry operations do not form a group: ({_pretty(first)}) after ({_pretty(second)}) '
-                f'gives ({_pretty(product)}), which is not in the list (give every operation of the group, or its '
-                'space-group symbol instead of the operations)'
+                f'the symmetry operations do not form a group: ({_pretty(one)}) after ({_pretty(other)}) '
+                f'gives ({_pretty((one * other).wrap())}), which is not in the list (give every operation of the '
+                'group, or its space-group symbol instead of the operations)'
             )
     return None
 
