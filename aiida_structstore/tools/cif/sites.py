@@ -249,9 +249,9 @@ def expand(rows: list[Row], symmetry: Symmetry) -> Expansion:
     """Expand the rows to the unit cell by the symmetry operations.
 
     Linear in the number of rows: the images of each row are told apart with the row's own images (operations x
-    operations per row), and images of different rows are matched with a periodic KD-tree, never all pairs. The result
-    is that of the plain reading: images taken in row order and operation order, each one the site of the first
-    earlier site within ``SITE_TOLERANCE``, or a new site.
+    operations per row), and images of different rows are matched through a grid of cells (:func:`_first_sites`),
+    never all pairs. The result is that of the plain reading: images taken in row order and operation order, each one
+    the site of the first earlier site within ``SITE_TOLERANCE``, or a new site.
     """
     frac = np.array([row.frac for row in rows], dtype=float).reshape(-1, 3)
     images = np.mod(np.einsum('oij,rj->roi', symmetry.rotations, frac) + symmetry.translations, 1.0)  # rows, ops, 3
@@ -320,7 +320,8 @@ def _orbit_representatives(images: np.ndarray) -> np.ndarray:
 
 def _close_pairs(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (i, j) of fractional positions ``first[i]``, ``second[j]`` closer than ``SITE_TOLERANCE`` per axis
-    (periodically), found with a KD-tree on the torus and checked exactly as :func:`wrap` measures."""
+    (periodically), found with a KD-tree on the torus and checked exactly as :func:`wrap` measures. Meant for sites
+    (at least ``SITE_TOLERANCE`` apart within each set), so the pairs are few."""
     from scipy.spatial import cKDTree
 
     if not len(first) or not len(second):
