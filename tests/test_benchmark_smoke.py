@@ -25,3 +25,15 @@ def test_the_benchmark_suite_runs(tmp_path):
     assert rows['first sync → counting sink (unpaced)']['calls_per_1000'] > 0
     assert rows['peak RSS of `verdi data structstore sync`, N=300']['peak_rss_mib'] > 0
     assert any(run.startswith('parallel sync') for run in rows)
+
+
+@pytest.mark.slow
+def test_the_reader_benchmark_runs(tmp_path):
+    out = tmp_path / 'readers.json'
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_readers.py'), '--sizes', '400', '800']
+    command += ['--symmetric', '1000', '--pw-sizes', '400', '--coincident', '500', '--repeat', '1', '--json', str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads(out.read_text())['rows']
+    assert [row['kind'] for row in rows] == ['cif-p1', 'cif-p1', 'cif-fm3m', 'pw', 'cif-coincident']
+    assert all(row['seconds'] > 0 for row in rows)

@@ -39,8 +39,8 @@ import numpy as np
 from aiida import orm
 
 from ..overlap import OCCUPANCY_TOLERANCE, find_overlap
-from .sites import Expansion, Row, expand, read_rows, same_expansion
-from .symmetry import Symmetry, block_symmetry, cell_matrix
+from .sites import Expansion, Row, duplicate_labels, expand, read_rows, same_expansion
+from .symmetry import CELL_LENGTH_RANGE, Symmetry, block_symmetry, cell_matrix
 from .syntax import Block
 
 __all__ = ('COMPOSITION_TOLERANCE', 'CifBlock', 'format_amounts', 'read_block', 'reduced_formula', 'structure_data')
@@ -93,6 +93,9 @@ class _BlockReader:
         problem, notes = self.declared_problem(rows, expansion, symmetry)
         if problem:
             raise self.error(problem)
+        duplicates = duplicate_labels(rows, expansion, len(symmetry))
+        if duplicates:
+            notes.append(duplicates)
         matrix = cell_matrix(cell)
         species = expansion.rescaled_species()
         positions = expansion.frac @ matrix
@@ -122,6 +125,9 @@ class _BlockReader:
         for name, value in zip(_CELL[:3], (a, b, c), strict=True):
             if value <= 0:
                 raise self.error(f'_cell_{name} = {value:g} must be positive')
+            if not CELL_LENGTH_RANGE[0] <= value <= CELL_LENGTH_RANGE[1]:
+                low, high = CELL_LENGTH_RANGE
+                raise self.error(f'_cell_{name} = {value:g} Å is not a cell length (from {low:g} to {high:g} Å)')
         for name, value in zip(_CELL[3:], (alpha, beta, gamma), strict=True):
             if not 0 < value < 180:
                 raise self.error(f'_cell_{name} = {value:g} must be between 0 and 180 degrees')
@@ -275,7 +281,8 @@ class _BlockReader:
             if total > 1 + OCCUPANCY_TOLERANCE:
                 if len(members) == 1:
                     raise self.error(f'{rows[members[0]].name} has occupancy {total:g}, larger than 1')
-                names = ', '.join(rows[member].name for member in members)
+                names = ', '.join(rows[member].name for member in members[:5])
+                names += f' and {len(members) - 5} more rows' if len(members) > 5 else ''
                 raise self.error(f'{names} are at the same position with total occupancy {total:g}: the atoms overlap')
 
     # -- kind names --------------------------------------------------------------------------------------------------
@@ -330,15 +337,23 @@ def structure_data(
     once. The tests check that both give identical attributes.
     """
     node = orm.StructureData(cell=cell.tolist(), pbc=(True, True, True))
-    kinds: dict[str, orm.Kind] = {}
+    kinds: dict[str, tuple[tuple, dict]] = {}  # name -> (species, raw kind)
+    raw_kinds: dict[tuple, dict] = {}  # one Kind built per distinct species; names differ only in 'name'
     sites = []
-    for position, amounts, name in zip(positions, species, kind_names, strict=True):
-        kind = orm.Kind(symbols=list(amounts), weights=list(amounts.values()), name=name)
-        known = kinds.setdefault(name, kind)
-        if known is not kind and not known.compare_with(kind)[0]:  # pragma: no cover - kind_names() prevents this
-            raise ValueError(f'kind {name!r} would stand for two different species')
-        sites.append(orm.Site(kind_name=name, position=[float(x) for x in position]).get_raw())
-    node.base.attributes.set('kinds', [kind.get_raw() for kind in kinds.values()])
+    for position, amounts, name in zip(positions.tolist(), species, kind_names, strict=True):
+        key = tuple(amounts.items())
+        known = kinds.get(name)
+        if known is None:
+            raw = raw_kinds.get(key)
+            if raw is None:
+                raw = raw_kinds[key] = orm.Kind(symbols=list(amounts), weights=list(amounts.values())).get_raw()
+            kinds[name] = (key, {**raw, 'name': name})
+        elif known[0] != key:  # pragma: no cover - kind_names() prevents this
+            kind = orm.Kind(symbols=list(amounts), weights=list(amounts.values()), name=name)
+            if not orm.Kind(raw=known[1]).compare_with(kind)[0]:
+                raise ValueError(f'kind {name!r} would stand for two different species')
+        sites.append({'position': tuple(position), 'kind_name': name})  # what orm.Site(...).get_raw() gives
+    node.base.attributes.set('kinds', [raw for _, raw in kinds.values()])
     node.base.attributes.set('sites', sites)
     return node
 

@@ -34,10 +34,12 @@ import numpy as np
 
 from .syntax import Block, to_float
 
-__all__ = ('METRIC_TOLERANCE', 'Symmetry', 'block_symmetry', 'wrap')
+__all__ = ('CELL_LENGTH_RANGE', 'METRIC_TOLERANCE', 'Symmetry', 'block_symmetry', 'cell_matrix', 'wrap')
 
 METRIC_TOLERANCE = 0.02
 """Relative tolerance of the check that the symmetry operations leave the cell metric unchanged."""
+CELL_LENGTH_RANGE = (1e-4, 1e7)
+"""Å: a cell length outside is no crystal (and would overflow or divide by zero in the cell's matrices)."""
 
 _DEN = gemmi.Op.DEN
 _OPERATIONS = (('space_group_symop', 'operation_xyz'), ('symmetry_equiv', 'pos_as_xyz'))
@@ -349,22 +351,47 @@ def _symmetry(ops: Iterable[gemmi.Op], description: str, origin: str = '') -> Sy
 
 
 def _group_problem(symmetry: Symmetry) -> str | None:
-    """``None`` if the operations are closed under composition (modulo lattice translations), else what is missing."""
+    """``None`` if the operations are closed under composition (modulo lattice translations), else what is missing.
+
+    Every product is checked (n² for n operations, in numpy, a block of rows at a time): gemmi's
+    ``GroupOps.add_missing_elements`` does not complete pure translations (``x,y,z`` and ``x+1/3,y,z`` pass it, yet
+    the group has ``x+2/3,y,z`` too).
+    """
     ops = symmetry.ops
-    complete = gemmi.GroupOps(list(ops))
-    complete.add_missing_elements()
-    if len(list(complete)) == len(ops):
-        return None
-    present = _key(ops)
-    for first in ops:
-        for second in ops:
-            product = (first * second).wrap()
-            if product.triplet() not in present:
-                return (
-                    f'the symmetry operations do not form a group: ({_pretty(first)}) after ({_pretty(second)}) '
-                    f'gives ({_pretty(product)}), which is not in the list'
-                )
-    return 'the symmetry operations do not form a group'  # pragma: no cover - a missing product is always found
+    rotations = np.array([op.rot for op in ops], dtype=np.int64) // _DEN  # integers (x, y, z only)
+    translations = np.mod(np.array([op.tran for op in ops], dtype=np.int64), _DEN)  # in units of 1/DEN
+
+    packed = np.abs(rotations).max() <= 1  # then a product's entries are within -3 .. 3: one integer per operation
+
+    def table(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
+        if packed:
+            digits = (rotation.reshape(-1, 9) + 3) @ (7 ** np.arange(9, dtype=np.int64))
+            return digits * _DEN**3 + translation.reshape(-1, 3) @ (_DEN ** np.arange(3, dtype=np.int64))
+        return np.concatenate([rotation.reshape(-1, 9), translation.reshape(-1, 3)], axis=1)
+
+    present = table(rotations, translations)
+    count = len(ops)
+    block = max(1, 100_000 // count)
+    for start in range(0, count, block):
+        first = slice(start, start + block)
+        products = table(
+            np.einsum('aij,bjk->abik', rotations[first], rotations),
+            np.mod(np.einsum('aij,bj->abi', rotations[first], translations) + translations[first, None], _DEN),
+        )
+        if packed:
+            missing = np.flatnonzero(~np.isin(products, present))
+        else:  # rows to ids, then membership
+            ids = np.unique(np.concatenate([present, products]), axis=0, return_inverse=True)[1].reshape(-1)
+            missing = np.flatnonzero(~np.isin(ids[count:], ids[:count]))
+        if len(missing):
+            a, b = divmod(int(missing[0]), count)
+            one, other = ops[start + a], ops[b]
+            return (
+                f'the symmetry operations do not form a group: ({_pretty(one)}) after ({_pretty(other)}) '
+                f'gives ({_pretty((one * other).wrap())}), which is not in the list (give every operation of the '
+                'group, or its space-group symbol instead of the operations)'
+            )
+    return None
 
 
 def _pretty(op: gemmi.Op) -> str:

@@ -18,7 +18,6 @@ What differs from ``create_builder_from_file``: the input is read by :func:`~aii
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +25,10 @@ from aiida import orm
 
 from . import PwInput
 from .kpoints import expand_band_path
+from .structure import INDEXED_KEY, SPECIES_INDEXED, SPECIES_LAST_INDEX
 
 __all__ = ('create_builder', 'pseudo_family_hint')
 
-#: &SYSTEM variables with one index, the species: value(i) for species i.
-SPECIES_INDEXED = frozenset(
-    {
-        'starting_charge',
-        'starting_magnetization',
-        'hubbard_u',
-        'hubbard_j0',
-        'hubbard_alpha',
-        'hubbard_beta',
-        'hubbard_u_back',
-        'hubbard_alpha_back',
-        'angle1',
-        'angle2',
-        'london_c6',
-        'london_rvdw',
-    }
-)
-#: &SYSTEM variables with several indices, the last one the species.
-SPECIES_LAST_INDEX = frozenset({'starting_ns_eigenvalue', 'hubbard_j'})
-_INDEXED = re.compile(r'([a-z_0-9]+)\(([\d,]+)\)')
 #: &SYSTEM variables of ``crystal_sg`` positions: the structure holds every atom, so they go (with them pw.x would
 #: expect the inequivalent atoms only).
 SPACE_GROUP_KEYS = frozenset({'space_group', 'uniqueb', 'origin_choice', 'rhombohedral'})
@@ -141,7 +121,7 @@ def _parameters(parsed: PwInput, blocked: list[tuple[str, ...]]) -> dict[str, di
     for namelist, values in parsed.parameters.items():
         converted: dict[str, Any] = {}
         for key, value in values.items():
-            match = _INDEXED.fullmatch(key)
+            match = INDEXED_KEY.fullmatch(key)
             base = match.group(1) if match else key
             if (namelist, base) in blocked_keys or (namelist == 'SYSTEM' and key in SPACE_GROUP_KEYS):
                 continue

@@ -23,7 +23,8 @@ Cell
 Positions
     Units ``alat`` (also when none is given, pw.x's default), ``bohr``, ``angstrom``, ``crystal``, or ``crystal_sg``
     with ``space_group`` (the inequivalent atoms, expanded as pw.x expands them: :mod:`.spacegroup`); coordinates may be
-    QE's simple expressions (``1/3``). ``if_pos`` flags are checked (0 or 1). Atoms closer than 0.5 Å, also through
+    QE's simple expressions (``1/3``). ``if_pos`` flags are checked (0 or 1); a position more than 1e7 Å from the
+    origin (``1e308``) is an error. Atoms closer than 0.5 Å, also through
     periodic images, are refused by the overlap rule shared with the CIF reader.
 """
 
@@ -42,7 +43,7 @@ from ..overlap import find_overlap
 from .namelists import REAL_RE, Card, Where, ignore_extra_lines, to_float
 from .spacegroup import expand, is_wyckoff_letter, space_group_ibrav, wyckoff_position
 
-__all__ = ('BOHR_TO_ANGSTROM', 'Species', 'read_structure')
+__all__ = ('BOHR_TO_ANGSTROM', 'NTYPX', 'SPECIES_INDEXED', 'SPECIES_LAST_INDEX', 'Species', 'read_structure')
 
 BOHR_TO_ANGSTROM = 0.52917720859
 """Bohr radius in Å, the value qe-tools and aiida-quantumespresso use."""
@@ -57,6 +58,28 @@ _LABEL_RE = re.compile(r'[A-Za-z][A-Za-z0-9_-]*')
 _EXPR_TOKEN_RE = re.compile(r'\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eEdD][+-]?\d+)?)|(?P<op>[-+*/^()]))')
 _MAX_EXPRESSION_LENGTH = 100
 _MIN_LENGTH, _MAX_LENGTH = 1e-4, 1e7  # sanity bounds of cell vector lengths, in the card's units and in Å
+NTYPX = 10
+"""The most species pw.x holds (``ntypx`` of QE's ``Modules/parameters.f90``: the size of its species arrays)."""
+#: &SYSTEM variables with one index, the species: value(i) for species i.
+SPECIES_INDEXED = frozenset(
+    {
+        'starting_charge',
+        'starting_magnetization',
+        'hubbard_u',
+        'hubbard_j0',
+        'hubbard_alpha',
+        'hubbard_beta',
+        'hubbard_u_back',
+        'hubbard_alpha_back',
+        'angle1',
+        'angle2',
+        'london_c6',
+        'london_rvdw',
+    }
+)
+#: &SYSTEM variables with several indices, the last one the species.
+SPECIES_LAST_INDEX = frozenset({'starting_ns_eigenvalue', 'hubbard_j'})
+INDEXED_KEY = re.compile(r'([a-z_0-9]+)\(([\d,]+)\)')
 
 
 @dataclass(frozen=True)
@@ -99,8 +122,7 @@ def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card],
         positions = raw.copy()
     else:
         positions = raw @ cell
-    if not np.all(np.isfinite(positions)):
-        where.fail('ATOMIC_POSITIONS: the positions are not finite after unit conversion')
+    _check_positions(positions, cards['ATOMIC_POSITIONS'], units, where)
     names = [f'atom {index + 1} ({label})' for index, label in enumerate(labels)]
     overlap = find_overlap(cell, positions, names)
     if overlap:
@@ -123,9 +145,30 @@ def read_structure(namelists: dict[str, dict[str, Any]], cards: dict[str, Card],
             node.append_kind(orm.Kind(name=item.label, symbols=item.element, mass=item.mass))
         else:  # QE: a mass <= 0 means "use the default mass of the element"
             node.append_kind(orm.Kind(name=item.label, symbols=item.element))
-    for label, position in zip(labels, positions, strict=True):
-        node.append_site(orm.Site(kind_name=label, position=[float(value) for value in position]))
+    # Every label is a declared species, so each site's kind exists: the sites are written at once, as
+    # orm.Site(...).get_raw() gives them (append_site reads all kinds back for every atom, about 0.1 ms each).
+    pairs = zip(labels, positions.tolist(), strict=True)
+    sites = [{'position': tuple(position), 'kind_name': label} for label, position in pairs]
+    node.base.attributes.set('sites', sites)
     return Structure(node, tuple(species), alat, fixed, system['ibrav'])
+
+
+def _check_positions(positions: np.ndarray, card: Card, units: str, where: Where) -> None:
+    """Refuse a coordinate that is no position in a crystal: beyond ``_MAX_LENGTH`` Å, or not finite after the unit
+    conversion (``1e308`` in ``crystal`` or ``alat`` units overflows), naming the atom and the value as written."""
+    bad = ~(np.abs(positions) <= _MAX_LENGTH)  # NaN too
+    if not bad.any():
+        return
+    index, axis = (int(value) for value in np.argwhere(bad)[0])
+    if index >= len(card.lines):  # an atom of a crystal_sg expansion: the rows as written were all checked first
+        where.fail(f'ATOMIC_POSITIONS: a position is more than {_MAX_LENGTH:g} Å from the origin', card.number)
+    line = card.lines[index]
+    label, token = line.text.split()[0], line.text.split()[1 + axis]
+    where.fail(
+        f'ATOMIC_POSITIONS: {"xyz"[axis]} of {label!r} = {token} ({units}) is too large for a position '
+        f'(more than {_MAX_LENGTH:g} Å from the origin)',
+        line.number,
+    )
 
 
 def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any]:
@@ -145,14 +188,44 @@ def _system(namelists: dict[str, dict[str, Any]], where: Where) -> dict[str, Any
     for key in ('nat', 'ntyp'):
         if system[key] < 1:
             where.fail(f'&SYSTEM: {key} must be at least 1, got {system[key]}')
+    _check_species_indices(system, where)
     for key, value in system.items():
         if (key.startswith('celldm') or key in _ABC_KEYS) and (
             isinstance(value, (bool, str)) or not math.isfinite(value)
         ):
             where.fail(f'&SYSTEM: {key} must be a number, got {value!r}')
+        if (key.startswith('celldm') or key in _ABC_KEYS) and abs(value) > _MAX_LENGTH:
+            where.fail(
+                f'&SYSTEM: {key} = {value:g} is too large for a lattice parameter: not a physical cell '
+                f'(at most {_MAX_LENGTH:g})'
+            )
         if key.startswith('celldm') and key not in {f'celldm({i})' for i in range(1, 7)}:
             where.fail(f'&SYSTEM: {key}: celldm has the indices 1 to 6')
     return system
+
+
+def _check_species_indices(system: dict[str, Any], where: Where) -> None:
+    """Species indices of &SYSTEM arrays (``starting_magnetization(i)``, ``Hubbard_U(i)``, the last index of
+    ``starting_ns_eigenvalue(m,s,i)``) as pw.x takes them: its arrays hold ``NTYPX`` species, and an index outside
+    1 .. NTYPX stops pw.x's namelist read; an index past ``ntyp`` but within them is ignored by pw.x (warning)."""
+    ntyp, ignored = system['ntyp'], []
+    for key in system:
+        match = INDEXED_KEY.fullmatch(key)
+        if match is None or match.group(1) not in SPECIES_INDEXED | SPECIES_LAST_INDEX:
+            continue
+        species = int(match.group(2).split(',')[-1])
+        if not 1 <= species <= NTYPX:
+            where.fail(
+                f'&SYSTEM: {key}: species index {species} is outside 1 .. {NTYPX} (pw.x holds at most {NTYPX} '
+                f'species and stops reading the namelist; ntyp = {ntyp})'
+            )
+        if species > ntyp:
+            ignored.append(key)
+    if ignored:
+        where.warn(
+            f'&SYSTEM: {", ".join(ignored)}: species index past ntyp = {ntyp}; pw.x ignores '
+            f'{"it" if len(ignored) == 1 else "them"}'
+        )
 
 
 def required_card(cards: dict[str, Card], name: str, where: Where, why: str = '') -> Card:
@@ -366,7 +439,7 @@ def _cell_rows(card: Card, where: Where) -> np.ndarray:
             where.fail(f'CELL_PARAMETERS: expected 3 numbers, got {line.text.strip()!r}', line.number)
         for axis, token in enumerate(fields):
             rows[index, axis] = real(token, f'CELL_PARAMETERS: vector {index + 1}', line.number, where)
-        length = float(np.linalg.norm(rows[index]))
+        length = math.hypot(*rows[index])  # np.linalg.norm overflows to inf for 1e308
         if not _MIN_LENGTH <= length <= _MAX_LENGTH:
             where.fail(
                 f'CELL_PARAMETERS: vector {index + 1} has the length {length:g}: not a physical cell', line.number
@@ -449,7 +522,9 @@ def _coordinate(token: str, what: str, line, where: Where) -> float:
         return real(token, what, line.number, where)
     try:
         value = _evaluate(token)
-    except (ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
+    except OverflowError as exc:  # '10^400'
+        where.fail(f'{what}: {token!r} is not finite', line.number, cause=exc)
+    except (ValueError, ZeroDivisionError, RecursionError) as exc:
         where.fail(f'{what}: {token!r} is neither a number nor a valid expression ({exc})', line.number, cause=exc)
     if not math.isfinite(value):
         where.fail(f'{what}: {token!r} is not finite', line.number)
