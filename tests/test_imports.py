@@ -353,14 +353,14 @@ def test_a_cif_with_a_byte_order_mark_imports(run_cli_command, tmp_path):
 
 
 def test_repeated_warnings_are_shown_once_and_counted(run_cli_command, tmp_path):
-    """A pw.x input with one variable assigned 2,000 times: pw.x takes the last value; the reader warns for each
-    repeat, the CLI shows the distinct warnings (at most 20) and counts the rest."""
+    """A CIF with 30 items whose values hold blanks without quotes (a warning each, as careful readers give): the
+    CLI shows the distinct warnings (at most 20) and counts the rest."""
     from aiida_structstore.tools.files import MAX_REPORTED_WARNINGS
 
-    text = (EXAMPLES / 'pw' / 'si_scf.in').read_text()
-    repeats = ''.join(f'  ecutwfc = {20 + index % 30}.0\n' for index in range(2000))
-    path = tmp_path / 'repeated.in'
-    path.write_text(re.sub(r'(?im)^(\s*&system\s*\n)', lambda m: m.group(1) + repeats, text, count=1))
+    text = (EXAMPLES / 'cif' / 'fe2o3.cif').read_text()
+    extra = ''.join(f'_journal_coden_{index:02d} Some Journal {index}\n' for index in range(30))
+    path = tmp_path / 'repeated.cif'
+    path.write_text(text.replace('\n_cell_length_a', '\n' + extra + '_cell_length_a', 1))
     result = run_cli_command(cmd_structstore, ['import', str(path)])
     warnings = [line for line in result.output.splitlines() if line.startswith('Warning:')]
     assert 2 <= len(warnings) <= MAX_REPORTED_WARNINGS + 1, result.output
