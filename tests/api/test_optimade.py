@@ -917,6 +917,55 @@ class TestPaging:
         assert [entry['id'] for entry in body['data']] == ['m0000-big']
         assert body['data'][0]['attributes']['cartesian_site_positions'] == structure['cartesian_site_positions']
 
+    def test_one_tenant_waits_for_its_own_calls_not_for_others(self, many, backend, api_settings, tenant, monkeypatch):
+        """With one store call at a time per tenant: while a tenant's call is held in the store, its next request
+        waits in the API (it never reaches the store), and another tenant's request is answered meanwhile."""
+        import threading
+
+        from aiida_structstore.api.optimade import query
+
+        entered, release, waiting = threading.Event(), threading.Event(), threading.Event()
+
+        class Watched(threading.BoundedSemaphore):
+            def acquire(self, blocking=True, timeout=None):
+                if super().acquire(blocking=False):
+                    return True
+                waiting.set()
+                return super().acquire(blocking, timeout)
+
+            __enter__ = acquire
+
+        monkeypatch.setattr(query, '_tenant_slots', {tenant: Watched(1)})
+        original, calls = backend.structures.query, []
+
+        def held(tenant_id, *args, **kwargs):
+            calls.append(tenant_id)
+            if calls.count(tenant) == 1 and tenant_id == tenant:
+                entered.set()
+                assert release.wait(120)
+            return original(tenant_id, *args, **kwargs)
+
+        monkeypatch.setattr(backend.structures, 'query', held)
+        mine, other = bearer(make_token(tenant, ['big'])), bearer(make_token(f'{tenant}-x', ['big']))
+        with TestClient(create_app(api_settings, store=backend)) as client:
+            answers = []
+
+            def request():
+                answers.append(client.get('/optimade/v1/structures', headers=mine).status_code)
+
+            threads = [threading.Thread(target=request) for _ in range(2)]
+            threads[0].start()
+            assert entered.wait(120)
+            threads[1].start()
+            assert waiting.wait(120)  # the second request of the tenant waits for the slot
+            response = client.get('/optimade/v1/structures', headers=other)
+            assert response.status_code == 200 and response.json()['data']
+            assert calls.count(tenant) == 1  # the waiting request has not reached the store
+            release.set()
+            for thread in threads:
+                thread.join(120)
+        assert answers == [200, 200] and calls.count(tenant) == 2
+
     def test_payload_filters_page_through_any_workspace(self, many, backend, client, monkeypatch):
         """A filter on the payload is an index walk with the payload conjuncts evaluated in the API on each store
         page (payloads come with it): no scan bound applies, pages follow cursors, and the result is what the

@@ -615,7 +615,15 @@ class ConvexStructures(StructureStore):
                     )
             next_cursor = None if reply['isDone'] else reply['continueCursor']
             rows_read += int(reply['rowsRead'])
-            if next_cursor is None or len(items) >= limit or (max_rows is not None and rows_read >= max_rows):
+            # With max_rows, a call that stopped at its own budget (rows, or half a transaction's bytes) before its
+            # items ends the page: one call per page, whatever the size of the records.
+            stopped = max_rows is not None and len(reply['page']) < args['numItems']
+            if (
+                next_cursor is None
+                or len(items) >= limit
+                or stopped
+                or (max_rows is not None and rows_read >= max_rows)
+            ):
                 return Page(
                     items=tuple(items),
                     next_cursor=next_cursor,
