@@ -37,3 +37,18 @@ def test_the_reader_benchmark_runs(tmp_path):
     rows = json.loads(out.read_text())['rows']
     assert [row['kind'] for row in rows] == ['cif-p1', 'cif-p1', 'cif-fm3m', 'pw', 'cif-coincident']
     assert all(row['seconds'] > 0 for row in rows)
+
+
+@pytest.mark.slow
+def test_the_read_benchmark_runs(tmp_path):
+    """benchmarks/bench_read.py at a small size, without ``verdi restapi`` (aiida-core's ``rest`` extra is not a test
+    dependency): the workloads, the calls per request and the isolation run."""
+    out = tmp_path / 'read.json'
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_read.py'), '--sizes', '150,300', '--requests', '2']
+    command += ['--no-restapi', '--concurrency', '1,2', '--json', str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert {row['workload'] for row in report['rows']} == {'cif', 'page', 'filter', 'listing'}
+    assert all(count >= 1 for _, _, count in report['calls'])
+    assert 'another tenant' in result.stdout

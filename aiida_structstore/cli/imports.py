@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import pathlib
 import signal
 
@@ -128,12 +129,25 @@ def _signals_interrupt():
     def interrupt(number, _frame):
         raise _Interrupted(signal.Signals(number).name)
 
+    # AiiDA's handler also logs "runner received interrupt, killing process N" as critical: the one line this
+    # command prints for the interruption says it (and what was kept) already.
+    quiet = _NoInterruptNotice()
+    loggers = [logging.getLogger(name) for name in ('aiida.engine.processes.functions', 'aiida.engine.runners')]
     previous = {number: signal.signal(number, interrupt) for number in (signal.SIGTERM, signal.SIGINT)}
+    for logger in loggers:
+        logger.addFilter(quiet)
     try:
         yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+class _NoInterruptNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith('runner received interrupt')
 
 
 def _refuse_after_interrupted_imports() -> None:
