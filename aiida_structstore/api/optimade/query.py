@@ -100,9 +100,10 @@ MAX_SCAN_ENTRIES = 1000
 MAX_PAGE_OFFSET = 1000
 #: Summaries per ``store.structures.query`` call.
 STORE_PAGE = 200
-#: Index rows one ``store.structures.query`` call reads at most (a fifth of Convex's per-call budget of the protocol:
-#: a call that evaluates the filter on 1,000 rows takes about 40 ms on the local Convex server).
-ROWS_PER_CALL = 1000
+#: Index rows one ``store.structures.query`` call reads at most (a tenth of Convex's per-call budget of the protocol:
+#: a call that evaluates the filter on 500 rows takes about 20 ms on the local Convex server, which answers one call
+#: at a time, so that is what another tenant's call may wait behind).
+ROWS_PER_CALL = 500
 #: Calls per request that may end short (their rows read, the page not full): a filter that matches little reads at
 #: most this many times :data:`ROWS_PER_CALL` rows; the page then ends early, with a next link.
 MAX_SHORT_CALLS = 4
