@@ -20,7 +20,7 @@ def project_nodes(
     from ..core.structures import StructureKey
     from ..store.structures import ownership_message
     from ..structures.projection import default_structure_id
-    from .utils import opened_store
+    from .utils import opened_store, quiet_store_tracebacks
 
     if not replace_owner:
         # Refuse before any provenance is created; the calcfunction checks again when it writes.
@@ -40,7 +40,8 @@ def project_nodes(
             include_raw=include_raw,
             replace_owner=replace_owner,
         )
-        results, process = project_structure.run_get_node(**inputs)
+        with quiet_store_tracebacks():
+            results, process = project_structure.run_get_node(**inputs)
         receipt = results['receipt'].get_dict()
         rows.append(
             [

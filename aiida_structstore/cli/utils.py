@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import logging
 from collections.abc import Iterator
 
 from aiida.cmdline.utils import echo
@@ -90,3 +91,36 @@ def echo_verify(report, what: str, node: str, nodes: str) -> None:
     if not report.ok:
         echo.echo_critical(f'{len(report.problems)} problems: the store and AiiDA do not match')
     echo.echo_success(f'{report.matching} {what} match their AiiDA {nodes}, and no projected {node} is missing')
+
+
+class _NoStoreTraceback(logging.Filter):
+    """Drops the traceback a process reports when it excepted on one of this package's errors (the command prints
+    that error as one line); the process node's own log, written by another handler, keeps it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if 'Traceback (most recent call last)' not in text:
+            return True
+        last = text.rstrip().rsplit('\n', 1)[-1]
+        return not last.startswith('aiida_structstore.core.exceptions.')
+
+
+@contextlib.contextmanager
+def quiet_store_tracebacks() -> Iterator[None]:
+    """While a calcfunction of this package runs from a command: its report of a store error's traceback is not
+    printed on the console (the node's log keeps it), so that the command's one line is all the user sees."""
+    # The console handlers (the node's log is written by AiiDA's database handler, which is left alone).
+    handlers = [
+        handler
+        for name in ('aiida', 'verdi')
+        for handler in logging.getLogger(name).handlers
+        if type(handler).__name__ != 'DBLogHandler'
+    ]
+    quiet = _NoStoreTraceback()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)

@@ -142,15 +142,7 @@ def test_put_batch_answering_for_other_records_is_refused(proxied, tenant):
     [
         ('list', 'structures:listStructures'),
         ('sync', 'structures:putBatch'),
-        pytest.param(
-            'project',
-            'structures:putBatch',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason='the error is one line, but the calcfunction excepts and AiiDA reports its traceback '
-                '(on_except) for any store failure: to be turned into an exit code in project_structure',
-            ),
-        ),
+        ('project', 'structures:putBatch'),
     ],
 )
 def test_the_cli_says_it_in_one_line(
