@@ -50,9 +50,10 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from optimade.exceptions import NotFound, OptimadeHTTPException, VersionNotSupported
 from optimade.models import (
     AvailableApiVersion,
@@ -218,7 +219,7 @@ def _meta(request: Request, *, warnings_: Sequence[str | tuple[str, str]] = (), 
 
 def _json(model: Any, status: int = 200) -> Response:
     body = model.model_dump(mode='json', exclude_unset=True, by_alias=True)
-    return ORJSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=CACHE_HEADERS)
+    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=CACHE_HEADERS)
 
 
 def _json_many(meta: ResponseMeta, data: list[dict[str, Any]], next_link: str | None) -> Response:
@@ -231,7 +232,7 @@ def _json_many(meta: ResponseMeta, data: list[dict[str, Any]], next_link: str | 
     )
     body['data'] = data
     # orjson: a page of 100 entries with positions is encoded in about 0.2 ms instead of 5 ms.
-    return ORJSONResponse(body, media_type=MEDIA_TYPE, headers=CACHE_HEADERS)
+    return Response(orjson.dumps(body), media_type=MEDIA_TYPE, headers=CACHE_HEADERS)
 
 
 def _error(request: Request, status: int, title: str, detail: str, headers: dict | None = None) -> Response:
