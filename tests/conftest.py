@@ -206,31 +206,48 @@ def daemon_client(aiida_profile):
 def submit_and_await(started_daemon_client):
     """aiida's fixture (submit, then wait for a state), with a race fixed: it read the state twice per look
     (``process_state``, then ``is_excepted``), so a process that excepted between the two reads failed a wait for
-    ``EXCEPTED``. Here each look reads the state once."""
+    ``EXCEPTED``. Here each look reads the state once, and the next look comes when a process broadcasts a state
+    change (``state_changed.*`` over RabbitMQ, as the executions watcher listens), not after a sleep; a look every
+    5 s covers a broadcast missed while the subscription starts."""
     import inspect
+    import threading
     import time
 
+    import kiwipy
     from aiida.engine import Process, ProcessBuilder, ProcessState, submit
+    from aiida.manage import get_manager
     from aiida.orm import ProcessNode
 
     def factory(submittable, state=ProcessState.FINISHED, timeout: int = 20, **kwargs):
-        if inspect.isclass(submittable) and issubclass(submittable, Process):
-            node = submit(submittable, **kwargs)
-        elif isinstance(submittable, ProcessBuilder):
-            node = submit(submittable)
-        elif isinstance(submittable, ProcessNode):
-            node = submittable
-        else:
-            raise ValueError(f'type of submittable `{type(submittable)}` is not supported.')
-        start_time = time.monotonic()
-        while (current := node.process_state) is not state:
-            if current is ProcessState.EXCEPTED:
-                raise RuntimeError(f'The process excepted: {node.exception}')
-            if time.monotonic() - start_time >= timeout:
-                log = pathlib.Path(started_daemon_client.daemon_log_file).read_text(encoding='utf-8')
-                raise RuntimeError(f'Timed out waiting for state `{state}` (now `{current}`); daemon log:\n{log}')
-            time.sleep(0.1)  # as aiida's fixture polls
-        return node
+        changed = threading.Event()
+        communicator = get_manager().get_communicator()
+        subscriber = communicator.add_broadcast_subscriber(
+            kiwipy.BroadcastFilter(lambda *_: changed.set(), subject='state_changed.*')
+        )
+        try:
+            if inspect.isclass(submittable) and issubclass(submittable, Process):
+                node = submit(submittable, **kwargs)
+            elif isinstance(submittable, ProcessBuilder):
+                node = submit(submittable)
+            elif isinstance(submittable, ProcessNode):
+                node = submittable
+            else:
+                raise ValueError(f'type of submittable `{type(submittable)}` is not supported.')
+            deadline = time.monotonic() + timeout
+            while True:
+                changed.clear()  # before the look: a change during it wakes the next wait
+                current = node.process_state
+                if current is state:
+                    return node
+                if current is ProcessState.EXCEPTED:
+                    raise RuntimeError(f'The process excepted: {node.exception}')
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log = pathlib.Path(started_daemon_client.daemon_log_file).read_text(encoding='utf-8')
+                    raise RuntimeError(f'Timed out waiting for state `{state}` (now `{current}`); daemon log:\n{log}')
+                changed.wait(min(remaining, 5.0))
+        finally:
+            communicator.remove_broadcast_subscriber(subscriber)
 
     return factory
 

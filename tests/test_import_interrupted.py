@@ -66,10 +66,12 @@ def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 3
     """Poll ``condition`` until it holds; fail if ``process`` ends first or the timeout passes."""
     deadline = time.monotonic() + timeout
     while not condition():
-        if process.poll() is not None:
-            pytest.fail(f'the process ended before {what}: {process.stdout.read().decode(errors="replace")}')
         assert time.monotonic() < deadline, f'timed out waiting for {what}'
-        time.sleep(0.05)
+        try:  # the database gives no event for these conditions: look again after 50 ms, or when the process ends
+            process.wait(0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        pytest.fail(f'the process ended before {what}: {process.stdout.read().decode(errors="replace")}')
 
 
 def environment() -> dict:
