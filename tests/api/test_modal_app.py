@@ -203,6 +203,68 @@ def test_the_image_installs_this_checkout_with_the_api_extra():
     assert [mount._entries for mount in function._spec.mounts] == [None]
 
 
+#: Run from the package the image installs, outside the checkout, as a Modal container runs it (``modal.is_local()``
+#: is False there): import the module, then serve the app its function returns.
+IN_CONTAINER = r"""
+import json, sys
+from modal._runtime.task_lifecycle_manager import _TaskLifecycleManager
+
+_TaskLifecycleManager._singleton = object()  # what a Modal container has while it runs a function
+import modal
+assert not modal.is_local()
+
+import aiida_structstore
+import aiida_structstore.api.modal_app as m
+from fastapi.testclient import TestClient
+
+headers = {'Authorization': 'Bearer ' + sys.argv[1]}
+with TestClient(m.api.local()) as client:
+    report = {
+        'package': aiida_structstore.__file__,
+        'viewer': [client.get(path).status_code for path in ('/viewer/', '/viewer/viewer.js')],
+        'anonymous': client.get('/api/structures').status_code,
+        'list': client.get('/api/structures', headers=headers).json(),
+        'optimade': client.get('/optimade/v1/info', headers=headers).status_code,
+    }
+print(json.dumps(report))
+"""
+
+
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, **kwargs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_the_image_install_serves_as_in_a_modal_container(tmp_path):
+    """The image's steps replayed here without network: the files its COPY layer takes, built into a wheel and
+    installed (the last layer's ``pip install``, without the dependencies this environment has) into a folder
+    outside the checkout; imported from there as in a container, the Modal function's app serves the viewer, the API
+    and OPTIMADE."""
+    from modal._utils.async_utils import synchronizer
+
+    _, copy, _ = _layers(synchronizer._translate_in(modal_app.api)._spec.image)
+    source = tmp_path / 'src'
+    for remote, local in copy['files'].items():
+        target = source / pathlib.PurePosixPath(remote).relative_to(modal_app.SOURCE_DIR)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, target)
+    pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check', '--no-input']
+    _run([*pip, 'wheel', '--no-deps', '--no-build-isolation', '--no-index', '-w', str(tmp_path / 'dist'), str(source)])
+    (wheel,) = (tmp_path / 'dist').glob('aiida_structstore-*.whl')
+    _run([*pip, 'install', '--no-deps', '--no-index', '--target', str(tmp_path / 'site'), str(wheel)])
+
+    env = _clean_environment(tmp_path, STRUCTURE_STORE_BACKEND='memory', STRUCTURE_API_JWT_SECRET=SECRET)
+    env['PYTHONPATH'] = str(tmp_path / 'site')
+    result = _run([sys.executable, '-c', IN_CONTAINER, make_token('acme', ['lab'])], env=env, cwd=tmp_path)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report['package'] == str(tmp_path / 'site' / 'aiida_structstore' / '__init__.py')
+    assert report['viewer'] == [200, 200]
+    assert report['anonymous'] == 401
+    assert report['list'] == {'workspace': 'lab', 'items': [], 'next_cursor': None}
+    assert report['optimade'] == 200
+
+
 @pytest.mark.parametrize(
     ('path', 'left_out'),
     [
