@@ -470,3 +470,12 @@ def test_cors_from_the_secret_through_the_modal_function(backend, api_settings, 
     assert allowed.status_code == 200 and allowed.headers['access-control-allow-origin'] == 'https://app.example.org'
     assert 'access-control-allow-origin' not in refused.headers
     assert preflight.status_code == 200 and 'Authorization' in preflight.headers['access-control-allow-headers']
+
+
+@pytest.mark.slow
+def test_the_cold_start_benchmark_runs():
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_modal_coldstart.py'), '--repeat', '1']
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '(d) modal loaded: import modal_app + api.local()' in result.stdout
+    assert 'the Modal module adds (d) - (c) = ' in result.stdout
