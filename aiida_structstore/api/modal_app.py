@@ -190,6 +190,12 @@ app = modal.App(APP_NAME, image=image)
 
 @app.function(
     secrets=[modal.Secret.from_name(SECRET_NAME, required_keys=list(REQUIRED_KEYS))],
+    # The deploy-time choices go with the function, so that the container defines the same app and endpoint.
+    env={
+        'STRUCTSTORE_MODAL_APP': APP_NAME,
+        'STRUCTSTORE_MODAL_SECRET': SECRET_NAME,
+        'STRUCTSTORE_MODAL_DOMAINS': ','.join(DOMAINS),
+    },
     include_source=False,
 )
 @modal.concurrent(max_inputs=MAX_INPUTS)

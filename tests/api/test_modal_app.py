@@ -63,16 +63,19 @@ from modal._utils.async_utils import synchronizer
 
 function = synchronizer._translate_in(m.api)
 info = m.api.info()
-secret = function._spec.secrets[0]
-cells = dict(zip(secret._load.__code__.co_freevars, (c.cell_contents for c in secret._load.__closure__)))
+def cells(function):
+    return dict(zip(function.__code__.co_freevars, (c.cell_contents for c in function.__closure__)))
+
+named, deploy_env = function._spec.secrets
 print(json.dumps({
     'app': m.app.name,
     'functions': sorted(m.app.registered_functions),
     'webhook': function._webhook_config.type,
     'asgi': function._webhook_config.type == __import__('modal_proto.api_pb2').api_pb2.WEBHOOK_TYPE_ASGI_APP,
     'domains': [domain.name for domain in function._webhook_config.custom_domains],
-    'secret': cells['name'],
-    'required_keys': cells['required_keys'],
+    'secret': cells(named._load)['name'],
+    'required_keys': cells(named._load)['required_keys'],
+    'env': cells(deploy_env._load)['load_env_dict'](),
     'max_inputs': info.concurrency_info.max_inputs,
     'aiida': sorted(name for name in sys.modules if name == 'aiida' or name.startswith('aiida.')),
 }))
@@ -99,6 +102,12 @@ def test_the_module_imports_without_credentials_or_network(tmp_path):
     assert report['asgi'] and report['domains'] == []
     assert report['secret'] == 'aiida-structstore'
     assert report['required_keys'] == ['CONVEX_URL', 'CONVEX_DEPLOY_KEY']
+    # The deploy-time choices travel with the function, so a container defines the same app.
+    assert report['env'] == {
+        'STRUCTSTORE_MODAL_APP': 'aiida-structstore',
+        'STRUCTSTORE_MODAL_SECRET': 'aiida-structstore',
+        'STRUCTSTORE_MODAL_DOMAINS': '',
+    }
     assert report['max_inputs'] == modal_app.MAX_INPUTS
     assert report['aiida'] == []
 
@@ -114,6 +123,7 @@ def test_deploy_time_choices_from_the_environment(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report['app'] == report['secret'] == 'structures-staging'
     assert report['domains'] == ['structures.example.org', 'api.example.org']
+    assert report['env']['STRUCTSTORE_MODAL_DOMAINS'] == 'structures.example.org,api.example.org'
 
 
 @pytest.mark.parametrize(
