@@ -145,6 +145,53 @@ def test_the_default_deploy_time_choices():
     assert modal_app.deploy_options({}) == {'app': 'aiida-structstore', 'secret': 'aiida-structstore', 'domains': []}
 
 
+#: The ``modal`` command line, run in-process with every network connection refused.
+MODAL_CLI = r"""
+import socket, sys
+
+def refuse(*args, **kwargs):
+    raise OSError('network access from an offline test')
+
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = socket.getaddrinfo = refuse
+
+from modal.__main__ import main
+
+sys.argv = ['modal', *sys.argv[1:]]
+sys.exit(main())
+"""
+
+
+def _deploy_command_of_the_docs() -> list[str]:
+    (line,) = [line for block in _doc_blocks('bash') for line in block.splitlines() if line.startswith('modal deploy')]
+    return line.split('#')[0].split()[1:]
+
+
+@pytest.mark.parametrize(
+    ('environ', 'expected'),
+    [
+        ({}, 'Token missing'),  # the app was found and imported; deploying needs an account
+        ({'STRUCTSTORE_MODAL_DOMAINS': 'https://structures.example.org'}, 'STRUCTSTORE_MODAL_DOMAINS'),
+    ],
+)
+def test_the_docs_deploy_command_finds_the_app_and_stops_at_the_missing_token(tmp_path, environ, expected):
+    arguments = _deploy_command_of_the_docs()
+    assert arguments == ['deploy', '-m', 'aiida_structstore.api.modal_app']
+    result = subprocess.run(
+        [sys.executable, '-c', MODAL_CLI, *arguments],
+        capture_output=True,
+        text=True,
+        env=_clean_environment(tmp_path, COLUMNS='200', **environ),
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected in output, output[-3000:]
+    assert 'network access from an offline test' not in output
+
+
 def test_create_app_never_imports_modal(tmp_path):
     program = (
         'import sys\nfrom aiida_structstore.api import create_app\ncreate_app()\n'
