@@ -140,8 +140,9 @@ def package_files(root: Path) -> Callable[[Path], bool]:
 
 
 def build_image(root: Path) -> modal.Image:
-    """The image: Debian slim with Python :data:`PYTHON_VERSION`, the checkout's package files under
-    :data:`SOURCE_DIR`, and ``pip install '<SOURCE_DIR>[api]'``. :class:`ConfigurationError` when ``root`` is not a
+    """The image: Debian slim with Python :data:`PYTHON_VERSION`, the dependencies of the package and its ``api``
+    extra (from ``pyproject.toml``), the checkout's package files under :data:`SOURCE_DIR`, and
+    ``pip install '<SOURCE_DIR>[api]'``. :class:`ConfigurationError` when ``root`` is not a
     checkout of this package or the viewer bundle is not built."""
     pyproject = root / 'pyproject.toml'
     if not pyproject.is_file() or "name = 'aiida-structstore'" not in pyproject.read_text(encoding='utf-8'):
@@ -158,6 +159,9 @@ def build_image(root: Path) -> modal.Image:
         )
     return (
         modal.Image.debian_slim(python_version=PYTHON_VERSION)
+        # The dependencies first, in a layer Modal keeps until pyproject.toml changes: a deploy after a code change
+        # rebuilds only the two layers below, which install nothing else.
+        .pip_install_from_pyproject(str(pyproject), optional_dependencies=['api'])
         .add_local_dir(root, SOURCE_DIR, copy=True, ignore=package_files(root))
         .pip_install(f'{SOURCE_DIR}[api]')
     )

@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 modal = pytest.importorskip('modal')
+toml = pytest.importorskip('toml')  # a dependency of modal, which reads pyproject.toml with it too
 
 from aiida_structstore.api import modal_app  # noqa: E402
 from aiida_structstore.core.exceptions import ConfigurationError  # noqa: E402
@@ -235,9 +237,12 @@ def test_the_image_installs_this_checkout_with_the_api_extra():
     from modal._utils.async_utils import synchronizer
 
     function = synchronizer._translate_in(modal_app.api)
-    install, copy, base = _layers(function._spec.image)
+    install, copy, dependencies, base = _layers(function._spec.image)
 
     assert base['commands'][0].startswith(f'FROM python:{modal_app.PYTHON_VERSION}-slim')
+    project = toml.loads((ROOT / 'pyproject.toml').read_text(encoding='utf-8'))['project']
+    wanted = sorted(project['dependencies'] + project['optional-dependencies']['api'])
+    assert dependencies['commands'] == ['FROM base', f'RUN python -m pip install {shlex.join(wanted)}']
     assert copy['commands'] == ['FROM base', 'COPY . /']
     assert install['commands'] == ['FROM base', "RUN python -m pip install '/opt/aiida-structstore[api]'"]
 
@@ -300,7 +305,7 @@ def test_the_image_install_serves_as_in_a_modal_container(tmp_path):
     and OPTIMADE."""
     from modal._utils.async_utils import synchronizer
 
-    _, copy, _ = _layers(synchronizer._translate_in(modal_app.api)._spec.image)
+    _, copy, _, _ = _layers(synchronizer._translate_in(modal_app.api)._spec.image)
     source = tmp_path / 'src'
     for remote, local in copy['files'].items():
         target = source / pathlib.PurePosixPath(remote).relative_to(modal_app.SOURCE_DIR)
