@@ -230,7 +230,8 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 def check_secret(values: Mapping[str, str | None]) -> list[str]:
     """Check the values meant for the Modal secret as a container reads them (from its environment only: no settings
     file, nothing of this machine's environment) without any network; return notes on what is left at its default.
-    :class:`ConfigurationError` names the first problem, never a value."""
+    :class:`ConfigurationError` names the first problem, never a value. It replaces ``os.environ`` while it reads the
+    settings: a command-line check, not for a process that serves requests."""
     from ..store.settings import StoreSettings
     from .settings import ApiSettings
 
