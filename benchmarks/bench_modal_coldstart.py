@@ -6,13 +6,16 @@ Usage::
 
 A Modal container imports ``modal`` (its runtime) first, then the function's module, then calls the function to get
 the ASGI app. This script times, in a new interpreter each run and with ``modal.is_local()`` false as in a
-container (no checkout is touched):
+container (no checkout is touched), in CPU time (``time.process_time``: on a shared machine, wall time varies with
+the load more than with the code):
 
 * (a) ``import aiida_structstore.api`` + ``create_app()``: the API alone, what ``bench_coldstart.py`` starts from;
 * (b) ``import modal``: the runtime, loaded by the container before any user code;
 * (c) with ``modal`` loaded: (a) again (``modal`` has loaded some of the API's dependencies already);
 * (d) with ``modal`` loaded: ``import aiida_structstore.api.modal_app`` + ``api.local()`` (the app the function
   serves): the API plus the module's own definitions;
+
+* (e) with ``modal`` and the API loaded: ``import aiida_structstore.api.modal_app`` alone;
 
 and prints median and max of ``--repeat`` runs (the programs interleaved, so load on the machine hits them alike);
 (d) - (c) is what the Modal module adds to a container's cold start.
@@ -52,6 +55,11 @@ PROGRAMS = {
     '(d) modal loaded: import modal_app + api.local()': (
         'import modal\n' + CONTAINER + 'import time\nstart = time.process_time()\n'
         'import aiida_structstore.api.modal_app as m\nm.api.local()\n'
+        'print(time.process_time() - start)'
+    ),
+    '(e) modal and the API loaded: import modal_app': (
+        'import modal\n' + CONTAINER + 'import aiida_structstore.api\nimport time\nstart = time.process_time()\n'
+        'import aiida_structstore.api.modal_app\n'
         'print(time.process_time() - start)'
     ),
 }
