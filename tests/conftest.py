@@ -95,6 +95,16 @@ def verifying_convex_server():
         yield server
 
 
+@pytest.fixture(scope='module')
+def verifying_convex_component_server():
+    """As ``verifying_convex_server``, in the component layout: an app that mounts convex/ as a component twice
+    (``structstore/`` and ``structstore2/``, ``server.function_prefix`` is the first), for the contract suites."""
+    from devserver.local_convex import local_convex
+
+    with local_convex(verify_indexes=True, layout='component') as server:
+        yield server
+
+
 @pytest.fixture(scope='session')
 def postgres_cluster():
     """Override aiida's fixture: create test databases on the running server, drop them afterwards."""
