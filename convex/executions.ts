@@ -1,7 +1,7 @@
 // Convex functions of the execution records: the state of AiiDA processes beside the structures.
 //
-// As in structures.ts, every function is internal (callable with the deploy key, never by a browser), takes tenant
-// and workspace and uses both in every index range, checks its arguments beyond the validators, and throws
+// As in structures.ts, every function is built by layout.ts (never callable by a browser), takes tenant and
+// workspace and uses both in every index range, checks its arguments beyond the validators, and throws
 // `ConvexError({code, message})` for expected failures. Each stays within half of a transaction's limits, by bytes
 // and by documents: `putExecutions` defers the records it has no budget left for (the client sends them again),
 // listings stop at a byte budget. docs/executions.md describes the records.

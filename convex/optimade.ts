@@ -2,7 +2,7 @@
 // rest of the filter (the port of evaluate.py, optimadeFilter.ts) on each record's entry document, inside the
 // function, so that only matching summaries cross the network.
 //
-// As everywhere in convex/: internal (deploy key only), tenant and workspace first in every index range, arguments
+// As everywhere in convex/: built by layout.ts (never callable by a browser), tenant and workspace first in every index range, arguments
 // checked beyond their validators, `ConvexError({code, message})` for expected failures.
 import { compareValues, ConvexError, v, type Value } from "convex/values";
 import type { Doc } from "./_generated/dataModel";

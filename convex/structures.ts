@@ -1,8 +1,9 @@
 // Convex functions of the aiida-structstore projection.
 //
-// Every function is internal (callable with the deployment's deploy key, never by a browser), takes tenant and
-// workspace and uses both in every index range, validates its arguments beyond the validators (id character set,
-// chunk indices, counts), and throws `ConvexError({code, message})` for expected failures; the Python backend maps
+// Every function is built by layout.ts (the component's API, public only to the app that mounts it; internal, with
+// the deploy key, in a standalone copy: never callable by a browser), takes tenant and workspace and uses both in
+// every index range, validates its arguments beyond the validators (id character set, chunk indices, counts), and
+// throws `ConvexError({code, message})` for expected failures; the Python backend maps
 // the codes to its own error classes. docs/convex-projection.md describes the commit protocol.
 import { ConvexError, v } from "convex/values";
 import { paginationOptsValidator } from "convex/server";

@@ -9,7 +9,7 @@ import subprocess
 import httpx
 import pytest
 
-from aiida_structstore.core.exceptions import ConfigurationError
+from aiida_structstore.core.exceptions import BackendError, ConfigurationError
 from aiida_structstore.core.structures import Source, StructureContent, StructureKey
 from aiida_structstore.store.convex import ConvexStore
 from devserver.local_convex import COMPONENT_PREFIXES, ROOT, local_convex
@@ -56,6 +56,13 @@ def test_two_mounts_are_two_stores(server):
         # A store of the standalone layout at this URL keeps the digest of the URL alone.
         with ConvexStore(server.url, server.deploy_key) as standalone:
             assert standalone.store_id not in (first.store_id, second.store_id)
+
+
+def test_a_client_without_the_prefix_is_told_where_the_functions_may_be(server):
+    with ConvexStore(server.url, server.deploy_key) as store, pytest.raises(BackendError) as info:
+        store.current_instance()
+    assert 'structures:getInstance is not deployed' in str(info.value)
+    assert 'STRUCTURE_STORE_FUNCTION_PREFIX' in str(info.value)
 
 
 def test_reset_wipes_every_mount():

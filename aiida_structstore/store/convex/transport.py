@@ -87,7 +87,10 @@ ERROR_CODES: dict[str, type[StructStoreError]] = {
 }
 
 
-DEPLOY_HINT = 'deploy the functions in convex/ to this deployment (docs/convex-projection.md)'
+DEPLOY_HINT = (
+    'deploy the functions in convex/ to this deployment, as a component with its app-side functions under '
+    'STRUCTURE_STORE_FUNCTION_PREFIX or standalone (docs/convex-projection.md)'
+)
 
 
 _FIELD_NAME = re.compile(r'[\x20-\x7e]{0,1024}')
