@@ -140,3 +140,37 @@ def test_the_standalone_copy_is_internal(tmp_path):
     out = subprocess.run([str(tsx), str(probe)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().endswith('"internal":true}')
     assert '"n":0' not in out.stdout
+
+
+def test_the_command_wraps_actions_and_refuses_internal_functions(tmp_path):
+    """A module's action gets an ``internalAction`` that runs it; an internal function of the component cannot be
+    called by the app, so the command names it and says how to build it."""
+    component = tmp_path / 'component'
+    shutil.copytree(ROOT / 'convex' / '_generated', component / '_generated')
+    for name in ('convex.config.ts', 'layout.ts'):
+        shutil.copy(ROOT / 'convex' / name, component / name)
+    (tmp_path / 'node_modules').symlink_to(ROOT / 'node_modules')
+    (component / 'jobs.ts').write_text(
+        'import { v } from "convex/values";\n'
+        'import { storeAction, storeQuery } from "./layout";\n'
+        'export const run = storeAction({ args: { n: v.number() }, handler: async (_ctx, { n }) => n + 1 });\n'
+        'export const status = storeQuery({ args: {}, handler: async () => "idle" });\n'
+    )
+    app = tmp_path / 'app'
+    app.mkdir()
+    result = app_functions('--component', str(component), '--out', str(app), '--name', 'jobs')
+    assert result.returncode == 0, result.stderr
+    text = (app / 'jobs' / 'jobs.ts').read_text()
+    assert 'import { internalAction, internalQuery } from "../_generated/server";' in text
+    assert 'export const run = internalAction({' in text
+    assert 'ctx.runAction(components.jobs.jobs.run, args)' in text
+
+    (component / 'hidden.ts').write_text(
+        'import { internalQueryGeneric } from "convex/server";\n'
+        'export const secret = internalQueryGeneric({ args: {}, handler: async () => 1 });\n'
+    )
+    refused = app_functions('--component', str(component), '--out', str(app), '--name', 'jobs')
+    assert refused.returncode != 0
+    assert 'hidden.ts: secret is internal, so an app that mounts the component cannot call it' in refused.stderr
+    not_a_component = app_functions('--component', str(tmp_path), '--out', str(app), '--name', 'jobs')
+    assert 'has no convex.config.ts' in not_a_component.stderr
