@@ -5,7 +5,7 @@
 // public vs internal visibility, argument and return value limits, and the 1 MiB document size. It keeps nothing
 // on disk, runs one function at a time, and says nothing about the speed of a real Convex deployment.
 //
-// Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/start.mjs [--port N] [--host H]
+// Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/start.mjs [--port N] [--host H] [--layout standalone|component]
 // It prints one JSON line on stdout when it listens: {"url": "...", "kind": "local-convex-test-double"}.
 //
 // Two routes are not part of Convex's API: `GET|POST /stats` (calls and bytes seen; POST also zeroes them) and
