@@ -95,12 +95,15 @@ def seeded(backend, seed, tenant):
     return contents
 
 
-@pytest.fixture(params=['memory', 'convex-local'])
+@pytest.fixture(params=['memory', 'convex-local', 'convex-component'])
 def backend(request):
     """The store the app opens through ``open_store()``, selected by the environment: memory, then the local Convex
-    server. Tests use unique tenant ids, so data left in the session-wide Convex server never meets them."""
+    server in the standalone layout, then in the component layout. Tests use unique tenant ids, so data left in the
+    session-wide Convex servers never meets them."""
     if request.param == 'memory':
         return request.getfixturevalue('memory_backend')
+    if request.param == 'convex-component':
+        return request.getfixturevalue('convex_component_backend')
     return request.getfixturevalue('convex_backend')
 
 
