@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from ..core.exceptions import InvalidInputError
 from ..core.query import Bound, QueryPlan
-from ..core.structures import Source, StructureKey, StructureRecord
+from ..core.structures import Page, Source, StructureKey, StructureRecord
 from ..core.values import canonical_json
 from ..store import Store
 from ..store.structures import RawStream
@@ -99,6 +99,21 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         found = next((item for item in page.items if item.key == key), None)
         return found.source if found is not None and found.content_hash == content_hash else None
 
+    def search_page(store: Store, scope: Scope, search: Search, cursor: str | None, limit: int) -> Page:
+        """A page of ``search``: one item more is asked for, so that a page that ends the results has no next
+        cursor (a store may give one after a full page with nothing behind it)."""
+        page = store.structures.query(
+            scope.tenant_id,
+            scope.workspace_id,
+            plan=search.plan(),
+            filter=search.filter(),
+            cursor=cursor,
+            limit=limit + 1,
+        )
+        if len(page.items) > limit:
+            return Page(items=page.items[:limit], next_cursor=page.cursors[limit - 1])
+        return page
+
     def record_of(structure_id: str, scope: Scope, store: Store) -> StructureRecord:
         key = scope.key(structure_id)
         with http_errors():
@@ -124,14 +139,7 @@ def create_structures_router(context: ReadContext) -> APIRouter:
                 if search is None:
                     page = store.structures.list(scope.tenant_id, scope.workspace_id, cursor=store_cursor, limit=limit)
                 else:
-                    page = store.structures.query(
-                        scope.tenant_id,
-                        scope.workspace_id,
-                        plan=search.plan(),
-                        filter=search.filter(),
-                        cursor=store_cursor,
-                        limit=limit,
-                    )
+                    page = search_page(store, scope, search, store_cursor, limit)
             except InvalidInputError:
                 if cursor is None:
                     raise

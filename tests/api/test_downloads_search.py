@@ -117,6 +117,15 @@ class TestSearch:
         other = StructureKey.of(f'{tenant}-other', 'lab', 'fe2o3-x')
         backend.structures.put(seeded['fe2o3'].model_copy(update={'key': other}))
 
+    def test_the_last_page_has_no_next_cursor(self, client, many, auth):
+        """Six hematites in pages of three: two pages, the second without a next cursor."""
+        first = client.get('/api/structures', params={'limit': 3, 'formula': 'Fe2O3'}, headers=auth).json()
+        assert [item['id'] for item in first['items']] == ['fe2o3', 'fe2o3-1', 'fe2o3-2']
+        params = {'limit': 3, 'formula': 'Fe2O3', 'cursor': first['next_cursor']}
+        second = client.get('/api/structures', params=params, headers=auth).json()
+        assert [item['id'] for item in second['items']] == ['fe2o3-3', 'fe2o3-4', 'fe2o3-bands']
+        assert second['next_cursor'] is None
+
     def test_by_id_prefix(self, client, many, auth):
         assert ids_of(client, auth, id_prefix='fe2o3') == [
             'fe2o3',
