@@ -296,6 +296,7 @@ def test_atoms_are_coloured_and_labelled_by_kind_with_a_legend(page, seeded, ten
     assert page.page.get_attribute('body', 'data-labels') == str(record.structure['nsites'])
     drawn, colours = _not_blank(page.page.query_selector('#canvas-box canvas').screenshot())
     assert drawn > 0.01 and colours > 20, f'the canvas looks blank: {drawn:.2%} drawn, {colours} colours'
+    page.page.screenshot(path=str(tmp_path / 'viewer-kinds-labelled.png'))
     page.page.uncheck('#labels-toggle')
     page.page.wait_for_selector('body[data-labels="0"]')
     page.page.screenshot(path=str(tmp_path / 'viewer-kinds.png'))

@@ -47,9 +47,9 @@ function fromHsl(h, s, l) {
 export function shade(colour, i, n) {
   const [h, s, l] = hsl(colour);
   const t = n === 1 ? 0 : i / (n - 1) - 0.5; // -0.5 .. 0.5
-  const lightness = Math.min(0.8, Math.max(0.2, (n === 1 ? l : 0.5) + t * 0.45));
+  const lightness = Math.min(0.8, Math.max(0.25, (n === 1 ? l : 0.5) + t * 0.4));
   const saturation = Math.max(s, 0.45); // greys (C, Si) need some colour for their shades to differ
-  return fromHsl((h + t * 40 + 360) % 360, saturation, lightness);
+  return fromHsl((h + t * 24 + 360) % 360, saturation, lightness);
 }
 
 /**
