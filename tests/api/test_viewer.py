@@ -204,6 +204,9 @@ def test_the_workspace_list_links_to_each_structure(page, seeded, tenant):
     page.page.click('#list-rows a:text-is("si")')
     page.wait_for_state('drawn')
     assert page.text('#title') == 'Si · si'
+    page.page.click('#back')
+    page.wait_for_state('listed')
+    assert page.page.url.endswith('/viewer/?workspace=lab')
 
 
 @pytest.mark.slow

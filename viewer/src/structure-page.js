@@ -24,6 +24,8 @@ function showTitle(record) {
 
 function showDetails(record) {
   showTitle(record);
+  $('back').href = `?${new URLSearchParams({ workspace: record.workspace })}`;
+  $('back').textContent = `← workspace ${record.workspace}`;
   $('formula').textContent = record.summary.chemical_formula_reduced ?? '';
   $('site-count').textContent = String(record.summary.nsites ?? '');
   $('source').textContent = sourceText(record.source);
