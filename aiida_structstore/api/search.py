@@ -6,9 +6,10 @@ and leaves the rest to the store's filter, so it never reads the whole workspace
 * ``formula``: the ``chemical_formula_reduced`` index at exactly that formula, after writing it the way the record
   does (``O3Fe2`` and ``Fe4O6`` are ``Fe2O3``: elements in alphabetical order, counts divided by their greatest
   common divisor);
+* else ``id_prefix``: the ``structure_id`` index from the prefix up to the last id that can start with it (a bounded
+  range, where an element's index would be walked from its first id to the prefix's);
 * else ``elements``: the ``element`` index of one of them (not O, H, C or N when another is given), the others in
-  the filter (``$all``);
-* else ``id_prefix``: the ``structure_id`` index from the prefix up to the last id that can start with it.
+  the filter (``$all``).
 
 Whatever is given besides the walked index joins the filter. Results come in structure id order (for a formula:
 its one formula, then ids). A value that is not a valid prefix, formula or symbol is a 422 that names it.
@@ -110,12 +111,11 @@ class Search:
         if self.formula:
             bound = Bound(self.formula)
             return QueryPlan(index='chemical_formula_reduced', lower=bound, upper=bound)
-        if self.elements:
-            element = next((e for e in self.elements if e not in _COMMON_ELEMENTS), self.elements[0])
-            return QueryPlan(index='element', element=element)
-        return QueryPlan(
-            index='structure_id', lower=Bound(self.id_prefix), upper=Bound(self.id_prefix + _AFTER_ID_CHARS, False)
-        )
+        if self.id_prefix:
+            upper = Bound(self.id_prefix + _AFTER_ID_CHARS, False)
+            return QueryPlan(index='structure_id', lower=Bound(self.id_prefix), upper=upper)
+        element = next((e for e in self.elements if e not in _COMMON_ELEMENTS), self.elements[0])
+        return QueryPlan(index='element', element=element)
 
     def filter(self) -> dict[str, Any]:
         """The conditions the plan's index range does not already ensure."""
