@@ -89,7 +89,7 @@ class Search:
     @classmethod
     def of(cls, id_prefix: str | None, formula: str | None, elements: str | None) -> Search | None:
         id_prefix, formula, elements = (
-            value if value and value.strip() else None for value in (id_prefix, formula, elements)
+            value.strip() if value and value.strip() else None for value in (id_prefix, formula, elements)
         )
         if id_prefix is not None and _ID_PREFIX.fullmatch(id_prefix) is None:
             raise _refuse(

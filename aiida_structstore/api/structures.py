@@ -119,7 +119,13 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         with http_errors():
             return store.structures.get(key)
 
-    @router.get('', response_model=StructurePage, summary='List the structures of a workspace')
+    @router.get(
+        '',
+        response_model=StructurePage,
+        summary='List the structures of a workspace, or search them',
+        description='Most recently updated first; with `id_prefix`, `formula` or `elements` (any combination) the '
+        'matching structures in structure id order. Pass `next_cursor` back as `cursor`, with the same search.',
+    )
     def list_structures(
         scope: Scope = Depends(scope_of),  # noqa: B008
         store: Store = Depends(store_of),  # noqa: B008

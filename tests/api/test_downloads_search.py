@@ -138,6 +138,7 @@ class TestSearch:
         assert ids_of(client, auth, id_prefix='fe2o3-') == ['fe2o3-1', 'fe2o3-2', 'fe2o3-3', 'fe2o3-4', 'fe2o3-bands']
         assert ids_of(client, auth, id_prefix='s') == ['si', 'si-scf']
         assert ids_of(client, auth, id_prefix='zz') == []
+        assert ids_of(client, auth, id_prefix=' si- ') == ['si-scf']  # pasted with spaces
 
     def test_by_formula_written_any_way(self, client, many, auth):
         hematite = ['fe2o3', 'fe2o3-1', 'fe2o3-2', 'fe2o3-3', 'fe2o3-4', 'fe2o3-bands']
