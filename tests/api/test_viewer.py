@@ -369,7 +369,7 @@ def _listed(page: Page, loads: int) -> list[str]:
     return [row.get_attribute('data-id') for row in page.page.query_selector_all('#list-rows tr')]
 
 
-def test_the_workspace_list_pages_and_searches(page, hematites, tenant):
+def test_the_workspace_list_pages_and_searches(page, hematites, tenant, tmp_path):
     page.open('workspace=lab&limit=3', make_token(tenant, ['lab']))
     pages = [_listed(page, 1)]
     assert page.page.is_disabled('#list-prev') and page.text('#list-page') == 'Page 1'
@@ -411,6 +411,7 @@ def test_the_workspace_list_pages_and_searches(page, hematites, tenant):
     page.page.reload()
     assert _listed(page, 1) == ['si', 'si-scf']
     assert page.page.input_value('#search-q') == 'Si' and page.page.input_value('#search-by') == 'formula'
+    page.page.screenshot(path=str(tmp_path / 'viewer-list.png'))
 
 
 def test_a_bad_search_is_named(page, seeded, tenant):
