@@ -270,3 +270,16 @@ class TestSizeCap:
             ConfigurationError, match='STRUCTURE_API_MAX_UPLOAD_BYTES: Input should be less than or equal to 268435456'
         ):
             load_api_settings()
+
+
+def test_a_development_token_grants_uploads_only_when_asked(api_settings, tenant):
+    from aiida_structstore.api.auth import TokenVerifier, mint_token
+    from aiida_structstore.core.exceptions import InvalidInputError
+
+    verifier = TokenVerifier(api_settings)
+    reader = verifier.verify(mint_token(api_settings, tenant, ['lab']))
+    assert reader.may_read('lab') and not reader.may_upload('lab')
+    writer = verifier.verify(mint_token(api_settings, tenant, ['lab', 'x'], upload=['lab'], subject='alice'))
+    assert writer.may_upload('lab') and not writer.may_upload('x') and writer.subject == 'alice'
+    with pytest.raises(InvalidInputError, match="upload workspace 'y' is not one of the token's workspaces"):
+        mint_token(api_settings, tenant, ['lab'], upload=['y'])
