@@ -167,9 +167,15 @@ describe("claimUpload", () => {
       t.mutation(internal.uploads.failUpload, { ...scope, upload_id: a.upload_id, token: TOKEN_A, message: "x".repeat(1001) }),
       "INVALID_ARGUMENT",
     );
+    // 1,000 characters as Python counts them, astral ones included (2,000 UTF-16 units): accepted.
+    const astral = await t.mutation(internal.uploads.createUpload, upload(3));
+    const c = (await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A)))!;
+    expect(c.upload_id).toBe(astral.record.upload_id);
+    const long = await t.mutation(internal.uploads.failUpload, { ...scope, upload_id: c.upload_id, token: TOKEN_A, message: "😀".repeat(1000) });
+    expect(long.status).toBe("failed");
     await expectCode(t.mutation(internal.uploads.failUpload, { ...scope, upload_id: a.upload_id, token: TOKEN_A, message: "late" }), "CLAIM_LOST", /is imported/);
     const listed = await t.query(internal.uploads.listUploads, { ...scope, paginationOpts: { numItems: 10, cursor: null } });
-    expect(listed.page.map((u) => u.status)).toEqual(["failed", "imported"]); // newest first
+    expect(listed.page.map((u) => u.status)).toEqual(["failed", "failed", "imported"]); // newest first
     const imported = await t.query(internal.uploads.listUploads, { ...scope, status: "imported", paginationOpts: { numItems: 10, cursor: null } });
     expect(imported.page.map((u) => u.upload_id)).toEqual([a.upload_id]);
   });

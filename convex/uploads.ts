@@ -56,8 +56,13 @@ function checkCount(value: number, what: string, max = Number.MAX_SAFE_INTEGER) 
   }
 }
 
+// Characters as Python counts them (code points, not UTF-16 units): the limits are the Python side's.
+function characters(value: string): number {
+  return [...value].length;
+}
+
 function checkText(value: string, what: string, max: number) {
-  if (value.length === 0 || value.length > max) fail("INVALID_ARGUMENT", `${what} must have 1 to ${max} characters`);
+  if (value.length === 0 || characters(value) > max) fail("INVALID_ARGUMENT", `${what} must have 1 to ${max} characters`);
   // Control and bidirectional-override characters: never shown to people (the Python side refuses them too).
   if (/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(value)) {
     fail("INVALID_ARGUMENT", `${what} contains a control or formatting character`);
@@ -494,7 +499,7 @@ export const completeUpload = internalMutation({
 export const failUpload = internalMutation({
   args: { ...claimArgs, message: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, upload_id, token, message }) => {
-    if (message.length === 0 || message.length > MAX_MESSAGE) {
+    if (message.length === 0 || characters(message) > MAX_MESSAGE) {
       fail("INVALID_ARGUMENT", `message must have 1 to ${MAX_MESSAGE} characters`);
     }
     const upload = await held(ctx, { tenant_id, workspace_id }, upload_id, token);

@@ -158,6 +158,16 @@ def create_uploads_router(context: ReadContext) -> APIRouter:
         response_model=UploadDetail,
         status_code=201,
         summary='Upload a CIF or pw.x input (the raw request body) for import into AiiDA',
+        openapi_extra={
+            'requestBody': {
+                'required': True,
+                'description': 'The file, as the raw body (not multipart)',
+                'content': {
+                    media_type: {'schema': {'type': 'string', 'format': 'binary'}}
+                    for media_type in ('application/octet-stream', 'chemical/x-cif', 'text/plain')
+                },
+            }
+        },
         responses={
             200: {'description': 'These bytes were uploaded into the workspace already: that upload'},
             403: {'description': 'The token does not grant uploads into the workspace'},

@@ -236,6 +236,13 @@ class TestClaim:
         late = claim(store, tenant, lease_seconds=0)
         assert store.uploads.complete(late.key, claim=late.claim, structure_id='si', node_uuid='u').status == 'imported'
 
+    def test_a_long_message_is_cut_to_1000_characters_astral_ones_included(self, store, tenant, upload):
+        upload()
+        held = claim(store, tenant)
+        failed = store.uploads.fail(held.key, claim=held.claim, message='\U0001f600' * 1500)
+        assert len(failed.message) == 1000 and failed.message.endswith('…')
+        assert store.uploads.get(held.key).message == failed.message
+
     def test_renew_extends_the_lease(self, store, tenant, upload):
         upload()
         held = claim(store, tenant, lease_seconds=0)
