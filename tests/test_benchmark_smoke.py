@@ -52,3 +52,11 @@ def test_the_read_benchmark_runs(tmp_path):
     assert {row['workload'] for row in report['rows']} == {'cif', 'page', 'filter', 'listing'}
     assert all(count >= 1 for _, _, count in report['calls'])
     assert 'another tenant' in result.stdout
+
+
+@pytest.mark.slow
+def test_the_uploads_benchmark_runs(tmp_path):
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_uploads.py'), '--count', '20', '--no-large']
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'claim, read, complete (2 importers)' in result.stdout
