@@ -36,6 +36,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from ..core.exceptions import ConflictError, InvalidInputError, LimitExceededError
@@ -138,10 +139,13 @@ async def read_body(request: Request, limit: int) -> bytes:
         if length > limit:
             raise too_large
     body = bytearray()
-    async for piece in request.stream():
-        if len(body) + len(piece) > limit:
-            raise too_large
-        body += piece
+    try:
+        async for piece in request.stream():
+            if len(body) + len(piece) > limit:
+                raise too_large
+            body += piece
+    except ClientDisconnect:
+        raise HTTPException(400, 'the client disconnected before the whole body arrived') from None
     if declared is not None and len(body) != int(declared):
         raise HTTPException(400, f'the body has {len(body)} bytes, not the {declared} its Content-Length declares')
     return bytes(body)

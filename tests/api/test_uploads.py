@@ -311,6 +311,17 @@ class TestSizeCap:
         assert raised.value.status_code == 413
         assert len(pulled) == 11  # the piece that passed the cap is the last one read
 
+    def test_a_client_that_goes_away_mid_body_is_400(self):
+        messages = iter([{'type': 'http.request', 'body': b'abc', 'more_body': True}, {'type': 'http.disconnect'}])
+
+        async def receive():
+            return next(messages)
+
+        request = Request({'type': 'http', 'method': 'POST', 'headers': [(b'content-length', b'10')]}, receive)
+        with pytest.raises(HTTPException) as raised:
+            asyncio.run(read_body(request, 100))
+        assert raised.value.status_code == 400 and 'disconnected' in raised.value.detail
+
     def test_the_cap_cannot_pass_the_store_limit(self, monkeypatch, api_settings):
         monkeypatch.setenv('STRUCTURE_API_MAX_UPLOAD_BYTES', str(2**40))
         from aiida_structstore.api.settings import load_api_settings
