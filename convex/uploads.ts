@@ -4,7 +4,9 @@
 // and workspace and uses both in every index range (claimUpload may range over a tenant or over every tenant: the
 // importer's view), checks its arguments beyond the validators, and throws `ConvexError({code, message})` for
 // expected failures. A claim is one mutation, and Convex runs each mutation as one serializable transaction: two
-// importers that call claimUpload at once never both get the same upload. docs/uploads.md describes the round trip.
+// importers that call claimUpload at once never both get the same upload. Every mutation is idempotent, as the
+// client retries one whose reply it did not get: a claim, completion or failure sent again with the same claim token
+// answers what the first did. docs/uploads.md describes the round trip.
 import { ConvexError, v } from "convex/values";
 import { paginationOptsValidator } from "convex/server";
 import type { Doc } from "./_generated/dataModel";
@@ -416,6 +418,12 @@ export const claimUpload = internalMutation({
       if (args.tenant_id === undefined) fail("INVALID_ARGUMENT", "a claim restricted to a workspace needs its tenant_id");
       checkId(args.workspace_id, "workspace_id");
     }
+    // The same token again is the same claim sent again (a retry after a lost reply): the upload it took.
+    const same = await ctx.db
+      .query("uploads")
+      .withIndex("by_claim_token", (q) => q.eq("claim_token", args.token))
+      .first();
+    if (same !== null) return same.status === "importing" ? fields(same) : null;
     const now = Date.now();
     const take = async (upload: Doc<"uploads">) => {
       await ctx.db.patch(upload._id, {
@@ -447,19 +455,24 @@ export const claimUpload = internalMutation({
   },
 });
 
-async function held(ctx: MutationCtx, scope: Scope, upload_id: string, token: string) {
+async function find(ctx: MutationCtx, scope: Scope, upload_id: string, token: string) {
   checkScope(scope.tenant_id, scope.workspace_id);
   checkId(upload_id, "upload_id");
   checkToken(token);
   const upload = await findUpload(ctx, scope, upload_id);
   if (upload === null) fail("NOT_FOUND", `no ${name(scope, upload_id)}`);
-  if (upload.status !== "importing" || upload.claim_token !== token) {
-    const why =
-      upload.status === "importing"
-        ? "its lease expired and another importer claimed the upload"
-        : `the upload is ${upload.status}`;
-    fail("CLAIM_LOST", `${name(scope, upload_id)}: the claim is no longer held (${why})`);
-  }
+  return upload;
+}
+
+function claimLost(scope: Scope, upload: Doc<"uploads">): never {
+  const why =
+    upload.status === "importing" ? "its lease expired and another importer claimed the upload" : `the upload is ${upload.status}`;
+  fail("CLAIM_LOST", `${name(scope, upload.upload_id)}: the claim is no longer held (${why})`);
+}
+
+async function held(ctx: MutationCtx, scope: Scope, upload_id: string, token: string) {
+  const upload = await find(ctx, scope, upload_id, token);
+  if (upload.status !== "importing" || upload.claim_token !== token) claimLost(scope, upload);
   return upload;
 }
 
@@ -483,14 +496,16 @@ export const completeUpload = internalMutation({
   handler: async (ctx, { tenant_id, workspace_id, upload_id, token, structure_id, node_uuid }) => {
     checkId(structure_id, "structure_id");
     if (node_uuid.length === 0 || node_uuid.length > 64) fail("INVALID_ARGUMENT", "node_uuid must have 1 to 64 characters");
-    const upload = await held(ctx, { tenant_id, workspace_id }, upload_id, token);
-    await ctx.db.patch(upload._id, {
-      status: "imported",
-      result_structure_id: structure_id,
-      node_uuid,
-      claim_token: null,
-      updated_at: Date.now(),
-    });
+    const scope = { tenant_id, workspace_id };
+    const done = await find(ctx, scope, upload_id, token);
+    if (done.status === "imported" && done.claim_token === token) {
+      // The same call sent again (a retry after a lost reply): what it did, or a conflict if it is not the same.
+      if (done.result_structure_id === structure_id && done.node_uuid === node_uuid) return fields(done);
+      claimLost(scope, done);
+    }
+    const upload = await held(ctx, scope, upload_id, token);
+    // The token stays, so that the same call sent again is recognised (the token is never returned).
+    await ctx.db.patch(upload._id, { status: "imported", result_structure_id: structure_id, node_uuid, updated_at: Date.now() });
     return fields((await ctx.db.get(upload._id))!);
   },
 });
@@ -502,8 +517,14 @@ export const failUpload = internalMutation({
     if (message.length === 0 || characters(message) > MAX_MESSAGE) {
       fail("INVALID_ARGUMENT", `message must have 1 to ${MAX_MESSAGE} characters`);
     }
-    const upload = await held(ctx, { tenant_id, workspace_id }, upload_id, token);
-    await ctx.db.patch(upload._id, { status: "failed", message, claim_token: null, updated_at: Date.now() });
+    const scope = { tenant_id, workspace_id };
+    const done = await find(ctx, scope, upload_id, token);
+    if (done.status === "failed" && done.claim_token === token) {
+      if (done.message === message) return fields(done); // the same call sent again
+      claimLost(scope, done);
+    }
+    const upload = await held(ctx, scope, upload_id, token);
+    await ctx.db.patch(upload._id, { status: "failed", message, updated_at: Date.now() });
     return fields((await ctx.db.get(upload._id))!);
   },
 });

@@ -236,6 +236,24 @@ class TestClaim:
         late = claim(store, tenant, lease_seconds=0)
         assert store.uploads.complete(late.key, claim=late.claim, structure_id='si', node_uuid='u').status == 'imported'
 
+    def test_a_call_sent_again_answers_what_the_first_did(self, store, tenant, upload):
+        # What the client does when a reply is lost: the same call, with the same claim token, again.
+        upload(b'data_a\n')
+        upload(b'data_b\n')
+        options = {'claimer': 'c', 'lease_ms': 300_000, 'tenant_id': tenant, 'workspace_id': None, 'max_attempts': 5}
+        first = store.uploads._claim(token='t' * 32, **options)
+        assert store.uploads._claim(token='t' * 32, **options) == first  # one upload taken, not two
+        assert store.uploads.list(tenant, 'ws', status='pending').items[0].key != first.key
+        done = store.uploads.complete(first.key, claim='t' * 32, structure_id='si', node_uuid='n')
+        assert store.uploads.complete(first.key, claim='t' * 32, structure_id='si', node_uuid='n') == done
+        with pytest.raises(ClaimLostError):
+            store.uploads.complete(first.key, claim='t' * 32, structure_id='other', node_uuid='n')
+        second = claim(store, tenant)
+        failed = store.uploads.fail(second.key, claim=second.claim, message='bad')
+        assert store.uploads.fail(second.key, claim=second.claim, message='bad') == failed
+        with pytest.raises(ClaimLostError):
+            store.uploads.fail(second.key, claim=second.claim, message='other')
+
     def test_a_long_message_is_cut_to_1000_characters_astral_ones_included(self, store, tenant, upload):
         upload()
         held = claim(store, tenant)
