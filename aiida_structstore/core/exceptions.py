@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = (
     'BackendError',
     'BackendUnavailableError',
+    'ClaimLostError',
     'ConfigurationError',
     'ConflictError',
     'IntegrityError',
@@ -55,6 +56,11 @@ class IntegrityError(StructStoreError):
 
 class ConflictError(StructStoreError):
     """A concurrent writer changed the record while this operation was in progress; retrying is safe."""
+
+
+class ClaimLostError(ConflictError):
+    """An upload claim is no longer held: its lease expired and another importer claimed the upload, or the upload
+    was completed or failed already. Nothing was changed; the holder must stop working on it."""
 
 
 class OwnershipError(StructStoreError):

@@ -11,6 +11,7 @@ from .executions import ExecutionStore
 from .memory import MemoryStore
 from .settings import BACKENDS, StoreSettings, load_settings
 from .structures import StructureStore
+from .uploads import UploadStore
 
 __all__ = (
     'BACKENDS',
@@ -19,6 +20,7 @@ __all__ = (
     'Store',
     'StoreSettings',
     'StructureStore',
+    'UploadStore',
     'load_settings',
     'open_store',
 )

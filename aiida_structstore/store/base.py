@@ -1,7 +1,8 @@
 """The store: one object per deployment, composed of one collection per record kind.
 
-``store.structures`` (:class:`~aiida_structstore.store.structures.StructureStore`) and ``store.executions``
-(:class:`~aiida_structstore.store.executions.ExecutionStore`) each keep their own contract; the store itself owns what
+``store.structures`` (:class:`~aiida_structstore.store.structures.StructureStore`), ``store.executions``
+(:class:`~aiida_structstore.store.executions.ExecutionStore`) and ``store.uploads``
+(:class:`~aiida_structstore.store.uploads.UploadStore`) each keep their own contract; the store itself owns what
 they share: the connection (closed with the store), which deployment it is (:attr:`Store.store_id`) and which data it
 holds (:attr:`Store.instance`). A backend composes its collections over one transport, as maggma keeps one ``Store``
 per collection; no class inherits from two record kinds.
@@ -16,6 +17,7 @@ from typing import ClassVar
 
 from .executions import ExecutionStore
 from .structures import StructureStore
+from .uploads import UploadStore
 
 __all__ = ('Store',)
 
@@ -36,6 +38,8 @@ class Store:
     structures: StructureStore
     #: The execution records of the processes that took or produced them.
     executions: ExecutionStore
+    #: Files the application's users uploaded, waiting to be imported into AiiDA (docs/uploads.md).
+    uploads: UploadStore
 
     @property
     def store_id(self) -> str:

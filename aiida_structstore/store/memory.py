@@ -1,8 +1,8 @@
 """The in-memory backend: the reference implementation of the store contract, for tests and isolated local runs.
 
-Nothing is persisted. ``MemoryStore()`` is a fresh, empty store (its ``structures`` and ``executions`` each keep
-their records in a dictionary under their own lock); :meth:`MemoryStore.shared` returns the one store
-of this process that ``open_store()`` hands out for ``STRUCTURE_STORE_BACKEND=memory``, so that a projection and a
+Nothing is persisted. ``MemoryStore()`` is a fresh, empty store (its ``structures``, ``executions`` and ``uploads``
+each keep their records in a dictionary under their own lock); :meth:`MemoryStore.shared` returns the one store of this
+process that ``open_store()`` hands out for ``STRUCTURE_STORE_BACKEND=memory``, so that a projection and a
 later read in the same process see the same data.
 
 This module imports no AiiDA module.
@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from ..core.chunking import iter_verified, join_chunks
-from ..core.exceptions import InvalidInputError, NotFoundError
+from ..core.exceptions import ClaimLostError, InvalidInputError, NotFoundError
 from ..core.executions import ExecutionKey, ExecutionPage, ExecutionPutResult, ExecutionRecord
 from ..core.query import QueryPlan, entry_document, matches
 from ..core.structures import Page, PutResult, StructureKey, StructureRecord, StructureSummary
+from ..core.uploads import UploadKey, UploadPage, UploadRecord, decode_from_storage
 from .base import Store
 from .executions import ExecutionStore, PreparedExecution
 from .structures import PreparedWrite, RawStream, StructureStore
+from .uploads import NewUpload, UploadStore, claim_lost_message, gave_up_message
 
-__all__ = ('MemoryExecutions', 'MemoryStore', 'MemoryStructures')
+__all__ = ('MemoryExecutions', 'MemoryStore', 'MemoryStructures', 'MemoryUploads')
 
 T = TypeVar('T')
 
@@ -384,6 +386,176 @@ class MemoryExecutions(ExecutionStore):
             self._executions.clear()
 
 
+class MemoryUploads(UploadStore):
+    """The uploads of a :class:`MemoryStore`: records and bytes under one lock (so a claim is atomic)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.RLock()
+        # Per workspace: upload id -> (record, stored encoding, stored text), as a Convex deployment holds them.
+        self._uploads: dict[tuple[str, str], dict[str, tuple[UploadRecord, str, str]]] = {}
+        self._claims: dict[UploadKey, str] = {}
+        # Creation order breaks ties of created_at (the same millisecond), as Convex's indexes do.
+        self._order: dict[UploadKey, int] = {}
+
+    def _position(self, record: UploadRecord) -> tuple[dt.datetime, str]:
+        return record.created_at, f'{self._order[record.key]:016d}'
+
+    def _create(self, upload: NewUpload) -> tuple[UploadRecord, bool]:
+        key = upload.key
+        with self._lock:
+            scope = self._uploads.setdefault((key.tenant_id, key.workspace_id), {})
+            existing = scope.get(key.upload_id)
+            if existing is not None:
+                return existing[0], False
+            now = _now()
+            record = UploadRecord(
+                key=key,
+                filename=upload.filename,
+                kind=upload.kind,  # type: ignore[arg-type]
+                status='pending',
+                size=upload.size,
+                sha256=upload.sha256,
+                uploaded_by=upload.uploaded_by,
+                created_at=now,
+                updated_at=now,
+                structure_id=upload.structure_id,
+            )
+            self._order[key] = len(self._order)
+            scope[key.upload_id] = (record, upload.stored.encoding, ''.join(upload.stored.chunked.chunks))
+            return record, True
+
+    def get(self, key: UploadKey) -> UploadRecord:
+        return self._entry(self._check_key(key))[0]
+
+    def _entry(self, key: UploadKey) -> tuple[UploadRecord, str, str]:
+        with self._lock:
+            entry = self._uploads.get((key.tenant_id, key.workspace_id), {}).get(key.upload_id)
+        if entry is None:
+            raise NotFoundError(f'no {key}')
+        return entry
+
+    def list(
+        self,
+        tenant_id: str,
+        workspace_id: str,
+        *,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> UploadPage:
+        self._check_list(tenant_id, workspace_id, status, limit)
+        with self._lock:
+            records = [
+                record
+                for record, _, _ in self._uploads.get((tenant_id, workspace_id), {}).values()
+                if status is None or record.status == status
+            ]
+            page, next_cursor = _page(records, self._position, cursor, limit)
+        return UploadPage(items=tuple(page), next_cursor=next_cursor)
+
+    def read(self, key: UploadKey) -> bytes:
+        record, encoding, text = self._entry(self._check_key(key))
+        return decode_from_storage(text, encoding, size=record.size, sha256=record.sha256, what=str(key))
+
+    def _claim(
+        self,
+        *,
+        claimer: str,
+        lease_ms: int,
+        token: str,
+        tenant_id: str | None,
+        workspace_id: str | None,
+        max_attempts: int,
+    ) -> UploadRecord | None:
+        with self._lock:
+            same = next((k for k, t in self._claims.items() if t == token), None)
+            if same is not None:  # the same claim sent again
+                record = self._entry(same)[0]
+                return record if record.status == 'importing' else None
+            now = _now()
+            candidates = [
+                record
+                for (tenant, workspace), scope in self._uploads.items()
+                if (tenant_id is None or tenant == tenant_id) and (workspace_id is None or workspace == workspace_id)
+                for record, _, _ in scope.values()
+            ]
+            expired = sorted(
+                (r for r in candidates if r.status == 'importing' and r.claim_expires_at <= now),
+                key=self._position,
+            )
+            for record in expired:
+                if record.attempts >= max_attempts:
+                    self._replace(record, status='failed', message=_gave_up(record), updated_at=now)
+                    self._claims.pop(record.key, None)
+                    continue
+                return self._take(record, claimer, lease_ms, token, now)
+            pending = sorted((r for r in candidates if r.status == 'pending'), key=self._position)
+            return self._take(pending[0], claimer, lease_ms, token, now) if pending else None
+
+    def _take(self, record: UploadRecord, claimer: str, lease_ms: int, token: str, now: dt.datetime) -> UploadRecord:
+        self._claims[record.key] = token
+        return self._replace(
+            record,
+            status='importing',
+            claimed_by=claimer,
+            claim_expires_at=now + dt.timedelta(milliseconds=lease_ms),
+            attempts=record.attempts + 1,
+            updated_at=now,
+        )
+
+    def _replace(self, record: UploadRecord, **changes) -> UploadRecord:
+        key = record.key
+        scope = self._uploads[(key.tenant_id, key.workspace_id)]
+        updated = record.model_copy(update=changes)
+        scope[key.upload_id] = (updated, *scope[key.upload_id][1:])
+        return updated
+
+    def _held(self, key: UploadKey, claim: str) -> UploadRecord:
+        record = self._entry(key)[0]
+        if record.status != 'importing' or self._claims.get(key) != claim:
+            raise ClaimLostError(claim_lost_message(key, record.status))
+        return record
+
+    def _renew(self, key: UploadKey, claim: str, lease_ms: int) -> UploadRecord:
+        with self._lock:
+            record = self._held(key, claim)
+            now = _now()
+            return self._replace(record, claim_expires_at=now + dt.timedelta(milliseconds=lease_ms), updated_at=now)
+
+    def _complete(self, key: UploadKey, claim: str, structure_id: str, node_uuid: str) -> UploadRecord:
+        with self._lock:
+            done = self._entry(key)[0]
+            if done.status == 'imported' and self._claims.get(key) == claim:  # the same call again
+                if (done.result_structure_id, done.node_uuid) == (structure_id, node_uuid):
+                    return done
+                raise ClaimLostError(claim_lost_message(key, done.status))
+            record = self._held(key, claim)
+            return self._replace(
+                record, status='imported', result_structure_id=structure_id, node_uuid=node_uuid, updated_at=_now()
+            )
+
+    def _fail(self, key: UploadKey, claim: str, message: str) -> UploadRecord:
+        with self._lock:
+            done = self._entry(key)[0]
+            if done.status == 'failed' and self._claims.get(key) == claim:  # the same call again
+                if done.message == message:
+                    return done
+                raise ClaimLostError(claim_lost_message(key, done.status))
+            record = self._held(key, claim)
+            return self._replace(record, status='failed', message=message, updated_at=_now())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._uploads.clear()
+            self._claims.clear()
+            self._order.clear()
+
+
+def _gave_up(record: UploadRecord) -> str:
+    return gave_up_message(record.attempts)
+
+
 class MemoryStore(Store):
     """A thread-safe, in-process store."""
 
@@ -396,6 +568,7 @@ class MemoryStore(Store):
         """``kwargs`` are the structure collection's (``chunk_bytes``)."""
         self.structures = MemoryStructures(**kwargs)
         self.executions = MemoryExecutions()
+        self.uploads = MemoryUploads(**kwargs)
 
     @classmethod
     def shared(cls) -> MemoryStore:
@@ -412,3 +585,4 @@ class MemoryStore(Store):
         """Remove every record (for tests)."""
         self.structures.clear()
         self.executions.clear()
+        self.uploads.clear()

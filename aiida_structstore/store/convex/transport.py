@@ -52,6 +52,7 @@ from ... import __version__
 from ...core.exceptions import (
     BackendError,
     BackendUnavailableError,
+    ClaimLostError,
     ConfigurationError,
     ConflictError,
     InvalidInputError,
@@ -84,6 +85,7 @@ ERROR_CODES: dict[str, type[StructStoreError]] = {
     'NOT_FOUND': NotFoundError,
     'CONFLICT': ConflictError,
     'INCOMPLETE_UPLOAD': ConflictError,
+    'CLAIM_LOST': ClaimLostError,
 }
 
 
