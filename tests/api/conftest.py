@@ -117,6 +117,8 @@ def api_settings(monkeypatch) -> ApiSettings:
     """HS256 settings with a fresh secret; no STRUCTURE_API_* variable of the caller's environment leaks in."""
     for name in ('JWT_SECRET', 'JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE', 'CORS_ORIGINS', 'PUBLIC_URL'):
         monkeypatch.delenv(f'STRUCTURE_API_{name}', raising=False)
+    for name in ('UPLOAD_CLAIM', 'MAX_UPLOAD_BYTES'):
+        monkeypatch.delenv(f'STRUCTURE_API_{name}', raising=False)
     monkeypatch.setenv('STRUCTURE_API_JWT_SECRET', SECRET)
     return ApiSettings()
 

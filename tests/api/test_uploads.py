@@ -242,6 +242,31 @@ class TestRights:
         )
 
 
+class TestApp:
+    def test_browsers_of_configured_origins_may_upload(self, backend, api_settings, monkeypatch, uploader):
+        monkeypatch.setenv('STRUCTURE_API_CORS_ORIGINS', 'https://app.example')
+        with TestClient(create_app(ApiSettings())) as client:
+            preflight = client.options(
+                URL,
+                headers={
+                    'Origin': 'https://app.example',
+                    'Access-Control-Request-Method': 'POST',
+                    'Access-Control-Request-Headers': 'authorization, content-type',
+                },
+            )
+            assert preflight.status_code == 200
+            assert 'POST' in preflight.headers['access-control-allow-methods']
+            answer = post(client, {**uploader, 'Origin': 'https://app.example'})
+            assert answer.status_code == 201
+            assert 'Location' in answer.headers['access-control-expose-headers']
+
+    def test_the_openapi_schema_describes_both_bodies(self, client):
+        route = client.get('/openapi.json').json()['paths'][URL]['post']
+        content = route['requestBody']['content']
+        assert {'application/octet-stream', 'multipart/form-data'} <= set(content)
+        assert content['multipart/form-data']['schema']['required'] == ['file']
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         ('params', 'content', 'message'),

@@ -371,3 +371,37 @@ def corrupt_upload(monkeypatch):
             )
 
     return corrupt
+
+
+@pytest.mark.slow
+def test_many_uploads_two_importers_each_imported_once(store, tenant):
+    if store.backend == 'convex' and not store.transport.url.startswith('http://127.0.0.1'):
+        pytest.skip('many uploads: on the local server only')
+    # 1,000 in memory; 300 on the local server, which checks each index lookup against a full scan (slow at 1,000).
+    count = 1000 if store.backend == 'memory' else 300
+    keys = {
+        store.uploads.create(
+            tenant, 'ws', filename=f'{n}.cif', kind='cif', content=f'data_{n}\n'.encode(), uploaded_by='u'
+        )[0].key
+        for n in range(count)
+    }
+    imported: dict[str, list] = {'a': [], 'b': []}
+    start = threading.Barrier(2)
+
+    def importer(name: str) -> None:
+        start.wait()
+        while (claimed := store.uploads.claim(claimer=name, tenant_id=tenant, workspace_id='ws')) is not None:
+            store.uploads.read(claimed.key)
+            store.uploads.complete(claimed.key, claim=claimed.claim, structure_id=f's-{name}', node_uuid=name)
+            imported[name].append(claimed.key)
+
+    threads = [threading.Thread(target=importer, args=(name,)) for name in imported]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = imported['a'] + imported['b']
+    assert len(every) == len(set(every)) == count and set(every) == keys
+    records = list(store.uploads.iter(tenant, 'ws'))
+    assert len(records) == count and {r.status for r in records} == {'imported'}
+    assert all(r.attempts == 1 and r.node_uuid == r.claimed_by for r in records)
