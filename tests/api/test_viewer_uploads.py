@@ -7,7 +7,14 @@ that the page reported no violation of its Content-Security-Policy (the ``page``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+from urllib.parse import urlencode
 
 import pytest
 
@@ -199,3 +206,124 @@ def test_a_refused_upload_shows_the_apis_message(page, backend, seeded, tenant, 
     assert text.startswith('Upload of empty.cif refused: The structure API answered 422: '), text
     assert 'empty' in text
     assert not backend.uploads.list(tenant, 'lab').items
+
+
+# The end to end test: the browser uploads, `verdi data structstore uploads watch` (a real verdi process, on the
+# local Convex server and the test profile's PostgreSQL) imports, the browser opens what was imported.
+
+BROKEN_CIF = b'data_broken\n_cell_length_a 5.43\n_cell_length_b 5.43\n'  # no cell angles, no atoms
+
+
+def _watcher_environment(convex_server) -> dict[str, str]:
+    from aiida.manage.configuration import get_config
+
+    environment = {
+        **os.environ,
+        'AIIDA_PATH': str(pathlib.Path(get_config().dirpath).parent),
+        'PYTHONUNBUFFERED': '1',
+        'STRUCTURE_STORE_BACKEND': 'convex',
+        'CONVEX_URL': convex_server.url,
+        'CONVEX_DEPLOY_KEY': convex_server.deploy_key,
+    }
+    environment.pop('STRUCTURE_STORE_FUNCTION_PREFIX', None)
+    return environment
+
+
+@contextlib.contextmanager
+def uploads_watcher(profile: str, convex_server, tenant: str, group: str, log: pathlib.Path):
+    """``verdi data structstore uploads watch`` for ``tenant``/``lab`` as a process; stopped (SIGTERM) afterwards,
+    when it must exit 0. On a failure inside, its log is added to the error."""
+    verdi = pathlib.Path(sys.executable).parent / 'verdi'
+    command = [str(verdi), '-p', profile, 'data', 'structstore', 'uploads', 'watch', '--interval', '0.2']
+    command += ['-t', tenant, '-w', 'lab', '--group', group]
+    with log.open('wb') as output:
+        process = subprocess.Popen(
+            command, env=_watcher_environment(convex_server), stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        yield process
+    except BaseException as exc:
+        exc.add_note(f'uploads watch (exit {process.poll()}): {log.read_text()[-3000:]}')
+        raise
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        code = process.wait(120)
+    assert code == 0, f'uploads watch exited {code}: {log.read_text()[-3000:]}'
+
+
+def _file_of_structure(node_uuid: str):
+    """The file the structure was parsed from: the input ``file`` of the calcfunction that created it."""
+    from aiida import orm
+
+    structure = orm.load_node(node_uuid)
+    assert isinstance(structure, orm.StructureData)
+    process = structure.creator
+    assert process is not None and process.process_label in ('import_cif', 'import_pw_input'), process
+    assert process.is_finished_ok
+    return process.inputs.file
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_end_to_end_the_browser_uploads_and_a_verdi_watcher_imports(
+    page, backend, convex_server, aiida_profile, tenant, tmp_path, request
+):
+    """A CIF and a pw.x input uploaded in the viewer are imported by a real ``uploads watch`` process and opened by
+    the page; AiiDA's provenance starts at the uploaded bytes; an invalid file shows its parse error."""
+    from aiida import orm
+
+    if request.config.getoption('--db-backend') != 'psql':
+        pytest.skip('a verdi process beside the test process needs PostgreSQL')
+    pytest.importorskip('aiida_structstore.uploads.importer', reason='the AiiDA side of uploads (uploads watch)')
+    group = f'uploads/viewer-{tenant}'
+    opened = 180_000  # ms: the first import waits for the watcher to start (verdi, the profile, the store)
+
+    # Uploaded before the watcher runs: the page shows it pending, then opens it once it is imported.
+    open_workspace(page, uploader(tenant))
+    send(page, CIF)
+    assert wait_status(page, 'pending') == 'si.cif: pending, waiting for the importer'
+    with uploads_watcher(aiida_profile.name, convex_server, tenant, group, tmp_path / 'watch.log'):
+        page.page.wait_for_selector('body[data-state="drawn"]', timeout=opened)
+        cif = backend.uploads.get(upload_key(tenant, CIF))
+        assert cif.status == 'imported' and cif.attempts == 1
+        assert page.page.url.endswith(f'/viewer/?{urlencode({"workspace": "lab", "id": cif.result_structure_id})}')
+        assert page.text('#node') == cif.node_uuid
+        assert page.text('#site-count') == str(len(orm.load_node(cif.node_uuid).sites))
+
+        # With the watcher running: a pw.x input under a chosen structure id.
+        page.page.click('#back')
+        page.page.wait_for_selector('body[data-uploads="ready"]')
+        send(page, PW, structure_id='si-scf-upload')
+        page.page.wait_for_selector('body[data-state="drawn"]', timeout=opened)
+        assert page.page.url.endswith('/viewer/?workspace=lab&id=si-scf-upload')
+        assert page.text('#title').endswith('· si-scf-upload')
+        pw = backend.uploads.get(upload_key(tenant, PW))
+        assert (pw.status, pw.result_structure_id) == ('imported', 'si-scf-upload')
+        assert page.text('#node') == pw.node_uuid
+
+        # An invalid file: its parse error, as the importer gave it, on the page.
+        broken = tmp_path / 'broken.cif'
+        broken.write_bytes(BROKEN_CIF)
+        page.page.click('#back')
+        page.page.wait_for_selector('body[data-uploads="ready"]')
+        send(page, broken)
+        page.page.wait_for_selector('#upload-status[data-status="failed"]', timeout=opened)
+        failed = backend.uploads.get(upload_key(tenant, broken))
+        assert failed.status == 'failed' and failed.message
+        assert page.text('#upload-status') == f'broken.cif: failed: {failed.message}'
+        assert page.page.url.endswith('/viewer/?workspace=lab')
+        rows = {
+            row.get_attribute('data-upload-id'): row.get_attribute('data-status')
+            for row in page.page.query_selector_all('#uploads-rows tr')
+        }
+        assert rows == {cif.key.upload_id: 'imported', pw.key.upload_id: 'imported', failed.key.upload_id: 'failed'}
+
+    # Provenance in AiiDA: each structure was parsed from a file node holding exactly the bytes uploaded.
+    for record, path in ((cif, CIF), (pw, PW)):
+        file = _file_of_structure(record.node_uuid)
+        assert isinstance(file, orm.SinglefileData)
+        assert file.get_content(mode='rb') == path.read_bytes()
+        assert file.filename == path.name
+    imported = orm.load_group(group).nodes
+    assert sorted(node.uuid for node in imported) == sorted([cif.node_uuid, pw.node_uuid])
