@@ -310,7 +310,7 @@ def test_end_to_end_the_browser_uploads_and_a_verdi_watcher_imports(
         send(page, broken)
         page.page.wait_for_selector('#upload-status[data-status="failed"]', timeout=opened)
         failed = backend.uploads.get(upload_key(tenant, broken))
-        assert failed.status == 'failed' and failed.message
+        assert failed.status == 'failed' and 'broken.cif' in failed.message
         assert page.text('#upload-status') == f'broken.cif: failed: {failed.message}'
         assert page.page.url.endswith('/viewer/?workspace=lab')
         rows = {
