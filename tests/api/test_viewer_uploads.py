@@ -1,8 +1,10 @@
 """The viewer's uploads in a real browser (Debian's Chromium driven by Playwright, as ``test_viewer.py``), on the local
 Convex server: the upload form sends a real example file, the page follows the upload's status live while the test
 moves it through its states with the real store code (``store.uploads.claim/complete/fail``, as an importer does), and
-opens the structure once it is imported. Every test also checks that no ``/api/`` request left without the token and
-that the page reported no violation of its Content-Security-Policy (the ``page`` fixture).
+opens the structure once it is imported; and end to end, with ``verdi data structstore uploads watch`` as a real
+process importing what the browser uploaded (waits are on the page's state and the upload's status, never a sleep).
+Every test also checks that no ``/api/`` request left without the token and that the page reported no violation of
+its Content-Security-Policy (the ``page`` fixture).
 """
 
 from __future__ import annotations
