@@ -198,8 +198,9 @@ function changed(upload) {
   renderRow(upload);
   if (panel.current === upload.upload_id) renderStatus(upload);
   if (upload.status !== 'imported') return;
-  if (panel.mine.has(upload.upload_id) && $('upload-open').checked) {
-    window.location.assign(structureHref(upload));
+  const href = structureHref(upload);
+  if (href && panel.mine.has(upload.upload_id) && $('upload-open').checked) {
+    window.location.assign(href);
     return;
   }
   panel.reload();
