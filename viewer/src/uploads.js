@@ -72,8 +72,9 @@ function bump(name) {
 }
 
 /**
- * Follow `upload` (an answer of the API, with its `etag`) until it is final: `onChange(upload)` after each change,
- * `onError(error)` when a read failed (it is tried again, unless the upload or the sign-in is gone).
+ * Follow `upload` (an answer of the API, with its `etag`) until it is final: `onChange(upload)` after each change
+ * (and after the first good read that follows a failed one), `onError(error)` when a read failed (it is tried again,
+ * unless the upload or the sign-in is gone).
  * Returns { stop() }.
  */
 export function followUpload(upload, etag, { onChange, onError, backoff = BACKOFF, schedule = setTimeout } = {}) {
@@ -83,6 +84,7 @@ export function followUpload(upload, etag, { onChange, onError, backoff = BACKOF
   let delay;
   let timer;
   let stopped = false;
+  let erred = false; // the last read failed: the next good one reports the upload again
 
   const tick = async () => {
     let changed = false;
@@ -100,9 +102,11 @@ export function followUpload(upload, etag, { onChange, onError, backoff = BACKOF
         const next = await response.json();
         changed = next.status !== current.status || next.updated_at !== current.updated_at;
         current = next;
-        if (changed && !stopped) onChange?.(current);
       }
+      if ((changed || erred) && !stopped) onChange?.(current);
+      erred = false;
     } catch (error) {
+      erred = true;
       onError?.(error);
       if (error instanceof NotFound || error instanceof SignInRequired) return;
     }
