@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from ..core.exceptions import StructStoreError
+from .auth import MAX_DEV_TOKEN_SECONDS
 
 __all__ = ('dev_token', 'serve')
 
@@ -88,9 +89,16 @@ def dev_token(argv: list[str] | None = None) -> None:
     )
     parser.add_argument('-t', '--tenant', required=True, help='tenant id')
     parser.add_argument('-w', '--workspace', action='append', required=True, help='workspace id (repeat for several)')
-    parser.add_argument('--minutes', type=int, default=60, help='lifetime in minutes, at most 1440 (default: 60)')
+    parser.add_argument(
+        '--minutes',
+        type=int,
+        default=60,
+        help=f'lifetime in minutes, 1 to {MAX_DEV_TOKEN_SECONDS // 60} (default: %(default)s)',
+    )
     parser.add_argument('--subject', default='dev', help='the token subject (default: %(default)s)')
     args = parser.parse_args(argv)
+    if not 0 < args.minutes <= MAX_DEV_TOKEN_SECONDS // 60:
+        _fail(f'--minutes must be 1 to {MAX_DEV_TOKEN_SECONDS // 60} (24 hours), got {args.minutes}')
 
     from .auth import mint_token
     from .settings import load_api_settings
