@@ -315,6 +315,32 @@ class TestFilters:
         body = get('/optimade/v1/structures', filter='_otherprovider_x IS UNKNOWN').json()
         assert len(body['data']) == len(workspace)
 
+    def test_a_known_providers_fields_are_unknown_without_a_warning(self, get, workspace):
+        # The specification: a prefix of a known database provider (mp: the Materials Project) SHOULD NOT warn.
+        body = get('/optimade/v1/structures', filter='_mp_stability = 0').json()
+        assert body['data'] == [] and not body['meta'].get('warnings')
+        body = get('/optimade/v1/structures', filter='_mp_stability IS UNKNOWN').json()
+        assert len(body['data']) == len(workspace)
+
+    def test_info_structures_declares_each_property_type_as_the_specification_does(self, get):
+        properties = get('/optimade/v1/info/structures').json()['data']['properties']
+        assert properties['type'] == {
+            'description': properties['type']['description'],
+            'type': 'string',
+            'sortable': False,
+        }
+        expected = {'id': 'string', 'last_modified': 'timestamp', 'nsites': 'integer', 'elements': 'list'}
+        assert {name: properties[name]['type'] for name in expected} == expected
+        assert {entry['type'] for entry in properties.values()} <= {
+            'string',
+            'integer',
+            'float',
+            'boolean',
+            'timestamp',
+            'list',
+            'dictionary',
+        }
+
     def test_unknown_standard_fields_in_response_fields_are_null(self, get):
         body = get('/optimade/v1/structures/si', response_fields='nsites,space_group_it_number').json()
         assert body['data']['attributes'] == {
@@ -573,9 +599,12 @@ class TestOnOptimadePythonTools:
     def test_parameters_of_others_and_unserved_ones_are_warnings(self, backend, api_settings, workspace, tenant):
         headers = bearer(make_token(tenant, ['lab']))
         with TestClient(create_app(api_settings)) as client:
-            body = client.get('/optimade/v1/structures', params={'_mp_colour': 'red'}, headers=headers).json()
+            body = client.get('/optimade/v1/structures', params={'_nobody_colour': 'red'}, headers=headers).json()
             assert len(body['data']) == len(workspace)
             assert 'unrecognised and have been ignored' in body['meta']['warnings'][0]['detail']
+            # A known provider's parameter (mp: the Materials Project) is ignored without a warning.
+            body = client.get('/optimade/v1/structures', params={'_mp_colour': 'red'}, headers=headers).json()
+            assert len(body['data']) == len(workspace) and not body['meta'].get('warnings')
             body = client.get('/optimade/v1/structures', params={'page_above': 'si'}, headers=headers).json()
             assert len(body['data']) == len(workspace)
             assert 'not supported by this server' in body['meta']['warnings'][0]['detail']

@@ -99,9 +99,12 @@ def entry_properties() -> dict[str, dict[str, Any]]:
     for name in SERVED_FIELDS:
         definition = standard.get(name) or PROVIDER_FIELDS[name]
         entry = {'description': definition['description'], 'type': definition['type']}
+        if name == 'type':
+            # The package reads the model's Literal['structures'] as a tuple, hence 'list': it is a string.
+            entry['type'] = DataType.STRING
         if definition.get('unit'):
             entry['unit'] = definition['unit']
-        entry['sortable'] = definition['type'] in _SCALAR_TYPES
+        entry['sortable'] = entry['type'] in _SCALAR_TYPES and name != 'type'  # one value: nothing to sort
         properties[name] = entry
     return properties
 
