@@ -80,8 +80,7 @@ def serve(argv: list[str] | None = None) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
-def dev_token(argv: list[str] | None = None) -> None:
-    """Print a short-lived HS256 development token for a tenant and its workspaces."""
+def _dev_token_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='structstore-dev-token',
         description='Mint a short-lived development token (HS256, signed with STRUCTURE_API_JWT_SECRET) and print '
@@ -96,6 +95,12 @@ def dev_token(argv: list[str] | None = None) -> None:
         help=f'lifetime in minutes, 1 to {MAX_DEV_TOKEN_SECONDS // 60} (default: %(default)s)',
     )
     parser.add_argument('--subject', default='dev', help='the token subject (default: %(default)s)')
+    return parser
+
+
+def dev_token(argv: list[str] | None = None) -> None:
+    """Print a short-lived HS256 development token for a tenant and its workspaces."""
+    parser = _dev_token_parser()
     args = parser.parse_args(argv)
     if not 0 < args.minutes <= MAX_DEV_TOKEN_SECONDS // 60:
         _fail(f'--minutes must be 1 to {MAX_DEV_TOKEN_SECONDS // 60} (24 hours), got {args.minutes}')
