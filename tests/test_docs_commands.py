@@ -9,6 +9,7 @@ What happens to a command line, by what it runs (the scheme is in docs/cli.md, "
   tests/cli and tests/executions.
 - ``structstore-dev-token …``: run, with a throwaway secret, and the token it prints verified.
 - ``structstore-api …``: parsed by its own argument parser (serving is tests/api/test_cli.py's part).
+- ``structstore-optimade-get …``: parsed by its click command (tests/api/test_optimade.py runs it against the app).
 - ``.venv/bin/python benchmarks/<script> …``: each option given must be one the script's ``--help`` lists (the
   scripts run end to end at small sizes in tests/test_benchmark_smoke.py).
 - ``pip install …`` from the checkout: resolved by pip (``--dry-run``) in tests/test_install.py.
@@ -54,8 +55,8 @@ NOT_RUN = {
     'pip install ': 'resolved from the checkout in tests/test_install.py',
 }
 CHECKED = re.compile(
-    r'(?P<dollar>\$\()?(?P<command>verdi data structstore|structstore-dev-token|structstore-api'
-    r'|\.venv/bin/python benchmarks/\S+)(?P<rest>.*)'
+    r'(?P<dollar>\$\()?(?P<command>verdi data structstore|structstore-dev-token|structstore-optimade-get'
+    r'|structstore-api|\.venv/bin/python benchmarks/\S+)(?P<rest>.*)'
 )
 
 
@@ -155,6 +156,10 @@ def test_each_checked_command_parses_as_written(example, monkeypatch, capsys):
         from aiida_structstore.cli import cmd_structstore
 
         _click_parse(cmd_structstore, words, command)
+    elif command == 'structstore-optimade-get':
+        from aiida_structstore.api.optimade_get import _command
+
+        _click_parse(_command(), words, command)
     elif command == 'structstore-api':
         from aiida_structstore.api.cli import _parser
 
