@@ -53,9 +53,16 @@ NOT_RUN = {
     'optimade-validator ': 'run against the live app in tests/api/test_optimade.py',
     'optimade-get ': 'run against the live app in tests/api/test_optimade.py',
     'pip install ': 'resolved from the checkout in tests/test_install.py',
+    'npm run app-functions': 'run and its output checked in tests/devserver/test_component_layout.py',
+    'python -m venv ': 'creates an environment; tests/test_install.py installs the package from the checkout',
+    'chmod 600 structstore-modal.env': 'step 2 of docs/deploy.md, run as written in tests/api/test_modal_app.py',
+    'python -m aiida_structstore.api.modal_app check': 'step 2 of docs/deploy.md, run as written in '
+    'tests/api/test_modal_app.py',
+    'modal ': 'needs a Modal account; tests/api/test_modal_app.py runs the deploy line offline up to "Token missing"',
+    'STRUCTSTORE_MODAL_DOMAINS=': 'needs a Modal account (the domains are read offline in tests/api/test_modal_app.py)',
 }
 CHECKED = re.compile(
-    r'(?P<dollar>\$\()?(?P<command>verdi data structstore|structstore-dev-token|structstore-optimade-get'
+    r'(?<![\w./-])(?P<dollar>\$\()?(?P<command>verdi data structstore|structstore-dev-token|structstore-optimade-get'
     r'|structstore-api|\.venv/bin/python benchmarks/\S+)(?P<rest>.*)'
 )
 
@@ -75,14 +82,20 @@ def examples() -> list[Example]:
     for page in PAGES:
         lines = page.read_text(encoding='utf-8').splitlines()
         language = None
+        continued = False  # the line before ended with a backslash: this one belongs to its command
         for number, line in enumerate(lines, 1):
             if line.startswith('```'):
                 language = line[3:].strip() if language is None else None
                 continue
-            if language == 'console' and line.startswith('$ '):
+            if continued:
+                found[-1] = Example(found[-1].page, found[-1].line, f'{found[-1].text[:-1].rstrip()} {line.strip()}')
+            elif language == 'console' and line.startswith('$ '):
                 found.append(Example(page.name, number, line[2:].strip()))
             elif language == 'bash' and line.strip() and not line.lstrip().startswith('#'):
                 found.append(Example(page.name, number, line.strip()))
+            else:
+                continue
+            continued = found[-1].text.endswith('\\')
     return found
 
 
