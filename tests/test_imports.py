@@ -15,6 +15,8 @@ from aiida.plugins import CalculationFactory
 from aiida_structstore.cli import cmd_structstore
 from aiida_structstore.core.structures import StructureKey
 
+from .cli.test_commands import rows
+
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / 'examples'
 import_pw_input = CalculationFactory('structstore.import_pw_input')
 import_cif = CalculationFactory('structstore.import_cif')
@@ -65,6 +67,16 @@ def test_import_cli_reports_bad_files_and_stores_nothing_for_them(run_cli_comman
     assert orm.QueryBuilder().append(orm.SinglefileData).count() == before + 1
 
 
+def test_import_table_gives_the_reduced_formula_as_list_does(run_cli_command, convex_backend):
+    scope = ['-t', 'imports', '-w', f'formula-{uuid.uuid4().hex[:6]}']
+    imported = rows(run_cli_command(cmd_structstore, ['import', str(EXAMPLES / 'cif' / 'fe2o3.cif')]).output)
+    assert [(row['formula'], row['sites']) for row in imported] == [('Fe2O3', '30')]  # the cell holds Fe12O18
+    structure = orm.load_node(int(imported[0]['pk']))
+    run_cli_command(cmd_structstore, ['project', structure.pk, *scope])
+    (listed,) = rows(run_cli_command(cmd_structstore, ['list', *scope]).output)
+    assert listed['formula'] == imported[0]['formula']
+
+
 def test_import_and_project_pw_input_with_raw(run_cli_command, convex_backend):
     path = EXAMPLES / 'pw' / 'fe2o3_bands.in'
     result = run_cli_command(cmd_structstore, ['import', str(path), '--project', '-t', 'imports', '-w', 'pw'])
@@ -82,8 +94,9 @@ def test_import_and_project_pw_input_with_raw(run_cli_command, convex_backend):
 def test_format_override(run_cli_command, tmp_path, name):
     renamed = tmp_path / 'input.txt'
     renamed.write_bytes((EXAMPLES / 'pw' / name).read_bytes())
-    assert 'Si2' in run_cli_command(cmd_structstore, ['import', str(renamed)]).output
-    assert 'Si2' in run_cli_command(cmd_structstore, ['import', '--format', 'pw', str(renamed)]).output
+    for args in (['import', str(renamed)], ['import', '--format', 'pw', str(renamed)]):
+        (row,) = rows(run_cli_command(cmd_structstore, args).output)
+        assert (row['formula'], row['sites']) == ('Si', '2')  # read as the pw.x input it is
 
 
 CIF_FILES = pathlib.Path(__file__).resolve().parent / 'tools' / 'files' / 'cif'

@@ -34,6 +34,11 @@ ASYMMETRIC_ALGORITHMS = ('RS256', 'ES256')
 KEY_TYPES = {'RS256': 'RSA', 'ES256': 'EC'}
 #: The longest lifetime :func:`mint_token` gives a development token.
 MAX_DEV_TOKEN_SECONDS = 24 * 3600
+#: The message for a token whose parts do not all decode although it has a JWT's shape: it was changed after signing.
+ALTERED = 'the token signature does not verify (a part of the token does not decode: was it changed?)'
+#: A JWS in compact form: three base64url parts separated by dots, the header at least as long as the shortest
+#: JSON header (``{"alg":"none"}``: 19 characters) could be, give or take a tampered character.
+_COMPACT_JWS = re.compile(r'[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*')
 
 
 class AuthenticationError(StructStoreError):
@@ -74,8 +79,15 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError:
-            raise AuthenticationError('the bearer token is not a JWT') from None
+            if _COMPACT_JWS.fullmatch(token):
+                # Three base64url parts, one of which does not decode: a token altered after it was signed.
+                raise AuthenticationError(ALTERED) from None
+            raise AuthenticationError(
+                'the bearer token is not a JWT (expected three base64url parts separated by dots)'
+            ) from None
         algorithm = header.get('alg')
+        if algorithm is None:
+            raise AuthenticationError("the token header names no algorithm ('alg')")
         if algorithm == 'HS256' and self._secret is not None:
             return self._secret.get_secret_value(), ['HS256']
         if algorithm in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
@@ -126,6 +138,11 @@ class TokenVerifier:
             raise AuthenticationError(f'the token has no {exc.claim!r} claim') from None
         except jwt.InvalidSignatureError:
             raise AuthenticationError('the token signature does not verify') from None
+        except jwt.DecodeError as exc:
+            if 'payload string' in str(exc):  # signed, but the payload is not a JSON object
+                raise AuthenticationError(f'the token is invalid: {exc}') from None
+            # A payload or signature part that does not decode (bad padding): altered after it was signed.
+            raise AuthenticationError(ALTERED) from None
         except jwt.InvalidTokenError as exc:
             raise AuthenticationError(f'the token is invalid: {exc}') from None
         except (jwt.PyJWTError, TypeError, ValueError):
@@ -194,7 +211,10 @@ def mint_token(
         if workspace not in workspaces:
             raise InvalidInputError(f"upload workspace {workspace!r} is not one of the token's workspaces")
     if not 0 < seconds <= MAX_DEV_TOKEN_SECONDS:
-        raise InvalidInputError(f'token lifetime must be 1 to {MAX_DEV_TOKEN_SECONDS} seconds, got {seconds}')
+        raise InvalidInputError(
+            f'token lifetime must be 1 to {MAX_DEV_TOKEN_SECONDS} seconds ({MAX_DEV_TOKEN_SECONDS // 60} minutes), '
+            f'got {seconds}'
+        )
     now = dt.datetime.now(dt.timezone.utc)
     claims = {
         'iss': settings.issuer,

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from ..core.exceptions import StructStoreError
+from .auth import MAX_DEV_TOKEN_SECONDS
 
 __all__ = ('dev_token', 'serve')
 
@@ -79,8 +80,7 @@ def serve(argv: list[str] | None = None) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
-def dev_token(argv: list[str] | None = None) -> None:
-    """Print a short-lived HS256 development token for a tenant and its workspaces."""
+def _dev_token_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='structstore-dev-token',
         description='Mint a short-lived development token (HS256, signed with STRUCTURE_API_JWT_SECRET) and print '
@@ -88,14 +88,27 @@ def dev_token(argv: list[str] | None = None) -> None:
     )
     parser.add_argument('-t', '--tenant', required=True, help='tenant id')
     parser.add_argument('-w', '--workspace', action='append', required=True, help='workspace id (repeat for several)')
-    parser.add_argument('--minutes', type=int, default=60, help='lifetime in minutes, at most 1440 (default: 60)')
+    parser.add_argument(
+        '--minutes',
+        type=int,
+        default=60,
+        help=f'lifetime in minutes, 1 to {MAX_DEV_TOKEN_SECONDS // 60} (default: %(default)s)',
+    )
     parser.add_argument('--subject', default='dev', help='the token subject (default: %(default)s)')
     parser.add_argument(
         '--upload',
         action='store_true',
         help='also grant uploads into the workspaces (the upload claim; see docs/uploads.md)',
     )
+    return parser
+
+
+def dev_token(argv: list[str] | None = None) -> None:
+    """Print a short-lived HS256 development token for a tenant and its workspaces."""
+    parser = _dev_token_parser()
     args = parser.parse_args(argv)
+    if not 0 < args.minutes <= MAX_DEV_TOKEN_SECONDS // 60:
+        _fail(f'--minutes must be 1 to {MAX_DEV_TOKEN_SECONDS // 60} (24 hours), got {args.minutes}')
 
     from .auth import mint_token
     from .settings import load_api_settings

@@ -90,9 +90,7 @@ def cmd_import(
                 kind, parsed, results, process = imported
                 for name, structure in _structures(results).items():
                     structures.append(structure)
-                    rows.append(
-                        [path.name, name, structure.pk, structure.get_formula(), len(structure.sites), process.pk]
-                    )
+                    rows.append([path.name, name, structure.pk, _formula(structure), len(structure.sites), process.pk])
                 if code is not None and kind == 'pw':
                     options = {'dry_run': dry_run, 'pseudo_family': pseudo_family, 'pseudo_dir': pseudo_dir}
                     _run_pw(path, parsed, results, code, **options)
@@ -110,6 +108,13 @@ def cmd_import(
     if failed:
         echo.echo_critical(f'{failed} of {len(files)} files failed to import')
     echo.echo_success(f'imported {len(structures)} structures from {len(files)} files')
+
+
+def _formula(structure) -> str:
+    """The reduced formula (Fe2O3 for a cell of Fe12O18), as the store's records and ``list`` give it."""
+    from ..structures.optimade import optimade_fields
+
+    return optimade_fields(structure.base.attributes.all)['chemical_formula_reduced']
 
 
 class _Interrupted(BaseException):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from aiida.cmdline.utils import decorators, echo
 
@@ -153,7 +155,9 @@ def cmd_sync(
     from ..structures.sync import sync_structures
     from .utils import fewer_collections, opened_store
 
-    set_progress_bar_tqdm()
+    # On a terminal: the bar ends at its final count, on a line of its own, before the table. Elsewhere (a log, a
+    # pipe) no bar: its carriage returns would leave `0/4` in front of the table's header.
+    set_progress_bar_tqdm(leave=True)
     with opened_store() as store, fewer_collections():
         report = sync_structures(
             store,
@@ -167,6 +171,7 @@ def cmd_sync(
             include_raw=not no_raw,
             check_store=check_store,
             dry_run=dry_run,
+            progress=sys.stderr.isatty(),
         )
     if report.selected == 0:
         echo.echo_critical('no structures selected: nothing to sync (check -G, -N and --filters)')

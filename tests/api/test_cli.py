@@ -71,6 +71,16 @@ def test_dev_token_errors_name_the_problem(in_process, env, monkeypatch):
     assert SECRET not in err + out
 
 
+def test_dev_token_refuses_a_lifetime_beyond_the_maximum_in_minutes(in_process):
+    code, out, err = in_process('structstore-dev-token', '-t', 'acme', '-w', 'lab', '--minutes', '5000')
+    assert code == 2 and out == ''
+    assert '--minutes must be 1 to 1440 (24 hours), got 5000' in err
+    code, out, err = in_process('structstore-dev-token', '-t', 'acme', '-w', 'lab', '--minutes', '0')
+    assert code == 2 and 'got 0' in err
+    code, out, _ = in_process('structstore-dev-token', '-t', 'acme', '-w', 'lab', '--minutes', '1440')
+    assert code == 0 and out.count('.') == 2
+
+
 def test_api_refuses_to_start_without_a_way_to_verify_tokens(in_process, monkeypatch):
     monkeypatch.delenv('STRUCTURE_API_JWT_SECRET')
     code, _, err = in_process('structstore-api', '--port', '1')

@@ -61,14 +61,27 @@ def _expected(workspace, predicate) -> set[str]:
     return {sid for sid, content in workspace.items() if predicate(content.structure)}
 
 
+def _kinds_of_one_element(structure) -> bool:
+    """Whether two kinds of the structure are the same element (hematite's magnetic sublattices Fe1 and Fe2)."""
+    symbols = [tuple(s['chemical_symbols']) for s in structure['species']]
+    return len(symbols) != len(set(symbols))
+
+
 class TestClients:
-    def test_pymatgen_optimade_rester_reads_back_what_was_projected(self, server, workspace, tenant):
+    def test_pymatgen_optimade_rester_reads_neutral_elements_and_never_misreads(self, server, workspace, tenant):
+        """pymatgen's OptimadeRester reads species_at_sites names as species strings (``Fe1``: Fe with oxidation
+        state +1). Served names are element symbols where the kind is its element's only one: neutral elements, the
+        projected composition; two kinds of one element get names it cannot read, so it leaves that entry out
+        (logging an error) instead of misreading it."""
+        from pymatgen.core import Composition, Element
         from pymatgen.ext.optimade import OptimadeRester
 
         token = make_token(tenant, ['lab'])
 
         class TokenRester(OptimadeRester):
-            """OptimadeRester with the bearer token on its requests session from the first request on."""
+            """OptimadeRester with the bearer token on its requests session from the first request on (its
+            constructor already asks the server for its provider information, so a header set afterwards would be
+            too late)."""
 
             @property
             def session(self):
@@ -83,17 +96,39 @@ class TestClients:
         rester = TokenRester(base, timeout=60)
         assert list(rester.resources.values()) == [base]
         by_elements = rester.get_structures(elements=['Fe', 'O'])[base]
-        assert set(by_elements) == _expected(workspace, lambda s: {'Fe', 'O'} <= set(s['elements']))
+        with_iron = _expected(workspace, lambda s: {'Fe', 'O'} <= set(s['elements']))
+        assert set(by_elements) == {sid for sid in with_iron if not _kinds_of_one_element(workspace[sid].structure)}
+        assert 'fe2o3' in by_elements and 'fe2o3-bands' in with_iron - set(by_elements)
         nsites = workspace['si-scf'].structure['nsites']
         by_nsites = rester.get_structures(nsites=nsites)[base]
         assert set(by_nsites) == _expected(workspace, lambda s: s['nsites'] == nsites)
         for structure_id, structure in {**by_elements, **by_nsites}.items():
             species, positions, cell = _structure_of(workspace[structure_id])
-            # pymatgen builds sites from species_at_sites and reads a kind name such as Fe1 as Fe with oxidation
-            # state +1 (species_string 'Fe+'): compare the elements.
+            assert all(isinstance(site.specie, Element) for site in structure)  # neutral: no oxidation state
             assert [site.specie.symbol for site in structure] == species
+            assert structure.composition == Composition(' '.join(species))
+            assert structure.charge == 0
             np.testing.assert_allclose(structure.cart_coords, positions, atol=1e-9)
             np.testing.assert_allclose(structure.lattice.matrix, cell, atol=1e-12)
+        hematite = by_elements['fe2o3']
+        assert hematite.composition.reduced_formula == 'Fe2O3' and hematite.composition['Fe'] == 12
+
+    def test_served_species_names_keep_the_kind_names_as_original_name(self, server, workspace, tenant):
+        import httpx
+
+        response = httpx.get(
+            f'{server.url}/optimade/v1/structures',
+            params={'response_fields': 'species,species_at_sites'},
+            headers=bearer(make_token(tenant, ['lab'])),
+        )
+        entries = {entry['id']: entry['attributes'] for entry in response.json()['data']}
+        served = {sid: {s['original_name']: s['name'] for s in entry['species']} for sid, entry in entries.items()}
+        assert served['fe2o3'] == {'Fe1': 'Fe', 'O1': 'O'}
+        assert served['fe2o3-bands'] == {'Fe1': 'Fe_1', 'Fe2': 'Fe_2', 'O': 'O'}
+        assert served['si'] == {'Si1': 'Si'} and served['si-scf'] == {'Si': 'Si'}
+        for structure_id, entry in entries.items():
+            kinds = workspace[structure_id].structure['species_at_sites']
+            assert entry['species_at_sites'] == [served[structure_id][kind] for kind in kinds]
 
     def test_the_optimade_client_reads_back_what_was_projected(self, server, workspace, tenant):
         from optimade.client import OptimadeClient
@@ -113,12 +148,43 @@ class TestClients:
             for structure_id, entry in entries.items():
                 content = workspace[structure_id]
                 attributes = entry['attributes']
-                assert attributes['species_at_sites'] == content.structure['species_at_sites']
-                assert attributes['species'] == content.structure['species']
+                names = {species['original_name']: species['name'] for species in attributes['species']}
+                assert attributes['species_at_sites'] == [names[k] for k in content.structure['species_at_sites']]
+                assert attributes['species'] == [
+                    {**species, 'name': names[species['name']], 'original_name': species['name']}
+                    for species in content.structure['species']
+                ]
                 assert attributes['cartesian_site_positions'] == content.structure['cartesian_site_positions']
                 assert attributes['lattice_vectors'] == content.structure['lattice_vectors']
                 assert attributes['_structstore_source'] == content.source.model_dump()
                 assert attributes['_structstore_aiida_node'] == content.node_uuid
+
+    def test_structstore_optimade_get_sends_the_token_that_optimade_get_cannot(self, server, workspace, tenant):
+        """``optimade-get`` has no header option (every request would be 401); ``structstore-optimade-get`` is the
+        same command with the token of STRUCTURE_API_TOKEN on each request."""
+        import os
+        import subprocess
+
+        base = f'{server.url}/optimade'
+        query = 'elements HAS "Fe"'
+        command = [sys.executable, '-m', 'aiida_structstore.api.optimade_get', '--silent', '--no-async']
+        command += ['--filter', query, '--response-fields', 'nsites,species_at_sites', base]
+        env = {**os.environ, 'STRUCTURE_API_TOKEN': make_token(tenant, ['lab'])}
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        answer = json.loads(result.stdout)['structures'][query][base]
+        assert not answer['errors'], answer['errors']
+        entries = {entry['id']: entry['attributes'] for entry in answer['data']}
+        assert set(entries) == _expected(workspace, lambda s: 'Fe' in s['elements'])
+        assert entries['fe2o3']['nsites'] == 30 and set(entries['fe2o3']['species_at_sites']) == {'Fe', 'O'}
+
+        env.pop('STRUCTURE_API_TOKEN')
+        refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert refused.returncode == 2 and 'no token: set STRUCTURE_API_TOKEN' in refused.stderr
+        plain = subprocess.run(
+            [str(BIN / 'optimade-get'), *command[3:]], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert 'returned: 401' in plain.stderr and 'Authorization: Bearer <token>' in plain.stderr
 
 
 FILTERS = [
@@ -139,7 +205,10 @@ FILTERS = [
     ('chemical_formula_hill CONTAINS "O"', lambda s: 'O' in (s['chemical_formula_hill'] or '')),
     ('id = "si" OR id = "fe2o3"', None),
     ('id ENDS "scf"', None),
-    ('species_at_sites HAS "Fe2"', lambda s: 'Fe2' in s['species_at_sites']),
+    # Served species names (tests TestClients): hematite's two iron kinds are Fe_1 and Fe_2, a lone Fe1 is Fe.
+    ('species_at_sites HAS "Fe_2"', lambda s: 'Fe2' in s['species_at_sites']),
+    ('species_at_sites HAS "Fe"', lambda s: [sp['chemical_symbols'] for sp in s['species']].count(['Fe']) == 1),
+    ('species_at_sites HAS "Fe1"', lambda s: False),
     ('species_at_sites LENGTH 2', lambda s: len(s['species_at_sites']) == 2),
     ('structure_features LENGTH 0', lambda s: s['structure_features'] == []),
     ('nperiodic_dimensions = 3 AND dimension_types HAS ALL 1', lambda s: s['nperiodic_dimensions'] == 3),
@@ -314,6 +383,32 @@ class TestFilters:
         assert body['data'] == [] and 'unrecognised prefix' in body['meta']['warnings'][0]['detail']
         body = get('/optimade/v1/structures', filter='_otherprovider_x IS UNKNOWN').json()
         assert len(body['data']) == len(workspace)
+
+    def test_a_known_providers_fields_are_unknown_without_a_warning(self, get, workspace):
+        # The specification: a prefix of a known database provider (mp: the Materials Project) SHOULD NOT warn.
+        body = get('/optimade/v1/structures', filter='_mp_stability = 0').json()
+        assert body['data'] == [] and not body['meta'].get('warnings')
+        body = get('/optimade/v1/structures', filter='_mp_stability IS UNKNOWN').json()
+        assert len(body['data']) == len(workspace)
+
+    def test_info_structures_declares_each_property_type_as_the_specification_does(self, get):
+        properties = get('/optimade/v1/info/structures').json()['data']['properties']
+        assert properties['type'] == {
+            'description': properties['type']['description'],
+            'type': 'string',
+            'sortable': False,
+        }
+        expected = {'id': 'string', 'last_modified': 'timestamp', 'nsites': 'integer', 'elements': 'list'}
+        assert {name: properties[name]['type'] for name in expected} == expected
+        assert {entry['type'] for entry in properties.values()} <= {
+            'string',
+            'integer',
+            'float',
+            'boolean',
+            'timestamp',
+            'list',
+            'dictionary',
+        }
 
     def test_unknown_standard_fields_in_response_fields_are_null(self, get):
         body = get('/optimade/v1/structures/si', response_fields='nsites,space_group_it_number').json()
@@ -573,9 +668,12 @@ class TestOnOptimadePythonTools:
     def test_parameters_of_others_and_unserved_ones_are_warnings(self, backend, api_settings, workspace, tenant):
         headers = bearer(make_token(tenant, ['lab']))
         with TestClient(create_app(api_settings)) as client:
-            body = client.get('/optimade/v1/structures', params={'_mp_colour': 'red'}, headers=headers).json()
+            body = client.get('/optimade/v1/structures', params={'_nobody_colour': 'red'}, headers=headers).json()
             assert len(body['data']) == len(workspace)
             assert 'unrecognised and have been ignored' in body['meta']['warnings'][0]['detail']
+            # A known provider's parameter (mp: the Materials Project) is ignored without a warning.
+            body = client.get('/optimade/v1/structures', params={'_mp_colour': 'red'}, headers=headers).json()
+            assert len(body['data']) == len(workspace) and not body['meta'].get('warnings')
             body = client.get('/optimade/v1/structures', params={'page_above': 'si'}, headers=headers).json()
             assert len(body['data']) == len(workspace)
             assert 'not supported by this server' in body['meta']['warnings'][0]['detail']

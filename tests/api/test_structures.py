@@ -115,6 +115,16 @@ CURSOR = re.compile(r'[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+')
 BAD_CURSOR = 'invalid page cursor: pass the next_cursor of the previous page unchanged'
 
 
+BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+
+def tamper(token: str, index: int) -> str:
+    """``token`` with the character at ``index`` changed in its highest bit (always a bit the part decodes to)."""
+    index %= len(token)
+    changed = BASE64URL[BASE64URL.index(token[index]) ^ 32]
+    return token[:index] + changed + token[index + 1 :]
+
+
 def tampered(cursor: str) -> list[str]:
     """Cursors one edit away from ``cursor``: a changed character in either part, a part left out, padding."""
     payload, mac = cursor.split('.')
@@ -192,6 +202,20 @@ class TestAuthentication:
     def test_a_valid_token_reads_every_route(self, client, seeded, auth, route):
         assert client.get(route, headers=auth).status_code == 200
 
+    def test_every_one_character_change_is_a_signature_that_does_not_verify(self, tenant):
+        from aiida_structstore.api import ApiSettings, TokenVerifier
+        from aiida_structstore.api.auth import AuthenticationError
+
+        from .conftest import SECRET
+
+        verifier = TokenVerifier(ApiSettings(jwt_secret=SECRET))
+        token = make_token(tenant, ['lab'])
+        for index in range(len(token)):
+            if token[index] == '.' or 'eyJhbGciOiJIUzI1NiIs'.startswith(token[: index + 1]):
+                continue  # the dots, and the header's text '{"alg":"HS256",' (changed, it names another algorithm)
+            with pytest.raises(AuthenticationError, match='signature does not verify'):
+                verifier.verify(tamper(token, index))
+
     @pytest.mark.parametrize(
         ('token', 'message'),
         [
@@ -205,6 +229,8 @@ class TestAuthentication:
             (lambda t: make_token(t, ['../etc']), 'not allowed'),
             (lambda t: make_token(t, ['lab'], key=None, algorithm='none'), "algorithm 'none' is not accepted"),
             (lambda t: 'not.a.jwt', 'not a JWT'),
+            (lambda t: tamper(make_token(t, ['lab']), 24), 'signature does not verify'),
+            (lambda t: tamper(make_token(t, ['lab']), -1), 'signature does not verify'),
         ],
         ids=[
             'bad-signature',
@@ -217,6 +243,8 @@ class TestAuthentication:
             'bad-workspace',
             'alg-none',
             'garbage',
+            'header-changed',
+            'signature-changed',
         ],
     )
     def test_bad_tokens_are_401_naming_the_problem(self, client, seeded, tenant, token, message):

@@ -165,3 +165,54 @@ def test_sync_of_nothing_says_so(run_cli_command, convex_backend, scope, tenant)
     empty = orm.Group(label=f'empty-{tenant}').store()
     result = run_cli_command(cmd_structstore, ['sync', '-G', empty.label, *scope], raises=True)
     assert 'no structures selected: nothing to sync' in result.output
+
+
+def test_sync_without_a_terminal_prints_no_progress_bar(
+    run_cli_command, convex_backend, scope, tenant, generate_structure
+):
+    group = orm.Group(label=f'nobar-{tenant}').store()
+    group.add_nodes([generate_structure(name).store() for name in ('silicon', 'fe2o3')])
+    result = run_cli_command(cmd_structstore, ['sync', '-G', group.label, *scope])
+    assert '\r' not in result.output and '0/2' not in result.output
+    assert result.output.splitlines()[0].split() == ['selected', 'new', 'updated', 'unchanged', 'failed', 'seconds']
+
+
+def test_sync_on_a_terminal_ends_its_bar_at_the_count_before_the_table(
+    convex_backend, scope, tenant, generate_structure, monkeypatch
+):
+    """On a real terminal (a pseudo-terminal), the bar is left at 2/2 on a line of its own, the table after it."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import sys
+    import termios
+
+    from aiida.common import AttributeDict
+    from aiida.manage.configuration import get_config, get_profile
+
+    group = orm.Group(label=f'bar-{tenant}').store()
+    group.add_nodes([generate_structure(name).store() for name in ('silicon', 'fe2o3')])
+    master, replica = pty.openpty()
+    fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))  # 40 rows, 120 columns
+    terminal = os.fdopen(replica, 'w', buffering=1)
+    monkeypatch.setattr(sys, 'stdout', terminal)
+    monkeypatch.setattr(sys, 'stderr', terminal)
+    obj = AttributeDict({'config': get_config(), 'profile': get_profile()})
+    try:
+        cmd_structstore.main(['sync', '-G', group.label, *scope], standalone_mode=False, obj=obj)
+        terminal.flush()
+        chunks = []
+        while select.select([master], [], [], 0)[0]:
+            chunks.append(os.read(master, 65536))
+    finally:
+        monkeypatch.undo()
+        terminal.close()
+        os.close(master)
+    text = re.sub(r'\x1b\[[0-9;]*m', '', b''.join(chunks).decode())  # colours: it is a terminal
+    lines = text.replace('\r\n', '\n').split('\n')
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ['selected', 'new'])
+    assert lines[header].startswith('  selected')  # nothing of the bar in front of it
+    shown = lines[header - 1].split('\r')[-1]  # what the terminal shows on the bar's line: its last drawing
+    assert shown.endswith('| 2/2') and '100.0%' in shown

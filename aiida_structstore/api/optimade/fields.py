@@ -4,7 +4,8 @@ Standard properties come from each record: the summary (elements, formulas, ``ns
 inline and cheap to read; ``cartesian_site_positions``, ``species_at_sites`` and ``species`` live in the structure
 payload, which may be chunked, so they are read only when a response or a filter needs them. Two provider-specific
 properties carry where a structure came from: ``_structstore_source`` (``{kind, filename}``) and
-``_structstore_aiida_node`` (the AiiDA node UUID).
+``_structstore_aiida_node`` (the AiiDA node UUID). Species are served under names no client misreads, each with
+its AiiDA kind name as ``original_name`` (:mod:`.species`).
 
 Definitions (description, type, unit) are taken from the ``optimade`` package's models, so they match the
 specification version the package implements.
@@ -23,9 +24,9 @@ from optimade.server.config import ServerConfig
 from optimade.server.schemas import retrieve_queryable_properties
 
 from ... import __version__
-from ...core.query import PAYLOAD_FIELDS, PREFIX
-from ...core.query import entry_document as document
+from ...core.query import PAYLOAD_FIELDS, PREFIX, entry_document
 from ...core.structures import SUMMARY_FIELDS
+from .species import client_payload
 
 __all__ = (
     'API_VERSION',
@@ -61,6 +62,14 @@ IMPLEMENTATION = Implementation(
     homepage='https://github.com/aiida-structstore/aiida-structstore',
     source_url='https://github.com/aiida-structstore/aiida-structstore',
 )
+
+
+def document(item, structure=None) -> dict[str, Any]:
+    """The flat document of an entry as OPTIMADE serves it (and filters are evaluated on): the store's document
+    (:func:`...core.query.entry_document`) with its species under their served names (:func:`.species.client_payload`).
+    """
+    return client_payload(entry_document(item, structure))
+
 
 PROVIDER_FIELDS: dict[str, dict[str, Any]] = {
     f'_{PREFIX}_source': {
@@ -99,9 +108,12 @@ def entry_properties() -> dict[str, dict[str, Any]]:
     for name in SERVED_FIELDS:
         definition = standard.get(name) or PROVIDER_FIELDS[name]
         entry = {'description': definition['description'], 'type': definition['type']}
+        if name == 'type':
+            # The package reads the model's Literal['structures'] as a tuple, hence 'list': it is a string.
+            entry['type'] = DataType.STRING
         if definition.get('unit'):
             entry['unit'] = definition['unit']
-        entry['sortable'] = definition['type'] in _SCALAR_TYPES
+        entry['sortable'] = entry['type'] in _SCALAR_TYPES and name != 'type'  # one value: nothing to sort
         properties[name] = entry
     return properties
 

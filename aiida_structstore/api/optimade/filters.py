@@ -41,6 +41,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import importlib.resources
+import json
 import re
 import threading
 import warnings
@@ -113,6 +115,20 @@ class _Mapper(StructureMapper):
     """The reference mapper, with this provider's prefix and fields (names are used as they are, no aliases)."""
 
     PROVIDER_FIELDS = tuple(PROVIDER_FIELDS)
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        # The package reads its list of OPTIMADE providers only when `bson` (pymongo) imports; without it every
+        # other provider's prefix (`_mp_`) would be unrecognised and warned about. Read the same file as JSON, so a
+        # known provider's field never warns and an unrecognised prefix always does (the specification's rule).
+        self.KNOWN_PROVIDER_PREFIXES = known_provider_prefixes()
+
+
+@functools.cache
+def known_provider_prefixes() -> set[str]:
+    """The ids of the OPTIMADE providers in the ``optimade`` package's copy of the providers list."""
+    text = importlib.resources.files('optimade.server').joinpath('data', 'providers.json').read_text(encoding='utf-8')
+    return {provider['id'] for provider in json.loads(text)['data']} - {PREFIX}
 
 
 _WARNINGS = threading.RLock()
