@@ -30,7 +30,8 @@ from .test_viewer import Page
 browser = test_viewer.browser  # the browser fixtures
 page = test_viewer.page
 
-pytestmark = [pytest.mark.parametrize('backend', ['convex-local'], indirect=True)]
+#: The tests of the page run on the local Convex server.
+ON_CONVEX = pytest.mark.parametrize('backend', ['convex-local'], indirect=True)
 
 CIF = EXAMPLES / 'cif' / 'si.cif'
 PW = EXAMPLES / 'pw' / 'si_scf.in'
@@ -89,6 +90,7 @@ def statuses(page):
     return seen
 
 
+@ON_CONVEX
 def test_an_uploaded_cif_is_followed_live_and_opened_when_imported(page, statuses, backend, seeded, tenant):
     open_workspace(page, uploader(tenant))
     assert page.page.is_visible('#upload-form') and page.page.is_hidden('#upload-refused')
@@ -122,6 +124,7 @@ def test_an_uploaded_cif_is_followed_live_and_opened_when_imported(page, statuse
     assert 200 in upload_responses(page, key)[2:]
 
 
+@ON_CONVEX
 def test_a_failed_upload_shows_its_parse_error(page, statuses, backend, seeded, tenant):
     open_workspace(page, uploader(tenant))
     send(page, PW)
@@ -145,6 +148,7 @@ def test_a_failed_upload_shows_its_parse_error(page, statuses, backend, seeded, 
     assert int(checks) == len(upload_responses(page, key))
 
 
+@ON_CONVEX
 def test_the_recent_uploads_are_followed_after_a_reload_and_link_to_their_structure(
     page, statuses, backend, seeded, tenant
 ):
@@ -167,6 +171,7 @@ def test_the_recent_uploads_are_followed_after_a_reload_and_link_to_their_struct
     assert page.text('#title') == 'Si · si-upload'
 
 
+@ON_CONVEX
 def test_the_same_file_again_is_the_same_upload(page, backend, seeded, tenant):
     open_workspace(page, uploader(tenant))
     send(page, CIF)
@@ -177,6 +182,7 @@ def test_the_same_file_again_is_the_same_upload(page, backend, seeded, tenant):
     assert len(backend.uploads.list(tenant, 'lab').items) == 1
 
 
+@ON_CONVEX
 def test_a_read_only_token_gets_the_apis_reason_and_no_button(page, seeded, tenant):
     open_workspace(page, make_token(tenant, ['lab']), expected='refused')
     assert page.page.is_hidden('#upload-form') and page.page.is_hidden('#upload-submit')
@@ -187,6 +193,7 @@ def test_a_read_only_token_gets_the_apis_reason_and_no_button(page, seeded, tena
     assert not [r for r in page.api_requests() if r.method == 'POST']
 
 
+@ON_CONVEX
 def test_a_file_whose_name_says_no_kind_needs_one_chosen(page, backend, seeded, tenant, tmp_path):
     renamed = tmp_path / 'structure.txt'
     renamed.write_bytes(CIF.read_bytes())
@@ -199,6 +206,7 @@ def test_a_file_whose_name_says_no_kind_needs_one_chosen(page, backend, seeded, 
     assert backend.uploads.get(upload_key(tenant, renamed)).filename == 'structure.txt'
 
 
+@ON_CONVEX
 def test_a_refused_upload_shows_the_apis_message(page, backend, seeded, tenant, tmp_path):
     empty = tmp_path / 'empty.cif'
     empty.write_bytes(b'')
@@ -266,6 +274,7 @@ def _file_of_structure(node_uuid: str):
     return process.inputs.file
 
 
+@ON_CONVEX
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_end_to_end_the_browser_uploads_and_a_verdi_watcher_imports(
@@ -329,3 +338,16 @@ def test_end_to_end_the_browser_uploads_and_a_verdi_watcher_imports(
         assert file.filename == path.name
     imported = orm.load_group(group).nodes
     assert sorted(node.uuid for node in imported) == sorted([cif.node_uuid, pw.node_uuid])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_viewer_uploads_benchmark_runs(browser):
+    """benchmarks/bench_viewer_uploads.py at a small size (its figures are in docs/uploads.md, not asserted)."""
+    script = pathlib.Path(__file__).resolve().parents[2] / 'benchmarks' / 'bench_viewer_uploads.py'
+    command = [sys.executable, str(script), '--imports', '0', '1', '--repeat', '1']
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [line.split('|') for line in result.stdout.splitlines() if line.strip().startswith(('0 ', '1 '))]
+    assert [row[0].strip() for row in rows] == ['0', '1'], result.stdout
+    assert all(int(row[3]) >= 1 for row in rows), result.stdout  # the page read each upload at least once
