@@ -2,10 +2,10 @@
 
 For each upload claimed from ``store.uploads`` (:meth:`UploadImporter.import_next`):
 
-1. **Already imported?** The file node of an import carries the extra ``structstore_upload`` (``key``
-   ``tenant/workspace/upload id``, ``sha256``, ``uploaded_by``, and ``message`` when the parse failed). An importer
-   that crashed after the import but before it marked the upload finds that node on the next claim and completes
-   the upload from it: nothing is imported twice.
+1. **Already imported?** The file node of an import (label ``upload <upload id>``) carries the extra
+   ``structstore_upload`` (``key`` ``tenant/workspace/upload id``, ``sha256``, ``uploaded_by``, and ``message`` when
+   the parse failed). An importer that crashed after the import but before it marked the upload finds that node on
+   the next claim and completes the upload from it: nothing is imported twice.
 2. **Import**, in one database transaction, as ``verdi data structstore import`` does: the exact uploaded bytes as a
    ``SinglefileData`` (``CifData`` for a CIF) with the upload's file name, the import calcfunction
    (``structstore.import_cif`` or ``structstore.import_pw_input``) run on it, the structures added to the group.
@@ -61,6 +61,11 @@ def upload_ident(key: UploadKey) -> str:
     return f'{key.tenant_id}/{key.workspace_id}/{key.upload_id}'
 
 
+def file_label(key: UploadKey) -> str:
+    """The label of an upload's file node (``upload <upload id>``; the id is short, the label column indexed)."""
+    return f'upload {key.upload_id}'
+
+
 @dataclasses.dataclass
 class UploadOutcome:
     """What happened to one claimed upload: ``imported``, ``failed`` (the file's fault, the upload marked failed),
@@ -94,7 +99,11 @@ def find_import(key: UploadKey, sha256: str) -> FoundImport | None:
     query = orm.QueryBuilder()
     query.append(
         (orm.SinglefileData, orm.CifData),
-        filters={f'extras.{UPLOAD_EXTRA}.key': upload_ident(key), f'extras.{UPLOAD_EXTRA}.sha256': sha256},
+        filters={
+            'label': file_label(key),  # indexed: the extras are looked at on those few nodes only
+            f'extras.{UPLOAD_EXTRA}.key': upload_ident(key),
+            f'extras.{UPLOAD_EXTRA}.sha256': sha256,
+        },
         project=['*'],
         tag='file',
     )
@@ -288,6 +297,7 @@ class UploadImporter:
             else:
                 node = orm.SinglefileData(io.BytesIO(content), filename=record.filename)
                 function = import_pw_input
+            node.label = file_label(key)
             node.base.extras.set(UPLOAD_EXTRA, extra)
             node.store()
             try:
