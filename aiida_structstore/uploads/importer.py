@@ -12,8 +12,9 @@ For each upload claimed from ``store.uploads`` (:meth:`UploadImporter.import_nex
    A file that fails to parse keeps the file node and the failed (excepted) process, nothing else. On PostgreSQL
    the transaction takes an advisory lock on the upload first and looks again, so that even two importers holding
    the same upload (a lease that expired under a stalled importer) import it once.
-3. **Project** the structure into the upload's workspace (``structstore.project_structure``, with the raw file and
-   the source kind ``upload.cif`` / ``upload.pw-input``) under the requested structure id or the node's UUID.
+3. **Project** the structure into the upload's workspace (``structstore.project_structure``, with the raw file; the
+   source, from the file node's extra, is ``upload.cif`` / ``upload.pw-input`` with the uploader) under the
+   requested structure id or the node's UUID.
 4. Optionally **submit a work chain** on the structure (:mod:`.workchain`), once: a process of that type already
    taking the structure as input is not submitted again.
 5. **Complete** the upload (structure id, node UUID), or **fail** it with the parse error as one message.
@@ -39,6 +40,7 @@ from typing import Any
 from aiida import orm
 from aiida.common.links import LinkType
 
+from .. import tracking
 from ..core.exceptions import ClaimLostError, InvalidInputError, OwnershipError, StructStoreError
 from ..core.uploads import UploadKey, UploadRecord
 from ..store.uploads import DEFAULT_MAX_ATTEMPTS
@@ -48,11 +50,9 @@ __all__ = ('MAX_ATTEMPTS', 'UPLOAD_EXTRA', 'FoundImport', 'UploadImporter', 'Upl
 LOGGER = logging.getLogger(__name__)
 
 #: Extra on the file node of an upload's import.
-UPLOAD_EXTRA = 'structstore_upload'
+UPLOAD_EXTRA = tracking.UPLOAD_EXTRA
 #: Claims of one upload after which an error that is not the file's (the store, the database) fails it.
 MAX_ATTEMPTS = DEFAULT_MAX_ATTEMPTS
-#: Source kinds of structures imported from uploads, by upload kind.
-SOURCE_KINDS = {'cif': 'upload.cif', 'pw': 'upload.pw-input'}
 #: The longest message an upload record is given (the first line of a longer one, cut).
 MAX_MESSAGE = 1000
 
@@ -342,7 +342,6 @@ class UploadImporter:
             inputs = projection_inputs(
                 structure, record.key.tenant_id, record.key.workspace_id, structure_id=ids[name], include_raw=True
             )
-            inputs['source_kind'] = orm.Str(SOURCE_KINDS.get(record.kind, 'upload'))
             project_structure.run_get_node(**inputs)
         return ids
 

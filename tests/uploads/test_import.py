@@ -92,6 +92,7 @@ def test_real_files_are_imported_with_provenance(store, run_cli_command):
         assert projected.node_uuid == structure.uuid
         assert projected.source.kind == ('upload.cif' if record.kind == 'cif' else 'upload.pw-input')
         assert projected.source.filename == path.name
+        assert projected.source.uploaded_by == 'alice@example.org'
         assert store.structures.get_raw(projected.key) == path.read_text()
 
     # Nothing is left to claim: a second run imports nothing.
