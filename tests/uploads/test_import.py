@@ -95,6 +95,9 @@ def test_real_files_are_imported_with_provenance(store, run_cli_command):
         assert projected.source.uploaded_by == 'alice@example.org'
         assert store.structures.get_raw(projected.key) == path.read_text()
 
+    # The records are what AiiDA gives for these nodes (the source from the file node's upload extra included).
+    run_cli_command(cmd_structstore, ['verify', '-t', tenant, '-w', space])
+
     # Nothing is left to claim: a second run imports nothing.
     result = run_cli_command(cmd_structstore, ['uploads', 'import', '-t', tenant, '-w', space, '--group', group])
     assert 'no pending uploads' in result.output
