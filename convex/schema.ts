@@ -107,6 +107,36 @@ export const executionFields = {
   updated_at: v.number(),
 };
 
+// A file a user of the application uploaded (convex/uploads.ts, docs/uploads.md): its bytes are in `upload_chunks`
+// under `generation`, as `encoding` text ("utf-8": the bytes are that text; "base64": anything else).
+export const uploadFields = {
+  tenant_id: v.string(),
+  workspace_id: v.string(),
+  upload_id: v.string(),
+  filename: v.string(),
+  kind: v.union(v.literal("cif"), v.literal("pw")),
+  status: v.union(v.literal("pending"), v.literal("importing"), v.literal("imported"), v.literal("failed")),
+  size: v.number(),
+  sha256: v.string(),
+  encoding: v.union(v.literal("utf-8"), v.literal("base64")),
+  stored_size: v.number(),
+  stored_sha256: v.string(),
+  chunk_count: v.number(),
+  generation: v.string(),
+  uploaded_by: v.string(),
+  structure_id: v.union(v.string(), v.null()),
+  result_structure_id: v.union(v.string(), v.null()),
+  node_uuid: v.union(v.string(), v.null()),
+  message: v.union(v.string(), v.null()),
+  claimed_by: v.union(v.string(), v.null()),
+  // The current claim's token: only the importer that holds it may finish the upload. Never returned.
+  claim_token: v.union(v.string(), v.null()),
+  claim_expires_at: v.union(v.number(), v.null()),
+  attempts: v.number(),
+  created_at: v.number(),
+  updated_at: v.number(),
+};
+
 export default defineSchema({
   structures: defineTable(structureFields)
     .index("by_tenant_id_and_workspace_id_and_structure_id", ["tenant_id", "workspace_id", "structure_id"])
@@ -198,6 +228,55 @@ export default defineSchema({
       "modified_at",
     ])
     .index("by_tenant_id_and_workspace_id_and_process_uuid", ["tenant_id", "workspace_id", "process_uuid"]),
+
+  uploads: defineTable(uploadFields)
+    .index("by_tenant_id_and_workspace_id_and_upload_id", ["tenant_id", "workspace_id", "upload_id"])
+    .index("by_tenant_id_and_workspace_id_and_created_at", ["tenant_id", "workspace_id", "created_at"])
+    // What claimUpload walks (oldest first), for a claim scoped to a workspace, to a tenant, or to none.
+    .index("by_tenant_id_and_workspace_id_and_status_and_created_at", [
+      "tenant_id",
+      "workspace_id",
+      "status",
+      "created_at",
+    ])
+    .index("by_tenant_id_and_status_and_created_at", ["tenant_id", "status", "created_at"])
+    .index("by_status_and_created_at", ["status", "created_at"]),
+
+  // The bytes of uploads, apart from the structures' chunks: no structure reader, listing or garbage collection
+  // of structures ever sees them. `generation` is the staging attempt the committed upload names.
+  upload_chunks: defineTable({
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    upload_id: v.string(),
+    generation: v.string(),
+    chunk_index: v.number(),
+    text: v.string(),
+  }).index("by_tenant_workspace_upload_generation_index", [
+    "tenant_id",
+    "workspace_id",
+    "upload_id",
+    "generation",
+    "chunk_index",
+  ]),
+
+  // Chunks of a large upload staged before createUpload commits it (`staging`), or staged by a creator that lost
+  // to another one of the same bytes (`garbage`); collectUploadGarbage deletes them.
+  upload_chunk_sets: defineTable({
+    tenant_id: v.string(),
+    workspace_id: v.string(),
+    upload_id: v.string(),
+    generation: v.string(),
+    state: v.union(v.literal("staging"), v.literal("garbage")),
+    received: v.array(v.number()),
+    updated_at: v.number(),
+  })
+    .index("by_tenant_id_and_workspace_id_and_upload_id_and_generation", [
+      "tenant_id",
+      "workspace_id",
+      "upload_id",
+      "generation",
+    ])
+    .index("by_tenant_id_and_workspace_id_and_updated_at", ["tenant_id", "workspace_id", "updated_at"]),
 
   // One document: a random id created with the first write. A store whose data was lost (a wiped deployment, a
   // restarted in-memory test double) gets a new id, so projections remembered on AiiDA nodes are not trusted.

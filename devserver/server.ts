@@ -30,6 +30,7 @@ const modules: Record<string, () => Promise<any>> = {
   "../convex/schema.ts": () => import("../convex/schema"),
   "../convex/structures.ts": () => import("../convex/structures"),
   "../convex/executions.ts": () => import("../convex/executions"),
+  "../convex/uploads.ts": () => import("../convex/uploads"),
   "../convex/optimade.ts": () => import("../convex/optimade"),
   "../convex/optimadeFilter.ts": () => import("../convex/optimadeFilter"),
 };

@@ -37,6 +37,7 @@ from .executions import create_executions_router
 from .security import SecurityHeadersMiddleware, security_headers
 from .settings import ApiSettings
 from .structures import create_structures_router
+from .uploads import create_uploads_router
 
 __all__ = ('STATIC', 'LazyMount', 'create_app', 'create_router')
 
@@ -86,6 +87,8 @@ def _optimade_app(context: ReadContext) -> ASGIApp:
 def create_router(context: ReadContext) -> APIRouter:
     """Every route of the read API (``/api/...``), reading through ``context``."""
     router = APIRouter()
+    # Before the structures routes, so that /api/structures/uploads is never taken for a structure id.
+    router.include_router(create_uploads_router(context))
     router.include_router(create_structures_router(context))
     router.include_router(create_executions_router(context))
     return router
@@ -121,9 +124,9 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=context.settings.cors_origins,
-            allow_methods=['GET'],
-            allow_headers=['Authorization', 'If-None-Match'],
-            expose_headers=['ETag', 'X-Content-SHA256'],
+            allow_methods=['GET', 'POST'],  # POST: uploads only
+            allow_headers=['Authorization', 'If-None-Match', 'Content-Type'],
+            expose_headers=['ETag', 'X-Content-SHA256', 'Location'],
         )
     # Outermost of the middlewares: every answer gets the headers, CORS preflights and errors included.
     app.add_middleware(SecurityHeadersMiddleware)

@@ -42,14 +42,21 @@ class AuthenticationError(StructStoreError):
 
 @dataclass(frozen=True)
 class Principal:
-    """A verified caller: the tenant and the workspaces the token grants, and the token's subject."""
+    """A verified caller: the tenant and the workspaces the token grants (to read, and to upload into), and the
+    token's subject."""
 
     tenant_id: str
     workspaces: tuple[str, ...]
     subject: str | None = None
+    upload_workspaces: tuple[str, ...] = ()
 
     def may_read(self, workspace_id: str) -> bool:
         return workspace_id in self.workspaces
+
+    def may_upload(self, workspace_id: str) -> bool:
+        """Whether the token grants uploads into ``workspace_id``: it must name it in its upload claim (and may read
+        it)."""
+        return workspace_id in self.upload_workspaces and self.may_read(workspace_id)
 
 
 class TokenVerifier:
@@ -131,19 +138,37 @@ class TokenVerifier:
         tenant = claims.get(tenant_claim)
         if not isinstance(tenant, str):
             raise AuthenticationError(f'the token has no tenant claim {tenant_claim!r}')
-        workspaces = claims.get(workspaces_claim)
-        if isinstance(workspaces, str):
-            workspaces = [w for w in re.split(r'[\s,]+', workspaces) if w]
-        if not isinstance(workspaces, list) or not workspaces or not all(isinstance(w, str) for w in workspaces):
+        workspaces = _id_list(claims.get(workspaces_claim))
+        if not workspaces:
             raise AuthenticationError(f'the token has no workspaces claim {workspaces_claim!r} (a list of ids)')
+        upload_claim = self.settings.upload_claim
+        uploads = _id_list(claims.get(upload_claim)) if upload_claim in claims else []
+        if uploads is None:
+            raise AuthenticationError(f'the upload claim {upload_claim!r} must be a list of workspace ids')
         try:
             validate_id(tenant, f'tenant claim {tenant_claim!r}')
             for workspace in workspaces:
                 validate_id(workspace, f'workspaces claim {workspaces_claim!r}')
+            for workspace in uploads:
+                validate_id(workspace, f'upload claim {upload_claim!r}')
         except ValueError as exc:
             raise AuthenticationError(str(exc)) from None
         subject = claims.get('sub')
-        return Principal(tenant, tuple(dict.fromkeys(workspaces)), subject if isinstance(subject, str) else None)
+        return Principal(
+            tenant,
+            tuple(dict.fromkeys(workspaces)),
+            subject if isinstance(subject, str) else None,
+            tuple(w for w in dict.fromkeys(uploads) if w in workspaces),
+        )
+
+
+def _id_list(value: object) -> list[str] | None:
+    """A claim's list of ids: a JSON list of strings, or one string of ids separated by spaces or commas."""
+    if isinstance(value, str):
+        value = [w for w in re.split(r'[\s,]+', value) if w]
+    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+        return None
+    return value
 
 
 def mint_token(
@@ -153,8 +178,10 @@ def mint_token(
     *,
     seconds: int = 3600,
     subject: str = 'dev',
+    upload: Sequence[str] = (),
 ) -> str:
-    """Return a short-lived HS256 development token for ``tenant_id`` and ``workspaces``, signed with the secret."""
+    """Return a short-lived HS256 development token for ``tenant_id`` and ``workspaces``, signed with the secret;
+    ``upload`` lists the workspaces (of ``workspaces``) it also grants uploads into."""
     if settings.jwt_secret is None:
         raise ConfigurationError('minting a development token needs STRUCTURE_API_JWT_SECRET (HS256)')
     settings.check()
@@ -163,6 +190,9 @@ def mint_token(
         raise InvalidInputError('a development token needs at least one workspace')
     for workspace in workspaces:
         validate_id(workspace, 'workspace')
+    for workspace in upload:
+        if workspace not in workspaces:
+            raise InvalidInputError(f"upload workspace {workspace!r} is not one of the token's workspaces")
     if not 0 < seconds <= MAX_DEV_TOKEN_SECONDS:
         raise InvalidInputError(f'token lifetime must be 1 to {MAX_DEV_TOKEN_SECONDS} seconds, got {seconds}')
     now = dt.datetime.now(dt.timezone.utc)
@@ -176,4 +206,6 @@ def mint_token(
         settings.tenant_claim: tenant_id,
         settings.workspaces_claim: list(workspaces),
     }
+    if upload:
+        claims[settings.upload_claim] = list(upload)
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm='HS256')

@@ -90,6 +90,11 @@ def dev_token(argv: list[str] | None = None) -> None:
     parser.add_argument('-w', '--workspace', action='append', required=True, help='workspace id (repeat for several)')
     parser.add_argument('--minutes', type=int, default=60, help='lifetime in minutes, at most 1440 (default: 60)')
     parser.add_argument('--subject', default='dev', help='the token subject (default: %(default)s)')
+    parser.add_argument(
+        '--upload',
+        action='store_true',
+        help='also grant uploads into the workspaces (the upload claim; see docs/uploads.md)',
+    )
     args = parser.parse_args(argv)
 
     from .auth import mint_token
@@ -97,7 +102,12 @@ def dev_token(argv: list[str] | None = None) -> None:
 
     try:
         token = mint_token(
-            load_api_settings(), args.tenant, args.workspace, seconds=args.minutes * 60, subject=args.subject
+            load_api_settings(),
+            args.tenant,
+            args.workspace,
+            seconds=args.minutes * 60,
+            subject=args.subject,
+            upload=args.workspace if args.upload else (),
         )
     except (StructStoreError, ValueError) as exc:
         _fail(str(exc))

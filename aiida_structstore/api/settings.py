@@ -8,6 +8,8 @@
 | ``STRUCTURE_API_JWT_AUDIENCE`` | ``aiida-structstore-api`` | required ``aud`` of every token |
 | ``STRUCTURE_API_TENANT_CLAIM`` | ``tenant`` | the claim holding the caller's tenant id |
 | ``STRUCTURE_API_WORKSPACES_CLAIM`` | ``workspaces`` | the claim listing the workspaces the caller may read |
+| ``STRUCTURE_API_UPLOAD_CLAIM`` | ``upload_workspaces`` | the claim listing the workspaces the caller may upload into |
+| ``STRUCTURE_API_MAX_UPLOAD_BYTES`` | 256 MiB | the largest upload accepted (at most the store's raw input limit) |
 | ``STRUCTURE_API_LEEWAY`` | ``30`` | seconds of clock skew accepted on ``exp``/``nbf``/``iat`` |
 | ``STRUCTURE_API_CORS_ORIGINS`` | (none) | origins allowed by CORS, separated by commas; CORS is off when empty |
 | ``STRUCTURE_API_PUBLIC_URL`` | (none) | the URL clients reach the API at: the base of absolute links (see below) |
@@ -17,7 +19,8 @@
 OPTIMADE API builds them from the request only when its host is a loopback address (``localhost``, ``127.0.0.0/8``,
 ``::1``) or FastAPI's ``testserver``, and answers any other host with 421 Misdirected Request naming the variable.
 
-The workspaces claim is a list of ids, or one string of ids separated by spaces or commas. At least one of the
+The workspaces claim is a list of ids, or one string of ids separated by spaces or commas; so is the upload claim,
+which grants uploads only into workspaces the workspaces claim grants too (docs/uploads.md). At least one of the
 secret and the JWKS URL must be set: there is no anonymous access. The store itself is selected by the store's
 variables (``STRUCTURE_STORE_BACKEND``, ``CONVEX_URL``, ``CONVEX_DEPLOY_KEY``, see
 :mod:`aiida_structstore.store.settings`); both read the settings file ``STRUCTURE_STORE_SETTINGS_FILE`` if it exists.
@@ -35,6 +38,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ..core.exceptions import ConfigurationError
+from ..core.uploads import MAX_UPLOAD_BYTES
 from ..store.settings import settings_file
 
 __all__ = ('MIN_SECRET_BYTES', 'ApiSettings', 'load_api_settings')
@@ -65,6 +69,10 @@ class ApiSettings(BaseSettings):
     audience: str = Field('aiida-structstore-api', min_length=1, validation_alias=_alias('JWT_AUDIENCE', 'audience'))
     tenant_claim: str = Field('tenant', validation_alias=_alias('TENANT_CLAIM', 'tenant_claim'))
     workspaces_claim: str = Field('workspaces', validation_alias=_alias('WORKSPACES_CLAIM', 'workspaces_claim'))
+    upload_claim: str = Field('upload_workspaces', validation_alias=_alias('UPLOAD_CLAIM', 'upload_claim'))
+    max_upload_bytes: int = Field(
+        MAX_UPLOAD_BYTES, ge=1, le=MAX_UPLOAD_BYTES, validation_alias=_alias('MAX_UPLOAD_BYTES', 'max_upload_bytes')
+    )
     leeway: float = Field(30.0, ge=0, le=600, validation_alias=_alias('LEEWAY', 'leeway'))
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_alias('CORS_ORIGINS', 'cors_origins')
@@ -73,7 +81,7 @@ class ApiSettings(BaseSettings):
 
     _split_origins = field_validator('cors_origins', mode='before')(_split)
 
-    @field_validator('tenant_claim', 'workspaces_claim')
+    @field_validator('tenant_claim', 'workspaces_claim', 'upload_claim')
     @classmethod
     def _valid_claim(cls, value: str) -> str:
         if CLAIM_PATTERN.fullmatch(value) is None:

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .chunking import ChunkedText, split_text
 from .exceptions import IntegrityError, InvalidInputError, LimitExceededError
 from .executions import scrub_text
+from .limits import PROTOCOL
 from .values import FILENAME_MAX_LENGTH, ensure_text, unsafe_character, validate_id
 
 __all__ = (
@@ -60,9 +61,9 @@ STATUSES = ('pending', 'importing', 'imported', 'failed')
 #: How the bytes are held in the store: as their text (valid UTF-8), or as base64 text (anything else).
 ENCODINGS = ('utf-8', 'base64')
 #: The largest upload accepted (bytes): the store's limit for raw input (``store.structures.MAX_RAW_BYTES``).
-MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+MAX_UPLOAD_BYTES = PROTOCOL['maxUploadBytes']
 #: Characters of a failure message an upload keeps at most (longer ones are cut with ``…``).
-MAX_MESSAGE_CHARS = 1000
+MAX_MESSAGE_CHARS = PROTOCOL['maxUploadMessageChars']
 _SHA256 = re.compile(r'[0-9a-f]{64}')
 _CLAIM = re.compile(r'[A-Za-z0-9_-]{16,128}')
 

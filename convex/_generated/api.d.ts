@@ -17,6 +17,7 @@ import type * as executions from "../executions.js";
 import type * as optimade from "../optimade.js";
 import type * as optimadeFilter from "../optimadeFilter.js";
 import type * as structures from "../structures.js";
+import type * as uploads from "../uploads.js";
 
 /**
  * A utility for referencing Convex functions in your app's API.
@@ -31,6 +32,7 @@ declare const fullApi: ApiFromModules<{
   optimade: typeof optimade;
   optimadeFilter: typeof optimadeFilter;
   structures: typeof structures;
+  uploads: typeof uploads;
 }>;
 export declare const api: FilterApi<
   typeof fullApi,

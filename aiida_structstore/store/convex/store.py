@@ -1,8 +1,8 @@
 """The Convex store: one deployment (cloud, ``npx convex dev``, the local test double) as a :class:`Store`.
 
-It composes the structure records (:mod:`.structures`) and the execution records (:mod:`.executions`) over one
-transport (:mod:`.transport`: HTTP, retries, pacing, secrets), and knows which deployment it is and which data it
-holds (the instance id the deployment keeps in its ``instance`` table).
+It composes the structure records (:mod:`.structures`), the execution records (:mod:`.executions`) and the uploads
+(:mod:`.uploads`) over one transport (:mod:`.transport`: HTTP, retries, pacing, secrets), and knows which deployment
+it is and which data it holds (the instance id the deployment keeps in its ``instance`` table).
 
 This module imports no AiiDA module.
 """
@@ -21,6 +21,7 @@ from ..settings import StoreSettings
 from .executions import ConvexExecutions
 from .structures import ConvexStructures
 from .transport import ConvexTransport
+from .uploads import ConvexUploads
 
 __all__ = ('ConvexStore',)
 
@@ -37,6 +38,7 @@ class ConvexStore(Store):
         self.transport = ConvexTransport(url, deploy_key, **options)
         self.structures = ConvexStructures(self.transport, chunk_bytes=chunk_bytes)
         self.executions = ConvexExecutions(self.transport)
+        self.uploads = ConvexUploads(self.transport, chunk_bytes=chunk_bytes)
         self._instance: str | None = None
 
     @classmethod
