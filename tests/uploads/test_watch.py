@@ -24,6 +24,8 @@ from aiida.manage.configuration import get_config
 
 from aiida_structstore.uploads.importer import UPLOAD_EXTRA
 
+from ..test_import_interrupted import last_node_id, many_blocks
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -72,8 +74,11 @@ def wait_for(condition, what: str, processes: list[subprocess.Popen], logs: list
         for process, log in zip(processes, logs, strict=True):
             if process.poll() is not None:
                 pytest.fail(f'a watcher ended before {what}: {log.read_text()[-3000:]}')
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            processes[0].wait(0.1)
+        if processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                processes[0].wait(0.1)
+        else:
+            time.sleep(0.1)  # polling a condition: the dead watcher's backend commits on its own, with no event
 
 
 def stop(process: subprocess.Popen) -> int:
@@ -183,42 +188,81 @@ def waiting_for_a_lock(connection) -> bool:
     return connection.execute(query).fetchone()[0] > 0
 
 
-def test_a_watcher_killed_mid_import_leaves_nothing_and_a_later_one_imports_once(
+def test_a_watcher_killed_in_its_transaction_leaves_nothing_and_a_later_one_imports_once(
     aiida_profile, convex_server, store, tmp_path
 ):
+    """Killed while the import stores its outputs (the node id sequence says so; a CIF of 300 blocks takes seconds
+    to store): nothing is committed, the upload stays claimed, and a later watcher imports it, once, after the
+    lease."""
     tenant, space, group = 'acme', f'killed-{secrets.token_hex(3)}', f'uploads/killed-{secrets.token_hex(3)}'
+    blocks = 300
+    path = many_blocks(tmp_path / 'many.cif', blocks)
+    record, _ = store.uploads.create(
+        tenant, space, filename=path.name, kind='cif', content=path.read_bytes(), uploaded_by='eve'
+    )
+    nodes_before, start = orm.QueryBuilder().append(orm.Node).count(), last_node_id()
+    args = ('-t', tenant, '-w', space, '--group', group, '--lease', '3')
+    logs = [tmp_path / 'killed.log']
+    first = watcher(aiida_profile.name, convex_server, *args, log=logs[0])
+    wait_for(lambda: last_node_id() >= start + 2 + blocks // 3, 'a third of the outputs inserted', [first], logs)
+    first.send_signal(signal.SIGKILL)
+    first.wait(60)
+
+    # Nothing of the import was committed; the upload is still claimed by the dead watcher.
+    assert orm.QueryBuilder().append(orm.Node).count() == nodes_before
+    assert upload_files(tenant, space).count() == 0
+    assert store.uploads.get(record.key).status == 'importing'
+
+    done = later_watcher(aiida_profile, convex_server, store, record, args, tmp_path)
+    assert done.attempts == 2
+    assert upload_files(tenant, space).count() == 1
+    members = orm.load_group(group).nodes
+    assert len(members) == blocks
+    assert done.node_uuid in {node.uuid for node in members}
+    assert len(store.structures.list(tenant, space, limit=500).items) == blocks
+
+
+def test_a_watcher_killed_while_it_commits_is_completed_by_a_later_one_without_importing_again(
+    aiida_profile, convex_server, store, tmp_path
+):
+    """Killed while its COMMIT waits (for a row lock another connection holds on the group): the commit goes through
+    after the watcher is dead, so the import exists but the upload was never marked. The later watcher finds the
+    import and completes the upload from it."""
+    tenant, space, group = 'acme', f'commit-{secrets.token_hex(3)}', f'uploads/commit-{secrets.token_hex(3)}'
     orm.Group.collection.get_or_create(group)
     path = ROOT / 'examples' / 'cif' / 'fe2o3.cif'
     record, _ = store.uploads.create(
         tenant, space, filename=path.name, kind='cif', content=path.read_bytes(), uploaded_by='eve'
     )
-    nodes_before = orm.QueryBuilder().append(orm.Node).count()
     args = ('-t', tenant, '-w', space, '--group', group, '--lease', '3')
     logs = [tmp_path / 'killed.log']
     with group_locked(group) as holder:
         first = watcher(aiida_profile.name, convex_server, *args, log=logs[0])
-        wait_for(lambda: waiting_for_a_lock(holder), 'the import to wait inside its transaction', [first], logs)
-        assert store.uploads.get(record.key).status == 'importing'
+        wait_for(lambda: waiting_for_a_lock(holder), 'the commit to wait for the group', [first], logs)
         first.send_signal(signal.SIGKILL)
         first.wait(60)
-
-    # Nothing of the import was committed; the upload is still claimed by the dead watcher.
-    assert orm.QueryBuilder().append(orm.Node).count() == nodes_before
-    assert upload_files(tenant, space).count() == 0
-    assert len(orm.load_group(group).nodes) == 0
+    wait_for(lambda: upload_files(tenant, space).count() == 1, 'the commit', [], [])
     assert store.uploads.get(record.key).status == 'importing'
+    processes_before = orm.QueryBuilder().append(orm.CalcFunctionNode).count()
 
-    logs.append(tmp_path / 'later.log')
-    later = watcher(aiida_profile.name, convex_server, *args, log=logs[1])
-    try:
-        wait_for(lambda: store.uploads.get(record.key).status == 'imported', 'the upload imported', [later], logs[1:])
-    finally:
-        assert stop(later) == 0, logs[1].read_text()
-
-    done = store.uploads.get(record.key)
+    done = later_watcher(aiida_profile, convex_server, store, record, args, tmp_path)
     assert done.attempts == 2
     assert upload_files(tenant, space).count() == 1
     assert [node.uuid for node in orm.load_group(group).nodes] == [done.node_uuid]
+    # The later watcher only projected: one process more, the projection.
+    assert orm.QueryBuilder().append(orm.CalcFunctionNode).count() == processes_before + 1
+    assert 'found imported earlier' in (tmp_path / 'later.log').read_text()
     structure = orm.load_node(done.node_uuid)
     process = structure.base.links.get_incoming(node_class=orm.CalcFunctionNode).one().node
     assert process.inputs.file.get_content(mode='rb') == path.read_bytes()
+
+
+def later_watcher(aiida_profile, convex_server, store, record, args, tmp_path):
+    """Run a second watcher until the upload is imported (its claim comes once the dead one's lease expired)."""
+    log = tmp_path / 'later.log'
+    later = watcher(aiida_profile.name, convex_server, *args, log=log)
+    try:
+        wait_for(lambda: store.uploads.get(record.key).status == 'imported', 'the upload imported', [later], [log])
+    finally:
+        assert stop(later) == 0, log.read_text()
+    return store.uploads.get(record.key)
