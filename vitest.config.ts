@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     environment: "edge-runtime",
-    include: ["convex/**/*.test.ts", "devserver/**/*.test.ts"],
+    include: ["convex/**/*.test.ts", "devserver/**/*.test.ts", "viewer/**/*.test.js"],
     server: { deps: { inline: ["convex-test"] } },
   },
 });

@@ -1,14 +1,15 @@
 // Convex functions of the execution records: the state of AiiDA processes beside the structures.
 //
-// As in structures.ts, every function is internal (callable with the deploy key, never by a browser), takes tenant
-// and workspace and uses both in every index range, checks its arguments beyond the validators, and throws
+// As in structures.ts, every function is built by layout.ts (never callable by a browser), takes tenant and
+// workspace and uses both in every index range, checks its arguments beyond the validators, and throws
 // `ConvexError({code, message})` for expected failures. Each stays within half of a transaction's limits, by bytes
 // and by documents: `putExecutions` defers the records it has no budget left for (the client sends them again),
 // listings stop at a byte budget. docs/executions.md describes the records.
 import { ConvexError, v } from "convex/values";
 import { paginationOptsValidator } from "convex/server";
 import type { Doc } from "./_generated/dataModel";
-import { internalMutation, internalQuery, type MutationCtx, type QueryCtx } from "./_generated/server";
+import type { MutationCtx, QueryCtx } from "./_generated/server";
+import { storeMutation, storeQuery } from "./layout";
 import { executionFields } from "./schema";
 import limits from "./limits.json";
 
@@ -187,7 +188,7 @@ async function syncLinks(
  * record (nothing of it was written: send it again). Links to structures are kept in line with the record.
  * Idempotent: a retried call finds the same hashes and reports `unchanged`.
  */
-export const putExecutions = internalMutation({
+export const putExecutions = storeMutation({
   args: { tenant_id: v.string(), workspace_id: v.string(), records: v.array(recordArg) },
   handler: async (ctx, { tenant_id, workspace_id, records }) => {
     checkScope(tenant_id, workspace_id);
@@ -238,7 +239,7 @@ function fields(record: Doc<"executions">) {
 }
 
 /** One execution record, or null. */
-export const getExecution = internalQuery({
+export const getExecution = storeQuery({
   args: { tenant_id: v.string(), workspace_id: v.string(), process_uuid: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, process_uuid }) => {
     checkScope(tenant_id, workspace_id);
@@ -252,7 +253,7 @@ export const getExecution = internalQuery({
  * One page of a workspace's execution records, most recently modified first ("recently changed"); `modified_min`
  * (inclusive, milliseconds) restricts it to a range of the index. The page stops at the read budget.
  */
-export const listExecutions = internalQuery({
+export const listExecutions = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -281,7 +282,7 @@ export const listExecutions = internalQuery({
  * One page of the execution records of the processes that took or produced `structure_id` ("executions of this
  * structure"), most recently modified first, each with its `role` (`input`, `output` or `both`).
  */
-export const listExecutionsOfStructure = internalQuery({
+export const listExecutionsOfStructure = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -317,7 +318,7 @@ export const listExecutionsOfStructure = internalQuery({
 });
 
 /** `content_hash` and `modified_at` of each of `process_uuids` that has a record. */
-export const executionHashes = internalQuery({
+export const executionHashes = storeQuery({
   args: { tenant_id: v.string(), workspace_id: v.string(), process_uuids: v.array(v.string()) },
   handler: async (ctx, { tenant_id, workspace_id, process_uuids }) => {
     checkScope(tenant_id, workspace_id);
@@ -333,7 +334,7 @@ export const executionHashes = internalQuery({
 });
 
 /** Delete an execution record and its structure links. */
-export const removeExecution = internalMutation({
+export const removeExecution = storeMutation({
   args: { tenant_id: v.string(), workspace_id: v.string(), process_uuid: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, process_uuid }) => {
     checkScope(tenant_id, workspace_id);

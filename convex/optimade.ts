@@ -2,11 +2,12 @@
 // rest of the filter (the port of evaluate.py, optimadeFilter.ts) on each record's entry document, inside the
 // function, so that only matching summaries cross the network.
 //
-// As everywhere in convex/: internal (deploy key only), tenant and workspace first in every index range, arguments
+// As everywhere in convex/: built by layout.ts (never callable by a browser), tenant and workspace first in every index range, arguments
 // checked beyond their validators, `ConvexError({code, message})` for expected failures.
 import { compareValues, ConvexError, v, type Value } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
-import { internalQuery, type QueryCtx } from "./_generated/server";
+import type { QueryCtx } from "./_generated/server";
+import { storeQuery } from "./layout";
 import { checkQuery, entryDocument, matches, QueryError, type Query } from "./optimadeFilter";
 import {
   checkId,
@@ -235,7 +236,7 @@ function positionOf(plan: Plan, record: Doc<"structures">): Position {
  * Records lacking the ranged property come first in ascending order (last in descending) unless a bound excludes
  * them. The filter is always evaluated in full: the plan only chooses what is read, never what matches.
  */
-export const queryStructures = internalQuery({
+export const queryStructures = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),

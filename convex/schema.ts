@@ -129,7 +129,8 @@ export const uploadFields = {
   node_uuid: v.union(v.string(), v.null()),
   message: v.union(v.string(), v.null()),
   claimed_by: v.union(v.string(), v.null()),
-  // The current claim's token: only the importer that holds it may finish the upload. Never returned.
+  // The current (or, once finished, the last) claim's token: only the importer that holds it may finish the upload,
+  // and the same call sent again with it answers what the first did. Never returned.
   claim_token: v.union(v.string(), v.null()),
   claim_expires_at: v.union(v.number(), v.null()),
   attempts: v.number(),
@@ -240,7 +241,9 @@ export default defineSchema({
       "created_at",
     ])
     .index("by_tenant_id_and_status_and_created_at", ["tenant_id", "status", "created_at"])
-    .index("by_status_and_created_at", ["status", "created_at"]),
+    .index("by_status_and_created_at", ["status", "created_at"])
+    // A claim sent again (a retry) finds the upload it took.
+    .index("by_claim_token", ["claim_token"]),
 
   // The bytes of uploads, apart from the structures' chunks: no structure reader, listing or garbage collection
   // of structures ever sees them. `generation` is the staging attempt the committed upload names.

@@ -1,13 +1,15 @@
 // Convex functions of the aiida-structstore projection.
 //
-// Every function is internal (callable with the deployment's deploy key, never by a browser), takes tenant and
-// workspace and uses both in every index range, validates its arguments beyond the validators (id character set,
-// chunk indices, counts), and throws `ConvexError({code, message})` for expected failures; the Python backend maps
+// Every function is built by layout.ts (the component's API, public only to the app that mounts it; internal, with
+// the deploy key, in a standalone copy: never callable by a browser), takes tenant and workspace and uses both in
+// every index range, validates its arguments beyond the validators (id character set, chunk indices, counts), and
+// throws `ConvexError({code, message})` for expected failures; the Python backend maps
 // the codes to its own error classes. docs/convex-projection.md describes the commit protocol.
 import { ConvexError, v } from "convex/values";
 import { paginationOptsValidator } from "convex/server";
 import type { Doc } from "./_generated/dataModel";
-import { internalMutation, internalQuery, type MutationCtx, type QueryCtx } from "./_generated/server";
+import type { MutationCtx, QueryCtx } from "./_generated/server";
+import { storeMutation, storeQuery } from "./layout";
 import { partName, structureFields } from "./schema";
 import limits from "./limits.json";
 
@@ -288,7 +290,7 @@ function checkRecord(record: RecordArg) {
  * not replaced unless `replace_owner` is true; it is reported as `conflict` with its `owner`, and the rest of the
  * batch is committed.
  */
-export const putBatch = internalMutation({
+export const putBatch = storeMutation({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -408,7 +410,7 @@ export const putBatch = internalMutation({
  * Stage chunks of a large record under a new `generation`, before putBatch commits it with `chunks: null`.
  * Idempotent: a chunk already received is skipped. Readers never see staged chunks.
  */
-export const stageChunks = internalMutation({
+export const stageChunks = storeMutation({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -459,7 +461,7 @@ export const stageChunks = internalMutation({
 });
 
 /** The committed record, or null. */
-export const getStructure = internalQuery({
+export const getStructure = storeQuery({
   args: { tenant_id: v.string(), workspace_id: v.string(), structure_id: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, structure_id }) => {
     checkScope(tenant_id, workspace_id);
@@ -476,7 +478,7 @@ export const getStructure = internalQuery({
  * those that have none: one round trip for a page of entries. Each is what getStructure returns; a record whose
  * CIF, structure or parameters are chunked (null here, listed in `parts`) is read whole with readChunks.
  */
-export const getStructures = internalQuery({
+export const getStructures = storeQuery({
   args: { tenant_id: v.string(), workspace_id: v.string(), structure_ids: v.array(v.string()) },
   handler: async (ctx, { tenant_id, workspace_id, structure_ids }) => {
     checkScope(tenant_id, workspace_id);
@@ -502,7 +504,7 @@ export const getStructures = internalQuery({
  * Chunks of one part of one generation, from `from_index` on, in order, stopping after about `max_bytes`.
  * `next_index` is null when the part has no more chunks.
  */
-export const readChunks = internalQuery({
+export const readChunks = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -565,7 +567,7 @@ export function toSummary(record: Doc<"structures">) {
  * One page of a workspace's record summaries, most recently updated first; `updated_min`/`updated_max` (inclusive,
  * milliseconds) restrict it to a range of `updated_at` within the index (the same range with every page's cursor).
  */
-export const listStructures = internalQuery({
+export const listStructures = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -598,7 +600,7 @@ export const listStructures = internalQuery({
 });
 
 /** `content_hash` of each of `structure_ids` that has a committed record. */
-export const contentHashes = internalQuery({
+export const contentHashes = storeQuery({
   args: { tenant_id: v.string(), workspace_id: v.string(), structure_ids: v.array(v.string()) },
   handler: async (ctx, { tenant_id, workspace_id, structure_ids }) => {
     checkScope(tenant_id, workspace_id);
@@ -614,7 +616,7 @@ export const contentHashes = internalQuery({
 });
 
 /** Delete a record; its chunks become a garbage chunk set for collectGarbage. */
-export const removeStructure = internalMutation({
+export const removeStructure = storeMutation({
   args: { tenant_id: v.string(), workspace_id: v.string(), structure_id: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, structure_id }) => {
     checkScope(tenant_id, workspace_id);
@@ -633,7 +635,7 @@ export const removeStructure = internalMutation({
  * call: for deployments whose records were committed before the table existed, or to check it. Call again with
  * `continueCursor` while `isDone` is false; `written` counts the rows inserted or deleted.
  */
-export const syncStructureElements = internalMutation({
+export const syncStructureElements = storeMutation({
   args: { tenant_id: v.string(), workspace_id: v.string(), paginationOpts: paginationOptsValidator },
   handler: async (ctx, { tenant_id, workspace_id, paginationOpts }) => {
     checkScope(tenant_id, workspace_id);
@@ -660,7 +662,7 @@ export const syncStructureElements = internalMutation({
  * which reads it again); call again while `done` is false. With `structure_id`, only that structure's chunk sets
  * are considered.
  */
-export const collectGarbage = internalMutation({
+export const collectGarbage = storeMutation({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -736,7 +738,7 @@ export const collectGarbage = internalMutation({
  * chunks they declare (`table: "structures"`), chunks (`"chunks"`), or chunk sets no record references
  * (`"chunk_sets"`, listed). Call again with `continueCursor` while `isDone` is false.
  */
-export const storageStats = internalQuery({
+export const storageStats = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -784,7 +786,7 @@ export const storageStats = internalQuery({
 });
 
 /** The id of this deployment's projection data: created once, gone when the data is gone (a reset store). */
-export const getInstance = internalQuery({
+export const getInstance = storeQuery({
   args: {},
   handler: async (ctx) => {
     const first = await ctx.db.query("structstore_instance").first();
@@ -793,7 +795,7 @@ export const getInstance = internalQuery({
 });
 
 /** Create the instance id if there is none yet; return it. */
-export const ensureInstance = internalMutation({
+export const ensureInstance = storeMutation({
   args: { candidate: v.string() },
   handler: async (ctx, { candidate }) => {
     if (!GENERATION_PATTERN.test(candidate)) fail("INVALID_ARGUMENT", "candidate is not a valid instance id");

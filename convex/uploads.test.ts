@@ -7,6 +7,8 @@ const modules = import.meta.glob("./**/*.ts");
 const scope = { tenant_id: "t1", workspace_id: "w1" };
 const TOKEN_A = "a".repeat(32);
 const TOKEN_B = "b".repeat(32);
+const TOKEN_C = "c".repeat(32);
+const TOKEN_D = "d".repeat(32);
 
 function setup() {
   return convexTest({ schema, modules, transactionLimits: true });
@@ -108,6 +110,21 @@ describe("createUpload", () => {
 });
 
 describe("claimUpload", () => {
+  test("a call sent again with the same token answers what the first did", async () => {
+    const t = setup();
+    await t.mutation(internal.uploads.createUpload, upload(1));
+    await t.mutation(internal.uploads.createUpload, upload(2));
+    const first = await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A));
+    expect(await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A))).toEqual(first);
+    const complete = { ...scope, upload_id: first!.upload_id, token: TOKEN_A, structure_id: "si", node_uuid: "n" };
+    const done = await t.mutation(internal.uploads.completeUpload, complete);
+    expect(await t.mutation(internal.uploads.completeUpload, complete)).toEqual(done);
+    await expectCode(t.mutation(internal.uploads.completeUpload, { ...complete, structure_id: "other" }), "CLAIM_LOST");
+    expect(await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A))).toBeNull(); // its upload is done
+    const second = await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_C));
+    expect(second!.upload_id).toBe(upload(2).upload_id);
+  });
+
   test("takes the oldest pending upload, one claim each, within its scope", async () => {
     const t = setup();
     await t.mutation(internal.uploads.createUpload, upload(1));
@@ -118,8 +135,8 @@ describe("claimUpload", () => {
     expect([a!.upload_id, b!.upload_id]).toEqual([upload(1).upload_id, upload(2).upload_id]);
     expect(a).toMatchObject({ status: "importing", attempts: 1, claimed_by: "importer" });
     expect(a).not.toHaveProperty("claim_token");
-    expect(await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A))).toBeNull();
-    const other = await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A, { tenant_id: undefined, workspace_id: undefined }));
+    expect(await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_C))).toBeNull();
+    const other = await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_D, { tenant_id: undefined, workspace_id: undefined }));
     expect(other).toMatchObject({ tenant_id: "t2" });
     await expectCode(
       t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A, { tenant_id: undefined })),
@@ -145,7 +162,7 @@ describe("claimUpload", () => {
       await expectCode(t.mutation(internal.uploads.renewUpload, { ...key, token: TOKEN_A, lease_ms: 5 }), "CLAIM_LOST");
       expect(await t.query(internal.uploads.getUpload, key)).toEqual(again);
       vi.setSystemTime(1_002_000);
-      expect(await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_A, { max_attempts: 2 }))).toBeNull();
+      expect(await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_C, { max_attempts: 2 }))).toBeNull();
       expect(await t.query(internal.uploads.getUpload, key)).toMatchObject({ status: "failed", message: expect.stringMatching(/interrupted 2 times/) });
       await expectCode(t.mutation(internal.uploads.failUpload, { ...key, token: TOKEN_B, message: "x" }), "CLAIM_LOST", /is failed/);
     } finally {
@@ -167,9 +184,15 @@ describe("claimUpload", () => {
       t.mutation(internal.uploads.failUpload, { ...scope, upload_id: a.upload_id, token: TOKEN_A, message: "x".repeat(1001) }),
       "INVALID_ARGUMENT",
     );
+    // 1,000 characters as Python counts them, astral ones included (2,000 UTF-16 units): accepted.
+    const astral = await t.mutation(internal.uploads.createUpload, upload(3));
+    const c = (await t.mutation(internal.uploads.claimUpload, claimArgs(TOKEN_C)))!;
+    expect(c.upload_id).toBe(astral.record.upload_id);
+    const long = await t.mutation(internal.uploads.failUpload, { ...scope, upload_id: c.upload_id, token: TOKEN_C, message: "😀".repeat(1000) });
+    expect(long.status).toBe("failed");
     await expectCode(t.mutation(internal.uploads.failUpload, { ...scope, upload_id: a.upload_id, token: TOKEN_A, message: "late" }), "CLAIM_LOST", /is imported/);
     const listed = await t.query(internal.uploads.listUploads, { ...scope, paginationOpts: { numItems: 10, cursor: null } });
-    expect(listed.page.map((u) => u.status)).toEqual(["failed", "imported"]); // newest first
+    expect(listed.page.map((u) => u.status)).toEqual(["failed", "failed", "imported"]); // newest first
     const imported = await t.query(internal.uploads.listUploads, { ...scope, status: "imported", paginationOpts: { numItems: 10, cursor: null } });
     expect(imported.page.map((u) => u.upload_id)).toEqual([a.upload_id]);
   });

@@ -1,14 +1,18 @@
 // Convex functions of uploads: files the application's users hand in, waiting to be imported into AiiDA.
 //
-// As in structures.ts, every function is internal (callable with the deploy key, never by a browser), takes tenant
-// and workspace and uses both in every index range (claimUpload may range over a tenant or over every tenant: the
-// importer's view), checks its arguments beyond the validators, and throws `ConvexError({code, message})` for
-// expected failures. A claim is one mutation, and Convex runs each mutation as one serializable transaction: two
-// importers that call claimUpload at once never both get the same upload. docs/uploads.md describes the round trip.
+// As in structures.ts, every function is built by layout.ts (public to the mounting app in the component, internal
+// standalone: callable with the deploy key, never by a browser), takes tenant and workspace and uses both in every
+// index range (claimUpload may range over a tenant or over every tenant: the importer's view), checks its arguments
+// beyond the validators, and throws `ConvexError({code, message})` for expected failures. A claim is one mutation,
+// and Convex runs each mutation as one serializable transaction: two importers that call claimUpload at once never
+// both get the same upload. Every mutation is idempotent, as the client retries one whose reply it did not get: a
+// claim, completion or failure sent again with the same claim token answers what the first did. docs/uploads.md
+// describes the round trip.
 import { ConvexError, v } from "convex/values";
 import { paginationOptsValidator } from "convex/server";
 import type { Doc } from "./_generated/dataModel";
-import { internalMutation, internalQuery, type MutationCtx, type QueryCtx } from "./_generated/server";
+import type { MutationCtx, QueryCtx } from "./_generated/server";
+import { storeMutation, storeQuery } from "./layout";
 import { uploadFields } from "./schema";
 import limits from "./limits.json";
 
@@ -56,8 +60,13 @@ function checkCount(value: number, what: string, max = Number.MAX_SAFE_INTEGER) 
   }
 }
 
+// Characters as Python counts them (code points, not UTF-16 units): the limits are the Python side's.
+function characters(value: string): number {
+  return [...value].length;
+}
+
 function checkText(value: string, what: string, max: number) {
-  if (value.length === 0 || value.length > max) fail("INVALID_ARGUMENT", `${what} must have 1 to ${max} characters`);
+  if (value.length === 0 || characters(value) > max) fail("INVALID_ARGUMENT", `${what} must have 1 to ${max} characters`);
   // Control and bidirectional-override characters: never shown to people (the Python side refuses them too).
   if (/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(value)) {
     fail("INVALID_ARGUMENT", `${what} contains a control or formatting character`);
@@ -131,7 +140,7 @@ const u = uploadFields;
  * Its chunks come with the call (`chunks`), or were staged under `generation` with stageUploadChunks (`chunks:
  * null`). The upload id is the sha256's: `u` and its first 32 digits, so one upload per bytes and workspace.
  */
-export const createUpload = internalMutation({
+export const createUpload = storeMutation({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -234,7 +243,7 @@ export const createUpload = internalMutation({
  * Stage chunks of a large upload under `generation`, before createUpload commits it with `chunks: null`.
  * Idempotent: a chunk already received is skipped. Nothing reads staged chunks before the commit.
  */
-export const stageUploadChunks = internalMutation({
+export const stageUploadChunks = storeMutation({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -275,7 +284,7 @@ export const stageUploadChunks = internalMutation({
 });
 
 /** The upload, or null. */
-export const getUpload = internalQuery({
+export const getUpload = storeQuery({
   args: { tenant_id: v.string(), workspace_id: v.string(), upload_id: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, upload_id }) => {
     checkScope(tenant_id, workspace_id);
@@ -290,7 +299,7 @@ export const getUpload = internalQuery({
  * `from_index` on, in order, stopping after about `max_bytes`; `next_index` is null after the last chunk. An
  * upload's chunks never change once it is committed, so pages of several calls belong together.
  */
-export const readUploadChunks = internalQuery({
+export const readUploadChunks = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -338,7 +347,7 @@ export const readUploadChunks = internalQuery({
 });
 
 /** One page of a workspace's uploads, newest first; with `status`, only those in that state. */
-export const listUploads = internalQuery({
+export const listUploads = storeQuery({
   args: {
     tenant_id: v.string(),
     workspace_id: v.string(),
@@ -392,7 +401,7 @@ function byStatus(ctx: QueryCtx, status: Status, tenant_id: string | undefined, 
  * instead. `tenant_id` (and `workspace_id`) restrict the claim to their uploads. One transaction: two claims never
  * take the same upload.
  */
-export const claimUpload = internalMutation({
+export const claimUpload = storeMutation({
   args: {
     claimer: v.string(),
     token: v.string(),
@@ -411,6 +420,12 @@ export const claimUpload = internalMutation({
       if (args.tenant_id === undefined) fail("INVALID_ARGUMENT", "a claim restricted to a workspace needs its tenant_id");
       checkId(args.workspace_id, "workspace_id");
     }
+    // The same token again is the same claim sent again (a retry after a lost reply): the upload it took.
+    const same = await ctx.db
+      .query("uploads")
+      .withIndex("by_claim_token", (q) => q.eq("claim_token", args.token))
+      .first();
+    if (same !== null) return same.status === "importing" ? fields(same) : null;
     const now = Date.now();
     const take = async (upload: Doc<"uploads">) => {
       await ctx.db.patch(upload._id, {
@@ -442,26 +457,31 @@ export const claimUpload = internalMutation({
   },
 });
 
-async function held(ctx: MutationCtx, scope: Scope, upload_id: string, token: string) {
+async function find(ctx: MutationCtx, scope: Scope, upload_id: string, token: string) {
   checkScope(scope.tenant_id, scope.workspace_id);
   checkId(upload_id, "upload_id");
   checkToken(token);
   const upload = await findUpload(ctx, scope, upload_id);
   if (upload === null) fail("NOT_FOUND", `no ${name(scope, upload_id)}`);
-  if (upload.status !== "importing" || upload.claim_token !== token) {
-    const why =
-      upload.status === "importing"
-        ? "its lease expired and another importer claimed the upload"
-        : `the upload is ${upload.status}`;
-    fail("CLAIM_LOST", `${name(scope, upload_id)}: the claim is no longer held (${why})`);
-  }
+  return upload;
+}
+
+function claimLost(scope: Scope, upload: Doc<"uploads">): never {
+  const why =
+    upload.status === "importing" ? "its lease expired and another importer claimed the upload" : `the upload is ${upload.status}`;
+  fail("CLAIM_LOST", `${name(scope, upload.upload_id)}: the claim is no longer held (${why})`);
+}
+
+async function held(ctx: MutationCtx, scope: Scope, upload_id: string, token: string) {
+  const upload = await find(ctx, scope, upload_id, token);
+  if (upload.status !== "importing" || upload.claim_token !== token) claimLost(scope, upload);
   return upload;
 }
 
 const claimArgs = { tenant_id: v.string(), workspace_id: v.string(), upload_id: v.string(), token: v.string() };
 
 /** Extend a claim's lease to `lease_ms` from now. */
-export const renewUpload = internalMutation({
+export const renewUpload = storeMutation({
   args: { ...claimArgs, lease_ms: v.number() },
   handler: async (ctx, { tenant_id, workspace_id, upload_id, token, lease_ms }) => {
     checkCount(lease_ms, "lease_ms", MAX_LEASE_MS);
@@ -473,32 +493,40 @@ export const renewUpload = internalMutation({
 });
 
 /** Mark a claimed upload imported: the structure id it was projected under and the AiiDA node. */
-export const completeUpload = internalMutation({
+export const completeUpload = storeMutation({
   args: { ...claimArgs, structure_id: v.string(), node_uuid: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, upload_id, token, structure_id, node_uuid }) => {
     checkId(structure_id, "structure_id");
     if (node_uuid.length === 0 || node_uuid.length > 64) fail("INVALID_ARGUMENT", "node_uuid must have 1 to 64 characters");
-    const upload = await held(ctx, { tenant_id, workspace_id }, upload_id, token);
-    await ctx.db.patch(upload._id, {
-      status: "imported",
-      result_structure_id: structure_id,
-      node_uuid,
-      claim_token: null,
-      updated_at: Date.now(),
-    });
+    const scope = { tenant_id, workspace_id };
+    const done = await find(ctx, scope, upload_id, token);
+    if (done.status === "imported" && done.claim_token === token) {
+      // The same call sent again (a retry after a lost reply): what it did, or a conflict if it is not the same.
+      if (done.result_structure_id === structure_id && done.node_uuid === node_uuid) return fields(done);
+      claimLost(scope, done);
+    }
+    const upload = await held(ctx, scope, upload_id, token);
+    // The token stays, so that the same call sent again is recognised (the token is never returned).
+    await ctx.db.patch(upload._id, { status: "imported", result_structure_id: structure_id, node_uuid, updated_at: Date.now() });
     return fields((await ctx.db.get(upload._id))!);
   },
 });
 
 /** Mark a claimed upload failed with one message (the parse error). */
-export const failUpload = internalMutation({
+export const failUpload = storeMutation({
   args: { ...claimArgs, message: v.string() },
   handler: async (ctx, { tenant_id, workspace_id, upload_id, token, message }) => {
-    if (message.length === 0 || message.length > MAX_MESSAGE) {
+    if (message.length === 0 || characters(message) > MAX_MESSAGE) {
       fail("INVALID_ARGUMENT", `message must have 1 to ${MAX_MESSAGE} characters`);
     }
-    const upload = await held(ctx, { tenant_id, workspace_id }, upload_id, token);
-    await ctx.db.patch(upload._id, { status: "failed", message, claim_token: null, updated_at: Date.now() });
+    const scope = { tenant_id, workspace_id };
+    const done = await find(ctx, scope, upload_id, token);
+    if (done.status === "failed" && done.claim_token === token) {
+      if (done.message === message) return fields(done); // the same call sent again
+      claimLost(scope, done);
+    }
+    const upload = await held(ctx, scope, upload_id, token);
+    await ctx.db.patch(upload._id, { status: "failed", message, updated_at: Date.now() });
     return fields((await ctx.db.get(upload._id))!);
   },
 });
@@ -507,7 +535,7 @@ export const failUpload = internalMutation({
  * Delete the chunks of staged uploads that were never committed (untouched for `older_than_ms`) or lost to another
  * creator of the same bytes, about `max_bytes` per call; call again while `done` is false.
  */
-export const collectUploadGarbage = internalMutation({
+export const collectUploadGarbage = storeMutation({
   args: { tenant_id: v.string(), workspace_id: v.string(), older_than_ms: v.number(), max_bytes: v.optional(v.number()) },
   handler: async (ctx, args) => {
     checkScope(args.tenant_id, args.workspace_id);

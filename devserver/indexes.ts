@@ -52,7 +52,8 @@ const states = new WeakMap<object, State>();
 function stateOf(db: any): State {
   let state = states.get(db);
   if (state !== undefined) return state;
-  const schema = db._schema.tables;
+  // A database without a schema (the app of the component layout, whose tables are its components') has no indexes.
+  const schema = db._schema?.tables ?? new Map();
   // Longest names first, so that a table whose name ends another's is not mistaken for it.
   const tables = [...schema.keys()].sort((a: string, b: string) => b.length - a.length);
   state = { schema, tables, maps: new Map(), idsOf: new Map(), hint: null, sorted: new Map() };

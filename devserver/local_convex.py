@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LAYOUTS = ('standalone', 'component')
+#: The function prefixes of the component layout: devserver/app/convex mounts the component under these names.
+COMPONENT_PREFIXES = ('structstore/', 'structstore2/')
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,14 @@ class LocalConvex:
     url: str
     deploy_key: str
     process: subprocess.Popen
+    #: ``standalone`` (the functions at ``<module>:<fn>``) or ``component`` (devserver/app/convex mounts the
+    #: component as ``structstore`` and ``structstore2``; its functions at ``structstore/<module>:<fn>``, ...)
+    layout: str = 'standalone'
+
+    @property
+    def function_prefix(self) -> str:
+        """The ``STRUCTURE_STORE_FUNCTION_PREFIX`` of this server's (first) store."""
+        return COMPONENT_PREFIXES[0] if self.layout == 'component' else ''
 
     def reset(self) -> None:
         """Wipe every table, as a restart of the server would: afterwards it is a new, empty deployment at the same
@@ -48,6 +59,7 @@ def local_convex(
     verify_indexes: bool = False,
     write_bytes_per_second: int | None = None,
     sink: bool = False,
+    layout: str = 'standalone',
 ) -> Iterator[LocalConvex]:
     """Run the local Convex server (on a free port unless ``port`` is given); yield its URL and admin key; stop it
     afterwards. A server started again on the same port is a new, empty deployment at the same URL; so is one
@@ -55,7 +67,11 @@ def local_convex(
 
     ``verify_indexes`` checks every index lookup against a full table scan (slower; for tests);
     ``write_bytes_per_second`` sets its write-throughput limit (default: Convex's 4 MiB/s; 0: none); ``sink`` runs
-    the counting sink instead (no database; ``GET /stats`` counts calls and bytes)."""
+    the counting sink instead (no database; ``GET /stats`` counts calls and bytes); ``layout`` is ``standalone``
+    (convex/'s functions as the app's own) or ``component`` (an app mounting convex/ as a component twice, see
+    :attr:`LocalConvex.layout`)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f'layout {layout!r} is not one of {", ".join(LAYOUTS)}')
     tsx = ROOT / 'node_modules' / '.bin' / 'tsx'
     if not tsx.exists():
         raise RuntimeError(f'{tsx} is missing: run `npm ci` in {ROOT} first (bash .ci/run does)')
@@ -69,7 +85,15 @@ def local_convex(
         'STRUCTSTORE_WRITE_BYTES_PER_SECOND': '' if write_bytes_per_second is None else str(write_bytes_per_second),
     }
     process = subprocess.Popen(
-        [str(tsx), str(ROOT / 'devserver' / 'start.mjs'), '--port', str(port), *(['--sink'] if sink else [])],
+        [
+            str(tsx),
+            str(ROOT / 'devserver' / 'start.mjs'),
+            '--port',
+            str(port),
+            '--layout',
+            layout,
+            *(['--sink'] if sink else []),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -88,7 +112,7 @@ def local_convex(
         info = json.loads(line[0])
         # Keep draining stderr so the server never blocks on a full pipe.
         threading.Thread(target=process.stderr.read, daemon=True).start()
-        yield LocalConvex(url=info['url'], deploy_key=key, process=process)
+        yield LocalConvex(url=info['url'], deploy_key=key, process=process, layout=layout)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

@@ -5,7 +5,7 @@
 // public vs internal visibility, argument and return value limits, and the 1 MiB document size. It keeps nothing
 // on disk, runs one function at a time, and says nothing about the speed of a real Convex deployment.
 //
-// Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/start.mjs [--port N] [--host H]
+// Usage: CONVEX_DEPLOY_KEY=<key> npx tsx devserver/start.mjs [--port N] [--host H] [--layout standalone|component]
 // It prints one JSON line on stdout when it listens: {"url": "...", "kind": "local-convex-test-double"}.
 //
 // Two routes are not part of Convex's API: `GET|POST /stats` (calls and bytes seen; POST also zeroes them) and
@@ -13,6 +13,9 @@
 // URL: the next client to ask gets a new instance id) without stopping the process.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { randomBytes, timingSafeEqual } from "node:crypto";
 // `__DatabaseFake` is exported by the loader hook in open-convex-test.mjs (start the server with start.mjs).
 import { convexTest, __DatabaseFake as DatabaseFake } from "convex-test";
@@ -24,16 +27,33 @@ import { installIndexes } from "./indexes";
 import { LIMITS, checkValue, stringifyConvexJson } from "./limits";
 import { newStats, sinkReply } from "./sink";
 
-const modules: Record<string, () => Promise<any>> = {
-  "../convex/_generated/api.js": () => import("../convex/_generated/api.js"),
-  "../convex/_generated/server.js": () => import("../convex/_generated/server.js"),
-  "../convex/schema.ts": () => import("../convex/schema"),
-  "../convex/structures.ts": () => import("../convex/structures"),
-  "../convex/executions.ts": () => import("../convex/executions"),
-  "../convex/uploads.ts": () => import("../convex/uploads"),
-  "../convex/optimade.ts": () => import("../convex/optimade"),
-  "../convex/optimadeFilter.ts": () => import("../convex/optimadeFilter"),
-};
+type Modules = Record<string, () => Promise<any>>;
+
+/** The modules of a Convex folder (its `_generated/` included, every .ts but tests), keyed by their path from this
+ * file as `import.meta.glob` would give them: a module added to the folder is served without a change here. */
+function modulesOf(folder: string): Modules {
+  const root = fileURLToPath(new URL(folder, import.meta.url));
+  const found: Modules = {};
+  const walk = (dir: string, rel: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (entry.isDirectory()) {
+        if (entry.name !== "testdata" && entry.name !== "node_modules") walk(join(dir, entry.name), `${rel}${entry.name}/`);
+      } else if (/\.(ts|js)$/.test(entry.name) && !/\.(test|d)\.ts$/.test(entry.name)) {
+        const url = pathToFileURL(join(dir, entry.name)).href;
+        found[`${folder}${rel}${entry.name}`] = () => import(url);
+      }
+    }
+  };
+  walk(root, "");
+  return found;
+}
+
+/** The component's modules (convex/, as the standalone layout too). */
+const COMPONENT_FOLDER = "../convex/";
+/** The app the component layout serves: devserver/app/convex mounts the component once per sub-folder of its own
+ * (`structstore/`, `structstore2/`), each holding the app-side functions `npm run app-functions` writes. */
+const APP_FOLDER = "./app/convex/";
+const modules = modulesOf(COMPONENT_FOLDER);
 
 // Convex rejects a document over 1 MiB; convex-test measures each written document but does not enforce it.
 const originalTrackWrite = TransactionMetricsTracker.prototype.trackWrite;
@@ -69,7 +89,13 @@ export type ServerOptions = {
   writeBytesPerSecond?: number;
   /** Answer as the counting sink (no database work) instead of running the functions. */
   sink?: boolean;
+  /** "standalone" (default): convex/'s functions as an app's own, all internal, at `<module>:<fn>`. "component": the
+   * app of devserver/app/convex, which mounts convex/ as a component under each of its sub-folders' names, its
+   * internal functions at `<name>/<module>:<fn>` calling `components.<name>.<module>.<fn>`. */
+  layout?: Layout;
 };
+
+export type Layout = "standalone" | "component";
 
 /** A write budget refilled at `rate` bytes per second, holding at most one second of writes. */
 class WriteBudget {
@@ -107,7 +133,17 @@ function requestId(): string {
 }
 
 export async function startServer(options: ServerOptions) {
-  const newDatabase = () => convexTest({ schema, modules, transactionLimits: true });
+  const layout = options.layout ?? "standalone";
+  if (layout !== "standalone" && layout !== "component") throw new Error(`unknown layout ${JSON.stringify(layout)} (standalone or component)`);
+  const served = layout === "component" ? modulesOf(APP_FOLDER) : modules;
+  const root = layout === "component" ? APP_FOLDER : COMPONENT_FOLDER;
+  const mounts = layout === "component" ? mountsOf(APP_FOLDER) : [];
+  const newDatabase = () => {
+    if (layout === "standalone") return convexTest({ schema, modules, transactionLimits: true });
+    const test = convexTest({ modules: served, transactionLimits: true });
+    for (const name of mounts) test.registerComponent(name, schema, modules);
+    return test;
+  };
   let t = newDatabase();
   installDocumentChecks();
   installIndexes(DatabaseFake, { verify: options.verifyIndexes });
@@ -131,10 +167,13 @@ export async function startServer(options: ServerOptions) {
 
   async function resolve(path: string, kind: Kind, admin: boolean) {
     const match = /^([A-Za-z0-9_/]+)(?:\.js)?:([A-Za-z_][A-Za-z0-9_]*)$/.exec(path);
-    const file = match === null ? undefined : `../convex/${match[1]}.ts`;
-    const fn = file !== undefined && file in modules ? (await modules[file]())[match![2]] : undefined;
+    const file = match === null ? undefined : `${root}${match[1]}.ts`;
+    const fn = file !== undefined && file in served ? (await served[file]())[match![2]] : undefined;
     const isKind = fn && { query: fn.isQuery, mutation: fn.isMutation, action: fn.isAction }[kind];
-    if (!isKind || (fn.isInternal && !admin)) {
+    // Standalone, the functions are internal (convex/layout.ts: a standalone copy says "standalone"); this server
+    // serves convex/ as it is (the component's build, public to a mounting app), so it treats them as internal.
+    const internal = fn && (fn.isInternal || layout === "standalone");
+    if (!isKind || (internal && !admin)) {
       // A real deployment answers HTTP 200 with an error for a function that is missing, of another kind, or
       // internal to a caller without the admin key.
       throw new FunctionError(`Could not find public function for '${path}'. Did you forget to run \`npx convex dev\`?`);
@@ -278,6 +317,15 @@ export async function startServer(options: ServerOptions) {
   });
 }
 
+/** The names the app of `folder` mounts the component under: its sub-folders (each holds that mount's functions). */
+function mountsOf(folder: string): string[] {
+  const root = fileURLToPath(new URL(folder, import.meta.url));
+  return readdirSync(root, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && entry.name !== "_generated")
+    .map((entry) => entry.name)
+    .sort();
+}
+
 // Arrays, nesting and field names of every document written are checked before the write reaches convex-test.
 let documentChecksInstalled = false;
 function installDocumentChecks() {
@@ -305,6 +353,7 @@ export async function main() {
       port: { type: "string", default: "0" },
       host: { type: "string", default: "127.0.0.1" },
       sink: { type: "boolean", default: false },
+      layout: { type: "string", default: "standalone" },
     },
   });
   const adminKey = process.env.CONVEX_DEPLOY_KEY;
@@ -321,10 +370,11 @@ export async function main() {
     verifyIndexes: process.env.STRUCTSTORE_VERIFY_INDEXES === "1",
     writeBytesPerSecond: rate === undefined || rate === "" ? undefined : Number(rate),
     sink,
+    layout: values.layout as Layout,
   });
   const kind = sink ? "counting-sink" : "local-convex-test-double";
   const note = sink ? "answers as an empty deployment, stores nothing, counts calls and bytes (GET /stats)" : "in-memory test double of Convex; data is lost on exit";
-  console.log(JSON.stringify({ url, kind, note }));
+  console.log(JSON.stringify({ url, kind, note, layout: values.layout }));
   const stop = () => close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);

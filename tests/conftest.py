@@ -95,6 +95,16 @@ def verifying_convex_server():
         yield server
 
 
+@pytest.fixture(scope='module')
+def verifying_convex_component_server():
+    """As ``verifying_convex_server``, in the component layout: an app that mounts convex/ as a component twice
+    (``structstore/`` and ``structstore2/``, ``server.function_prefix`` is the first), for the contract suites."""
+    from devserver.local_convex import local_convex
+
+    with local_convex(verify_indexes=True, layout='component') as server:
+        yield server
+
+
 @pytest.fixture(scope='session')
 def postgres_cluster():
     """Override aiida's fixture: create test databases on the running server, drop them afterwards."""
@@ -175,7 +185,32 @@ def convex_backend(monkeypatch, convex_server):
     monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
     monkeypatch.setenv('CONVEX_URL', convex_server.url)
     monkeypatch.setenv('CONVEX_DEPLOY_KEY', convex_server.deploy_key)
+    monkeypatch.delenv('STRUCTURE_STORE_FUNCTION_PREFIX', raising=False)
     with ConvexStore(convex_server.url, convex_server.deploy_key) as store:
+        yield store
+
+
+@pytest.fixture(scope='session')
+def convex_component_server():
+    """The local Convex server in the component layout (an app mounting convex/ as a component twice), started once
+    per session (per xdist worker) on a free port."""
+    from devserver.local_convex import local_convex
+
+    with local_convex(layout='component') as server:
+        yield server
+
+
+@pytest.fixture
+def convex_component_backend(monkeypatch, convex_component_server):
+    """As ``convex_backend``, on the component mounted as ``structstore`` (``STRUCTURE_STORE_FUNCTION_PREFIX``)."""
+    from aiida_structstore.store.convex import ConvexStore
+
+    server = convex_component_server
+    monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'convex')
+    monkeypatch.setenv('CONVEX_URL', server.url)
+    monkeypatch.setenv('CONVEX_DEPLOY_KEY', server.deploy_key)
+    monkeypatch.setenv('STRUCTURE_STORE_FUNCTION_PREFIX', server.function_prefix)
+    with ConvexStore(server.url, server.deploy_key, function_prefix=server.function_prefix) as store:
         yield store
 
 

@@ -52,3 +52,21 @@ def test_the_read_benchmark_runs(tmp_path):
     assert {row['workload'] for row in report['rows']} == {'cif', 'page', 'filter', 'listing'}
     assert all(count >= 1 for _, _, count in report['calls'])
     assert 'another tenant' in result.stdout
+
+
+@pytest.mark.slow
+def test_the_layout_benchmark_runs(tmp_path):
+    """benchmarks/bench_layouts.py at a small size: both layouts of the local server, every step, one table."""
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_layouts.py'), '--records', '50', '--repeat', '1']
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert '| put_many |' in result.stdout
+    assert '| query (pages of 100) |' in result.stdout
+
+
+@pytest.mark.slow
+def test_the_upload_store_benchmark_runs(tmp_path):
+    command = [sys.executable, str(ROOT / 'benchmarks' / 'bench_upload_store.py'), '--count', '20', '--no-large']
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'claim, read, complete (2 importers)' in result.stdout

@@ -8,6 +8,9 @@ a serverless host). See ``docs/api.md``.
 * :func:`create_router` with a :class:`ReadContext` — the routes, for an application's own FastAPI app;
 * :class:`ApiSettings` — token verification and CORS settings from the environment;
 * :func:`mint_token` — a short-lived development token (``structstore-dev-token``).
+
+The Modal deployment is :mod:`aiida_structstore.api.modal_app` (``modal`` extra, ``docs/deploy.md``); nothing here
+imports it.
 """
 
 from __future__ import annotations

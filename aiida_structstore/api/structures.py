@@ -13,20 +13,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from typing import Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from ..core.exceptions import InvalidInputError
-from ..core.structures import StructureRecord
+from ..core.query import Bound, QueryPlan
+from ..core.structures import Page, Source, StructureKey, StructureRecord
 from ..core.values import canonical_json
 from ..store import Store
 from ..store.structures import RawStream
 from .context import ReadContext, Scope, http_errors
 from .cursors import bad_cursor, listing_of
+from .downloads import cif_name, content_disposition, raw_name
 from .formats import write_xyz
 from .schemas import StructureDetail, StructureItem, StructurePage
+from .search import Search
 
 __all__ = ('CACHE_HEADERS', 'ID_PATH', 'MEDIA_TYPES', 'conditional', 'create_structures_router', 'etag_matches')
 
@@ -87,23 +89,63 @@ def create_structures_router(context: ReadContext) -> APIRouter:
     scope_of = context.scope_dependency()
     store_of = context.store
 
+    def source_of(key: StructureKey, content_hash: str, store: Store) -> Source | None:
+        """The source of the committed version ``content_hash`` of ``key``, read from its summary (one index row,
+        without the payload); ``None`` if another version was committed in between."""
+        bound = Bound(key.structure_id)
+        plan = QueryPlan(index='structure_id', lower=bound, upper=bound)
+        with http_errors():
+            page = store.structures.query(key.tenant_id, key.workspace_id, plan=plan, limit=1)
+        found = next((item for item in page.items if item.key == key), None)
+        return found.source if found is not None and found.content_hash == content_hash else None
+
+    def search_page(store: Store, scope: Scope, search: Search, cursor: str | None, limit: int) -> Page:
+        """A page of ``search``: one item more is asked for, so that a page that ends the results has no next
+        cursor (a store may give one after a full page with nothing behind it)."""
+        page = store.structures.query(
+            scope.tenant_id,
+            scope.workspace_id,
+            plan=search.plan(),
+            filter=search.filter(),
+            cursor=cursor,
+            limit=limit + 1,
+        )
+        if len(page.items) > limit:
+            return Page(items=page.items[:limit], next_cursor=page.cursors[limit - 1])
+        return page
+
     def record_of(structure_id: str, scope: Scope, store: Store) -> StructureRecord:
         key = scope.key(structure_id)
         with http_errors():
             return store.structures.get(key)
 
-    @router.get('', response_model=StructurePage, summary='List the structures of a workspace')
+    @router.get(
+        '',
+        response_model=StructurePage,
+        summary='List the structures of a workspace, or search them',
+        description='Most recently updated first; with `id_prefix`, `formula` or `elements` (any combination) the '
+        'matching structures in structure id order. Pass `next_cursor` back as `cursor`, with the same search.',
+    )
     def list_structures(
         scope: Scope = Depends(scope_of),  # noqa: B008
         store: Store = Depends(store_of),  # noqa: B008
         cursor: str | None = Query(None, description='`next_cursor` of the previous page, unchanged (opaque)'),
         limit: int = Query(50, ge=1, le=200, description='structures per page'),
+        id_prefix: str | None = Query(None, description='only ids that start with this text'),
+        formula: str | None = Query(None, description='only this reduced formula (`Fe2O3`; `O3Fe2` is the same)'),
+        elements: str | None = Query(None, description='only structures with all these elements (`Fe,O`)'),
     ) -> Response:
+        search = Search.of(id_prefix, formula, elements)
         listing = listing_of('structures', scope.tenant_id, scope.workspace_id)
+        if search is not None:
+            listing = listing_of('structures-search', scope.tenant_id, scope.workspace_id, search.listing())
         store_cursor = context.cursors.unwrap(cursor, listing)
         with http_errors('page'):
             try:
-                page = store.structures.list(scope.tenant_id, scope.workspace_id, cursor=store_cursor, limit=limit)
+                if search is None:
+                    page = store.structures.list(scope.tenant_id, scope.workspace_id, cursor=store_cursor, limit=limit)
+                else:
+                    page = search_page(store, scope, search, store_cursor, limit)
             except InvalidInputError:
                 if cursor is None:
                     raise
@@ -167,6 +209,8 @@ def create_structures_router(context: ReadContext) -> APIRouter:
             with http_errors():
                 body = write_xyz(record.structure, comment=f'{structure_id} {formula}'.strip())
         headers = {**CACHE_HEADERS, 'ETag': etag}
+        if format == 'cif':
+            headers['Content-Disposition'] = content_disposition(cif_name(record.source, structure_id), structure_id)
         return Response(body.encode('utf-8'), media_type=MEDIA_TYPES[format], headers=headers)
 
     @router.get(
@@ -193,12 +237,13 @@ def create_structures_router(context: ReadContext) -> APIRouter:
         etag = _etag(stream.content_hash, 'raw')
         if (not_modified := conditional(request, etag)) is not None:
             return not_modified
+        name = raw_name(source_of(key, stream.content_hash, store), structure_id)
         headers = {
             **CACHE_HEADERS,
             'ETag': etag,
             'Content-Length': str(stream.size),
             'X-Content-SHA256': stream.sha256,
-            'Content-Disposition': f"inline; filename*=UTF-8''{quote(structure_id)}",
+            'Content-Disposition': content_disposition(name, structure_id),
         }
         return StreamingResponse(_encoded(stream), media_type='text/plain; charset=utf-8', headers=headers)
 

@@ -1,19 +1,22 @@
 """The uploads routes: hand in a CIF or pw.x input for import into AiiDA, and follow its status.
 
-``POST /api/structures/uploads?kind=cif|pw&filename=...[&structure_id=...][&workspace=...]`` takes the file as the
-raw request body (``Content-Type`` ``application/octet-stream``, ``text/*``, ``chemical/x-cif``, or none). The body is
-read with a hard cap (``STRUCTURE_API_MAX_UPLOAD_BYTES``, at most the store's raw input limit): a ``Content-Length``
-over it is refused before anything is read, and a body that grows past it is refused as soon as it does, so no more
-than the cap is ever held in memory. It answers 201 with the new upload, or 200 with the upload of the same bytes that
-the workspace already has. ``GET /api/structures/uploads/{upload_id}`` and ``GET /api/structures/uploads`` (newest
-first, ``?status=``) give the status, with an ``ETag`` answered by 304 on ``If-None-Match``, as the executions routes.
+``POST /api/structures/uploads?kind=cif|pw&filename=...[&structure_id=...][&workspace=...]`` takes the file as the raw
+request body (``Content-Type`` ``application/octet-stream``, ``text/*``, ``chemical/x-cif``, or none), or as the part
+``file`` of a ``multipart/form-data`` body (``curl -F file=@si.cif -F kind=cif``; ``kind``, ``filename`` and
+``structure_id`` may then be form fields, and the file part's name is the default file name). The body is read with a
+hard cap (``STRUCTURE_API_MAX_UPLOAD_BYTES``, at most the store's raw input limit; a multipart body 64 KiB more): a
+``Content-Length`` over it is refused before anything is read, and a body that grows past it is refused as soon as it
+does, so no more than the cap is ever held in memory (a multipart file over 1 MB waits in a temporary file). It answers
+201 with the new upload, or 200 with the upload of the same bytes that the workspace already has. ``GET
+/api/structures/uploads/{upload_id}`` and ``GET /api/structures/uploads`` (newest first, ``?status=``) give the status,
+with an ``ETag`` answered by 304 on ``If-None-Match``, as the executions routes.
 
 Reading needs what every route needs (a bearer token that grants the workspace); uploading needs more: the token's
-upload claim (``STRUCTURE_API_UPLOAD_CLAIM``, default ``upload_workspaces``) must name the workspace, and the token
-must have a subject (``sub``), which the upload records as who uploaded it. Errors: 400 (a body that is not what it
-claims), 403 (no upload right), 404 (another tenant's or workspace's upload, exactly as a missing one), 409 (the same
-bytes uploaded already as another kind or for another structure id), 413 (too large), 415 (a content type that is not
-a file), 422 (a bad kind, file name or id, or an empty file); each with one message.
+upload claim (``STRUCTURE_API_UPLOAD_CLAIM``, default ``upload_workspaces``) must name the workspace, and the token must
+have a subject (``sub``), which the upload records as who uploaded it. Errors: 400 (a body that is not what it claims, a
+malformed multipart body), 403 (no upload right), 404 (another tenant's or workspace's upload, exactly as a missing
+one), 409 (the same bytes uploaded already as another kind or for another structure id), 413 (too large), 415 (a content
+type that is not a file), 422 (a bad kind, file name or id, or an empty file); each with one message.
 
 These routes are mounted before the structures routes: ``/api/structures/uploads`` is never read as the structure
 ``uploads``.
@@ -30,6 +33,11 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
 
 from ..core.exceptions import ConflictError, InvalidInputError, LimitExceededError
 from ..core.uploads import UploadKey, UploadRecord
@@ -44,6 +52,8 @@ __all__ = ('UploadDetail', 'UploadPageBody', 'create_uploads_router')
 
 #: Content types a file may be sent as (besides none at all): what browsers and curl send for a CIF or a text file.
 FILE_TYPES = ('application/octet-stream', 'chemical/x-cif', 'application/x-cif')
+#: Bytes a multipart body may carry beyond the file: boundaries, part headers and the small text fields.
+MULTIPART_OVERHEAD = 64 * 1024
 UPLOAD_ID_PATH = Path(description='The upload id (from the answer to the upload)', min_length=1, max_length=128)
 
 
@@ -104,6 +114,14 @@ class UploadPageBody(BaseModel):
     next_cursor: str | None = None
 
 
+def _require(kind: str | None, filename: str | None) -> tuple[str, str]:
+    if kind is None:
+        raise HTTPException(422, 'say what the file is: kind=cif or kind=pw')
+    if filename is None:
+        raise HTTPException(422, 'the upload needs a file name (filename=...)')
+    return kind, filename
+
+
 def _media_type(request: Request) -> str | None:
     header = request.headers.get('content-type')
     return header.split(';', 1)[0].strip().lower() if header else None
@@ -121,13 +139,60 @@ async def read_body(request: Request, limit: int) -> bytes:
         if length > limit:
             raise too_large
     body = bytearray()
-    async for piece in request.stream():
-        if len(body) + len(piece) > limit:
-            raise too_large
-        body += piece
+    try:
+        async for piece in request.stream():
+            if len(body) + len(piece) > limit:
+                raise too_large
+            body += piece
+    except ClientDisconnect:
+        raise HTTPException(400, 'the client disconnected before the whole body arrived') from None
     if declared is not None and len(body) != int(declared):
         raise HTTPException(400, f'the body has {len(body)} bytes, not the {declared} its Content-Length declares')
     return bytes(body)
+
+
+async def read_multipart(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    """The file of a ``multipart/form-data`` body (the part named ``file``) and its text fields (``kind``,
+    ``filename``, ``structure_id``; the file part's own name is the default ``filename``), read with a hard cap: the
+    body may be at most ``limit`` plus :data:`MULTIPART_OVERHEAD` bytes, the file at most ``limit``. A file larger than
+    a megabyte waits in a temporary file while the body is parsed (Starlette's parser), never in memory."""
+    too_large = HTTPException(413, f'the file is larger than the limit of {limit} bytes')
+    cap = limit + MULTIPART_OVERHEAD
+    declared = request.headers.get('content-length')
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise too_large
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message['type'] == 'http.request':
+            received += len(message.get('body', b''))
+            if received > cap:
+                raise too_large
+        return message
+
+    try:
+        form = await Request(request.scope, receive).form(max_files=1, max_fields=8)
+    except MultiPartException as exc:
+        raise HTTPException(400, f'the multipart body is not valid: {exc.message}') from None
+    except StarletteHTTPException as exc:
+        if exc.status_code != 400:  # our own 413
+            raise
+        raise HTTPException(400, f'the multipart body is not valid: {exc.detail}') from None
+    try:
+        part = form.get('file')
+        if not isinstance(part, StarletteUploadFile):
+            raise HTTPException(422, 'a multipart upload needs the file in a part named "file"')
+        content = await part.read(limit + 1)
+        if len(content) > limit:
+            raise too_large
+        fields = {name: value for name, value in form.items() if isinstance(value, str)}
+        if part.filename and 'filename' not in fields:
+            fields['filename'] = part.filename
+        return content, fields
+    finally:
+        await form.close()
 
 
 def create_uploads_router(context: ReadContext) -> APIRouter:
@@ -158,6 +223,30 @@ def create_uploads_router(context: ReadContext) -> APIRouter:
         response_model=UploadDetail,
         status_code=201,
         summary='Upload a CIF or pw.x input (the raw request body) for import into AiiDA',
+        openapi_extra={
+            'requestBody': {
+                'required': True,
+                'description': 'The file, as the raw body, or as the part "file" of a multipart form',
+                'content': {
+                    **{
+                        media_type: {'schema': {'type': 'string', 'format': 'binary'}}
+                        for media_type in ('application/octet-stream', 'chemical/x-cif', 'text/plain')
+                    },
+                    'multipart/form-data': {
+                        'schema': {
+                            'type': 'object',
+                            'required': ['file'],
+                            'properties': {
+                                'file': {'type': 'string', 'format': 'binary'},
+                                'kind': {'type': 'string', 'enum': ['cif', 'pw']},
+                                'filename': {'type': 'string'},
+                                'structure_id': {'type': 'string'},
+                            },
+                        }
+                    },
+                },
+            }
+        },
         responses={
             200: {'description': 'These bytes were uploaded into the workspace already: that upload'},
             403: {'description': 'The token does not grant uploads into the workspace'},
@@ -168,23 +257,36 @@ def create_uploads_router(context: ReadContext) -> APIRouter:
     )
     async def create_upload(
         request: Request,
-        kind: Literal['cif', 'pw'] = Query(..., description='What the file is: a CIF file or a pw.x input'),
-        filename: str = Query(..., min_length=1, max_length=255, description='The file name (no directory)'),
+        kind: str | None = Query(
+            None, description='What the file is: `cif` or `pw` (a pw.x input); or a form field of a multipart body'
+        ),
+        filename: str | None = Query(
+            None, description='The file name (no directory); a multipart body may give it with the file part'
+        ),
         structure_id: str | None = Query(
-            None, min_length=1, max_length=128, description='The structure id to import it under (default: chosen)'
+            None, description='The structure id to import it under (default: chosen by the importer)'
         ),
         scoped: tuple[Scope, str] = Depends(upload_scope),
         store: Store = Depends(store_of),  # noqa: B008
     ) -> Response:
         scope, subject = scoped
         media_type = _media_type(request)
-        if media_type is not None and media_type not in FILE_TYPES and not media_type.startswith('text/'):
+        limit = context.settings.max_upload_bytes
+        if media_type == 'multipart/form-data':
+            content, fields = await read_multipart(request, limit)
+            kind = kind or fields.get('kind')
+            filename = filename or fields.get('filename')
+            structure_id = structure_id or fields.get('structure_id') or None
+        elif media_type is None or media_type in FILE_TYPES or media_type.startswith('text/'):
+            _require(kind, filename)  # before the body is read
+            content = await read_body(request, limit)
+        else:
             raise HTTPException(
                 415,
-                f'send the file as the raw request body (Content-Type {", ".join(FILE_TYPES)}, text/*, or none), '
-                f'not as {media_type}',
+                f'send the file as the raw request body (Content-Type {", ".join(FILE_TYPES)}, text/*, or none) or '
+                f'as the part "file" of a multipart/form-data body, not as {media_type}',
             )
-        content = await read_body(request, context.settings.max_upload_bytes)
+        kind, filename = _require(kind, filename)
         with http_errors('upload'):
             try:
                 record, created = await run_in_threadpool(

@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -43,6 +43,7 @@ __all__ = (
     'UploadKey',
     'UploadPage',
     'UploadRecord',
+    'check_claim_token',
     'check_claimer',
     'check_content',
     'check_filename',
@@ -255,10 +256,6 @@ class UploadRecord(_Model):
     def terminal(self) -> bool:
         """Whether the upload will not change any more (``imported`` or ``failed``)."""
         return self.status in ('imported', 'failed')
-
-    def etag_source(self) -> dict[str, Any]:
-        """What the read API's ETag is computed from: everything a reader sees."""
-        return self.model_dump(mode='json')
 
 
 @dataclass(frozen=True)

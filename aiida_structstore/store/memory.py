@@ -469,6 +469,10 @@ class MemoryUploads(UploadStore):
         max_attempts: int,
     ) -> UploadRecord | None:
         with self._lock:
+            same = next((k for k, t in self._claims.items() if t == token), None)
+            if same is not None:  # the same claim sent again
+                record = self._entry(same)[0]
+                return record if record.status == 'importing' else None
             now = _now()
             candidates = [
                 record
@@ -521,16 +525,24 @@ class MemoryUploads(UploadStore):
 
     def _complete(self, key: UploadKey, claim: str, structure_id: str, node_uuid: str) -> UploadRecord:
         with self._lock:
+            done = self._entry(key)[0]
+            if done.status == 'imported' and self._claims.get(key) == claim:  # the same call again
+                if (done.result_structure_id, done.node_uuid) == (structure_id, node_uuid):
+                    return done
+                raise ClaimLostError(claim_lost_message(key, done.status))
             record = self._held(key, claim)
-            self._claims.pop(key, None)
             return self._replace(
                 record, status='imported', result_structure_id=structure_id, node_uuid=node_uuid, updated_at=_now()
             )
 
     def _fail(self, key: UploadKey, claim: str, message: str) -> UploadRecord:
         with self._lock:
+            done = self._entry(key)[0]
+            if done.status == 'failed' and self._claims.get(key) == claim:  # the same call again
+                if done.message == message:
+                    return done
+                raise ClaimLostError(claim_lost_message(key, done.status))
             record = self._held(key, claim)
-            self._claims.pop(key, None)
             return self._replace(record, status='failed', message=message, updated_at=_now())
 
     def clear(self) -> None:

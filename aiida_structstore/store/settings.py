@@ -9,6 +9,7 @@
 | ``STRUCTURE_STORE_RETRIES`` | ``6`` | attempts per Convex call on connection errors, 429 and 5xx |
 | ``STRUCTURE_STORE_ALLOW_HTTP`` | ``false`` | allow a plain ``http://`` URL to a host that is not this machine |
 | ``STRUCTURE_STORE_WRITE_RATE`` | ``4194304`` | bytes/s the client writes at most (Convex's default; ``0``: unpaced) |
+| ``STRUCTURE_STORE_FUNCTION_PREFIX`` | (empty) | standalone layout: empty; the component mounted as ``x``: ``x/`` |
 | ``STRUCTURE_STORE_SETTINGS_FILE`` | ``~/.config/aiida-structstore/settings.env`` | dotenv file, see below |
 
 The settings file holds the variables above in dotenv form; it is read if it exists and must not be readable by
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,6 +48,7 @@ __all__ = (
     'DEFAULT_SETTINGS_FILE',
     'StoreSettings',
     'check_deploy_key',
+    'check_function_prefix',
     'check_url',
     'load_settings',
     'read_settings',
@@ -72,6 +75,11 @@ class StoreSettings(BaseSettings):
     allow_http: bool = Field(False, validation_alias=AliasChoices('STRUCTURE_STORE_ALLOW_HTTP', 'allow_http'))
     write_rate: float = Field(
         CONVEX['writeBytesPerSecond'], ge=0, validation_alias=AliasChoices('STRUCTURE_STORE_WRITE_RATE', 'write_rate')
+    )
+    #: Where the functions are deployed: ``''`` (standalone: ``structures:putBatch``) or ``<name>/`` (the app-side
+    #: functions of the component mounted as ``<name>``: ``<name>/structures:putBatch``).
+    function_prefix: str = Field(
+        '', validation_alias=AliasChoices('STRUCTURE_STORE_FUNCTION_PREFIX', 'function_prefix')
     )
     #: Whether execution records carry the computer's host name (off: host names stay out of the application).
     execution_hostnames: bool = Field(
@@ -100,7 +108,26 @@ class StoreSettings(BaseSettings):
                 )
             check_url(self.convex_url or '', allow_http=self.allow_http)
             check_deploy_key(self.convex_deploy_key)  # type: ignore[arg-type]
+            check_function_prefix(self.function_prefix)
         return self
+
+
+#: A function prefix: folders of the app's convex/ folder, each ending in ``/`` (Convex module paths).
+FUNCTION_PREFIX_PATTERN = re.compile(r'(?:[A-Za-z0-9_]+/){1,8}')
+
+
+def check_function_prefix(prefix: str) -> str:
+    """The function prefix (``''`` or ``<name>/``, see :class:`StoreSettings`); refuse one that is no folder path of
+    a Convex app (the message shows it: a prefix is no secret)."""
+    value = prefix.strip()
+    if value and not FUNCTION_PREFIX_PATTERN.fullmatch(value):
+        shown = value if len(value) <= 80 else f'{value[:80]}...'
+        raise ConfigurationError(
+            f'STRUCTURE_STORE_FUNCTION_PREFIX={shown!r} is not a function prefix: leave it empty for the standalone '
+            'layout, or give the folder of the app-side functions of the mounted component ending in "/" '
+            '(letters, digits and _, e.g. "structstore/"); see docs/convex-projection.md'
+        )
+    return value
 
 
 def check_deploy_key(key: SecretStr | str) -> SecretStr:

@@ -33,9 +33,12 @@ Invariants every backend keeps (``tests/store/test_contract_uploads.py`` runs on
    lease expired and another importer claimed it, or it was finished already) raises
    :class:`~aiida_structstore.core.exceptions.ClaimLostError` and changes nothing. A lease that expired but was not
    claimed again still lets its holder finish;
-5. no call returns or changes another tenant's or workspace's uploads (a claim scoped by tenant, or tenant and
+5. every call is idempotent for the client's retries: ``claim`` sent again with the same (internal) claim token
+   answers the upload it took, ``complete``/``fail`` sent again with the same claim and values answer what the first
+   did;
+6. no call returns or changes another tenant's or workspace's uploads (a claim scoped by tenant, or tenant and
    workspace, takes only theirs);
-6. invalid input raises :class:`~aiida_structstore.core.exceptions.InvalidInputError` and writes nothing.
+7. invalid input raises :class:`~aiida_structstore.core.exceptions.InvalidInputError` and writes nothing.
 
 This module imports no AiiDA module.
 """

@@ -95,12 +95,15 @@ def seeded(backend, seed, tenant):
     return contents
 
 
-@pytest.fixture(params=['memory', 'convex-local'])
+@pytest.fixture(params=['memory', 'convex-local', 'convex-component'])
 def backend(request):
     """The store the app opens through ``open_store()``, selected by the environment: memory, then the local Convex
-    server. Tests use unique tenant ids, so data left in the session-wide Convex server never meets them."""
+    server in the standalone layout, then in the component layout. Tests use unique tenant ids, so data left in the
+    session-wide Convex servers never meets them."""
     if request.param == 'memory':
         return request.getfixturevalue('memory_backend')
+    if request.param == 'convex-component':
+        return request.getfixturevalue('convex_component_backend')
     return request.getfixturevalue('convex_backend')
 
 
@@ -113,6 +116,8 @@ def tenant() -> str:
 def api_settings(monkeypatch) -> ApiSettings:
     """HS256 settings with a fresh secret; no STRUCTURE_API_* variable of the caller's environment leaks in."""
     for name in ('JWT_SECRET', 'JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE', 'CORS_ORIGINS', 'PUBLIC_URL'):
+        monkeypatch.delenv(f'STRUCTURE_API_{name}', raising=False)
+    for name in ('UPLOAD_CLAIM', 'MAX_UPLOAD_BYTES'):
         monkeypatch.delenv(f'STRUCTURE_API_{name}', raising=False)
     monkeypatch.setenv('STRUCTURE_API_JWT_SECRET', SECRET)
     return ApiSettings()

@@ -110,6 +110,48 @@ class TestUpload:
         assert failed['status'] == 'failed' and failed['message'] == 'line 2: the CIF block has no cell'
 
 
+class TestMultipart:
+    def test_a_form_upload_with_its_fields(self, client, uploader, tenant):
+        answer = client.post(
+            URL,
+            params={'workspace': 'lab'},
+            files={'file': ('fe.cif', LATIN1, 'chemical/x-cif')},
+            data={'kind': 'cif', 'structure_id': 'fe-1'},
+            headers=uploader,
+        )
+        assert answer.status_code == 201, answer.text
+        body = answer.json()
+        assert (body['filename'], body['kind'], body['structure_id']) == ('fe.cif', 'cif', 'fe-1')
+        assert store_of(client).uploads.read(UploadKey.of(tenant, 'lab', body['upload_id'])) == LATIN1
+        # Query parameters win over form fields; the same bytes are the same upload.
+        again = client.post(
+            URL,
+            params={'workspace': 'lab', 'kind': 'cif', 'filename': 'x.cif', 'structure_id': 'fe-1'},
+            files={'file': ('other.cif', LATIN1)},
+            headers=uploader,
+        )
+        assert again.status_code == 200 and again.json()['upload_id'] == body['upload_id']
+
+    @pytest.mark.parametrize(
+        ('files', 'data', 'status', 'message'),
+        [
+            ({'document': ('a.cif', CIF)}, {'kind': 'cif'}, 422, 'a part named "file"'),
+            ({'file': ('a.cif', CIF)}, {}, 422, 'kind=cif or kind=pw'),
+            ([('file', ('a.cif', CIF)), ('file', ('b.cif', CIF))], {'kind': 'cif'}, 400, 'multipart body is not valid'),
+        ],
+    )
+    def test_bad_forms_are_refused_with_one_message(self, client, uploader, tenant, files, data, status, message):
+        answer = client.post(URL, params={'workspace': 'lab'}, files=files, data=data, headers=uploader)
+        assert answer.status_code == status, answer.text
+        assert message in answer.json()['detail']
+        assert store_of(client).uploads.list(tenant, 'lab').items == ()
+
+    def test_a_malformed_multipart_body_is_400(self, client, uploader):
+        headers = {**uploader, 'Content-Type': 'multipart/form-data'}  # no boundary
+        answer = client.post(URL, params={'workspace': 'lab', 'kind': 'cif'}, content=b'--x\r\n', headers=headers)
+        assert answer.status_code == 400 and 'multipart' in answer.json()['detail']
+
+
 class TestList:
     def test_newest_first_by_status_in_pages_with_etags(self, client, uploader, tenant):
         ids = [post(client, uploader, f'data_{n}\n'.encode()).json()['upload_id'] for n in range(3)]
@@ -187,6 +229,31 @@ class TestRights:
         )
 
 
+class TestApp:
+    def test_browsers_of_configured_origins_may_upload(self, backend, api_settings, monkeypatch, uploader):
+        monkeypatch.setenv('STRUCTURE_API_CORS_ORIGINS', 'https://app.example')
+        with TestClient(create_app(ApiSettings())) as client:
+            preflight = client.options(
+                URL,
+                headers={
+                    'Origin': 'https://app.example',
+                    'Access-Control-Request-Method': 'POST',
+                    'Access-Control-Request-Headers': 'authorization, content-type',
+                },
+            )
+            assert preflight.status_code == 200
+            assert 'POST' in preflight.headers['access-control-allow-methods']
+            answer = post(client, {**uploader, 'Origin': 'https://app.example'})
+            assert answer.status_code == 201
+            assert 'Location' in answer.headers['access-control-expose-headers']
+
+    def test_the_openapi_schema_describes_both_bodies(self, client):
+        route = client.get('/openapi.json').json()['paths'][URL]['post']
+        content = route['requestBody']['content']
+        assert {'application/octet-stream', 'multipart/form-data'} <= set(content)
+        assert content['multipart/form-data']['schema']['required'] == ['file']
+
+
 class TestErrors:
     @pytest.mark.parametrize(
         ('params', 'content', 'message'),
@@ -208,7 +275,7 @@ class TestErrors:
         answer = client.post(URL, params={'workspace': 'lab', 'filename': 'a.cif'}, content=CIF, headers=uploader)
         assert answer.status_code == 422 and 'kind' in answer.text
 
-    @pytest.mark.parametrize('content_type', ['application/json', 'multipart/form-data; boundary=x', 'image/png'])
+    @pytest.mark.parametrize('content_type', ['application/json', 'application/x-www-form-urlencoded', 'image/png'])
     def test_a_body_that_is_not_a_file_is_415(self, client, uploader, content_type):
         answer = post(client, uploader, content_type=content_type)
         assert answer.status_code == 415
@@ -245,6 +312,14 @@ class TestSizeCap:
             headers=uploader,
         )
         assert streamed.status_code == 413
+        # A form whose file passes the cap.
+        form = small_client.post(
+            URL,
+            params={'workspace': 'lab', 'kind': 'cif'},
+            files={'file': ('big.cif', b'w' * 101)},
+            headers=uploader,
+        )
+        assert form.status_code == 413
         assert [item.size for item in store_of(small_client).uploads.list(tenant, 'lab').items] == [100]
 
     def test_the_body_is_read_no_further_than_the_cap(self):
@@ -261,6 +336,17 @@ class TestSizeCap:
         assert raised.value.status_code == 413
         assert len(pulled) == 11  # the piece that passed the cap is the last one read
 
+    def test_a_client_that_goes_away_mid_body_is_400(self):
+        messages = iter([{'type': 'http.request', 'body': b'abc', 'more_body': True}, {'type': 'http.disconnect'}])
+
+        async def receive():
+            return next(messages)
+
+        request = Request({'type': 'http', 'method': 'POST', 'headers': [(b'content-length', b'10')]}, receive)
+        with pytest.raises(HTTPException) as raised:
+            asyncio.run(read_body(request, 100))
+        assert raised.value.status_code == 400 and 'disconnected' in raised.value.detail
+
     def test_the_cap_cannot_pass_the_store_limit(self, monkeypatch, api_settings):
         monkeypatch.setenv('STRUCTURE_API_MAX_UPLOAD_BYTES', str(2**40))
         from aiida_structstore.api.settings import load_api_settings
@@ -270,3 +356,16 @@ class TestSizeCap:
             ConfigurationError, match='STRUCTURE_API_MAX_UPLOAD_BYTES: Input should be less than or equal to 268435456'
         ):
             load_api_settings()
+
+
+def test_a_development_token_grants_uploads_only_when_asked(api_settings, tenant):
+    from aiida_structstore.api.auth import TokenVerifier, mint_token
+    from aiida_structstore.core.exceptions import InvalidInputError
+
+    verifier = TokenVerifier(api_settings)
+    reader = verifier.verify(mint_token(api_settings, tenant, ['lab']))
+    assert reader.may_read('lab') and not reader.may_upload('lab')
+    writer = verifier.verify(mint_token(api_settings, tenant, ['lab', 'x'], upload=['lab'], subject='alice'))
+    assert writer.may_upload('lab') and not writer.may_upload('x') and writer.subject == 'alice'
+    with pytest.raises(InvalidInputError, match="upload workspace 'y' is not one of the token's workspaces"):
+        mint_token(api_settings, tenant, ['lab'], upload=['y'])

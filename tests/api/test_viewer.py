@@ -8,6 +8,7 @@ breaks the page).
 from __future__ import annotations
 
 import io
+import json
 import os
 import pathlib
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from PIL import Image
 from aiida_structstore.api.app import STATIC
 from aiida_structstore.core.structures import StructureKey
 
-from .conftest import make_token
+from .conftest import EXAMPLE_FILES, make_token
 
 CHROMIUM = pathlib.Path('/usr/bin/chromium')
 #: The machine's usual headless flags. Software WebGL (SwiftShader) still works with them, which 3Dmol.js needs;
@@ -202,7 +203,10 @@ def test_the_workspace_list_links_to_each_structure(page, seeded, tenant):
     assert sorted(row.query_selector('a').inner_text() for row in rows) == sorted(seeded)
     page.page.click('#list-rows a:text-is("si")')
     page.wait_for_state('drawn')
-    assert page.text('#title') == 'si'
+    assert page.text('#title') == 'Si · si'
+    page.page.click('#back')
+    page.wait_for_state('listed')
+    assert page.page.url.endswith('/viewer/?workspace=lab')
 
 
 @pytest.mark.slow
@@ -266,3 +270,158 @@ def test_the_structure_lists_its_executions_and_follows_their_state(page, backen
     page.page.wait_for_selector(f'#executions-rows tr[data-uuid="{uuid_lib.UUID(int=2)}"][data-state="finished"]')
     assert page.text('#executions-title') == 'Executions: 3, 1 active'
     assert len([r for r in page.api_requests() if r.url.endswith('/executions?workspace=lab&limit=100')]) >= 2
+
+
+def _kind_names(record) -> list[str]:
+    return [species['name'] for species in record.structure['species']]
+
+
+def test_atoms_are_coloured_and_labelled_by_kind_with_a_legend(page, seeded, tenant, tmp_path):
+    record = seeded['fe2o3-bands']  # the pw.x input keeps Fe1 and Fe2 apart (antiferromagnetic hematite)
+    page.open('workspace=lab&id=fe2o3-bands', make_token(tenant, ['lab']))
+    page.wait_for_state('drawn')
+    assert page.text('#title') == 'Fe2O3 · fe2o3-bands'
+    assert page.page.title() == 'Fe2O3 · fe2o3-bands · Structure viewer'
+    items = page.page.query_selector_all('#legend-items li')
+    legend = {item.get_attribute('data-kind'): item.get_attribute('data-colour') for item in items}
+    assert list(legend) == _kind_names(record) and {'Fe1', 'Fe2'} <= set(legend)
+    assert len(set(legend.values())) == len(legend), f'two kinds share a colour: {legend}'
+    oxygen = [name for name in legend if name.startswith('O')]
+    assert [legend[name] for name in oxygen] == ['#ff0d0d'] * len(oxygen) == ['#ff0d0d']  # Jmol's O: one kind
+    sites = {name: record.structure['species_at_sites'].count(name) for name in legend}
+    assert legend.keys() == {'Fe1', 'Fe2', 'O'}
+    assert [item.inner_text().split('\n') for item in items] == [
+        [name, f'Fe, {sites[name]} sites' if name.startswith('Fe') else f'{sites[name]} sites'] for name in legend
+    ]
+    # The atoms carry their kind's colour, and every atom has its kind label (10 atoms: at most 60 are labelled).
+    assert json.loads(page.page.get_attribute('#canvas-box', 'data-kind-colours')) == legend
+    assert page.page.is_checked('#labels-toggle')
+    assert page.page.get_attribute('body', 'data-labels') == str(record.structure['nsites'])
+    drawn, colours = _not_blank(page.page.query_selector('#canvas-box canvas').screenshot())
+    assert drawn > 0.01 and colours > 20, f'the canvas looks blank: {drawn:.2%} drawn, {colours} colours'
+    page.page.screenshot(path=str(tmp_path / 'viewer-kinds-labelled.png'))
+    page.page.uncheck('#labels-toggle')
+    page.page.wait_for_selector('body[data-labels="0"]')
+    page.page.screenshot(path=str(tmp_path / 'viewer-kinds.png'))
+
+
+def test_an_element_with_one_kind_keeps_its_element_colour(page, seeded, tenant):
+    page.open('workspace=lab&id=si', make_token(tenant, ['lab']))
+    page.wait_for_state('drawn')
+    items = page.page.query_selector_all('#legend-items li')
+    assert [(i.get_attribute('data-kind'), i.get_attribute('data-colour')) for i in items] == [
+        (name, '#f0c8a0')
+        for name in _kind_names(seeded['si'])  # Jmol's Si
+    ]
+
+
+def _api_bytes(base_url: str, path: str, token: str) -> bytes:
+    import urllib.request
+
+    request = urllib.request.Request(f'{base_url}{path}', headers={'Authorization': f'Bearer {token}'})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read()
+
+
+@pytest.mark.parametrize(
+    ('structure_id', 'raw_name', 'cif_name'),
+    [('fe2o3', 'fe2o3.cif', 'fe2o3-p1.cif'), ('fe2o3-bands', 'fe2o3_bands.in', 'fe2o3_bands.cif')],
+)
+def test_downloads_of_the_cif_and_the_original_input(page, seeded, tenant, tmp_path, structure_id, raw_name, cif_name):
+    token = make_token(tenant, ['lab'])
+    page.open(f'workspace=lab&id={structure_id}', token)
+    page.wait_for_state('drawn')
+    assert page.text('#download-raw') == f'Download input ({raw_name})'
+    with page.page.expect_download() as raw_download:
+        page.page.click('#download-raw')
+    raw = raw_download.value
+    assert raw.suggested_filename == raw_name
+    raw.save_as(tmp_path / 'raw')
+    assert (tmp_path / 'raw').read_bytes() == EXAMPLE_FILES[structure_id].read_bytes()
+    page.page.wait_for_selector(f'#download-raw[data-saved="{raw_name}"]')
+    assert page.text('#download-status') == f'Saved {raw_name}'
+
+    with page.page.expect_download() as cif_download:
+        page.page.click('#download-cif')
+    cif = cif_download.value
+    assert cif.suggested_filename == cif_name
+    cif.save_as(tmp_path / 'cif')
+    expected = _api_bytes(page.base_url, f'/api/structures/{structure_id}/view?workspace=lab&format=cif', token)
+    assert (tmp_path / 'cif').read_bytes() == expected == seeded[structure_id].cif.encode()
+    downloads = [r.url for r in page.api_requests() if r.url.endswith(('/raw?workspace=lab', 'format=cif'))]
+    assert len(downloads) == 3  # the drawing's CIF, then the two downloads, each with the token (checked after)
+
+
+@pytest.fixture
+def hematites(backend, seeded, tenant):
+    """Four more copies of hematite in ``lab`` (eight structures in all), and one in another tenant's ``lab``."""
+    for n in range(1, 5):
+        backend.structures.put(seeded['fe2o3'].model_copy(update={'key': StructureKey.of(tenant, 'lab', f'fe2o3-{n}')}))
+    backend.structures.put(
+        seeded['fe2o3'].model_copy(update={'key': StructureKey.of(f'{tenant}-other', 'lab', 'fe2o3-x')})
+    )
+    return sorted([*seeded, *(f'fe2o3-{n}' for n in range(1, 5))])
+
+
+def _listed(page: Page, loads: int) -> list[str]:
+    """The ids of the list once it has rendered ``loads`` times."""
+    page.page.wait_for_selector(f'body[data-loads="{loads}"][data-state="listed"]')
+    return [row.get_attribute('data-id') for row in page.page.query_selector_all('#list-rows tr')]
+
+
+def test_the_workspace_list_pages_and_searches(page, hematites, tenant, tmp_path):
+    page.open('workspace=lab&limit=3', make_token(tenant, ['lab']))
+    pages = [_listed(page, 1)]
+    assert page.page.is_disabled('#list-prev') and page.text('#list-page') == 'Page 1'
+    while page.page.is_enabled('#list-next'):
+        page.page.click('#list-next')
+        pages.append(_listed(page, len(pages) + 1))
+    assert [len(rows) for rows in pages] == [3, 3, 2]
+    assert sorted(row for rows in pages for row in rows) == hematites  # every structure once, another tenant's never
+    assert page.text('#list-title') == 'Workspace lab: structures 7\N{EN DASH}8'
+    page.page.click('#list-prev')
+    assert _listed(page, 4) == pages[1]
+    loads = 4
+
+    searches = [
+        ('formula', 'O3Fe2', [['fe2o3', 'fe2o3-1', 'fe2o3-2'], ['fe2o3-3', 'fe2o3-4', 'fe2o3-bands']]),
+        ('elements', 'Si', [['si', 'si-scf']]),
+        ('id', 'fe2o3-', [['fe2o3-1', 'fe2o3-2', 'fe2o3-3'], ['fe2o3-4', 'fe2o3-bands']]),
+        ('id', 'zz', [[]]),
+    ]
+    for by, text, expected in searches:
+        page.page.select_option('#search-by', by)
+        page.page.fill('#search-q', text)
+        page.page.click('#search button')
+        loads += 1
+        found = [_listed(page, loads)]
+        while page.page.is_enabled('#list-next'):
+            page.page.click('#list-next')
+            loads += 1
+            found.append(_listed(page, loads))
+        assert found == expected, (by, text)
+        assert f'by={by}&q={text}' in page.page.url
+    assert page.text('#list-title') == 'Workspace lab: structures matching id “zz”, none'
+
+    # The search is in the address: a reload keeps it.
+    page.page.select_option('#search-by', 'formula')
+    page.page.fill('#search-q', 'Si')
+    page.page.click('#search button')
+    assert _listed(page, loads + 1) == ['si', 'si-scf']
+    page.page.reload()
+    assert _listed(page, 1) == ['si', 'si-scf']
+    assert page.page.input_value('#search-q') == 'Si' and page.page.input_value('#search-by') == 'formula'
+    page.page.screenshot(path=str(tmp_path / 'viewer-list.png'))
+
+
+def test_a_bad_search_is_named(page, seeded, tenant):
+    page.open('workspace=lab', make_token(tenant, ['lab']))
+    page.wait_for_state('listed')
+    page.page.select_option('#search-by', 'formula')
+    page.page.fill('#search-q', 'fe2o3')
+    page.page.click('#search button')
+    page.wait_for_state('error')
+    assert page.text('#message') == (
+        "The structure API answered 422: formula 'fe2o3' is not a chemical formula at 'fe2o3': write element "
+        'symbols with counts, e.g. Fe2O3'
+    )

@@ -16,8 +16,10 @@ from aiida_structstore.store.convex import ConvexStore
 from aiida_structstore.store.memory import MemoryStructures
 
 #: ``convex-deployment`` runs when ``CONVEX_URL`` and ``CONVEX_DEPLOY_KEY`` point to a real deployment that has the
-#: functions of ``convex/`` deployed (see docs/convex-projection.md); it is skipped otherwise.
-BACKENDS = ['memory', 'convex-local', 'convex-deployment']
+#: functions of ``convex/`` deployed (see docs/convex-projection.md; ``STRUCTURE_STORE_FUNCTION_PREFIX`` if they are
+#: the app-side functions of the mounted component); it is skipped otherwise. ``convex-local`` is the local server
+#: in the standalone layout, ``convex-component`` in the component layout (an app mounting convex/ as a component).
+BACKENDS = ['memory', 'convex-local', 'convex-component', 'convex-deployment']
 
 
 @pytest.fixture(params=BACKENDS)
@@ -31,11 +33,16 @@ def store(request):
         server = request.getfixturevalue('verifying_convex_server')
         with ConvexStore(server.url, server.deploy_key) as s:
             yield s
+    elif request.param == 'convex-component':
+        server = request.getfixturevalue('verifying_convex_component_server')
+        with ConvexStore(server.url, server.deploy_key, function_prefix=server.function_prefix) as s:
+            yield s
     elif request.param == 'convex-deployment':
         url, key = os.environ.get('CONVEX_URL'), os.environ.get('CONVEX_DEPLOY_KEY')
         if not (url and key):
             pytest.skip('set CONVEX_URL and CONVEX_DEPLOY_KEY to run the contract suite on a real deployment')
-        with ConvexStore(url, key) as s:
+        prefix = os.environ.get('STRUCTURE_STORE_FUNCTION_PREFIX', '')
+        with ConvexStore(url, key, function_prefix=prefix) as s:
             yield s
     else:  # pragma: no cover - every param above has a branch
         raise AssertionError(request.param)

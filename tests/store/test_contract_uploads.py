@@ -236,6 +236,31 @@ class TestClaim:
         late = claim(store, tenant, lease_seconds=0)
         assert store.uploads.complete(late.key, claim=late.claim, structure_id='si', node_uuid='u').status == 'imported'
 
+    def test_a_call_sent_again_answers_what_the_first_did(self, store, tenant, upload):
+        # What the client does when a reply is lost: the same call, with the same claim token, again.
+        upload(b'data_a\n')
+        upload(b'data_b\n')
+        options = {'claimer': 'c', 'lease_ms': 300_000, 'tenant_id': tenant, 'workspace_id': None, 'max_attempts': 5}
+        first = store.uploads._claim(token='t' * 32, **options)
+        assert store.uploads._claim(token='t' * 32, **options) == first  # one upload taken, not two
+        assert store.uploads.list(tenant, 'ws', status='pending').items[0].key != first.key
+        done = store.uploads.complete(first.key, claim='t' * 32, structure_id='si', node_uuid='n')
+        assert store.uploads.complete(first.key, claim='t' * 32, structure_id='si', node_uuid='n') == done
+        with pytest.raises(ClaimLostError):
+            store.uploads.complete(first.key, claim='t' * 32, structure_id='other', node_uuid='n')
+        second = claim(store, tenant)
+        failed = store.uploads.fail(second.key, claim=second.claim, message='bad')
+        assert store.uploads.fail(second.key, claim=second.claim, message='bad') == failed
+        with pytest.raises(ClaimLostError):
+            store.uploads.fail(second.key, claim=second.claim, message='other')
+
+    def test_a_long_message_is_cut_to_1000_characters_astral_ones_included(self, store, tenant, upload):
+        upload()
+        held = claim(store, tenant)
+        failed = store.uploads.fail(held.key, claim=held.claim, message='\U0001f600' * 1500)
+        assert len(failed.message) == 1000 and failed.message.endswith('…')
+        assert store.uploads.get(held.key).message == failed.message
+
     def test_renew_extends_the_lease(self, store, tenant, upload):
         upload()
         held = claim(store, tenant, lease_seconds=0)
@@ -346,3 +371,37 @@ def corrupt_upload(monkeypatch):
             )
 
     return corrupt
+
+
+@pytest.mark.slow
+def test_many_uploads_two_importers_each_imported_once(store, tenant):
+    if store.backend == 'convex' and not store.transport.url.startswith('http://127.0.0.1'):
+        pytest.skip('many uploads: on the local server only')
+    # 1,000 in memory; 300 on the local server, which checks each index lookup against a full scan (slow at 1,000).
+    count = 1000 if store.backend == 'memory' else 300
+    keys = {
+        store.uploads.create(
+            tenant, 'ws', filename=f'{n}.cif', kind='cif', content=f'data_{n}\n'.encode(), uploaded_by='u'
+        )[0].key
+        for n in range(count)
+    }
+    imported: dict[str, list] = {'a': [], 'b': []}
+    start = threading.Barrier(2)
+
+    def importer(name: str) -> None:
+        start.wait()
+        while (claimed := store.uploads.claim(claimer=name, tenant_id=tenant, workspace_id='ws')) is not None:
+            store.uploads.read(claimed.key)
+            store.uploads.complete(claimed.key, claim=claimed.claim, structure_id=f's-{name}', node_uuid=name)
+            imported[name].append(claimed.key)
+
+    threads = [threading.Thread(target=importer, args=(name,)) for name in imported]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = imported['a'] + imported['b']
+    assert len(every) == len(set(every)) == count and set(every) == keys
+    records = list(store.uploads.iter(tenant, 'ws'))
+    assert len(records) == count and {r.status for r in records} == {'imported'}
+    assert all(r.attempts == 1 and r.node_uuid == r.claimed_by for r in records)

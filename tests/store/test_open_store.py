@@ -20,6 +20,7 @@ def clean_environment(monkeypatch, tmp_path):
         'CONVEX_DEPLOY_KEY',
         'STRUCTURE_STORE_TIMEOUT',
         'STRUCTURE_STORE_RETRIES',
+        'STRUCTURE_STORE_FUNCTION_PREFIX',
     ):
         monkeypatch.delenv(name, raising=False)
     # No user settings file may leak into these tests.
@@ -62,6 +63,24 @@ def test_unknown_backend_lists_the_valid_ones(monkeypatch):
     monkeypatch.setenv('STRUCTURE_STORE_BACKEND', 'sqlite')
     with pytest.raises(ConfigurationError, match="'sqlite' is not a known backend; valid backends: convex, memory"):
         open_store()
+
+
+def test_function_prefix_names_where_the_functions_are(monkeypatch):
+    from aiida_structstore.store.convex import ConvexStore
+
+    monkeypatch.setenv('CONVEX_URL', 'https://x.convex.cloud')
+    monkeypatch.setenv('CONVEX_DEPLOY_KEY', SECRET)
+    with ConvexStore.from_settings(load_settings()) as store:
+        assert store.transport.function_prefix == ''
+    monkeypatch.setenv('STRUCTURE_STORE_FUNCTION_PREFIX', 'structstore/')
+    with ConvexStore.from_settings(load_settings()) as store:
+        assert store.transport.function_prefix == 'structstore/'
+    monkeypatch.setenv('STRUCTURE_STORE_FUNCTION_PREFIX', 'structstore')
+    with pytest.raises(
+        ConfigurationError, match="STRUCTURE_STORE_FUNCTION_PREFIX='structstore' is not a function"
+    ) as info:
+        load_settings()
+    assert SECRET not in str(info.value)
 
 
 def test_bad_url_is_named_without_the_key(monkeypatch):

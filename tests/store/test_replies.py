@@ -12,6 +12,7 @@ import uuid as uuid_lib
 import pytest
 
 import aiida_structstore.store.convex.structures as convex_structures
+import aiida_structstore.store.convex.uploads as convex_uploads
 from aiida_structstore.core.exceptions import BackendError
 from aiida_structstore.core.executions import ExecutionContent, ExecutionKey
 from aiida_structstore.core.structures import Source, StructureContent, StructureKey
@@ -69,7 +70,33 @@ CALLS = {
     'executions:listExecutionsOfStructure': lambda s, t: s.executions.list(t, 'ws', structure_id='s1'),
     'executions:executionHashes': lambda s, t: s.executions.content_hashes(t, 'ws', [execution(t).key.process_uuid]),
     'executions:removeExecution': lambda s, t: s.executions.delete(execution(t).key),
+    'uploads:createUpload': lambda s, t: upload(s, t, b'data_new\n'),
+    'uploads:stageUploadChunks': lambda s, t: upload(s, t, b'data_staged\n' * 20),
+    'uploads:getUpload': lambda s, t: s.uploads.get(upload(s, t)[0].key),
+    'uploads:readUploadChunks': lambda s, t: s.uploads.read(upload(s, t)[0].key),
+    'uploads:listUploads': lambda s, t: s.uploads.list(t, 'ws'),
+    'uploads:claimUpload': lambda s, t: s.uploads.claim(claimer='c', tenant_id=t),
+    'uploads:renewUpload': lambda s, t: s.uploads.renew(claimed(s, t).key, claim=claimed(s, t, again=True).claim),
+    'uploads:completeUpload': lambda s, t: (
+        (c := claimed(s, t)) and s.uploads.complete(c.key, claim=c.claim, structure_id='s1', node_uuid='n')
+    ),
+    'uploads:failUpload': lambda s, t: (c := claimed(s, t)) and s.uploads.fail(c.key, claim=c.claim, message='m'),
+    'uploads:collectUploadGarbage': lambda s, t: s.uploads.collect_garbage(t, 'ws'),
 }
+
+
+def upload(store, tenant: str, content: bytes = b'data_x\n'):
+    return store.uploads.create(tenant, 'ws', filename='x.cif', kind='cif', content=content, uploaded_by='u')
+
+
+_CLAIMS: dict = {}
+
+
+def claimed(store, tenant: str, *, again: bool = False):
+    """The test's claim of its upload (claimed once; ``again`` returns the same claim)."""
+    if not again:
+        _CLAIMS[tenant] = store.uploads.claim(claimer='c', tenant_id=tenant)
+    return _CLAIMS[tenant]
 
 
 def test_every_function_the_client_calls_has_a_reply_shape_and_a_case_here():
@@ -80,9 +107,11 @@ def test_every_function_the_client_calls_has_a_reply_shape_and_a_case_here():
 def proxied(convex_server, tenant, monkeypatch):
     """A store behind the fault proxy, with one record (raw input staged) and one execution written."""
     monkeypatch.setattr(convex_structures, 'STAGE_THRESHOLD_BYTES', 1000)  # stage small raw inputs: stageChunks
+    monkeypatch.setattr(convex_uploads, 'INLINE_CHUNK_BYTES', 100)  # and small uploads: stageUploadChunks
     with FaultProxy(convex_server.url) as proxy, ConvexStore(proxy.url, convex_server.deploy_key, retries=2) as store:
         store.structures.put(structure(tenant), raw=RAW)
         store.executions.put_many([execution(tenant)])
+        upload(store, tenant)
         yield proxy, store
 
 

@@ -61,7 +61,8 @@ async function detailOf(response) {
 }
 
 /**
- * GET an API path with the bearer token. `query` adds query parameters; `as` is 'json' (default) or 'text'.
+ * GET an API path with the bearer token. `query` adds query parameters; `as` is 'json' (default), 'text' or
+ * 'response' (the successful Response itself, for its headers or a Blob).
  * Throws SignInRequired (no token, or 401), NotFound (404) or ApiError (any other failure).
  */
 export async function requestApi(path, { query = {}, as = 'json' } = {}) {
@@ -81,5 +82,6 @@ export async function requestApi(path, { query = {}, as = 'json' } = {}) {
   }
   if (response.status === 404) throw new NotFound(await detailOf(response));
   if (!response.ok) throw new ApiError(response.status, await detailOf(response));
+  if (as === 'response') return response;
   return as === 'text' ? response.text() : response.json();
 }

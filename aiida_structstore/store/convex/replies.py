@@ -172,6 +172,43 @@ class _ExecutionRemoved(TypedDict):
     existed: bool
 
 
+@with_config(_SHAPE)
+class _Upload(TypedDict):
+    """An upload (``convex/uploads.ts``); its other fields are checked by ``UploadRecord``."""
+
+    tenant_id: str
+    workspace_id: str
+    upload_id: str
+    size: float
+    attempts: float
+    created_at: float
+    updated_at: float
+    claim_expires_at: float | None
+
+
+@with_config(_SHAPE)
+class _UploadCreated(TypedDict):
+    record: _Upload
+    created: bool
+
+
+@with_config(_SHAPE)
+class _UploadPage(TypedDict):
+    page: list[_Upload]
+    isDone: bool
+    continueCursor: str
+
+
+@with_config(_SHAPE)
+class _UploadChunkPage(_ChunkPage):
+    encoding: Literal['utf-8', 'base64']
+    size: float
+    sha256: str
+    stored_size: float
+    stored_sha256: str
+    chunk_count: float
+
+
 #: The reply type of every function the client calls, by path.
 REPLIES: dict[str, TypeAdapter] = {
     path: TypeAdapter(shape)
@@ -195,6 +232,16 @@ REPLIES: dict[str, TypeAdapter] = {
         'executions:listExecutionsOfStructure': _ExecutionPage,
         'executions:executionHashes': list[_ExecutionHash],
         'executions:removeExecution': _ExecutionRemoved,
+        'uploads:createUpload': _UploadCreated,
+        'uploads:stageUploadChunks': _Staged,
+        'uploads:getUpload': _Upload | None,
+        'uploads:readUploadChunks': _UploadChunkPage | None,
+        'uploads:listUploads': _UploadPage,
+        'uploads:claimUpload': _Upload | None,
+        'uploads:renewUpload': _Upload,
+        'uploads:completeUpload': _Upload,
+        'uploads:failUpload': _Upload,
+        'uploads:collectUploadGarbage': _Collected,
     }.items()
 }
 

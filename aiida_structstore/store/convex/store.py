@@ -52,6 +52,7 @@ class ConvexStore(Store):
             retries=settings.retries,
             allow_http=settings.allow_http,
             write_rate=settings.write_rate,
+            function_prefix=settings.function_prefix,
         )
 
     def __repr__(self) -> str:
@@ -60,8 +61,10 @@ class ConvexStore(Store):
 
     @property
     def store_id(self) -> str:
-        # A digest, not the URL: the deployment URL must not end up in AiiDA's database.
-        return f'convex:{hashlib.sha256(self.transport.url.encode()).hexdigest()[:16]}'
+        # A digest, not the URL: the deployment URL must not end up in AiiDA's database. Two mounts of the component
+        # in one deployment are two stores; the standalone layout keeps the digest of the URL alone.
+        where = self.transport.url + (f'#{self.transport.function_prefix}' if self.transport.function_prefix else '')
+        return f'convex:{hashlib.sha256(where.encode()).hexdigest()[:16]}'
 
     @property
     def instance(self) -> str:

@@ -61,7 +61,7 @@ from ...core.exceptions import (
     StructStoreError,
 )
 from ...core.limits import CONVEX, PROTOCOL
-from ..settings import check_deploy_key, check_url
+from ..settings import check_deploy_key, check_function_prefix, check_url
 from .replies import REPLIES, describe
 
 __all__ = (
@@ -89,7 +89,10 @@ ERROR_CODES: dict[str, type[StructStoreError]] = {
 }
 
 
-DEPLOY_HINT = 'deploy the functions in convex/ to this deployment (docs/convex-projection.md)'
+DEPLOY_HINT = (
+    'deploy the functions in convex/ to this deployment, as a component with its app-side functions under '
+    'STRUCTURE_STORE_FUNCTION_PREFIX or standalone (docs/convex-projection.md)'
+)
 
 
 _FIELD_NAME = re.compile(r'[\x20-\x7e]{0,1024}')
@@ -250,8 +253,11 @@ class ConvexTransport:
         write_rate: float = DEFAULT_WRITE_RATE,
         throttle_patience: float = 300.0,
         transport: httpx.BaseTransport | None = None,
+        function_prefix: str = '',
     ) -> None:
         self.url = check_url(url, allow_http=allow_http)
+        #: ``''`` (the standalone layout) or ``<name>/`` (the app-side functions of the component mounted as ``name``)
+        self.function_prefix = check_function_prefix(function_prefix)
         self._auth = _DeployKeyAuth(check_deploy_key(deploy_key))
         self.retries = retries
         self.backoff_max = backoff_max
@@ -315,7 +321,7 @@ class ConvexTransport:
         """Call ``<module>:<name>`` (default ``structures``) and return its decoded value, retrying transient
         failures. ``divisible``: the caller can send these arguments in parts, so a write over the deployment's
         budget raises :class:`WriteBudgetExceededError` instead of being repeated."""
-        path = f'{module}:{name}'
+        path = f'{self.function_prefix}{module}:{name}'
         # The arguments this package builds are JSON values whose numbers are already floats and whose keys are
         # plain names, which is their convex_encoded_json form: they are written as they are (the convex package's
         # encoder, which checks every value again, was a fifth of a sync's time).
@@ -441,7 +447,7 @@ class ConvexTransport:
         if problems:
             problem = f'not a Convex value: {" ".join(problems[0].split())[:200]}'
         else:
-            shape = REPLIES.get(path)
+            shape = REPLIES.get(path.removeprefix(self.function_prefix))
             if shape is None:
                 return decoded
             try:
