@@ -265,7 +265,7 @@ class UploadImporter:
             return None
         return (
             f'the structure id {requested!r} is taken in {skey.tenant_id}/{skey.workspace_id} by another structure '
-            f'(node {existing.node_uuid}); upload again with another structure id'
+            f'(node {existing.node_uuid})'
         )
 
     # -- the import transaction --------------------------------------------------------------------------------------
