@@ -67,12 +67,16 @@ class UploadSettings(BaseSettings):
         return value
 
 
+def _variable(loc: tuple) -> str:
+    """The environment variable of an error's location (pydantic gives the alias that was read, or the field)."""
+    name = '.'.join(str(part) for part in loc).upper()
+    return name if name.startswith('STRUCTURE_STORE_UPLOADS_') else f'STRUCTURE_STORE_UPLOADS_{name}'
+
+
 def read_upload_settings(**overrides: object) -> UploadSettings:
     """The upload settings from the settings file and the environment (``overrides`` win)."""
     try:
         return UploadSettings(_env_file=settings_file(), **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
-        problems = '; '.join(
-            f'STRUCTURE_STORE_UPLOADS_{".".join(str(p) for p in e["loc"]).upper()}: {e["msg"]}' for e in exc.errors()
-        )
+        problems = '; '.join(f'{_variable(e["loc"])}: {e["msg"]}' for e in exc.errors())
         raise ConfigurationError(f'invalid upload settings: {problems}') from None

@@ -87,3 +87,25 @@ def test_pw_base_project_inputs_are_built_from_the_protocol(aiida_code_installed
 def test_a_bad_work_chain_setting_is_named(name, code, message):
     with pytest.raises(ConfigurationError, match=message):
         WorkchainHook(name, code=code)
+
+
+@pytest.mark.parametrize(
+    ('variable', 'value', 'message'),
+    [
+        ('STRUCTURE_STORE_UPLOADS_LEASE', 'soon', 'STRUCTURE_STORE_UPLOADS_LEASE: Input should be a valid number'),
+        (
+            'STRUCTURE_STORE_UPLOADS_WORKCHAIN_OVERRIDES',
+            '[1]',
+            'WORKCHAIN_OVERRIDES: Value error, must be a JSON object',
+        ),
+        ('STRUCTURE_STORE_UPLOADS_WORKCHAIN_OVERRIDES', '{', 'WORKCHAIN_OVERRIDES: Value error, not valid JSON'),
+    ],
+)
+def test_a_bad_upload_setting_is_named(monkeypatch, variable, value, message):
+    from aiida_structstore.uploads.settings import read_upload_settings
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as raised:
+        read_upload_settings()
+    assert message in str(raised.value)
+    assert 'STRUCTURE_STORE_UPLOADS_STRUCTURE' not in str(raised.value)
