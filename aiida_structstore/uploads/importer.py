@@ -39,6 +39,7 @@ from typing import Any
 
 from aiida import orm
 from aiida.common.links import LinkType
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import tracking
 from ..core.exceptions import ClaimLostError, InvalidInputError, OwnershipError, StructStoreError
@@ -148,6 +149,17 @@ def ensure_group(label: str) -> orm.Group:
         return orm.Group.collection.get(label=label)
 
 
+def _from_database(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised from, an error of the database (the process reports it as its own)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, SQLAlchemyError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class _Interrupted(BaseException):
     """AiiDA's SIGINT handler killed the import calcfunction: the transaction is rolled back."""
 
@@ -169,7 +181,8 @@ class UploadImporter:
         self.store = store
         self.claimer = claimer
         self.lease_seconds = lease_seconds
-        self.group = ensure_group(group_label)
+        self.group_label = group_label
+        ensure_group(group_label)  # created once; loaded again in each transaction (a rollback detaches ORM objects)
         self.tenant_id = tenant_id
         self.workspace_id = workspace_id
         self.workchain = workchain
@@ -228,7 +241,7 @@ class UploadImporter:
             content = self.store.uploads.read(key)
             if hashlib.sha256(content).hexdigest() != record.sha256:  # the store verifies; the importer trusts itself
                 raise StructStoreError(f'upload {upload_ident(key)}: the bytes read do not match the sha256 recorded')
-            found = self._import(record, content)
+            found = self._import_retrying(record, content)
         outcome.node_pk = found.file.pk
         outcome.process_pk = found.process.pk if found.process is not None else None
         if not found.structures:
@@ -270,6 +283,15 @@ class UploadImporter:
 
     # -- the import transaction --------------------------------------------------------------------------------------
 
+    def _import_retrying(self, record: UploadRecord, content: bytes) -> FoundImport:
+        """:meth:`_import`, once more if the database refused the transaction (rolled back whole): two importers that
+        write AiiDA's global process-state timestamp for the first time race on its unique key, for instance."""
+        try:
+            return self._import(record, content)
+        except SQLAlchemyError as exc:
+            LOGGER.info('upload %s: the database refused the import (%s); once more', upload_ident(record.key), exc)
+            return self._import(record, content)
+
     def _import(self, record: UploadRecord, content: bytes) -> FoundImport:
         from aiida.manage import get_manager
         from plumpy.exceptions import KilledError
@@ -305,12 +327,14 @@ class UploadImporter:
             except KilledError:
                 raise _Interrupted from None
             except Exception as exc:  # the parse failed: the file node and the excepted process stay
+                if _from_database(exc):  # the database, not the file: roll everything back
+                    raise
                 message = error_message(exc)
                 node.base.extras.set(UPLOAD_EXTRA, {**extra, 'message': message})
                 processes = node.base.links.get_outgoing(node_class=orm.CalcFunctionNode).all_nodes()
                 return FoundImport(node, processes[0] if processes else None, {}, message)
             structures = _structures_of(process)
-            self.group.add_nodes(list(structures.values()))
+            orm.Group.collection.get(label=self.group_label).add_nodes(list(structures.values()))
         return FoundImport(node, process, structures)
 
     @staticmethod

@@ -122,3 +122,54 @@ def test_the_lease_is_renewed_while_an_import_waits(memory_backend, request):
     assert seen['other_claim'] is None
     assert outcome.status == 'imported', outcome
     assert store.uploads.get(record.key).attempts == 1
+
+
+def test_an_import_the_database_refuses_is_tried_again_at_once(memory_backend, request):
+    """Two importers writing AiiDA's process-state timestamp for the first time race on its unique key: the loser's
+    transaction is refused (UniqueViolation). The import is tried again at once, not given up for the lease, and is
+    not taken for a parse failure. Here another connection inserts the key and commits while the import waits."""
+    if request.config.getoption('--db-backend') != 'psql':
+        pytest.skip('holds a PostgreSQL row lock')
+    import psycopg
+    from aiida.manage import get_manager
+
+    store = memory_backend
+    tenant, space, group = 'acme', f'race-{secrets.token_hex(3)}', f'race/{secrets.token_hex(3)}'
+    path = ROOT / 'examples' / 'pw' / 'si_scf.in'
+    record, _ = store.uploads.create(
+        tenant, space, filename=path.name, kind='pw', content=path.read_bytes(), uploaded_by='i'
+    )
+    importer = UploadImporter(store, claimer='race:1', lease_seconds=60, group_label=group, tenant_id=tenant)
+    config = get_manager().get_profile().storage_config
+    connection = psycopg.connect(
+        host=config['database_hostname'],
+        port=config['database_port'],
+        user=config['database_username'],
+        password=config['database_password'],
+        dbname=config['database_name'],
+    )
+    key = 'process|state_change|calculation'
+    connection.execute('DELETE FROM db_dbsetting WHERE key = %s', (key,))
+    connection.commit()
+    connection.execute("INSERT INTO db_dbsetting (key, val, description, time) VALUES (%s, '\"x\"', '', now())", (key,))
+    errors = []
+
+    def commit_when_waited_for() -> None:
+        try:
+            done = threading.Event()
+            while not waiting_for_a_lock(connection) and not done.wait(0.05):
+                pass
+            connection.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    helper = threading.Thread(target=commit_when_waited_for)
+    helper.start()
+    try:
+        outcome = importer.import_next()
+    finally:
+        helper.join(WAIT)
+        connection.close()
+    assert not errors, errors
+    assert outcome.status == 'imported', outcome
+    assert store.uploads.get(record.key).attempts == 1
