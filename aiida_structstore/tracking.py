@@ -3,7 +3,8 @@
 Origin
     A structure created by ``structstore.import_cif`` or ``structstore.import_pw_input`` is projected with its raw
     file (the calcfunction's ``file`` input) and, for pw.x inputs, the ``parameters`` output; its record's
-    ``source`` is ``cif`` or ``pw-input`` with the file name. Any other structure has source ``aiida``.
+    ``source`` is ``cif`` or ``pw-input`` with the file name (``upload.cif`` or ``upload.pw-input`` with the
+    uploader when the file came from an upload). Any other structure has source ``aiida``.
 
 Targets
     Each projection into a persistent store is remembered on the node, in one extra per target named
@@ -66,6 +67,9 @@ EXTRA_PREFIX = 'structstore_'
 PROJECTION_VERSION = 1
 #: process_type suffix of the import calcfunctions → source kind of their structures
 IMPORT_KINDS = {'import_cif': 'cif', 'import_pw_input': 'pw-input'}
+#: Extra on the file node of an import from an upload (:mod:`aiida_structstore.uploads.importer`): its structures'
+#: source is ``upload.cif`` / ``upload.pw-input`` with the uploader.
+UPLOAD_EXTRA = 'structstore_upload'
 
 
 @dataclass(frozen=True)
@@ -78,12 +82,14 @@ class Origin:
     file_pk: int | None = None
     parameters_pk: int | None = None
     parameters: dict | None = None
+    #: Who uploaded the file, for a file imported from an upload (its kind is then ``upload.<kind>``).
+    uploaded_by: str | None = None
 
     @property
     def source(self) -> Source:
         """The record's source; raises :class:`InvalidInputError` for a file name a record cannot carry (checked
         per structure, so one such node fails alone)."""
-        return Source.of(self.kind, self.filename)
+        return Source.of(self.kind, self.filename, self.uploaded_by)
 
 
 def import_kind(process_type: str | None) -> str | None:
@@ -117,16 +123,19 @@ def find_origins(pks: list[int]) -> dict[int, Origin]:
     if not creators:
         return {}
     files: dict[int, tuple[int, str]] = {}
+    uploads: dict[int, dict] = {}
     query = orm.QueryBuilder()
     query.append(orm.CalcFunctionNode, filters={'id': {'in': list(kinds)}}, tag='creator', project=['id'])
     query.append(
         (orm.SinglefileData, orm.CifData),  # CifData is a SinglefileData, but not by node type for a query
         with_outgoing='creator',
         edge_filters={'label': 'file'},
-        project=['id', 'attributes.filename'],
+        project=['id', 'attributes.filename', f'extras.{UPLOAD_EXTRA}'],
     )
-    for creator_pk, file_pk, filename in query.iterall():
+    for creator_pk, file_pk, filename, upload in query.iterall():
         files[creator_pk] = (file_pk, filename)
+        if isinstance(upload, dict) and upload.get('key'):
+            uploads[creator_pk] = upload
     parameters: dict[int, tuple[int, dict]] = {}
     pw_creators = [pk for pk, kind in kinds.items() if kind == 'pw-input']
     if pw_creators:
@@ -141,7 +150,10 @@ def find_origins(pks: list[int]) -> dict[int, Origin]:
     for structure_pk, creator_pk in creators.items():
         file_pk, filename = files.get(creator_pk, (None, None))
         parameters_pk, values = parameters.get(creator_pk, (None, None))
-        origins[structure_pk] = Origin(kinds[creator_pk], filename, file_pk, parameters_pk, values)
+        kind, uploader = kinds[creator_pk], None
+        if creator_pk in uploads:  # the file came from an upload (aiida_structstore.uploads)
+            kind, uploader = f'upload.{kind}', uploads[creator_pk].get('uploaded_by') or None
+        origins[structure_pk] = Origin(kind, filename, file_pk, parameters_pk, values, uploader)
     return origins
 
 

@@ -22,6 +22,8 @@ export const partMeta = v.object({
 export const source = v.object({
   kind: v.string(),
   filename: v.union(v.string(), v.null()),
+  // Who uploaded the file (the API token's subject), for structures imported from an upload.
+  uploaded_by: v.optional(v.string()),
 });
 
 // The OPTIMADE fields a list view or a filter needs; always inline and small.

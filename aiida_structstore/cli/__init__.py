@@ -1,6 +1,7 @@
 """``verdi data structstore``: import structure files, project structures into the store, read them back.
 
-One module per concern (:mod:`.imports`, :mod:`.project`, :mod:`.read`, :mod:`.manage`, :mod:`.executions`);
+One module per concern (:mod:`.imports`, :mod:`.project`, :mod:`.read`, :mod:`.manage`, :mod:`.executions`,
+:mod:`.uploads`);
 importing them here registers their commands on :data:`cmd_structstore`. Reusable options live in
 :mod:`.params.options`.
 
@@ -20,4 +21,4 @@ def cmd_structstore():
     """
 
 
-from . import executions, imports, manage, project, read  # noqa: E402, F401 - registers the commands
+from . import executions, imports, manage, project, read, uploads  # noqa: E402, F401 - registers the commands

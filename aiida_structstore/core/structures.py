@@ -146,16 +146,46 @@ class StructureKey(_Model):
         return f'{self.tenant_id}/{self.workspace_id}/{self.structure_id}'
 
 
+#: The longest ``uploaded_by`` of a source (the subject of the API token that uploaded the file).
+UPLOADER_MAX_LENGTH = 200
+
+
 class Source(_Model):
-    """Where a record's content came from: ``kind`` (``cif``, ``pw-input``, ``aiida``, ...) and the file name."""
+    """Where a record's content came from: ``kind`` (``cif``, ``pw-input``, ``aiida``, ``upload.cif``,
+    ``upload.pw-input``, ...), the file name and, for a file uploaded through the API, who uploaded it."""
 
     kind: str
     filename: str | None = None
+    uploaded_by: str | None = None
 
     @classmethod
-    def of(cls, kind: str, filename: str | None = None) -> Source:
+    def of(cls, kind: str, filename: str | None = None, uploaded_by: str | None = None) -> Source:
         """Build a source, raising :class:`InvalidInputError` (not a pydantic error) on an invalid value."""
-        return _build(cls, {'kind': kind, 'filename': filename})
+        data = {'kind': kind, 'filename': filename}
+        if uploaded_by is not None:
+            data['uploaded_by'] = uploaded_by
+        return _build(cls, data)
+
+    def hashed(self) -> dict[str, Any]:
+        """The fields the content hash covers: ``uploaded_by`` only when set, so that the hashes of sources without
+        it are those of the versions before it existed."""
+        fields = {'kind': self.kind, 'filename': self.filename}
+        if self.uploaded_by is not None:
+            fields['uploaded_by'] = self.uploaded_by
+        return fields
+
+    @field_validator('uploaded_by')
+    @classmethod
+    def _valid_uploader(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        ensure_text(value, 'source uploaded_by')
+        if not value or len(value) > UPLOADER_MAX_LENGTH:
+            raise ValueError(f'source uploaded_by must have 1 to {UPLOADER_MAX_LENGTH} characters')
+        bad = next((c for c in value if unsafe_character(c)), None)
+        if bad is not None:
+            raise ValueError(f'source uploaded_by contains the control or formatting character U+{ord(bad):04X}')
+        return value
 
     @field_validator('kind')
     @classmethod
@@ -304,7 +334,7 @@ def content_hash(content: StructureContent, raw_size: int | None, raw_sha256: st
     """
     digest = hashlib.sha256(f'structstore-content-v{HASH_VERSION}\n'.encode())
     fields = (
-        ('source', canonical_json(content.source.model_dump())),
+        ('source', canonical_json(content.source.hashed())),
         ('cif', content.cif),
         ('structure', content.structure_json),
         ('params', content.params_json),

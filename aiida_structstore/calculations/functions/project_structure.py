@@ -2,9 +2,10 @@
 
 Inputs: ``structure``; ``tenant_id`` and ``workspace_id`` (``Str``); optionally ``structure_id`` (``Str``, default
 the node's UUID), ``raw`` (``SinglefileData``, the raw input to keep in chunks), ``parameters`` (``Dict``),
-``source_kind`` (``Str``; default ``cif``/``pw-input`` for structures our import calcfunctions created, else
-``aiida``) and ``replace_owner`` (``Bool``, default false: a record of another node under the same id is an error,
-never overwritten). Output: ``receipt`` (``Dict``: key, content hash, chunk count, status, backend, time).
+``source_kind`` (``Str``; default ``cif``/``pw-input`` for structures our import calcfunctions created,
+``upload.cif``/``upload.pw-input`` with the uploader when the file came from an upload, else ``aiida``) and
+``replace_owner`` (``Bool``, default false: a record of another node under the same id is an error, never
+overwritten). Output: ``receipt`` (``Dict``: key, content hash, chunk count, status, backend, time).
 
 The store comes from the environment (``STRUCTURE_STORE_BACKEND``, ``CONVEX_URL``, ``CONVEX_DEPLOY_KEY`` or the
 settings file): the URL and the deploy key are never inputs, attributes, extras or log messages of the node.
@@ -74,8 +75,9 @@ def project_structure(
 
     sid = structure_id.value if structure_id is not None else default_structure_id(structure.uuid)
     key = StructureKey.of(tenant_id.value, workspace_id.value, sid)
-    kind = source_kind.value if source_kind is not None else origin_of(structure).kind
-    source = Source.of(kind, raw.filename if raw is not None else None)
+    origin = origin_of(structure)
+    kind, uploader = (source_kind.value, None) if source_kind is not None else (origin.kind, origin.uploaded_by)
+    source = Source.of(kind, raw.filename if raw is not None else None, uploader)
     content = structure_content(
         structure.base.attributes.all,
         key=key,

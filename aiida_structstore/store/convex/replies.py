@@ -27,6 +27,7 @@ _SHAPE = ConfigDict(extra='allow', strict=True)
 class _Source(TypedDict):
     kind: str
     filename: str | None
+    uploaded_by: NotRequired[str]
 
 
 @with_config(_SHAPE)

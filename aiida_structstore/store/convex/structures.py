@@ -168,7 +168,7 @@ class ConvexStructures(StructureStore):
             'structure_id': write.key.structure_id,
             'generation': _generation(write.content_hash),
             'content_hash': write.content_hash,
-            'source': {'kind': content.source.kind, 'filename': content.source.filename},
+            'source': content.source.hashed(),  # uploaded_by only when set: older servers' schema lacks it
             'summary': _floats(content.summary),
             'node_uuid': content.node_uuid,
             **inline,
@@ -501,7 +501,11 @@ class ConvexStructures(StructureStore):
         raw_size = document['raw_size']
         return {
             'key': StructureKey.of(document['tenant_id'], document['workspace_id'], document['structure_id']),
-            'source': Source(kind=document['source']['kind'], filename=document['source']['filename']),
+            'source': Source(
+                kind=document['source']['kind'],
+                filename=document['source']['filename'],
+                uploaded_by=document['source'].get('uploaded_by'),
+            ),
             'summary': _restore_ints(document['summary']),
             'node_uuid': document['node_uuid'],
             'content_hash': document['content_hash'],
