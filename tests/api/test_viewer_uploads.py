@@ -286,7 +286,6 @@ def test_end_to_end_the_browser_uploads_and_a_verdi_watcher_imports(
 
     if request.config.getoption('--db-backend') != 'psql':
         pytest.skip('a verdi process beside the test process needs PostgreSQL')
-    pytest.importorskip('aiida_structstore.uploads.importer', reason='the AiiDA side of uploads (uploads watch)')
     group = f'uploads/viewer-{tenant}'
     opened = 180_000  # ms: the first import waits for the watcher to start (verdi, the profile, the store)
 
