@@ -9,7 +9,9 @@ hard cap (``STRUCTURE_API_MAX_UPLOAD_BYTES``, at most the store's raw input limi
 does, so no more than the cap is ever held in memory (a multipart file over 1 MB waits in a temporary file). It answers
 201 with the new upload, or 200 with the upload of the same bytes that the workspace already has. ``GET
 /api/structures/uploads/{upload_id}`` and ``GET /api/structures/uploads`` (newest first, ``?status=``) give the status,
-with an ``ETag`` answered by 304 on ``If-None-Match``, as the executions routes.
+with an ``ETag`` answered by 304 on ``If-None-Match``, as the executions routes; the list also says whether the caller
+may upload into the workspace (``may_upload``, and ``upload_refused``: the message an upload would get), so that a
+client (the viewer) offers an upload only to a token that grants it.
 
 Reading needs what every route needs (a bearer token that grants the workspace); uploading needs more: the token's
 upload claim (``STRUCTURE_API_UPLOAD_CLAIM``, default ``upload_workspaces``) must name the workspace, and the token must
@@ -107,11 +109,27 @@ class UploadDetail(BaseModel):
 
 
 class UploadPageBody(BaseModel):
-    """One page of a workspace's uploads, newest first."""
+    """One page of a workspace's uploads, newest first, and whether the caller may upload into the workspace
+    (``may_upload``; if not, ``upload_refused`` is the message an upload would be refused with), so that a client
+    offers an upload only to a token that grants it."""
 
     workspace: str
     items: list[UploadDetail]
     next_cursor: str | None = None
+    may_upload: bool = False
+    upload_refused: str | None = None
+
+
+def upload_refusal(principal: Principal, workspace_id: str, upload_claim: str) -> str | None:
+    """Why ``principal`` may not upload into ``workspace_id`` (the 403 message), or None when it may."""
+    if not principal.may_upload(workspace_id):
+        return (
+            f'this token does not grant uploads into workspace {workspace_id!r} '
+            f'(its {upload_claim!r} claim must name it)'
+        )
+    if not principal.subject:
+        return 'uploading needs a token with a subject ("sub"): who uploaded is recorded'
+    return None
 
 
 def _require(kind: str | None, filename: str | None) -> tuple[str, str]:
@@ -208,14 +226,9 @@ def create_uploads_router(context: ReadContext) -> APIRouter:
         ),
     ) -> tuple[Scope, str]:
         scope = context.scope(principal, workspace)
-        if not principal.may_upload(scope.workspace_id):
-            raise HTTPException(
-                403,
-                f'this token does not grant uploads into workspace {scope.workspace_id!r} '
-                f'(its {context.settings.upload_claim!r} claim must name it)',
-            )
-        if not principal.subject:
-            raise HTTPException(403, 'uploading needs a token with a subject ("sub"): who uploaded is recorded')
+        refused = upload_refusal(principal, scope.workspace_id, context.settings.upload_claim)
+        if refused is not None:
+            raise HTTPException(403, refused)
         return scope, principal.subject
 
     @router.post(
@@ -316,11 +329,12 @@ def create_uploads_router(context: ReadContext) -> APIRouter:
     @router.get(
         '/api/structures/uploads',
         response_model=UploadPageBody,
-        summary="A workspace's uploads, newest first",
+        summary="A workspace's uploads, newest first, and whether the caller may upload into it",
         responses={304: {'description': 'Not modified'}},
     )
     def list_uploads(
         request: Request,
+        principal: Principal = Depends(context.principal),  # noqa: B008
         scope: Scope = Depends(scope_of),  # noqa: B008
         store: Store = Depends(store_of),  # noqa: B008
         status: Literal['pending', 'importing', 'imported', 'failed'] | None = Query(
@@ -344,7 +358,9 @@ def create_uploads_router(context: ReadContext) -> APIRouter:
             workspace=scope.workspace_id,
             items=[UploadDetail.of(record) for record in page.items],
             next_cursor=context.cursors.wrap(page.next_cursor, listing),
+            upload_refused=upload_refusal(principal, scope.workspace_id, context.settings.upload_claim),
         )
+        body.may_upload = body.upload_refused is None
         text = body.model_dump_json()
         etag = f'"{hashlib.sha256(text.encode()).hexdigest()[:32]}-uploads"'
         if (not_modified := conditional(request, etag)) is not None:

@@ -199,6 +199,19 @@ class TestRights:
         assert client.get(f'{URL}/{upload_id}', params={'workspace': 'lab'}, headers=reader).status_code == 200
         assert store_of(client).uploads.list(tenant, 'lab').items[0].uploaded_by == 'alice@example.org'
 
+    def test_the_list_says_whether_the_caller_may_upload(self, client, tenant, uploader):
+        def rights(headers, workspace):
+            body = client.get(URL, params={'workspace': workspace}, headers=headers).json()
+            return body['may_upload'], body['upload_refused']
+
+        assert rights(uploader, 'lab') == (True, None)
+        may, refused = rights(uploader, 'archive')
+        assert not may and refused == post(client, uploader, workspace='archive').json()['detail']
+        assert "does not grant uploads into workspace 'archive'" in refused and 'upload_workspaces' in refused
+        anonymous = bearer(make_token(tenant, ['lab'], upload_workspaces=['lab'], sub=None))
+        may, refused = rights(anonymous, 'lab')
+        assert not may and refused == post(client, anonymous).json()['detail']
+
     def test_uploading_needs_a_subject(self, client, tenant):
         anonymous = bearer(make_token(tenant, ['lab'], upload_workspaces=['lab'], sub=None))
         answer = post(client, anonymous)

@@ -61,26 +61,33 @@ async function detailOf(response) {
 }
 
 /**
- * GET an API path with the bearer token. `query` adds query parameters; `as` is 'json' (default), 'text' or
- * 'response' (the successful Response itself, for its headers or a Blob).
+ * Request an API path with the bearer token (GET unless `method` says otherwise, with `body` and extra `headers`).
+ * `query` adds query parameters; `as` is 'json' (default), 'text' or 'response' (the successful Response itself, for
+ * its headers or a Blob). With `headers: {'If-None-Match': etag}` and `as: 'response'`, a 304 is returned too (the
+ * request then bypasses the browser's cache, so the 304 reaches the caller).
  * Throws SignInRequired (no token, or 401), NotFound (404) or ApiError (any other failure).
  */
-export async function requestApi(path, { query = {}, as = 'json' } = {}) {
+export async function requestApi(path, { query = {}, as = 'json', method = 'GET', body, headers = {} } = {}) {
   const token = tokenStore.get();
   if (!token) throw new SignInRequired();
   const url = new URL(path, window.location.origin);
   for (const [name, value] of Object.entries(query)) {
     if (value !== undefined && value !== null && value !== '') url.searchParams.set(name, value);
   }
+  const conditional = Object.keys(headers).some((name) => name.toLowerCase() === 'if-none-match');
   const response = await fetch(url, {
-    headers: { Authorization: `Bearer ${token}` },
+    method,
+    body,
+    headers: { ...headers, Authorization: `Bearer ${token}` },
     credentials: 'omit',
+    ...(conditional ? { cache: 'no-store' } : {}),
   });
   if (response.status === 401) {
     tokenStore.clear();
     throw new SignInRequired(`Your sign-in was refused (${await detailOf(response)}). Sign in again.`);
   }
   if (response.status === 404) throw new NotFound(await detailOf(response));
+  if (response.status === 304 && conditional && as === 'response') return response;
   if (!response.ok) throw new ApiError(response.status, await detailOf(response));
   if (as === 'response') return response;
   return as === 'text' ? response.text() : response.json();

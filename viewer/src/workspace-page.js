@@ -6,6 +6,7 @@
 // reloadWorkspace() when the list changed.
 import { requestApi } from './request-api.js';
 import { sourceText } from './structure-page.js';
+import { showUploads } from './uploads.js';
 
 /** The search fields: the `by` values and the list route's parameter for each. */
 export const SEARCH_PARAMETERS = { id: 'id_prefix', formula: 'formula', elements: 'elements' };
@@ -133,4 +134,5 @@ export async function showWorkspace(workspace, params, setState) {
   $('search-q').value = state.q;
   wire();
   await loadPage();
+  await showUploads(state.workspace, { reload: reloadWorkspace });
 }
