@@ -44,6 +44,16 @@ document.addEventListener('securitypolicyviolation', (event) => {
 """
 
 
+@pytest.fixture(params=['memory', 'convex-local'])
+def backend(request):
+    """The viewer on the memory store and the local Convex server (standalone layout). The browser sees only the API,
+    and the API reads the component layout through the same store calls, which the store contract and the API tests
+    check on both layouts; a third browser run would only add minutes to CI."""
+    if request.param == 'memory':
+        return request.getfixturevalue('memory_backend')
+    return request.getfixturevalue('convex_backend')
+
+
 @pytest.fixture(scope='module')
 def browser():
     if not CHROMIUM.exists():

@@ -100,7 +100,12 @@ def test_the_app_side_functions_are_current(name):
 def test_the_command_writes_a_module_for_each_module_of_the_component(tmp_path):
     result = app_functions('--out', str(tmp_path), '--name', 'mine')
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / 'mine').iterdir()) == ['executions.ts', 'optimade.ts', 'structures.ts', 'uploads.ts']
+    assert sorted(p.name for p in (tmp_path / 'mine').iterdir()) == [
+        'executions.ts',
+        'optimade.ts',
+        'structures.ts',
+        'uploads.ts',
+    ]
     text = (tmp_path / 'mine' / 'structures.ts').read_text()
     assert 'export const putBatch = internalMutation({' in text
     assert 'ctx.runMutation(components.mine.structures.putBatch, args)' in text

@@ -26,7 +26,7 @@ from aiida_structstore.uploads.importer import UPLOAD_EXTRA
 
 from ..test_import_interrupted import last_node_id, many_blocks
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SI_CIF = (ROOT / 'examples' / 'cif' / 'si.cif').read_text()
@@ -128,7 +128,7 @@ def test_two_watchers_import_1000_uploads_each_exactly_once(aiida_profile, conve
             f'{count} uploads imported',
             processes,
             logs,
-            timeout=1100,
+            timeout=2200,
         )
     finally:
         codes = [stop(process) for process in processes]
