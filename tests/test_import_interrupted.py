@@ -131,8 +131,10 @@ def group_held(label: str):
 def waiting_for_a_lock(connection) -> bool:
     """Whether some other session of this database waits for a lock (the import, on the held group)."""
     query = (
-        'SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid) '
-        'WHERE NOT granted AND datname = current_database() AND pid <> pg_backend_pid()'
+        # pg_blocking_pids reads the lock table as it is now; pg_stat_activity would not do: a transaction sees it
+        # as it was at its first look, so a session that connected later never shows up (this one holds the lock in
+        # an open transaction).
+        'SELECT count(*) FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))'
     )
     return connection.execute(query).fetchone()[0] > 0
 
